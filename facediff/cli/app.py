@@ -1,0 +1,103 @@
+"""The Typer application and its error handling.
+
+Bad input never shows a traceback: usage errors and :class:`FacediffError` become
+one line on stderr (``facediff: error: ...``) and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer.core import TyperGroup
+
+from facediff import __version__
+from facediff.errors import FacediffError
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+# Typer may vendor click (0.29+) or use the real one: take its classes from its own errors.
+_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> None:
+    """Print a one-line error and exit."""
+    print(f"facediff: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def _os_error_message(e: OSError) -> str:
+    name = f": {e.filename}" if getattr(e, "filename", None) else ""
+    return f"{e.strerror or e}{name}"
+
+
+class FacediffGroup(TyperGroup):
+    """A command group whose errors are single lines, not tracebacks or panels."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(
+                args=args,
+                prog_name=prog_name or "facediff",
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+        except typer.Exit as e:
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            fail("interrupted", EXIT_INTERRUPTED)
+        except _ClickException as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # bare `facediff`: show the help
+                print(e.format_message())
+                sys.exit(EXIT_USAGE)
+            hint = ""
+            ctx = getattr(e, "ctx", None)
+            if isinstance(e, _UsageError) and ctx is not None:
+                hint = f" (see '{ctx.command_path} --help')"
+            fail(e.format_message().replace("\n", " ") + hint, e.exit_code)
+        except FacediffError as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            fail("interrupted", EXIT_INTERRUPTED)
+        except OSError as e:
+            fail(_os_error_message(e))
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
+        sys.exit(0)
+
+
+app = typer.Typer(
+    name="facediff",
+    cls=FacediffGroup,
+    help="Class-conditional diffusion on folders of faces sorted by file-name prefix.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"facediff {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Train class-conditional diffusion models on faces and generate categories and mixes."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,44 @@
+"""The denoiser: a class-conditional ``diffusers.UNet2DModel`` (DESIGN §4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers import UNet2DModel
+
+from facediff.config import ModelConfig
+
+
+def build_unet(cfg: ModelConfig) -> UNet2DModel:
+    """A UNet with ``num_categories + 1`` class embeddings; the last one is the null class."""
+    return UNet2DModel(
+        sample_size=cfg.sample_size,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=cfg.layers_per_block,
+        block_out_channels=tuple(cfg.block_out_channels),
+        down_block_types=tuple(cfg.down_block_types),
+        up_block_types=tuple(cfg.up_block_types),
+        attention_head_dim=cfg.attention_head_dim,
+        norm_num_groups=cfg.norm_num_groups,
+        dropout=cfg.dropout,
+        resnet_time_scale_shift=cfg.resnet_time_scale_shift,
+        num_class_embeds=cfg.num_categories + 1,
+    )
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def scheduler_config(
+    *, num_train_timesteps: int, beta_schedule: str, prediction_type: str
+) -> dict[str, Any]:
+    """The noise schedule recorded in the run config and shared by every sampler."""
+    return {
+        "num_train_timesteps": num_train_timesteps,
+        "beta_schedule": beta_schedule,
+        "prediction_type": prediction_type,
+        "clip_sample": False,
+    }
