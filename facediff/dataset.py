@@ -1,0 +1,128 @@
+"""The prepared dataset: the packed tensor file and its manifest (DESIGN §2).
+
+``<data>/dataset.safetensors`` holds ``images`` (uint8, N×3×S×S) and ``labels``
+(int64, N); ``<data>/manifest.json`` describes them. Training reads only these two
+files, in one read, so the whole set can live in (GPU) memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from facediff.categories import CategoryMap
+from facediff.config import DATASET_VERSION, MANIFEST_FILE, PACKED_FILE
+from facediff.errors import DataError, FacediffError
+
+
+@dataclass
+class PreparedData:
+    images: torch.Tensor  # uint8 N×3×S×S
+    labels: torch.Tensor  # int64 N
+    categories: CategoryMap
+    size: int
+    manifest: dict[str, Any]
+    path: Path
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the packed file, as recorded in the manifest."""
+        return str(self.manifest["packed"]["sha256"])
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_packed(path: Path, images: torch.Tensor, labels: torch.Tensor) -> str:
+    """Write the packed file deterministically; return its sha256."""
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError("images must be uint8 N×3×S×S")
+    save_file(
+        {"images": images.contiguous(), "labels": labels.to(torch.int64).contiguous()},
+        str(path),
+        metadata={"facediff_dataset_version": str(DATASET_VERSION)},
+    )
+    return sha256_file(path)
+
+
+def write_manifest(data_dir: Path, manifest: dict[str, Any]) -> None:
+    path = Path(data_dir) / MANIFEST_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_manifest(data_dir: Path) -> dict[str, Any]:
+    data_dir = Path(data_dir)
+    if not data_dir.exists():
+        raise DataError(f"prepared data not found: {data_dir} (run `facediff prepare RAW` first)")
+    if not data_dir.is_dir():
+        raise DataError(f"prepared data must be a folder: {data_dir}")
+    path = data_dir / MANIFEST_FILE
+    if not path.is_file():
+        raise DataError(f"{data_dir} is not a prepared dataset: {MANIFEST_FILE} is missing")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"corrupt manifest {path}: {e}") from None
+    version = manifest.get("facediff_dataset_version") if isinstance(manifest, dict) else None
+    if version != DATASET_VERSION:
+        raise DataError(
+            f"{path} is dataset version {version!r}; this facediff reads version "
+            f"{DATASET_VERSION}: prepare the raw folder again"
+        )
+    return manifest
+
+
+def load_prepared(data_dir: Path) -> PreparedData:
+    """Read and validate a prepared dataset (one read of the packed file)."""
+    data_dir = Path(data_dir)
+    manifest = read_manifest(data_dir)
+    try:
+        categories = CategoryMap.from_list(manifest["categories"])
+        size = int(manifest["size"])
+        expected = int(manifest["packed"]["count"])
+    except (KeyError, TypeError, ValueError, FacediffError) as e:
+        raise DataError(f"corrupt manifest {data_dir / MANIFEST_FILE}: {e}") from None
+    packed = data_dir / PACKED_FILE
+    if not packed.is_file():
+        raise DataError(f"packed file missing: {packed} (run `facediff prepare` again)")
+    try:
+        tensors = load_file(str(packed))
+        images, labels = tensors["images"], tensors["labels"]
+    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        raise DataError(f"corrupt packed file {packed}: {e}") from None
+    if (
+        images.dtype != torch.uint8
+        or tuple(images.shape[1:]) != (3, size, size)
+        or labels.shape != (images.shape[0],)
+        or images.shape[0] != expected
+    ):
+        raise DataError(f"packed file {packed} does not match its manifest")
+    if expected == 0:
+        raise DataError(f"prepared dataset {data_dir} holds no images")
+    if int(labels.min()) < 0 or int(labels.max()) >= len(categories):
+        raise DataError(f"packed file {packed} has labels outside the categories")
+    return PreparedData(
+        images=images,
+        labels=labels.to(torch.int64),
+        categories=categories,
+        size=size,
+        manifest=manifest,
+        path=data_dir,
+    )
