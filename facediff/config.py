@@ -114,21 +114,54 @@ PRESETS: dict[str, ModelConfig] = {
 DEFAULT_PRESET = "base"
 
 
+#: Presets that grow extra full-resolution levels above 64 px, so attention stays at
+#: 16x16 and below (self-attention cost grows with the 4th power of the side).
+_RESOLUTION_ADAPTIVE = ("tiny", "base")
+
+
 def preset(name: str, *, sample_size: int, num_categories: int) -> ModelConfig:
-    """The named preset at the data's resolution and class count."""
+    """The named preset at the data's resolution and class count.
+
+    For ``tiny`` and ``base`` every doubling of the side above 64 px adds one leading
+    ``DownBlock2D``/``UpBlock2D`` level (first level's width), so 128 and 256 px keep
+    attention at the same low resolutions as 64 px.
+    """
     if name not in PRESETS:
         raise FacediffError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    return dataclasses.replace(
-        PRESETS[name], sample_size=sample_size, num_categories=num_categories
-    )
+    cfg = PRESETS[name]
+    extra = 0
+    while name in _RESOLUTION_ADAPTIVE and (64 << extra) < sample_size:
+        extra += 1
+    if extra:
+        cfg = dataclasses.replace(
+            cfg,
+            block_out_channels=(cfg.block_out_channels[0],) * extra + cfg.block_out_channels,
+            down_block_types=("DownBlock2D",) * extra + cfg.down_block_types,
+            up_block_types=cfg.up_block_types + ("UpBlock2D",) * extra,
+        )
+    factor = 2 ** (len(cfg.block_out_channels) - 1)
+    if sample_size < factor or sample_size % factor:
+        raise FacediffError(
+            f"preset {name!r} needs an image size divisible by {factor}; the data is {sample_size}"
+        )
+    return dataclasses.replace(cfg, sample_size=sample_size, num_categories=num_categories)
+
+
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that shapes a training run (recorded in ``config.json``)."""
+    """Everything that shapes a training run (recorded in ``config.json``).
+
+    ``batch_size`` is per process: under ``torchrun`` the global batch is
+    ``batch_size × world_size``. With neither ``epochs`` nor ``max_steps`` set, training
+    runs :data:`DEFAULT_EPOCHS` epochs.
+    """
 
     preset: str = DEFAULT_PRESET
-    epochs: int | None = None  # None with max_steps None -> DEFAULT_EPOCHS
+    epochs: int | None = None
     max_steps: int | None = None
     batch_size: int = 64
     lr: float = 2e-4
@@ -138,24 +171,81 @@ class TrainConfig:
     grad_clip: float = 1.0
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     compile: bool = False
-    ema_decay: float = 0.9995
-    ema_warmup_steps: int = 1000
+    ema_decay: float = 0.9995  # cap of the warm-up schedule min(decay, (1+t)/(10+t))
     cond_drop: float = 0.1
     prediction_type: str = "epsilon"  # epsilon | v_prediction
     beta_schedule: str = "squaredcos_cap_v2"
     num_train_timesteps: int = 1000
-    min_snr_gamma: float | None = 5.0
+    min_snr_gamma: float | None = 5.0  # None = plain MSE
     checkpoint_every: int = 1000  # steps
     keep: int = 3
-    preview_every: int = 1000  # steps
+    preview_every: int = 1000  # steps; 0 = no previews
+    preview_columns: int = 4  # images per category in a preview
+    preview_steps: int = 20  # DDIM steps of a preview
+    preview_guidance: float = 3.0
     log_every: int = 50  # steps
     balance: bool = False
     flip: bool = True
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        _check_train_config(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Rebuild from :meth:`to_dict` output (unknown keys ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
+        return cls(**kw)
+
+
+#: Fields that define the model and objective: a run cannot resume with other values.
+ARCHITECTURE_FIELDS = ("preset", "prediction_type", "beta_schedule", "num_train_timesteps")
+
+
+def _check_train_config(c: TrainConfig) -> None:
+    def bad(option: str, value: Any, why: str) -> FacediffError:
+        return FacediffError(f"invalid {option} {value!r}: {why}")
+
+    if c.preset not in PRESETS:
+        raise bad("--preset", c.preset, f"choose from {', '.join(PRESETS)}")
+    if c.epochs is not None and c.max_steps is not None:
+        raise FacediffError("use either --epochs or --max-steps, not both")
+    for option, value in (
+        ("--epochs", c.epochs),
+        ("--max-steps", c.max_steps),
+        ("--batch-size", c.batch_size),
+        ("--checkpoint-every", c.checkpoint_every),
+        ("--keep", c.keep),
+        ("--log-every", c.log_every),
+        ("--num-train-timesteps", c.num_train_timesteps),
+        ("--preview-columns", c.preview_columns),
+        ("--preview-steps", c.preview_steps),
+    ):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise bad(option, value, "must be a positive integer")
+    if c.preview_every < 0 or c.lr_warmup_steps < 0:
+        raise FacediffError("--preview-every and --lr-warmup-steps must be >= 0")
+    if not c.lr > 0:
+        raise bad("--lr", c.lr, "must be > 0")
+    if not 0.0 <= c.cond_drop < 1.0:
+        raise bad("--cond-drop", c.cond_drop, "must be in [0, 1)")
+    if not 0.0 <= c.ema_decay < 1.0:
+        raise bad("--ema-decay", c.ema_decay, "must be in [0, 1)")
+    if c.min_snr_gamma is not None and not c.min_snr_gamma > 0:
+        raise bad("--min-snr-gamma", c.min_snr_gamma, "must be > 0 (or omitted)")
+    if c.grad_clip <= 0:
+        raise bad("--grad-clip", c.grad_clip, "must be > 0")
+    if c.precision not in ("auto", "bf16", "fp16", "fp32"):
+        raise bad("--precision", c.precision, "use auto, bf16, fp16 or fp32")
+    if c.prediction_type not in PREDICTION_TYPES:
+        raise bad("--prediction-type", c.prediction_type, f"use {' or '.join(PREDICTION_TYPES)}")
+    if c.beta_schedule not in BETA_SCHEDULES:
+        raise bad("--beta-schedule", c.beta_schedule, f"use {', '.join(BETA_SCHEDULES)}")
 
 
 DEFAULT_EPOCHS = 100

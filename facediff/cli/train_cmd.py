@@ -1,0 +1,171 @@
+"""``facediff train``: parse options, build a TrainConfig, call :func:`facediff.train.train`.
+
+Options left out keep their value from the run's newest checkpoint when resuming (so a
+bare ``facediff train`` continues a run exactly as it was started), else the
+:class:`~facediff.config.TrainConfig` default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from facediff.cli.app import EXIT_INTERRUPTED, app
+from facediff.cli.options import DEFAULT_DATA, DEFAULT_RUN, DataArg
+from facediff.config import DEFAULT_EPOCHS, PRESETS, TrainConfig, field_default
+
+
+def _d(name: str) -> str:
+    """Help suffix with the TrainConfig default (options default to None to mean 'inherit')."""
+    return f" [default: {field_default(TrainConfig, name)}; when resuming: the run's value]"
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Set an event on SIGINT/SIGTERM (finish the step, checkpoint, exit); a second
+    Ctrl-C interrupts at once. Previous handlers are restored afterwards."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+        print(
+            "\nfacediff: stopping after this step and saving a checkpoint (Ctrl-C again to abort)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def build_config(run_dir: Path, options: dict[str, Any]) -> TrainConfig:
+    """The run's saved config (or the defaults) with the options that were given."""
+    from facediff.train import saved_train_config
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if given.get("min_snr_gamma") == 0:
+        given["min_snr_gamma"] = None
+    if "epochs" in given and "max_steps" not in given:
+        given["max_steps"] = None
+    elif "max_steps" in given and "epochs" not in given:
+        given["epochs"] = None
+    base = saved_train_config(run_dir) or TrainConfig()
+    return dataclasses.replace(base, **given)
+
+
+@app.command("train")
+def train_command(
+    data: DataArg = DEFAULT_DATA,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")] = DEFAULT_RUN,
+    epochs: Annotated[
+        int | None, typer.Option(help=f"Epochs to train in total [default: {DEFAULT_EPOCHS}].")
+    ] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Optimizer steps in total (instead of --epochs).")
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help=f"Model preset: {', '.join(PRESETS)}." + _d("preset"))
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Images per step per process." + _d("batch_size"))
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate." + _d("lr"))] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            help="auto (bf16/fp16 on GPU, fp32 on CPU), bf16, fp16, fp32." + _d("precision")
+        ),
+    ] = None,
+    compile: Annotated[
+        bool | None,
+        typer.Option("--compile/--no-compile", help="torch.compile the UNet." + _d("compile")),
+    ] = None,
+    ema_decay: Annotated[
+        float | None, typer.Option(help="EMA decay cap." + _d("ema_decay"))
+    ] = None,
+    cond_drop: Annotated[
+        float | None,
+        typer.Option(help="Probability of training a label as the null class." + _d("cond_drop")),
+    ] = None,
+    checkpoint_every: Annotated[
+        int | None, typer.Option(help="Steps between checkpoints." + _d("checkpoint_every"))
+    ] = None,
+    keep: Annotated[int | None, typer.Option(help="Checkpoints to keep." + _d("keep"))] = None,
+    preview_every: Annotated[
+        int | None,
+        typer.Option(help="Steps between preview grids (0: none)." + _d("preview_every")),
+    ] = None,
+    log_every: Annotated[
+        int | None, typer.Option(help="Steps between metrics records." + _d("log_every"))
+    ] = None,
+    balance: Annotated[
+        bool | None,
+        typer.Option(
+            "--balance/--no-balance", help="Sample categories equally often." + _d("balance")
+        ),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed." + _d("seed"))] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda or cuda:N." + _d("device"))
+    ] = None,
+    min_snr_gamma: Annotated[
+        float | None, typer.Option(help="Min-SNR-γ loss weight (0: off)." + _d("min_snr_gamma"))
+    ] = None,
+    prediction_type: Annotated[
+        str | None, typer.Option(help="epsilon or v_prediction." + _d("prediction_type"))
+    ] = None,
+) -> None:
+    """Train a class-conditional diffusion model; resumes if --out holds a checkpoint.
+
+    Under `torchrun --nproc-per-node N -m facediff train ...` it trains data-parallel
+    (the global batch is --batch-size × N).
+    """
+    options = {k: v for k, v in locals().items() if k not in ("data", "out")}
+    from facediff import distributed
+    from facediff.train import train
+
+    config = build_config(out, options)
+    main = distributed.detect().is_main
+    with stop_on_signals() as stop, _progress(main) as progress:
+        result = train(data, out, config, progress=progress, stop=stop)
+    if not main:
+        return
+    loss = f", loss {result.loss:.4g}" if result.loss is not None else ""
+    print(
+        f"step {result.step} (epoch {result.epoch}, {result.images_seen} images{loss}) "
+        f"in {result.seconds:.0f}s; checkpoint: {result.checkpoint}",
+        file=sys.stderr,
+    )
+    if result.interrupted:
+        print(
+            f"facediff: interrupted; resume with: facediff train {data} --out {out}",
+            file=sys.stderr,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool):
+    if not enabled:
+        yield None
+        return
+    from facediff.cli.render import RichProgress
+
+    with RichProgress() as p:
+        yield p

@@ -1,0 +1,163 @@
+"""`facediff train` on the command line: errors, signals, crash recovery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from train_helpers import blocks_dataset, write_dataset
+from typer.testing import CliRunner
+
+from facediff.categories import CategoryMap, make_category
+from facediff.checkpoint import list_checkpoints
+from facediff.cli import app
+
+FAST = ["--preset", "tiny", "--batch-size", "4", "--preview-every", "0", "--device", "cpu"]
+
+
+def _run(*args: str):
+    return CliRunner().invoke(app, ["train", *args])
+
+
+def _assert_one_line_error(result, fragment: str) -> None:
+    out = result.output  # stdout and stderr together
+    assert result.exit_code != 0, out
+    assert "Traceback" not in out
+    lines = [line for line in out.splitlines() if line.startswith("facediff: error:")]
+    assert len(lines) == 1, out
+    assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    return blocks_dataset(tmp_path / "data", per_category=4)
+
+
+def test_cli_trains_and_resumes(tmp_path, data):
+    run = tmp_path / "run"
+    first = _run(str(data), "--out", str(run), "--max-steps", "2", *FAST)
+    assert first.exit_code == 0, first.output
+    again = _run(str(data), "--out", str(run), "--max-steps", "3")  # options inherited
+    assert again.exit_code == 0, again.output
+    assert "resuming from step 2" in again.output
+    assert [s for s, _ in list_checkpoints(run)] == [2, 3]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--batch-size", "0"], "--batch-size"),
+        (["--cond-drop", "1.5"], "--cond-drop"),
+        (["--precision", "fp8"], "--precision"),
+        (["--preset", "huge"], "--preset"),
+        (["--epochs", "1", "--max-steps", "3"], "--epochs"),
+    ],
+)
+def test_bad_options(tmp_path, data, args, fragment):
+    _assert_one_line_error(_run(str(data), "--out", str(tmp_path / "run"), *args), fragment)
+
+
+def test_missing_data(tmp_path):
+    _assert_one_line_error(_run(str(tmp_path / "nope"), "--out", str(tmp_path / "r")), "not found")
+
+
+def test_empty_dataset(tmp_path):
+    empty = write_dataset(
+        tmp_path / "empty", torch.zeros(0, 3, 16, 16, dtype=torch.uint8), torch.zeros(0).long()
+    )
+    _assert_one_line_error(_run(str(empty), "--out", str(tmp_path / "r")), "no images")
+
+
+def test_other_dataset_version(tmp_path):
+    old = blocks_dataset(tmp_path / "old", version=99)
+    _assert_one_line_error(_run(str(old), "--out", str(tmp_path / "r")), "version")
+
+
+def test_corrupt_checkpoint(tmp_path, data):
+    run = tmp_path / "run"
+    assert _run(str(data), "--out", str(run), "--max-steps", "1", *FAST).exit_code == 0
+    weights = run / "checkpoints" / "step-00000001" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    _assert_one_line_error(_run(str(data), "--out", str(run), "--max-steps", "2"), "corrupt")
+
+
+def test_resume_with_other_categories_is_refused(tmp_path, data):
+    run = tmp_path / "run"
+    assert _run(str(data), "--out", str(run), "--max-steps", "1", *FAST).exit_code == 0
+    cats = CategoryMap((make_category("a", "Alpha", "A"), make_category("b", "Beta", "B")))
+    other = blocks_dataset(tmp_path / "other", categories=cats)
+    _assert_one_line_error(_run(str(other), "--out", str(run), "--max-steps", "2"), "categories")
+
+
+def test_resume_with_other_preset_is_refused(tmp_path, data):
+    run = tmp_path / "run"
+    assert _run(str(data), "--out", str(run), "--max-steps", "1", *FAST).exit_code == 0
+    _assert_one_line_error(
+        _run(str(data), "--out", str(run), "--max-steps", "2", "--preset", "base"), "preset"
+    )
+
+
+def _start(data: Path, run: Path) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "facediff",
+        "train",
+        str(data),
+        "--out",
+        str(run),
+        "--max-steps",
+        "100000",
+        "--checkpoint-every",
+        "2",
+        "--keep",
+        "2",
+        *FAST,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for_checkpoint(proc: subprocess.Popen, run: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not list_checkpoints(run):
+        if proc.poll() is not None:
+            raise AssertionError(proc.communicate()[1][-2000:])
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("no checkpoint written in time")
+        time.sleep(0.2)
+
+
+def test_sigkill_then_resume_from_last_complete_checkpoint(tmp_path, data):
+    run = tmp_path / "run"
+    proc = _start(data, run)
+    _wait_for_checkpoint(proc, run)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    last = list_checkpoints(run)[-1][0]
+    torn = run / "checkpoints" / f"step-{last + 2:08d}"  # as if killed mid-write
+    torn.mkdir()
+    (torn / "state.json").write_text("{")
+    result = _run(str(data), "--out", str(run), "--max-steps", str(last + 1))
+    assert result.exit_code == 0, result.output
+    assert f"resuming from step {last}" in result.output
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, data):
+    run = tmp_path / "run"
+    proc = _start(data, run)
+    _wait_for_checkpoint(proc, run)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert f"resume with: facediff train {data} --out {run}" in err
+    state_steps = [s for s, _ in list_checkpoints(run)]
+    assert state_steps and f"checkpoint: {run / 'checkpoints'}" in err

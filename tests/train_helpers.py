@@ -1,0 +1,70 @@
+"""Shared helpers of the training tests (tiny datasets on disk, tiny configs)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from facediff.categories import DEFAULT_CATEGORIES, CategoryMap
+from facediff.config import PACKED_FILE, TrainConfig
+from facediff.dataset import write_manifest, write_packed
+
+TINY = TrainConfig(
+    preset="tiny",
+    max_steps=4,
+    batch_size=8,
+    lr_warmup_steps=2,
+    checkpoint_every=1000,
+    preview_every=0,
+    log_every=2,
+    device="cpu",
+)
+
+
+def write_dataset(
+    out: Path,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    categories: CategoryMap = DEFAULT_CATEGORIES,
+    version: int = 1,
+) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    sha = write_packed(out / PACKED_FILE, images, labels)
+    counts = torch.bincount(labels, minlength=len(categories)).tolist()
+    write_manifest(
+        out,
+        {
+            "facediff_dataset_version": version,
+            "size": int(images.shape[-1]),
+            "categories": [{**c, "count": n} for c, n in zip(categories.to_list(), counts)],
+            "images": [],
+            "skipped": [],
+            "packed": {"file": PACKED_FILE, "sha256": sha, "count": int(labels.shape[0])},
+        },
+    )
+    return out
+
+
+def blocks_dataset(out: Path, per_category: int = 4, size: int = 16, seed: int = 0, **kw) -> Path:
+    """Cheap images whose colour depends on the class (for tests that need no faces)."""
+    g = torch.Generator().manual_seed(seed)
+    k = len(kw.get("categories", DEFAULT_CATEGORIES))
+    labels = torch.arange(k).repeat_interleave(per_category)
+    base = torch.linspace(40, 215, k)[labels].view(-1, 1, 1, 1)
+    noise = torch.randint(-30, 31, (len(labels), 3, size, size), generator=g)
+    images = (base + noise).clamp(0, 255).to(torch.uint8)
+    return write_dataset(out, images, labels, **kw)
+
+
+def faces_dataset(out: Path, per_category: int = 8, size: int = 16, seed: int = 0, **kw) -> Path:
+    """Synthetic faces (facediff.synthetic): the look depends on the category."""
+    from facediff.synthetic import make_faces
+
+    images, labels = make_faces(per_category, size=size, seed=seed)
+    return write_dataset(out, images, labels, **kw)
+
+
+def tiny(**changes) -> TrainConfig:
+    return dataclasses.replace(TINY, **changes)
