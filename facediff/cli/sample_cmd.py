@@ -1,0 +1,148 @@
+"""``facediff sample``: faces for each category and mix, as PNGs plus samples.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facediff.cli.app import app
+from facediff.cli.options import DEFAULT_RUN, DeviceOpt, PrecisionOpt, RunArg, SeedOpt, check_choice
+from facediff.config import DEFAULT_SAMPLES_DIR, SampleConfig, field_default
+
+_D = SampleConfig()
+
+CategoryCodeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--category", "-c", metavar="CODE", help="A category code or name (repeatable)."),
+]
+MixOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--mix",
+        "-m",
+        metavar="SPEC",
+        help="A mix: OIE, O+I or O:0.7,I:0.3 (repeatable).",
+    ),
+]
+SamplerOpt = Annotated[
+    str, typer.Option("--sampler", help="dpmsolver++, ddim, unipc, euler or ddpm.")
+]
+StepsOpt = Annotated[int, typer.Option("--steps", help="Sampler steps (ddpm: up to 1000).")]
+GuidanceOpt = Annotated[
+    float, typer.Option("--guidance", help="Classifier-free guidance scale (1 = none).")
+]
+MixModeOpt = Annotated[
+    str, typer.Option("--mix-mode", help="compose (guidance over each category) or blend.")
+]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per batch.")]
+CheckpointOpt = Annotated[
+    int | None,
+    typer.Option("--checkpoint", metavar="STEP", help="Checkpoint step (default: the newest)."),
+]
+NoEmaOpt = Annotated[bool, typer.Option("--no-ema", help="Use the raw weights, not the EMA.")]
+CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model (GPU).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing images.")]
+
+
+def sample_config(
+    *,
+    n: int,
+    sampler: str,
+    steps: int,
+    guidance: float,
+    mix_mode: str,
+    seed: int,
+    batch_size: int,
+    no_ema: bool,
+    precision: str,
+    compile: bool,
+    device: str,
+) -> SampleConfig:
+    """Validate the shared sampling options and build a :class:`SampleConfig`."""
+    from facediff.sampling import MIX_MODES, SAMPLERS
+
+    check_choice("--sampler", sampler, SAMPLERS)
+    check_choice("--mix-mode", mix_mode, MIX_MODES)
+    if steps < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--steps")
+    if guidance < 0:
+        raise typer.BadParameter("must be >= 0", param_hint="--guidance")
+    if batch_size < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--batch-size")
+    return SampleConfig(
+        sampler=sampler,
+        steps=steps,
+        guidance=guidance,
+        mix_mode=mix_mode,
+        n=n,
+        seed=seed,
+        batch_size=batch_size,
+        use_ema=not no_ema,
+        precision=precision,
+        compile=compile,
+        device=device,
+    )
+
+
+@app.command("sample")
+def sample_command(
+    run: RunArg = DEFAULT_RUN,
+    category: CategoryCodeOpt = None,
+    mix: MixOpt = None,
+    n: Annotated[int, typer.Option("-n", help="Images per category/mix.")] = _D.n,
+    sampler: SamplerOpt = _D.sampler,
+    steps: StepsOpt = _D.steps,
+    guidance: GuidanceOpt = _D.guidance,
+    mix_mode: MixModeOpt = _D.mix_mode,
+    seed: SeedOpt = _D.seed,
+    batch_size: BatchOpt = _D.batch_size,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
+        DEFAULT_SAMPLES_DIR
+    ),
+    checkpoint: CheckpointOpt = None,
+    no_ema: NoEmaOpt = not field_default(SampleConfig, "use_ema"),
+    precision: PrecisionOpt = _D.precision,
+    compile: CompileOpt = _D.compile,
+    device: DeviceOpt = _D.device,
+    force: ForceOpt = False,
+) -> None:
+    """Generate faces for each category and mix (default: all categories, OI, OE, IE, OIE).
+
+    Writes OUT/<LABEL>/<LABEL>_<seed>.png and OUT/samples.json.
+    """
+    from facediff.cli.render import RichProgress, console
+    from facediff.sample import sample
+
+    if n < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="-n")
+    config = sample_config(
+        n=n,
+        sampler=sampler,
+        steps=steps,
+        guidance=guidance,
+        mix_mode=mix_mode,
+        seed=seed,
+        batch_size=batch_size,
+        no_ema=no_ema,
+        precision=precision,
+        compile=compile,
+        device=device,
+    )
+    with RichProgress() as bar:
+        result = sample(
+            run,
+            out,
+            config,
+            mixes=mix,
+            categories=category,
+            checkpoint_step=checkpoint,
+            force=force,
+            progress=bar,
+        )
+    rate = result.images / result.seconds if result.seconds > 0 else 0.0
+    console.print(
+        f"wrote {result.images} images ({', '.join(result.files)}) to {result.out} "
+        f"in {result.seconds:.1f}s ({rate:.1f} images/s); record: {result.record_path}"
+    )

@@ -1,0 +1,247 @@
+"""``grid``: one labelled PNG to look at a model — rows are categories and mixes, columns
+are seeds, plus strips that sweep a mix's weights from A to B at a fixed seed.
+
+Rows come from a run or export (generated here) or from a sample folder written by
+``facediff sample`` (read back from ``<dir>/<LABEL>/<LABEL>_<seed>.png``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from facediff.categories import CategoryMap
+from facediff.checkpoint import load_for_inference
+from facediff.config import SampleConfig
+from facediff.errors import FacediffError
+from facediff.mix import Mix, parse_mix
+from facediff.progress import Progress, ProgressCallback, emit
+from facediff.sample import RECORD_FILE, resolve_mixes
+from facediff.sampling import generate, prepare_denoiser
+
+GRID_FILE = "grid.png"
+DEFAULT_STRIP_STEPS = 7
+_PAD = 2
+_MIN_CELL = 64  # small images are enlarged (nearest neighbour) to at least this size
+
+Row = tuple[str, list[Image.Image]]
+
+
+@dataclass
+class GridResult:
+    out: Path
+    rows: int
+    columns: int
+    size: tuple[int, int]
+
+
+def _text_size(draw: ImageDraw.ImageDraw, text: str, font) -> tuple[int, int]:
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    return right - left, bottom - top
+
+
+def compose_grid(
+    rows: Sequence[Row], *, column_labels: Sequence[str] | None = None, cell: int | None = None
+) -> Image.Image:
+    """Lay out labelled rows of equally sized images on a white canvas.
+
+    Each cell is ``cell`` pixels square (default: the image size, enlarged to at least
+    64); the label column fits the longest row label. A row may have fewer images than
+    the widest one. Size: ``label_w + cols·(cell+2) + 2`` by ``header + rows·(cell+2) + 2``.
+    """
+    if not rows or not any(images for _, images in rows):
+        raise FacediffError("nothing to put in the grid")
+    first = next(im for _, images in rows for im in images)
+    if cell is None:
+        cell = first.width * max(1, -(-_MIN_CELL // first.width))
+    font = ImageFont.load_default()
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_w = max(_text_size(probe, label, font)[0] for label, _ in rows) + 3 * _PAD
+    header = 0
+    if column_labels:
+        header = max(_text_size(probe, t, font)[1] for t in column_labels) + 3 * _PAD
+    cols = max(len(images) for _, images in rows)
+    width = label_w + cols * (cell + _PAD) + _PAD
+    height = header + len(rows) * (cell + _PAD) + _PAD
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for j, text in enumerate(column_labels or []):
+        draw.text((label_w + j * (cell + _PAD) + _PAD, _PAD), text, fill="black", font=font)
+    for i, (label, images) in enumerate(rows):
+        y = header + i * (cell + _PAD) + _PAD
+        th = _text_size(draw, label, font)[1]
+        draw.text((_PAD, y + (cell - th) // 2), label, fill="black", font=font)
+        for j, im in enumerate(images):
+            tile = im.convert("RGB").resize((cell, cell), Image.Resampling.NEAREST)
+            canvas.paste(tile, (label_w + j * (cell + _PAD) + _PAD, y))
+    return canvas
+
+
+def strip_mixes(a: str, b: str, steps: int, categories: CategoryMap) -> list[Mix]:
+    """Mixes with weights ``(1 − t)·A + t·B`` for ``steps`` values of t from 0 to 1."""
+    if steps < 2:
+        raise FacediffError(f"--strip-steps must be at least 2; got {steps}")
+    ma, mb = parse_mix(a, categories), parse_mix(b, categories)
+    wa = dict(zip(ma.indices, ma.weights))
+    wb = dict(zip(mb.indices, mb.weights))
+    order = list(dict.fromkeys([*ma.indices, *mb.indices]))
+    out = []
+    for k in range(steps):
+        t = k / (steps - 1)
+        pairs = [(i, (1 - t) * wa.get(i, 0.0) + t * wb.get(i, 0.0)) for i in order]
+        spec = ",".join(f"{categories[i].code}:{w!r}" for i, w in pairs if w > 0)
+        out.append(parse_mix(spec, categories))
+    return out
+
+
+def _default_strip(categories: CategoryMap) -> tuple[str, str] | None:
+    hybrid = next((m for m in resolve_mixes(categories) if not m.is_single), None)
+    if hybrid is None:
+        return None
+    return categories[hybrid.indices[0]].code, categories[hybrid.indices[1]].code
+
+
+def _to_pil(images) -> list[Image.Image]:
+    return [Image.fromarray(im.permute(1, 2, 0).contiguous().numpy()) for im in images]
+
+
+def rows_from_run(
+    run: Path,
+    config: SampleConfig,
+    *,
+    seeds: int,
+    mixes: Sequence[str] | None = None,
+    strip: tuple[str, str] | None = None,
+    strip_steps: int = DEFAULT_STRIP_STEPS,
+    checkpoint_step: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> tuple[list[Row], list[str]]:
+    """Generate the grid rows (mixes × seeds, then the strip) from a run or export."""
+    loaded = load_for_inference(Path(run), step=checkpoint_step, use_ema=config.use_ema)
+    cats = loaded.categories
+    plan = (
+        [] if mixes == [] else resolve_mixes(cats, mixes, [c.code for c in cats] if mixes else None)
+    )
+    strip = strip or _default_strip(cats)
+    sweep = strip_mixes(strip[0], strip[1], strip_steps, cats) if strip else []
+    den = prepare_denoiser(
+        loaded, device=config.device, precision=config.precision, compile=config.compile
+    )
+    seed_list = list(range(config.seed, config.seed + seeds))
+    opts = dict(
+        sampler=config.sampler,
+        steps=config.steps,
+        guidance=config.guidance,
+        mix_mode=config.mix_mode,
+        batch_size=config.batch_size,
+    )
+    total = len(plan) + (1 if sweep else 0)
+    rows: list[Row] = []
+    for k, mix in enumerate(plan):
+        emit(progress, Progress("grid", k, total, {"row": mix.label}))
+        rows.append((mix.label, _to_pil(generate(den, mix, seed_list, **opts))))
+    if sweep:
+        emit(progress, Progress("grid", len(plan), total, {"row": "strip"}))
+        cells = [generate(den, m, [config.seed], **opts)[0] for m in sweep]
+        rows.append((f"{strip[0]}->{strip[1]} (seed {config.seed})", _to_pil(cells)))
+    emit(progress, Progress("grid", total, total))
+    return rows, [f"seed {s}" for s in seed_list]
+
+
+def _recorded_order(folder: Path) -> dict[str, int]:
+    """Mix labels in the order ``samples.json`` lists them (newest entry last)."""
+    try:
+        entries = json.loads((folder / RECORD_FILE).read_text(encoding="utf-8"))["entries"]
+        labels = [label for e in entries for label in e["mixes"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {label: i for i, label in enumerate(dict.fromkeys(labels))}
+
+
+def rows_from_samples(folder: Path, *, seeds: int) -> tuple[list[Row], list[str]]:
+    """Rows read from a ``facediff sample`` folder: one per label folder, first seeds."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FacediffError(f"sample folder not found: {folder}")
+    rows: list[Row] = []
+    all_seeds: set[int] = set()
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        found = {}
+        for p in sub.glob(f"{sub.name}_*.png"):
+            m = re.fullmatch(rf"{re.escape(sub.name)}_(-?\d+)\.png", p.name)
+            if m:
+                found[int(m.group(1))] = p
+        chosen = sorted(found)[:seeds]
+        if chosen:
+            rows.append((sub.name, [Image.open(found[s]).convert("RGB") for s in chosen]))
+            all_seeds.update(chosen)
+    if not rows:
+        raise FacediffError(f"no <LABEL>/<LABEL>_<seed>.png images in {folder}")
+    order = _recorded_order(folder)
+    rows.sort(key=lambda r: (order.get(r[0], len(order)), len(r[0]), r[0]))
+    return rows, [f"seed {s}" for s in sorted(all_seeds)[:seeds]]
+
+
+def grid(
+    run: Path | None,
+    out: Path | None,
+    config: SampleConfig,
+    *,
+    seeds: int = 8,
+    mixes: Sequence[str] | None = None,
+    strip: tuple[str, str] | None = None,
+    strip_steps: int = DEFAULT_STRIP_STEPS,
+    from_samples: Path | None = None,
+    checkpoint_step: int | None = None,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+) -> GridResult:
+    """Write the labelled grid PNG (default ``<run>/grid.png`` or ``<samples>/grid.png``).
+
+    With ``from_samples`` the rows are read from that folder; if ``run`` is given too,
+    the A→B strip is generated from it and added below.
+    """
+    if seeds < 1:
+        raise FacediffError(f"--seeds must be at least 1; got {seeds}")
+    base = Path(from_samples) if from_samples is not None else Path(run or ".")
+    out = Path(out) if out is not None else base / GRID_FILE
+    if out.exists() and not force:
+        raise FacediffError(f"{out} already exists; use --force to overwrite")
+    if from_samples is None:
+        rows, labels = rows_from_run(
+            Path(run or "."),
+            config,
+            seeds=seeds,
+            mixes=mixes,
+            strip=strip,
+            strip_steps=strip_steps,
+            checkpoint_step=checkpoint_step,
+            progress=progress,
+        )
+    else:
+        if strip and run is None:
+            raise FacediffError("--strip needs a model; it cannot be used with --from-samples")
+        rows, labels = rows_from_samples(from_samples, seeds=seeds)
+        if run is not None:  # add the strip from the model
+            strip_rows, _ = rows_from_run(
+                Path(run),
+                config,
+                seeds=0,
+                mixes=[],
+                strip=strip,
+                strip_steps=strip_steps,
+                checkpoint_step=checkpoint_step,
+                progress=progress,
+            )
+            rows += strip_rows
+    image = compose_grid(rows, column_labels=labels)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out)
+    return GridResult(
+        out=out, rows=len(rows), columns=max(len(r[1]) for r in rows), size=image.size
+    )

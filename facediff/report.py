@@ -1,0 +1,162 @@
+"""``report.md``: the evaluation report as Markdown tables (from the report.json dict)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _g(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.4g}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return [*lines, ""]
+
+
+def judge_lines(report: dict[str, Any]) -> list[str]:
+    j = report["judge"]
+    acc = j["heldout_accuracy"]
+    split = j["split"]
+    cfg = j["config"]
+    lines = [
+        "## 1. The judge (read this first)",
+        "",
+        f"A ResNet classifier (width {cfg['width']}, blocks {cfg['blocks']}, "
+        f"{cfg['epochs']} epochs) trained from scratch on "
+        f"{split['train_count']} prepared images; {split['heldout_count']} images "
+        f"({split['heldout_fraction']:.0%} per category, seed {split['seed']}) are held out. "
+        f"{'Trained now' if j['trained_now'] else 'Reused from the cache'}"
+        f" ({_f(j.get('train_seconds'), 1)} s to train).",
+        "",
+        f"Held-out accuracy: **{_f(acc['overall'])}** overall, "
+        f"{_f(acc['balanced'])} balanced (mean over categories).",
+        "",
+    ]
+    rows = [
+        [code, v["name"], str(v["n"]), _f(v["accuracy"])] for code, v in acc["per_category"].items()
+    ]
+    return lines + _table(["category", "name", "held-out images", "accuracy"], rows)
+
+
+def hit_lines(report: dict[str, Any]) -> list[str]:
+    rows = [
+        [
+            r["category"],
+            r["name"],
+            str(r["n"]),
+            _f(r["hit_rate"]),
+            f"{r['ci95'][0]:.3f}–{r['ci95'][1]:.3f}",
+            _f(r["mean_probability"]),
+        ]
+        for r in report["hit_rate"]
+    ]
+    return [
+        "## 2. Category hit rate",
+        "",
+        "Share of samples asked for a category that the judge assigns to it (Wilson 95% interval).",
+        "",
+        *_table(["category", "name", "samples", "hit rate", "95% CI", "mean P(category)"], rows),
+    ]
+
+
+def balance_lines(report: dict[str, Any]) -> list[str]:
+    codes = [c["code"] for c in report["categories"]]
+    rows = []
+    for r in report["mix_balance"]:
+        pairs = [f"{r['mean_probability'][c]:.2f} / {r['requested'][c]:.2f}" for c in codes]
+        rows.append([r["mix"], str(r["n"]), *pairs, _f(r["balance"])])
+    return [
+        "## 3. Mix balance",
+        "",
+        "Judge's mean probability / requested weight per category; balance = 1 − total "
+        "variation distance between the two vectors (1 = exactly as requested).",
+        "",
+        *_table(["mix", "samples", *codes, "balance"], rows),
+    ]
+
+
+def realism_lines(report: dict[str, Any]) -> list[str]:
+    lines = [
+        "## 4. Realism and coverage",
+        "",
+        "Against held-out real images. FD = Fréchet distance (FID in Inception space), "
+        "KID = kernel inception distance (unbiased MMD², cubic polynomial kernel), "
+        "precision/recall = k-NN manifolds (k=3, Kynkäänniemi et al. 2019). Lower FD/KID "
+        "is better; precision = realism, recall = coverage. FD from few samples is biased upward.",
+        "",
+    ]
+    for space, sec in report["realism"].items():
+        lines += [f"### Feature space: {space}", "", sec["description"], ""]
+        rows = []
+        items = list(sec["per_category"].items())
+        if sec.get("pooled"):
+            items.append(("pooled", sec["pooled"]))
+        for name, r in items:
+            rows.append([
+                name, str(r["n_samples"]), str(r["n_real"]), _g(r["fd"]),
+                f"{_g(r['kid'])} ± {_g(r['kid_std'])}", _f(r["precision"]), _f(r["recall"]),
+            ])  # fmt: skip
+        lines += _table(
+            ["category", "samples", "real", "FD", "KID ± std", "precision", "recall"], rows
+        )
+        if sec["mixes"]:
+            mix_rows = [[m, _f(v["precision"])] for m, v in sec["mixes"].items()]
+            lines += ["Hybrid mixes, precision against all held-out real images:", ""]
+            lines += _table(["mix", "precision"], mix_rows)
+    return lines
+
+
+def memorisation_lines(report: dict[str, Any]) -> list[str]:
+    m = report["memorisation"]
+    rows = [
+        [label, str(v["n"]), _f(v["median_nn_distance"], 4), _f(v["memorised_share"])]
+        for label, v in m["per_mix"].items()
+    ]
+    return [
+        "## 5. Memorisation",
+        "",
+        f"Distance: {m['space']}. Reference: {m['reference']}. A sample is "
+        f"*memorised-like* when its nearest training image is closer than the threshold "
+        f"{m['threshold']:.4f} = the {m['quantile']:.0%} quantile of distances from "
+        f"{m['baseline']}. Real images' median distance: {m['real_median_nn_distance']:.4f}; "
+        f"samples': {m['sample_median_nn_distance']:.4f}. "
+        f"Overall memorised-like share: **{m['memorised_share']:.3f}** "
+        f"(≈{m['quantile']:.2f} expected for samples as novel as held-out photos). "
+        "Closest pairs: memorisation.png.",
+        "",
+        *_table(["mix", "samples", "median NN distance", "memorised-like share"], rows),
+    ]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    s = report["samples"]
+    src = "generated" if s["source"] == "generated" else f"read from {s['source']}"
+    lines = [
+        "# facediff evaluation",
+        "",
+        f"Run `{report['run']}`, data `{report['data']['path']}`; {s['per_group']} samples "
+        f"per group ({src}).",
+        "",
+    ]
+    for warning in report.get("warnings", []):
+        lines += [f"> **Warning:** {warning}.", ""]
+    if "sample_config" in s:
+        cfg = s["sample_config"]
+        lines += [", ".join(f"{k} {v}" for k, v in cfg.items()), ""]
+    lines += judge_lines(report) + hit_lines(report) + balance_lines(report)
+    lines += realism_lines(report) + memorisation_lines(report)
+    lines += ["## Notes", "", *[f"- {n}" for n in report["notes"]], ""]
+    files = report.get("files", {})
+    if files:
+        lines += ["## Charts", "", *[f"![{k}]({v})" for k, v in files.items()], ""]
+    return "\n".join(lines)

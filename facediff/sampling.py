@@ -1,0 +1,310 @@
+"""Sampling: a pure function of (model, noise, conditions, schedule) with per-image seeds.
+
+Image *i* is determined by ``seeds[i]``: its initial noise, and the fresh noise of a
+stochastic sampler (DDPM), come from its own ``torch.Generator`` (EDM's
+``StackedRandomGenerator``, Karras et al. 2022), generated on the CPU so a seed means
+the same noise on every device. The rest of the computation is per image too, so an
+image does not depend on which other images share its batch; the only caveat is
+floating point: matrix-multiply kernels may pick a different summation order for a
+different batch *shape*, so equality across batch sizes is exact for the noise and
+equal to within rounding (identical uint8 pixels almost everywhere) for the network.
+
+Guidance (DESIGN §3):
+
+- one category — classifier-free guidance (Ho & Salimans 2022, arXiv:2207.12598)
+  ``ε = ε(x,∅) + s·(ε(x,c) − ε(x,∅))``;
+- ``compose`` — composable diffusion (Liu et al. 2022, arXiv:2206.01714)
+  ``ε = ε(x,∅) + s·Σ wᵢ·(ε(x,cᵢ) − ε(x,∅))``, all K+1 conditions in one forward;
+- ``blend`` — one class embedding ``Σ wᵢ·E[cᵢ]`` guided against ∅; one row of the
+  UNet's embedding table holds the blend only while sampling, then is restored.
+
+With ``guidance == 1`` the unconditional branch cancels and is not evaluated. For
+``v_prediction`` models the same linear combination is applied to the model outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
+
+from facediff.checkpoint import LoadedModel
+from facediff.device import enable_fast_math, resolve_device, resolve_precision
+from facediff.errors import FacediffError
+from facediff.mix import Mix
+from facediff.progress import Progress, ProgressCallback, emit
+
+SAMPLERS = ("dpmsolver++", "ddim", "unipc", "euler", "ddpm")
+MIX_MODES = ("compose", "blend")
+#: Samplers that draw fresh noise at every step (from the per-image generators).
+STOCHASTIC_SAMPLERS = frozenset({"ddpm"})
+
+
+def make_scheduler(name: str, scheduler_config: dict[str, Any]) -> Any:
+    """A fresh diffusers scheduler for sampler ``name`` on the run's noise schedule.
+
+    DPM-Solver++ (Lu et al. 2022, arXiv:2211.01095), DDIM (Song et al. 2021,
+    arXiv:2010.02502), UniPC (Zhao et al. 2023, arXiv:2302.04867), Euler (Karras et al.
+    2022, arXiv:2206.00364) and ancestral DDPM (Ho et al. 2020, arXiv:2006.11239).
+    """
+    base = {
+        "num_train_timesteps": int(scheduler_config.get("num_train_timesteps", 1000)),
+        "beta_schedule": scheduler_config.get("beta_schedule", "linear"),
+        "prediction_type": scheduler_config.get("prediction_type", "epsilon"),
+    }
+    # With the cosine schedule ᾱ at t=999 is ~1e-8: an ε error there is amplified ~1e4×
+    # in the predicted x₀. Each sampler gets the standard guard: clip x₀ to the data
+    # range [-1, 1] (improved-diffusion's clip_denoised; dynamic thresholding with a
+    # maximum of 1), DPM-Solver's λ clipping for cosine schedules, or starting below 999.
+    if name == "dpmsolver++":
+        return DPMSolverMultistepScheduler(
+            **base,
+            algorithm_type="dpmsolver++",
+            solver_order=2,
+            thresholding=True,
+            sample_max_value=1.0,
+            lambda_min_clipped=-5.1,
+        )
+    if name == "ddim":
+        return DDIMScheduler(**base, clip_sample=True, steps_offset=1)
+    if name == "unipc":
+        return UniPCMultistepScheduler(**base, thresholding=True, sample_max_value=1.0)
+    if name == "euler":
+        return EulerDiscreteScheduler(**base, timestep_spacing="leading", steps_offset=1)
+    if name == "ddpm":
+        return DDPMScheduler(**base, clip_sample=True)
+    raise FacediffError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+
+
+@dataclass
+class Denoiser:
+    """A model placed on its device and dtype for sampling (see :func:`prepare_denoiser`)."""
+
+    net: torch.nn.Module  # what is called (compiled or not)
+    module: torch.nn.Module  # the underlying UNet (its class embedding may be swapped)
+    device: torch.device
+    dtype: torch.dtype
+    scheduler_config: dict[str, Any]
+    null_label: int
+    sample_size: int
+    compiled: bool
+
+
+def prepare_denoiser(
+    loaded: LoadedModel,
+    *,
+    device: str | torch.device | None = None,
+    precision: str = "auto",
+    compile: bool = False,
+) -> Denoiser:
+    """Put a copy of the UNet on ``device`` in eval mode with weights in the sampling dtype.
+
+    On CUDA the weights are cast to bf16 (fp16 where bf16 is unsupported) rather than
+    autocast, and use channels-last memory; ``compile`` wraps it in ``torch.compile``.
+    The :class:`LoadedModel` itself is left untouched unless nothing needs to change.
+    """
+    dev = device if isinstance(device, torch.device) else resolve_device(device or "auto")
+    dtype = resolve_precision(precision, dev)
+    enable_fast_math(dev)
+    module = loaded.unet
+    param = next(module.parameters())
+    if param.device != dev or param.dtype != dtype:
+        module = copy.deepcopy(module).to(device=dev, dtype=dtype)
+    if dev.type == "cuda":
+        module = module.to(memory_format=torch.channels_last)
+    module.eval().requires_grad_(False)
+    net = torch.compile(module, dynamic=False) if compile else module
+    return Denoiser(
+        net=net,
+        module=module,
+        device=dev,
+        dtype=dtype,
+        scheduler_config=dict(loaded.scheduler_config),
+        null_label=loaded.categories.null_label,
+        sample_size=int(loaded.model_config.sample_size),
+        compiled=compile,
+    )
+
+
+@dataclass(frozen=True)
+class _Conditions:
+    """The labels evaluated at each step and how their outputs are combined."""
+
+    labels: tuple[int, ...]  # class labels, conditional ones first, then ∅ if used
+    weights: tuple[float, ...]  # one per conditional label
+    unconditional: bool  # whether the last label is ∅
+    blend: Mix | None  # blend mode: the mix whose embeddings are averaged
+
+
+def _conditions(mix: Mix, mode: str, guidance: float, null_label: int) -> _Conditions:
+    unconditional = guidance != 1.0
+    if mode == "compose" or mix.is_single:
+        labels, weights, blend = mix.indices, mix.weights, None
+    else:  # blend: one label whose embedding row holds Σ wᵢ E[cᵢ] while sampling
+        labels, weights, blend = (mix.indices[0],), (1.0,), mix
+    if unconditional:
+        labels = (*labels, null_label)
+    return _Conditions(tuple(labels), tuple(weights), unconditional, blend)
+
+
+@contextlib.contextmanager
+def _blended_row(module: torch.nn.Module, blend: Mix | None) -> Iterator[None]:
+    """Blend mode: row ``blend.indices[0]`` of the class table holds ``Σ wᵢ E[cᵢ]``.
+
+    The row is written in place (so a compiled model sees the same module and needs
+    no recompilation) and restored on exit: the saved UNet never changes.
+    """
+    if blend is None:
+        yield
+        return
+    weight = module.class_embedding.weight
+    row = blend.indices[0]
+    with torch.no_grad():
+        saved = weight[row].clone()
+        mixed = sum(w * weight[i].double() for i, w in zip(blend.indices, blend.weights))
+        weight[row] = mixed.to(weight.dtype)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            weight[row] = saved
+
+
+def guide(outputs: torch.Tensor, cond: _Conditions, guidance: float, batch: int) -> torch.Tensor:
+    """Combine the stacked outputs ``[ε(x,c₁); …; ε(x,c_K); ε(x,∅)]`` per DESIGN §3.
+
+    Without the unconditional branch (guidance 1) this is ``Σ wᵢ ε(x,cᵢ)``.
+    """
+    parts = outputs.float().split(batch)
+    k = len(cond.weights)
+    if not cond.unconditional:
+        out = parts[0] * cond.weights[0]
+        for w, e in zip(cond.weights[1:], parts[1:k]):
+            out = out + w * e
+        return out
+    uncond = parts[k]
+    delta = cond.weights[0] * (parts[0] - uncond)
+    for w, e in zip(cond.weights[1:], parts[1:k]):
+        delta = delta + w * (e - uncond)
+    return uncond + guidance * delta
+
+
+def seeded_noise(seeds: Sequence[int], size: int) -> tuple[list[torch.Generator], torch.Tensor]:
+    """Per-image CPU generators and their first draw: N×3×S×S standard normal noise.
+
+    Row i comes from a generator seeded with ``seeds[i]``; the generators are returned so
+    a stochastic sampler keeps drawing each image's step noise from its own stream.
+    """
+    generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    noise = [torch.randn((3, size, size), generator=g) for g in generators]
+    return generators, torch.stack(noise) if noise else torch.empty((0, 3, size, size))
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Map model space [-1, 1] to uint8 pixels (on the tensor's device)."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def _sample_batch(
+    den: Denoiser,
+    seeds: Sequence[int],
+    cond: _Conditions,
+    *,
+    sampler: str,
+    steps: int,
+    guidance: float,
+) -> torch.Tensor:
+    """Run one batch from its seeds to uint8 images on the CPU."""
+    scheduler = make_scheduler(sampler, den.scheduler_config)
+    scheduler.set_timesteps(steps, device=den.device)
+    host_timesteps = scheduler.timesteps.tolist()  # one sync, then none inside the loop
+    generators, noise = seeded_noise(seeds, den.sample_size)
+    x = noise.to(den.device) * scheduler.init_noise_sigma
+    batch = x.shape[0]
+    n_cond = len(cond.labels)
+    labels = torch.tensor(cond.labels, device=den.device).repeat_interleave(batch)
+    step_kwargs = {"generator": generators} if sampler in STOCHASTIC_SAMPLERS else {}
+    if den.device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    for i, t in enumerate(host_timesteps):
+        x_in = scheduler.scale_model_input(x, t).to(den.dtype)
+        t_in = scheduler.timesteps[i]
+        x_all = x_in if n_cond == 1 else torch.cat([x_in] * n_cond)
+        out = den.net(x_all, t_in, class_labels=labels, return_dict=False)[0]
+        eps = guide(out, cond, guidance, batch)
+        x = scheduler.step(eps, t, x, return_dict=False, **step_kwargs)[0]
+    return to_uint8(x).cpu()
+
+
+def _check(sampler: str, steps: int, guidance: float, mix_mode: str, batch_size: int) -> None:
+    if sampler not in SAMPLERS:
+        raise FacediffError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+    if mix_mode not in MIX_MODES:
+        raise FacediffError(f"unknown mix mode {mix_mode!r}; choose from {', '.join(MIX_MODES)}")
+    if steps < 1:
+        raise FacediffError(f"steps must be at least 1; got {steps}")
+    if not guidance >= 0:
+        raise FacediffError(f"guidance must be a number >= 0; got {guidance}")
+    if batch_size < 1:
+        raise FacediffError(f"batch size must be at least 1; got {batch_size}")
+
+
+def generate(
+    loaded: LoadedModel | Denoiser,
+    mix: Mix,
+    seeds: Sequence[int],
+    *,
+    sampler: str = "dpmsolver++",
+    steps: int = 25,
+    guidance: float = 3.0,
+    mix_mode: str = "compose",
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    precision: str = "auto",
+    compile: bool = False,
+    progress: ProgressCallback | None = None,
+) -> torch.Tensor:
+    """Generate ``len(seeds)`` images of ``mix``: uint8 N×3×S×S on the CPU.
+
+    ``batch_size`` counts images per batch (each runs ``len(conditions)`` network
+    evaluations per step in one forward). A compiled denoiser always runs full batches
+    of ``min(batch_size, len(seeds))`` images (the last one padded with throwaway
+    seeds) so it sees one shape per mix size. Pass a
+    :class:`Denoiser` from :func:`prepare_denoiser` to reuse a placed/compiled model.
+    """
+    _check(sampler, steps, guidance, mix_mode, batch_size)
+    den = (
+        loaded
+        if isinstance(loaded, Denoiser)
+        else prepare_denoiser(loaded, device=device, precision=precision, compile=compile)
+    )
+    cond = _conditions(mix, mix_mode, float(guidance), den.null_label)
+    seeds = [int(s) for s in seeds]
+    chunks = []
+    task = f"sample {mix.label}"
+    emit(progress, Progress(task, 0, len(seeds)))
+    with _blended_row(den.module, cond.blend), torch.inference_mode():
+        batch_size = min(batch_size, max(1, len(seeds)))
+        for start in range(0, len(seeds), batch_size):
+            part = seeds[start : start + batch_size]
+            pad = batch_size - len(part) if den.compiled else 0
+            images = _sample_batch(
+                den, part + [0] * pad, cond, sampler=sampler, steps=steps, guidance=guidance
+            )
+            chunks.append(images[: len(part)])
+            emit(progress, Progress(task, start + len(part), len(seeds)))
+    if not chunks:
+        size = den.sample_size
+        return torch.empty((0, 3, size, size), dtype=torch.uint8)
+    return torch.cat(chunks)

@@ -1,0 +1,107 @@
+"""Shared helpers for the sample/grid/export/demo tests: tiny run folders on disk."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from facediff.categories import DEFAULT_CATEGORIES
+from facediff.checkpoint import save_checkpoint
+from facediff.config import ModelConfig, TrainConfig
+from facediff.model import build_unet, scheduler_config
+
+TINY = ModelConfig(
+    block_out_channels=(8, 16),
+    layers_per_block=1,
+    down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+    up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+    attention_head_dim=8,
+    norm_num_groups=8,
+    sample_size=16,
+    num_categories=3,
+)
+
+
+def make_run(
+    run: Path, *, steps: tuple[int, ...] = (10,), prediction_type: str = "epsilon", seed: int = 0
+) -> Path:
+    """A run folder with checkpoints of a randomly initialised tiny UNet (EMA != raw)."""
+    for step in steps:
+        torch.manual_seed(seed + step)
+        model = build_unet(TINY)
+        ema = {k: v + 0.01 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+        # Make class embeddings distinct and large enough to matter.
+        ema["class_embedding.weight"] = torch.randn_like(ema["class_embedding.weight"])
+        save_checkpoint(
+            run,
+            step,
+            model_state=model.state_dict(),
+            ema_state=ema,
+            training_state={},
+            state={
+                "step": step,
+                "epoch": 1,
+                "images_seen": step * 4,
+                "model": TINY.to_dict(),
+                "categories": DEFAULT_CATEGORIES.to_list(),
+                "scheduler": scheduler_config(
+                    num_train_timesteps=1000,
+                    beta_schedule="squaredcos_cap_v2",
+                    prediction_type=prediction_type,
+                ),
+                "train": TrainConfig(preset="tiny").to_dict(),
+                "data": {"path": "data/faces", "fingerprint": "0" * 64},
+            },
+        )
+    return run
+
+
+class LinearFakeUNet(torch.nn.Module):
+    """A deterministic per-pixel stand-in for the UNet, linear in its class embedding.
+
+    It is the exact ε-predictor for data ~ N(μ_c, s²) per pixel with μ_c = 0.1·E[c]
+    under the cosine schedule (so samples land near μ_c instead of saturating), and is
+    elementwise: bit-exact whatever the batch shape. Being linear in E[c], compose and
+    blend guidance can be checked against closed forms.
+    """
+
+    def __init__(self, num_labels: int = 4, spread: float = 0.5, eps_error: float = 0.0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(1)
+        self.class_embedding = torch.nn.Embedding(num_labels, 3)
+        self.class_embedding.weight.data = torch.randn(num_labels, 3, generator=g)
+        self.spread = spread
+        self.eps_error = eps_error  # a constant error added to ε (an imperfect model)
+        self.calls: list[tuple[int, list[int]]] = []
+
+    @staticmethod
+    def alpha_bar(t: torch.Tensor) -> torch.Tensor:
+        f = lambda u: torch.cos((u / 1000.0 + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
+        return (f(t) / f(torch.zeros(()))).clamp(1e-5, 0.9999)
+
+    def forward(self, sample, timestep, class_labels=None, return_dict=True):
+        self.calls.append((sample.shape[0], class_labels.tolist()))
+        ab = self.alpha_bar(torch.as_tensor(timestep, dtype=torch.float64)).float()
+        mu = 0.1 * self.class_embedding(class_labels)[:, :, None, None].to(sample.dtype)
+        s2 = self.spread**2
+        out = (1 - ab).sqrt() * (sample - ab.sqrt() * mu) / (ab * s2 + 1 - ab) + self.eps_error
+        return (out,) if not return_dict else SimpleNamespace(sample=out)
+
+
+def invoke(args: list[str]):
+    """Run the CLI in-process; returns the CliRunner result."""
+    from typer.testing import CliRunner
+
+    from facediff.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def error_lines(result) -> list[str]:
+    """The ``facediff: error:`` lines of a CLI result (stdout and stderr together)."""
+    text = result.output + (getattr(result, "stderr", "") or "")
+    assert "Traceback" not in text
+    return sorted({ln for ln in text.splitlines() if ln.startswith("facediff: error:")})

