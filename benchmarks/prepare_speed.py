@@ -1,4 +1,4 @@
-"""Images/s of ``facediff.prepare`` versus a naive sequential PIL loop, in one run.
+"""Images/s of ``facediff.preparation`` versus a naive sequential PIL loop, in one run.
 
     python benchmarks/prepare_speed.py [--raw ../shared/data/utkface] [--limit N] [--size 64]
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import Image
 
 from facediff.imaging import IMAGE_EXTENSIONS
-from facediff.prepare import prepare
+from facediff.preparation import prepare
 
 DEFAULT_RAW = Path(__file__).resolve().parents[1].parent / "shared/data/utkface"
 

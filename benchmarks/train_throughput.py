@@ -10,7 +10,7 @@ this one process:
     DataLoader-like batch assembled on the host (per-image random flip, uint8→float)
     and copied to the device every step, ε-MSE loss, grad clip 1.0, diffusers
     ``EMAModel`` update every step and ``loss.item()`` every step (its progress bar);
-(b) facediff's step (:func:`facediff.train.advance`) at its best settings: bf16 where
+(b) facediff's step (:func:`facediff.training.advance`) at its best settings: bf16 where
     supported, channels_last, fused AdamW, torch.compile, a large batch, data resident
     on the device, all per-step randomness on the device, no host syncs.
 
@@ -40,7 +40,7 @@ from facediff.dataset import PreparedData
 from facediff.device import autocast, enable_fast_math, resolve_device, resolve_precision
 from facediff.distributed import DistInfo
 from facediff.model import build_unet, scheduler_config
-from facediff.train import Loop, Setup, advance, build_parts
+from facediff.training import Loop, Setup, advance, build_parts
 
 DATASET_IMAGES = 2048
 

@@ -12,15 +12,17 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-# Public API, imported lazily so ``import facediff`` (and ``facediff --help``) stay fast.
+# Public API, imported lazily so ``import facediff`` stays fast. Module names differ from
+# function names, so ``from facediff import train`` always gives the function.
 _API = {
-    "prepare": "facediff.prepare",
+    "prepare": "facediff.preparation",
     "make_demo_data": "facediff.synthetic",
-    "train": "facediff.train",
-    "sample": "facediff.sample",
-    "grid": "facediff.grid",
-    "export": "facediff.export",
-    "evaluate": "facediff.evaluate",
+    "train": "facediff.training",
+    "sample": "facediff.samples",
+    "generate": "facediff.sampling",
+    "grid": "facediff.grids",
+    "export": "facediff.exporting",
+    "evaluate": "facediff.evaluation",
     "load_for_inference": "facediff.checkpoint",
     "parse_mix": "facediff.mix",
     "DEFAULT_CATEGORIES": "facediff.categories",

@@ -232,7 +232,7 @@ def _load_export(path: Path) -> LoadedModel:
         categories = CategoryMap.from_list(info["categories"])
         model_cfg = ModelConfig.from_dict(info["model"])
         sched = dict(info["scheduler"])
-        unet = UNet2DModel.from_pretrained(path / "unet")
+        unet = UNet2DModel.from_pretrained(path / "unet", low_cpu_mem_usage=False)
     except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
         raise CheckpointError(f"cannot load exported model {path}: {e}") from None
     unet.eval().requires_grad_(False)

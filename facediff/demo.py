@@ -95,7 +95,7 @@ def _train_config(c: DemoConfig) -> TrainConfig:
 
 def _train_for(data: Path, run: Path, c: DemoConfig, progress: ProgressCallback | None):
     """Train until ``max_steps`` or the time budget, whichever comes first."""
-    from facediff.train import train
+    from facediff.training import train
 
     stop = threading.Event()
     timer = threading.Timer(c.minutes * 60.0, stop.set)
@@ -115,9 +115,9 @@ def demo(
     progress: ProgressCallback | None = None,
 ) -> DemoResult:
     """Run the whole pipeline on synthetic faces under ``out`` and write ``out/grid.png``."""
-    from facediff.grid import grid
-    from facediff.prepare import prepare
-    from facediff.sample import sample
+    from facediff.grids import grid
+    from facediff.preparation import prepare
+    from facediff.samples import sample
     from facediff.synthetic import make_demo_data
 
     c = config or DemoConfig()

@@ -120,7 +120,8 @@ def prepare_denoiser(
     module = loaded.unet
     param = next(module.parameters())
     if param.device != dev or param.dtype != dtype:
-        module = copy.deepcopy(module).to(device=dev, dtype=dtype)
+        # nn.Module.to, not ModelMixin.to: the latter warns about fp32-only modules (none here).
+        module = torch.nn.Module.to(copy.deepcopy(module), device=dev, dtype=dtype)
     if dev.type == "cuda":
         module = module.to(memory_format=torch.channels_last)
     module.eval().requires_grad_(False)

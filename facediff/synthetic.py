@@ -279,7 +279,7 @@ def make_demo_data(
 
 def write_synthetic_prepared(out: Path, per_category: int, size: int, seed: int = 0) -> Path:
     """Draw demo faces into a temporary raw folder and ``prepare`` them into ``out``."""
-    from facediff.prepare import prepare  # imported here: prepare is the heavier module
+    from facediff.preparation import prepare  # imported here: prepare is the heavier module
 
     with tempfile.TemporaryDirectory(prefix="facediff-synthetic-") as tmp:
         raw = Path(tmp) / "raw"

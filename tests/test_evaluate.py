@@ -12,7 +12,7 @@ from facediff.categories import DEFAULT_CATEGORIES
 from facediff.cli import app
 from facediff.config import SampleConfig
 from facediff.errors import FacediffError
-from facediff.evaluate import InceptionFeatures, evaluate, inception_weights, recorded_data_path
+from facediff.evaluation import InceptionFeatures, evaluate, inception_weights, recorded_data_path
 from facediff.judge import JudgeConfig
 from facediff.synthetic import make_faces
 

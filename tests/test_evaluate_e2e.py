@@ -5,7 +5,7 @@ import pytest
 from evaluate_helpers import make_untrained_run, write_prepared
 
 from facediff.config import SampleConfig, TrainConfig
-from facediff.evaluate import evaluate
+from facediff.evaluation import evaluate
 from facediff.judge import JudgeConfig
 from facediff.synthetic import make_faces
 
@@ -19,7 +19,7 @@ def _mean_hit_rate(report):
 
 @pytest.mark.slow
 def test_trained_model_beats_untrained_and_mixes_follow_weights(tmp_path):
-    from facediff.train import train
+    from facediff.training import train
 
     images, labels = make_faces(40, size=16, seed=0)
     data = write_prepared(tmp_path / "data", images, labels)

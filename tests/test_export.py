@@ -12,9 +12,9 @@ from sampling_helpers import error_lines, invoke, make_run
 from facediff.checkpoint import load_for_inference
 from facediff.config import SampleConfig
 from facediff.errors import FacediffError
-from facediff.export import export
+from facediff.exporting import export
 from facediff.mix import parse_mix
-from facediff.sample import sample
+from facediff.samples import sample
 from facediff.sampling import generate
 
 

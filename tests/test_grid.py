@@ -8,7 +8,7 @@ from sampling_helpers import error_lines, invoke, make_run
 
 from facediff.categories import DEFAULT_CATEGORIES
 from facediff.errors import FacediffError
-from facediff.grid import compose_grid, strip_mixes
+from facediff.grids import compose_grid, strip_mixes
 
 FAST = ["--steps", "2", "--device", "cpu"]
 

@@ -20,7 +20,7 @@ from facediff.config import MANIFEST_FILE, PACKED_FILE
 from facediff.dataset import load_prepared
 from facediff.errors import FacediffError
 from facediff.imaging import ImageSkip, load_image
-from facediff.prepare import image_stem, prepare
+from facediff.preparation import image_stem, prepare
 from facediff.synthetic import make_demo_data
 
 UTKFACE = Path(__file__).parents[1].parent / "shared/data/utkface"

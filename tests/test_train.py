@@ -17,7 +17,7 @@ from facediff.checkpoint import list_checkpoints, load_for_inference, load_train
 from facediff.dataset import load_prepared
 from facediff.errors import TrainingDiverged
 from facediff.objective import add_noise, make_schedule
-from facediff.train import train
+from facediff.training import train
 
 
 def _ckpt_tensors(ckpt):

@@ -69,7 +69,7 @@ def evaluate_command(
 ) -> None:
     """Judge how well each category and mix is represented; write report.json/.md + charts."""
     from facediff.cli.render import RichProgress, console
-    from facediff.evaluate import evaluate
+    from facediff.evaluation import evaluate
     from facediff.judge import JudgeConfig
 
     if n < 2:

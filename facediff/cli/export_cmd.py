@@ -21,7 +21,7 @@ def export_command(
 ) -> None:
     """Export a checkpoint as a standard diffusers folder loadable with diffusers alone."""
     from facediff.cli.render import console
-    from facediff.export import export
+    from facediff.exporting import export
 
     result = export(run, out, checkpoint_step=checkpoint, use_ema=not no_ema, force=force)
     console.print(

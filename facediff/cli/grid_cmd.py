@@ -23,7 +23,7 @@ from facediff.cli.sample_cmd import (
     sample_config,
 )
 from facediff.config import SampleConfig
-from facediff.grid import DEFAULT_STRIP_STEPS
+from facediff.grids import DEFAULT_STRIP_STEPS
 
 _D = SampleConfig()
 
@@ -62,7 +62,7 @@ def grid_command(
 ) -> None:
     """A labelled grid: rows = categories and mixes, columns = seeds, plus an A->B strip."""
     from facediff.cli.render import RichProgress, console
-    from facediff.grid import grid
+    from facediff.grids import grid
 
     config = sample_config(
         n=seeds,

@@ -72,7 +72,7 @@ def prepare_command(
     _check_range("--size", size, MIN_SIZE, MAX_SIZE)
     _check_range("--workers", workers, 0)
     categories = categories_from(category, categories_file)
-    from facediff.prepare import prepare  # loads torch: only when the command runs
+    from facediff.preparation import prepare  # loads torch: only when the command runs
 
     with RichProgress() as progress:
         report = prepare(

@@ -45,15 +45,19 @@ class RichProgress:
             transient=False,
         )
         self._tasks: dict[str, Any] = {}
+        self._started = False
 
     def __enter__(self) -> RichProgress:
-        self._bar.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._bar.stop()
+        if self._started:
+            self._bar.stop()
 
     def __call__(self, event: ProgressEvent) -> None:
+        if not self._started:  # start on the first event: early errors print cleanly
+            self._bar.start()
+            self._started = True
         if event.message:
             self._bar.console.print(event.message)
         task = self._tasks.get(event.task)

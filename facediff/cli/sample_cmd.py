@@ -113,7 +113,7 @@ def sample_command(
     Writes OUT/<LABEL>/<LABEL>_<seed>.png and OUT/samples.json.
     """
     from facediff.cli.render import RichProgress, console
-    from facediff.sample import sample
+    from facediff.samples import sample
 
     if n < 1:
         raise typer.BadParameter("must be at least 1", param_hint="-n")

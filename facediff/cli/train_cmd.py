@@ -1,4 +1,4 @@
-"""``facediff train``: parse options, build a TrainConfig, call :func:`facediff.train.train`.
+"""``facediff train``: parse options, build a TrainConfig, call :func:`facediff.training.train`.
 
 Options left out keep their value from the run's newest checkpoint when resuming (so a
 bare ``facediff train`` continues a run exactly as it was started), else the
@@ -56,7 +56,7 @@ def stop_on_signals():
 
 def build_config(run_dir: Path, options: dict[str, Any]) -> TrainConfig:
     """The run's saved config (or the defaults) with the options that were given."""
-    from facediff.train import saved_train_config
+    from facediff.training import saved_train_config
 
     given = {k: v for k, v in options.items() if v is not None}
     if given.get("min_snr_gamma") == 0:
@@ -138,7 +138,7 @@ def train_command(
     """
     options = {k: v for k, v in locals().items() if k not in ("data", "out")}
     from facediff import distributed
-    from facediff.train import train
+    from facediff.training import train
 
     config = build_config(out, options)
     main = distributed.detect().is_main

@@ -21,7 +21,7 @@ from facediff.config import SampleConfig
 from facediff.errors import FacediffError
 from facediff.mix import Mix, parse_mix
 from facediff.progress import Progress, ProgressCallback, emit
-from facediff.sample import RECORD_FILE, resolve_mixes
+from facediff.samples import RECORD_FILE, resolve_mixes
 from facediff.sampling import generate, prepare_denoiser
 
 GRID_FILE = "grid.png"
