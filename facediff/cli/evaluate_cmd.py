@@ -8,15 +8,19 @@ from typing import Annotated, Any
 import typer
 
 from facediff.cli.app import app
-from facediff.cli.options import DEFAULT_RUN, DeviceOpt, PrecisionOpt, RunArg, SeedOpt
-from facediff.cli.sample_cmd import (
+from facediff.cli.options import (
+    DEFAULT_RUN,
     BatchOpt,
     CompileOpt,
+    DeviceOpt,
     GuidanceOpt,
     MixModeOpt,
     MixOpt,
     NoEmaOpt,
+    PrecisionOpt,
+    RunArg,
     SamplerOpt,
+    SeedOpt,
     StepsOpt,
     sample_config,
 )

@@ -8,17 +8,21 @@ from typing import Annotated
 import typer
 
 from facediff.cli.app import app
-from facediff.cli.options import DEFAULT_RUN, DeviceOpt, PrecisionOpt, RunArg, SeedOpt
-from facediff.cli.sample_cmd import (
+from facediff.cli.options import (
+    DEFAULT_RUN,
     BatchOpt,
     CheckpointOpt,
     CompileOpt,
+    DeviceOpt,
     ForceOpt,
     GuidanceOpt,
     MixModeOpt,
     MixOpt,
     NoEmaOpt,
+    PrecisionOpt,
+    RunArg,
     SamplerOpt,
+    SeedOpt,
     StepsOpt,
     sample_config,
 )

@@ -8,7 +8,24 @@ from typing import Annotated
 import typer
 
 from facediff.cli.app import app
-from facediff.cli.options import DEFAULT_RUN, DeviceOpt, PrecisionOpt, RunArg, SeedOpt, check_choice
+from facediff.cli.options import (
+    DEFAULT_RUN,
+    BatchOpt,
+    CheckpointOpt,
+    CompileOpt,
+    DeviceOpt,
+    ForceOpt,
+    GuidanceOpt,
+    MixModeOpt,
+    MixOpt,
+    NoEmaOpt,
+    PrecisionOpt,
+    RunArg,
+    SamplerOpt,
+    SeedOpt,
+    StepsOpt,
+    sample_config,
+)
 from facediff.config import DEFAULT_SAMPLES_DIR, SampleConfig, field_default
 
 _D = SampleConfig()
@@ -17,73 +34,6 @@ CategoryCodeOpt = Annotated[
     list[str] | None,
     typer.Option("--category", "-c", metavar="CODE", help="A category code or name (repeatable)."),
 ]
-MixOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--mix",
-        "-m",
-        metavar="SPEC",
-        help="A mix: OIE, O+I or O:0.7,I:0.3 (repeatable).",
-    ),
-]
-SamplerOpt = Annotated[
-    str, typer.Option("--sampler", help="dpmsolver++, ddim, unipc, euler or ddpm.")
-]
-StepsOpt = Annotated[int, typer.Option("--steps", help="Sampler steps (ddpm: up to 1000).")]
-GuidanceOpt = Annotated[
-    float, typer.Option("--guidance", help="Classifier-free guidance scale (1 = none).")
-]
-MixModeOpt = Annotated[
-    str, typer.Option("--mix-mode", help="compose (guidance over each category) or blend.")
-]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per batch.")]
-CheckpointOpt = Annotated[
-    int | None,
-    typer.Option("--checkpoint", metavar="STEP", help="Checkpoint step (default: the newest)."),
-]
-NoEmaOpt = Annotated[bool, typer.Option("--no-ema", help="Use the raw weights, not the EMA.")]
-CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model (GPU).")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing images.")]
-
-
-def sample_config(
-    *,
-    n: int,
-    sampler: str,
-    steps: int,
-    guidance: float,
-    mix_mode: str,
-    seed: int,
-    batch_size: int,
-    no_ema: bool,
-    precision: str,
-    compile: bool,
-    device: str,
-) -> SampleConfig:
-    """Validate the shared sampling options and build a :class:`SampleConfig`."""
-    from facediff.sampling import MIX_MODES, SAMPLERS
-
-    check_choice("--sampler", sampler, SAMPLERS)
-    check_choice("--mix-mode", mix_mode, MIX_MODES)
-    if steps < 1:
-        raise typer.BadParameter("must be at least 1", param_hint="--steps")
-    if guidance < 0:
-        raise typer.BadParameter("must be >= 0", param_hint="--guidance")
-    if batch_size < 1:
-        raise typer.BadParameter("must be at least 1", param_hint="--batch-size")
-    return SampleConfig(
-        sampler=sampler,
-        steps=steps,
-        guidance=guidance,
-        mix_mode=mix_mode,
-        n=n,
-        seed=seed,
-        batch_size=batch_size,
-        use_ema=not no_ema,
-        precision=precision,
-        compile=compile,
-        device=device,
-    )
 
 
 @app.command("sample")
