@@ -142,7 +142,7 @@ def _generate_groups(
     categories: CategoryMap,
     progress: ProgressCallback | None,
 ) -> list[Group]:
-    from facediff.sampling import generate, prepare_denoiser  # diffusers is heavy
+    from facediff.sampling import generate_each, prepare_denoiser  # diffusers is heavy
 
     loaded = load_for_inference(run, use_ema=config.use_ema)
     if loaded.categories.to_list() != categories.to_list():
@@ -154,24 +154,10 @@ def _generate_groups(
         loaded, device=device, precision=config.precision, compile=config.compile
     )
     seeds = list(range(config.seed, config.seed + per_group))
-    groups, total = [], len(mixes) * per_group
-    for k, mix in enumerate(mixes):
-        done = k * per_group
-        images = generate(
-            den,
-            mix,
-            seeds,
-            sampler=config.sampler,
-            steps=config.steps,
-            guidance=config.guidance,
-            mix_mode=config.mix_mode,
-            batch_size=config.batch_size,
-            progress=None
-            if progress is None
-            else lambda e, done=done: progress(Progress("sample", done + e.completed, total)),
-        )
-        groups.append(Group(mix, images))
-    return groups
+    return [
+        Group(mix, images)
+        for mix, images in generate_each(den, mixes, seeds, config, progress=progress)
+    ]
 
 
 def _recorded_mixes(folder: Path, categories: CategoryMap) -> dict[str, Mix]:

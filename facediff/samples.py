@@ -28,7 +28,7 @@ from facediff.config import SampleConfig
 from facediff.errors import FacediffError
 from facediff.mix import Mix, default_mixes, parse_mix
 from facediff.progress import Progress, ProgressCallback, emit
-from facediff.sampling import generate, prepare_denoiser
+from facediff.sampling import generate_each, prepare_denoiser
 
 RECORD_FILE = "samples.json"
 
@@ -111,13 +111,6 @@ def write_record(out: Path, entry: dict[str, Any]) -> Path:
     return path
 
 
-def _relay(progress: ProgressCallback | None, done: int, total: int) -> ProgressCallback | None:
-    """Map one mix's progress events onto a single ``sample`` task."""
-    if progress is None:
-        return None
-    return lambda e: progress(Progress("sample", done + e.completed, total, e.info, e.message))
-
-
 def sample(
     run: Path,
     out: Path,
@@ -144,18 +137,7 @@ def sample(
     total = len(plan) * len(seeds)
     emit(progress, Progress("sample", 0, total))
     start = time.perf_counter()
-    for k, mix in enumerate(plan):
-        images = generate(
-            den,
-            mix,
-            seeds,
-            sampler=config.sampler,
-            steps=config.steps,
-            guidance=config.guidance,
-            mix_mode=config.mix_mode,
-            batch_size=config.batch_size,
-            progress=_relay(progress, k * len(seeds), total),
-        )
+    for mix, images in generate_each(den, plan, seeds, config, progress=progress):
         (out / mix.label).mkdir(parents=True, exist_ok=True)
         paths = [image_path(out, mix.label, s) for s in seeds]
         for img, p in zip(images, paths):

@@ -40,6 +40,7 @@ from diffusers import (
 )
 
 from facediff.checkpoint import LoadedModel
+from facediff.config import SampleConfig
 from facediff.device import enable_fast_math, resolve_device, resolve_precision
 from facediff.errors import FacediffError
 from facediff.mix import Mix
@@ -309,3 +310,39 @@ def generate(
         size = den.sample_size
         return torch.empty((0, 3, size, size), dtype=torch.uint8)
     return torch.cat(chunks)
+
+
+def generate_each(
+    den: Denoiser,
+    mixes: Sequence[Mix],
+    seeds: Sequence[int],
+    config: SampleConfig,
+    *,
+    progress: ProgressCallback | None = None,
+) -> Iterator[tuple[Mix, torch.Tensor]]:
+    """``(mix, images)`` for each mix in turn, sampled with ``config``'s settings.
+
+    Progress is reported as one ``sample`` task over all mixes.
+    """
+    total = len(mixes) * len(seeds)
+    for k, mix in enumerate(mixes):
+        done = k * len(seeds)
+        relay = (
+            None
+            if progress is None
+            else lambda e, done=done: progress(
+                Progress("sample", done + e.completed, total, e.info, e.message)
+            )
+        )
+        images = generate(
+            den,
+            mix,
+            seeds,
+            sampler=config.sampler,
+            steps=config.steps,
+            guidance=config.guidance,
+            mix_mode=config.mix_mode,
+            batch_size=config.batch_size,
+            progress=relay,
+        )
+        yield mix, images
