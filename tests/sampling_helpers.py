@@ -25,6 +25,39 @@ TINY = ModelConfig(
 )
 
 
+def save_tiny_checkpoint(
+    run: Path,
+    step: int,
+    model_state: dict,
+    ema_state: dict,
+    *,
+    prediction_type: str = "epsilon",
+    data_path: str = "data/faces",
+) -> Path:
+    """One checkpoint of the tiny UNet with the state.json a real run writes."""
+    return save_checkpoint(
+        run,
+        step,
+        model_state=model_state,
+        ema_state=ema_state,
+        training_state={},
+        state={
+            "step": step,
+            "epoch": 1,
+            "images_seen": step * 4,
+            "model": TINY.to_dict(),
+            "categories": DEFAULT_CATEGORIES.to_list(),
+            "scheduler": scheduler_config(
+                num_train_timesteps=1000,
+                beta_schedule="squaredcos_cap_v2",
+                prediction_type=prediction_type,
+            ),
+            "train": TrainConfig(preset="tiny").to_dict(),
+            "data": {"path": data_path, "fingerprint": "0" * 64},
+        },
+    )
+
+
 def make_run(
     run: Path, *, steps: tuple[int, ...] = (10,), prediction_type: str = "epsilon", seed: int = 0
 ) -> Path:
@@ -35,27 +68,7 @@ def make_run(
         ema = {k: v + 0.01 if v.is_floating_point() else v for k, v in model.state_dict().items()}
         # Make class embeddings distinct and large enough to matter.
         ema["class_embedding.weight"] = torch.randn_like(ema["class_embedding.weight"])
-        save_checkpoint(
-            run,
-            step,
-            model_state=model.state_dict(),
-            ema_state=ema,
-            training_state={},
-            state={
-                "step": step,
-                "epoch": 1,
-                "images_seen": step * 4,
-                "model": TINY.to_dict(),
-                "categories": DEFAULT_CATEGORIES.to_list(),
-                "scheduler": scheduler_config(
-                    num_train_timesteps=1000,
-                    beta_schedule="squaredcos_cap_v2",
-                    prediction_type=prediction_type,
-                ),
-                "train": TrainConfig(preset="tiny").to_dict(),
-                "data": {"path": "data/faces", "fingerprint": "0" * 64},
-            },
-        )
+        save_tiny_checkpoint(run, step, model.state_dict(), ema, prediction_type=prediction_type)
     return run
 
 
