@@ -10,7 +10,13 @@ from rich.console import Console
 from rich.table import Table
 
 from facediff.cli.app import app
-from facediff.cli.options import DEFAULT_DATA, CategoriesFileOpt, CategoryOpt, categories_from
+from facediff.cli.options import (
+    DEFAULT_DATA,
+    CategoriesFileOpt,
+    CategoryOpt,
+    SeedOpt,
+    categories_from,
+)
 from facediff.cli.render import RichProgress
 from facediff.config import PrepareConfig, field_default
 from facediff.imaging import MAX_SIZE, MIN_SIZE
@@ -103,7 +109,7 @@ def demo_data_command(
         int, typer.Option("--per-category", "-n", help="Images per category.")
     ] = DEMO_PER_CATEGORY,
     size: Annotated[int, typer.Option("--size", help="Image side in pixels.")] = DEMO_SIZE,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    seed: SeedOpt = 0,
 ) -> None:
     """Draw synthetic faces to try facediff without photos.
 
