@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from facediff.errors import FacediffError
+from facediff.errors import FacediffError, UsageError
 
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
@@ -36,14 +36,14 @@ def make_category(prefix: str, name: str, code: str) -> Category:
     name = name.strip()
     code = code.strip().upper()
     if not _PREFIX_RE.match(prefix):
-        raise FacediffError(f"invalid category prefix {prefix!r}: use letters, digits, '-' or '_'")
+        raise UsageError(f"invalid category prefix {prefix!r}: use letters, digits, '-' or '_'")
     if not _NAME_RE.match(name) or name in {".", ".."}:
-        raise FacediffError(
+        raise UsageError(
             f"invalid category name {name!r}: use letters, digits, spaces, '.', '-' or '_' "
             "(it becomes a folder name)"
         )
     if not _CODE_RE.match(code):
-        raise FacediffError(f"invalid category code {code!r}: use a single letter A-Z")
+        raise UsageError(f"invalid category code {code!r}: use a single letter A-Z")
     return Category(prefix=prefix, name=name, code=code)
 
 
@@ -55,17 +55,17 @@ class CategoryMap:
 
     def __post_init__(self) -> None:
         if not self.categories:
-            raise FacediffError("at least one category is needed")
+            raise UsageError("at least one category is needed")
         for attr in ("prefix", "code"):
             seen: set[str] = set()
             for c in self.categories:
                 key = getattr(c, attr)
                 if key in seen:
-                    raise FacediffError(f"duplicate category {attr} {key!r}")
+                    raise UsageError(f"duplicate category {attr} {key!r}")
                 seen.add(key)
         names = [c.name.lower() for c in self.categories]
         if len(set(names)) != len(names):
-            raise FacediffError("duplicate category name (names are compared ignoring case)")
+            raise UsageError("duplicate category name (names are compared ignoring case)")
 
     def __len__(self) -> int:
         return len(self.categories)
@@ -95,7 +95,7 @@ class CategoryMap:
             if c.name.lower() == k.lower():
                 return i
         valid = ", ".join(f"{c.code} ({c.name})" for c in self.categories)
-        raise FacediffError(f"unknown category {key!r}; valid: {valid}")
+        raise UsageError(f"unknown category {key!r}; valid: {valid}")
 
     def match(self, filename: str) -> Category | None:
         """The category whose prefix starts ``filename`` (longest prefix first).
@@ -136,7 +136,7 @@ def parse_category_option(text: str) -> Category:
     prefix, eq, rest = text.partition("=")
     name, colon, code = rest.rpartition(":")
     if not eq or not colon or not prefix or not name or not code:
-        raise FacediffError(
+        raise UsageError(
             f"invalid --category {text!r}: expected PREFIX=NAME:CODE, e.g. asian=Oriental:O"
         )
     return make_category(prefix, name, code)
@@ -160,7 +160,7 @@ def load_categories_file(path: Path) -> CategoryMap:
 def resolve_categories(options: list[str] | None = None, file: Path | None = None) -> CategoryMap:
     """Categories from repeated ``--category`` values or a JSON file (default map if neither)."""
     if options and file:
-        raise FacediffError("use either --category or --categories-file, not both")
+        raise UsageError("use either --category or --categories-file, not both")
     if file:
         return load_categories_file(file)
     if options:

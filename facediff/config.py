@@ -7,10 +7,11 @@ improved-diffusion's defaults dict), so a default lives in exactly one place.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from facediff.errors import FacediffError
+from facediff.errors import UsageError
 
 PACKED_FILE = "dataset.safetensors"
 MANIFEST_FILE = "manifest.json"
@@ -18,6 +19,14 @@ DATASET_VERSION = 1
 DEFAULT_DATA_DIR = "data/faces"
 DEFAULT_RUN_DIR = "runs/faces"
 DEFAULT_SAMPLES_DIR = "generated_images"
+
+#: Bounds of the prepared image side, in pixels.
+MIN_SIZE, MAX_SIZE = 16, 512
+#: Defaults of `facediff demo-data`.
+DEMO_PER_CATEGORY = 200
+DEMO_SIZE = 64
+#: Images in a grid's mix strip.
+DEFAULT_STRIP_STEPS = 7
 
 
 @dataclass(frozen=True)
@@ -127,7 +136,7 @@ def preset(name: str, *, sample_size: int, num_categories: int) -> ModelConfig:
     attention at the same low resolutions as 64 px.
     """
     if name not in PRESETS:
-        raise FacediffError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+        raise UsageError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     cfg = PRESETS[name]
     extra = 0
     while name in _RESOLUTION_ADAPTIVE and (64 << extra) < sample_size:
@@ -141,7 +150,7 @@ def preset(name: str, *, sample_size: int, num_categories: int) -> ModelConfig:
         )
     factor = 2 ** (len(cfg.block_out_channels) - 1)
     if sample_size < factor or sample_size % factor:
-        raise FacediffError(
+        raise UsageError(
             f"preset {name!r} needs an image size divisible by {factor}; the data is {sample_size}"
         )
     return dataclasses.replace(cfg, sample_size=sample_size, num_categories=num_categories)
@@ -208,13 +217,13 @@ ARCHITECTURE_FIELDS = ("preset", "prediction_type", "beta_schedule", "num_train_
 
 
 def _check_train_config(c: TrainConfig) -> None:
-    def bad(option: str, value: Any, why: str) -> FacediffError:
-        return FacediffError(f"invalid {option} {value!r}: {why}")
+    def bad(option: str, value: Any, why: str) -> UsageError:
+        return UsageError(f"invalid {option} {value!r}: {why}")
 
     if c.preset not in PRESETS:
         raise bad("--preset", c.preset, f"choose from {', '.join(PRESETS)}")
     if c.epochs is not None and c.max_steps is not None:
-        raise FacediffError("use either --epochs or --max-steps, not both")
+        raise UsageError("use either --epochs or --max-steps, not both")
     for option, value in (
         ("--epochs", c.epochs),
         ("--max-steps", c.max_steps),
@@ -229,7 +238,7 @@ def _check_train_config(c: TrainConfig) -> None:
         if value is not None and (not isinstance(value, int) or value < 1):
             raise bad(option, value, "must be a positive integer")
     if c.preview_every < 0 or c.lr_warmup_steps < 0:
-        raise FacediffError("--preview-every and --lr-warmup-steps must be >= 0")
+        raise UsageError("--preview-every and --lr-warmup-steps must be >= 0")
     if not c.lr > 0:
         raise bad("--lr", c.lr, "must be > 0")
     if not 0.0 <= c.cond_drop < 1.0:
@@ -244,11 +253,20 @@ def _check_train_config(c: TrainConfig) -> None:
         raise bad("--precision", c.precision, "use auto, bf16, fp16 or fp32")
     if c.prediction_type not in PREDICTION_TYPES:
         raise bad("--prediction-type", c.prediction_type, f"use {' or '.join(PREDICTION_TYPES)}")
+    check_device_name(c.device)
     if c.beta_schedule not in BETA_SCHEDULES:
         raise bad("--beta-schedule", c.beta_schedule, f"use {', '.join(BETA_SCHEDULES)}")
 
 
 DEFAULT_EPOCHS = 100
+_DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_device_name(name: str) -> str:
+    """Check the form of a ``--device`` value (whether the device exists is checked later)."""
+    if not isinstance(name, str) or not _DEVICE_RE.fullmatch(name):
+        raise UsageError(f"invalid --device {name!r}: use auto, cpu, cuda or cuda:N")
+    return name
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-from facediff.errors import FacediffError
+from facediff.errors import FacediffError, UsageError
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
@@ -18,11 +18,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise FacediffError(f"invalid --device {name!r}: use auto, cpu, cuda or cuda:N") from None
+        raise UsageError(f"invalid --device {name!r}: use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise FacediffError("--device cuda was asked for but no CUDA GPU is available")
     if dev.type not in ("cpu", "cuda"):
-        raise FacediffError(f"invalid --device {name!r}: use auto, cpu, cuda or cuda:N")
+        raise UsageError(f"invalid --device {name!r}: use auto, cpu, cuda or cuda:N")
     return dev
 
 
@@ -33,7 +33,7 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     refused for fp16, which CPU autocast does not speed up.
     """
     if name not in PRECISIONS:
-        raise FacediffError(f"invalid --precision {name!r}: use {', '.join(PRECISIONS)}")
+        raise UsageError(f"invalid --precision {name!r}: use {', '.join(PRECISIONS)}")
     if name == "fp32":
         return torch.float32
     if device.type != "cuda":

@@ -7,6 +7,10 @@ class FacediffError(Exception):
     """Bad input or a state the user must resolve (message is shown as-is, one line)."""
 
 
+class UsageError(FacediffError):
+    """An invalid option value or argument (the CLI exits with status 2, like click)."""
+
+
 class DataError(FacediffError):
     """The prepared dataset is missing, empty, corrupt or from an incompatible version."""
 

@@ -44,7 +44,7 @@ from facediff.checkpoint import (
 from facediff.config import DEFAULT_DATA_DIR, SampleConfig
 from facediff.dataset import PreparedData, load_prepared
 from facediff.device import enable_fast_math, resolve_device
-from facediff.errors import CheckpointError, DataError, FacediffError
+from facediff.errors import CheckpointError, DataError, FacediffError, UsageError
 from facediff.judge import Judge, JudgeConfig, load_or_train_judge
 from facediff.metrics import (
     balance_score,
@@ -491,7 +491,7 @@ def evaluate(
     if not run.is_dir():
         raise CheckpointError(f"run folder not found: {run}")
     if per_group < 2:
-        raise FacediffError(f"-n (samples per group) must be at least 2; got {per_group}")
+        raise UsageError(f"-n (samples per group) must be at least 2; got {per_group}")
     config = sample_config or SampleConfig()
     dev = resolve_device(device if device != "auto" else config.device)
     enable_fast_math(dev)

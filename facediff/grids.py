@@ -17,15 +17,14 @@ from PIL import Image, ImageDraw, ImageFont
 
 from facediff.categories import CategoryMap
 from facediff.checkpoint import load_for_inference
-from facediff.config import SampleConfig
-from facediff.errors import FacediffError
+from facediff.config import DEFAULT_STRIP_STEPS, SampleConfig
+from facediff.errors import FacediffError, UsageError
 from facediff.mix import Mix, parse_mix
 from facediff.progress import Progress, ProgressCallback, emit
 from facediff.samples import RECORD_FILE, resolve_mixes
 from facediff.sampling import generate, prepare_denoiser
 
 GRID_FILE = "grid.png"
-DEFAULT_STRIP_STEPS = 7
 _PAD = 2
 _MIN_CELL = 64  # small images are enlarged (nearest neighbour) to at least this size
 
@@ -85,7 +84,7 @@ def compose_grid(
 def strip_mixes(a: str, b: str, steps: int, categories: CategoryMap) -> list[Mix]:
     """Mixes with weights ``(1 − t)·A + t·B`` for ``steps`` values of t from 0 to 1."""
     if steps < 2:
-        raise FacediffError(f"--strip-steps must be at least 2; got {steps}")
+        raise UsageError(f"--strip-steps must be at least 2; got {steps}")
     ma, mb = parse_mix(a, categories), parse_mix(b, categories)
     wa = dict(zip(ma.indices, ma.weights))
     wb = dict(zip(mb.indices, mb.weights))
@@ -207,7 +206,7 @@ def grid(
     the A→B strip is generated from it and added below.
     """
     if seeds < 1:
-        raise FacediffError(f"--seeds must be at least 1; got {seeds}")
+        raise UsageError(f"--seeds must be at least 1; got {seeds}")
     base = Path(from_samples) if from_samples is not None else Path(run or ".")
     out = Path(out) if out is not None else base / GRID_FILE
     if out.exists() and not force:

@@ -39,8 +39,6 @@ IMAGE_EXTENSIONS = frozenset(
     }
 )
 
-#: Bounds of the prepared image side, in pixels.
-MIN_SIZE, MAX_SIZE = 16, 512
 
 #: Alpha is composited over this neutral grey (not black, not white).
 ALPHA_BACKGROUND = (128, 128, 128)

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from facediff.categories import CategoryMap
-from facediff.errors import FacediffError
+from facediff.errors import FacediffError, UsageError
 
 #: The mixes sampled when the user names none (DESIGN §3).
 DEFAULT_MIXES = ("OI", "OE", "IE", "OIE")
@@ -49,7 +49,7 @@ def _index(term: str, spec: str, categories: CategoryMap) -> int:
     try:
         return categories.index(term)
     except FacediffError:
-        raise FacediffError(
+        raise UsageError(
             f"unknown category {term!r} in mix {spec!r}; valid: {_valid_codes(categories)}"
         ) from None
 
@@ -58,9 +58,9 @@ def _weight(text: str, spec: str) -> float:
     try:
         w = float(text)
     except ValueError:
-        raise FacediffError(f"invalid weight {text!r} in mix {spec!r}") from None
+        raise UsageError(f"invalid weight {text!r} in mix {spec!r}") from None
     if not math.isfinite(w) or w <= 0:
-        raise FacediffError(f"weights must be positive numbers; got {text!r} in mix {spec!r}")
+        raise UsageError(f"weights must be positive numbers; got {text!r} in mix {spec!r}")
     return w
 
 
@@ -68,18 +68,18 @@ def parse_mix(spec: str, categories: CategoryMap) -> Mix:
     """Parse a mix spec into a normalised :class:`Mix` (see module docstring)."""
     s = spec.strip()
     if not s:
-        raise FacediffError("empty mix spec")
+        raise UsageError("empty mix spec")
     terms: list[tuple[int, float]] = []
     if ":" in s or "," in s:
         for part in s.split(","):
             key, colon, w = part.partition(":")
             if not key.strip():
-                raise FacediffError(f"invalid mix {spec!r}: empty term")
+                raise UsageError(f"invalid mix {spec!r}: empty term")
             terms.append((_index(key, spec, categories), _weight(w, spec) if colon else 1.0))
     elif "+" in s:
         for part in s.split("+"):
             if not part.strip():
-                raise FacediffError(f"invalid mix {spec!r}: empty term")
+                raise UsageError(f"invalid mix {spec!r}: empty term")
             terms.append((_index(part, spec, categories), 1.0))
     elif re.fullmatch(r"[A-Za-z]+", s) and not _is_name(s, categories):
         terms = [(_index(ch, spec, categories), 1.0) for ch in s]
@@ -89,7 +89,7 @@ def parse_mix(spec: str, categories: CategoryMap) -> Mix:
     indices = [i for i, _ in terms]
     if len(set(indices)) != len(indices):
         dup = next(categories[i].code for i in indices if indices.count(i) > 1)
-        raise FacediffError(f"category {dup} appears more than once in mix {spec!r}")
+        raise UsageError(f"category {dup} appears more than once in mix {spec!r}")
     total = sum(w for _, w in terms)
     weights = tuple(w / total for _, w in terms)
     return Mix(label=_label(indices, weights, categories), indices=tuple(indices), weights=weights)

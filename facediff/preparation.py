@@ -32,10 +32,17 @@ import torch
 
 from facediff import __version__
 from facediff.categories import DEFAULT_CATEGORIES, CategoryMap
-from facediff.config import DATASET_VERSION, MANIFEST_FILE, PACKED_FILE, PrepareConfig
+from facediff.config import (
+    DATASET_VERSION,
+    MANIFEST_FILE,
+    MAX_SIZE,
+    MIN_SIZE,
+    PACKED_FILE,
+    PrepareConfig,
+)
 from facediff.dataset import sha256_file, write_manifest, write_packed
-from facediff.errors import FacediffError
-from facediff.imaging import IMAGE_EXTENSIONS, MAX_SIZE, MIN_SIZE, process_chunk
+from facediff.errors import FacediffError, UsageError
+from facediff.imaging import IMAGE_EXTENSIONS, process_chunk
 from facediff.progress import Progress, ProgressCallback, emit
 
 NOT_IMAGE_FILE = "not an image file"
@@ -115,7 +122,7 @@ def _cpu_count() -> int:
 
 def _check_paths(raw: Path, out: Path, size: int) -> tuple[Path, Path]:
     if not MIN_SIZE <= size <= MAX_SIZE:
-        raise FacediffError(f"--size must be between {MIN_SIZE} and {MAX_SIZE}, got {size}")
+        raise UsageError(f"--size must be between {MIN_SIZE} and {MAX_SIZE}, got {size}")
     if not raw.exists():
         raise FacediffError(f"raw folder not found: {raw}")
     if not raw.is_dir():
@@ -359,11 +366,11 @@ def _collect(
 
 def _check_options(categories: CategoryMap, workers: int) -> None:
     if workers < 0:
-        raise FacediffError(f"--workers must be >= 0, got {workers}")
+        raise UsageError(f"--workers must be >= 0, got {workers}")
     ours = {PACKED_FILE, MANIFEST_FILE, PACKED_FILE + ".tmp", MANIFEST_FILE + ".tmp"}
     for c in categories:
         if c.name.lower() in ours:
-            raise FacediffError(f"category name {c.name!r} is reserved for a dataset file")
+            raise UsageError(f"category name {c.name!r} is reserved for a dataset file")
 
 
 def prepare(

@@ -25,7 +25,7 @@ from PIL import Image
 from facediff.categories import CategoryMap
 from facediff.checkpoint import LoadedModel, load_for_inference, write_json_atomic
 from facediff.config import SampleConfig
-from facediff.errors import FacediffError
+from facediff.errors import FacediffError, UsageError
 from facediff.mix import Mix, default_mixes, parse_mix
 from facediff.progress import Progress, ProgressCallback, emit
 from facediff.sampling import generate_each, prepare_denoiser
@@ -124,7 +124,7 @@ def sample(
 ) -> SampleResult:
     """Generate ``config.n`` images for every requested category and mix into ``out``."""
     if config.n < 1:
-        raise FacediffError(f"-n must be at least 1; got {config.n}")
+        raise UsageError(f"-n must be at least 1; got {config.n}")
     loaded = load_for_inference(Path(run), step=checkpoint_step, use_ema=config.use_ema)
     plan = resolve_mixes(loaded.categories, mixes, categories)
     seeds = list(range(config.seed, config.seed + config.n))

@@ -42,7 +42,7 @@ from diffusers import (
 from facediff.checkpoint import LoadedModel
 from facediff.config import SampleConfig
 from facediff.device import enable_fast_math, resolve_device, resolve_precision
-from facediff.errors import FacediffError
+from facediff.errors import FacediffError, UsageError
 from facediff.mix import Mix
 from facediff.progress import Progress, ProgressCallback, emit
 
@@ -85,7 +85,7 @@ def make_scheduler(name: str, scheduler_config: dict[str, Any]) -> Any:
         return EulerDiscreteScheduler(**base, timestep_spacing="leading", steps_offset=1)
     if name == "ddpm":
         return DDPMScheduler(**base, clip_sample=True)
-    raise FacediffError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    raise UsageError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
 
 
 @dataclass
@@ -253,13 +253,13 @@ def _check(sampler: str, steps: int, guidance: float, mix_mode: str, batch_size:
     if sampler not in SAMPLERS:
         raise FacediffError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
     if mix_mode not in MIX_MODES:
-        raise FacediffError(f"unknown mix mode {mix_mode!r}; choose from {', '.join(MIX_MODES)}")
+        raise UsageError(f"unknown mix mode {mix_mode!r}; choose from {', '.join(MIX_MODES)}")
     if steps < 1:
-        raise FacediffError(f"steps must be at least 1; got {steps}")
+        raise UsageError(f"steps must be at least 1; got {steps}")
     if not guidance >= 0:
-        raise FacediffError(f"guidance must be a number >= 0; got {guidance}")
+        raise UsageError(f"guidance must be a number >= 0; got {guidance}")
     if batch_size < 1:
-        raise FacediffError(f"batch size must be at least 1; got {batch_size}")
+        raise UsageError(f"batch size must be at least 1; got {batch_size}")
 
 
 def generate(

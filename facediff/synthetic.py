@@ -26,14 +26,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from facediff.categories import DEFAULT_CATEGORIES, CategoryMap
+from facediff.config import DEMO_PER_CATEGORY, DEMO_SIZE
 from facediff.errors import FacediffError
 
 if TYPE_CHECKING:
     import torch
 
-#: Defaults of `facediff demo-data` (the CLI imports them: this module loads torch lazily).
-DEMO_PER_CATEGORY = 200
-DEMO_SIZE = 64
 
 RGB = tuple[int, int, int]
 

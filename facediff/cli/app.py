@@ -1,7 +1,15 @@
 """The Typer application and its error handling.
 
 Bad input never shows a traceback: usage errors and :class:`FacediffError` become
-one line on stderr (``facediff: error: ...``) and a non-zero exit status.
+one line on stderr (``facediff: error: ...``) and a non-zero exit status:
+
+- 2: a usage error (unknown option, invalid option value or argument: click's
+  ``UsageError`` and facediff's :class:`~facediff.errors.UsageError`);
+- 1: a runtime failure (missing or unreadable files, bad data, a diverged run …);
+- 130: interrupted (Ctrl-C / SIGTERM; `train` saves a checkpoint first).
+
+This module imports only typer and facediff's light modules: torch, diffusers and rich
+load inside the commands, so ``facediff --help`` and ``--version`` start quickly.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import typer
 from typer.core import TyperGroup
 
 from facediff import __version__
-from facediff.errors import FacediffError
+from facediff.errors import FacediffError, UsageError
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -35,8 +43,18 @@ def _os_error_message(e: OSError) -> str:
     return f"{e.strerror or e}{name}"
 
 
+class _Interrupted(Exception):
+    """Ctrl-C inside a command (typer would turn it into a silent exit 130)."""
+
+
 class FacediffGroup(TyperGroup):
     """A command group whose errors are single lines, not tracebacks or panels."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
@@ -49,7 +67,7 @@ class FacediffGroup(TyperGroup):
             )
         except typer.Exit as e:
             sys.exit(e.exit_code)
-        except typer.Abort:
+        except (typer.Abort, _Interrupted):
             fail("interrupted", EXIT_INTERRUPTED)
         except _ClickException as e:
             if type(e).__name__ == "NoArgsIsHelpError":  # bare `facediff`: show the help
@@ -60,6 +78,8 @@ class FacediffGroup(TyperGroup):
             if isinstance(e, _UsageError) and ctx is not None:
                 hint = f" (see '{ctx.command_path} --help')"
             fail(e.format_message().replace("\n", " ") + hint, e.exit_code)
+        except UsageError as e:
+            fail(str(e), EXIT_USAGE)
         except FacediffError as e:
             fail(str(e))
         except KeyboardInterrupt:
@@ -76,7 +96,7 @@ app = typer.Typer(
     cls=FacediffGroup,
     help="Class-conditional diffusion on folders of faces sorted by file-name prefix.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -38,7 +38,15 @@ def demo_command(
     device: DeviceOpt = _D.device,
     force: Annotated[bool, typer.Option("--force", help="Redo a previous demo in OUT.")] = False,
 ) -> None:
-    """Synthetic faces -> prepare -> train (tiny preset) -> sample every mix -> grid."""
+    """Synthetic faces -> prepare -> train (tiny preset) -> sample every mix -> grid.
+
+    Examples:
+
+    \b
+      facediff demo                         # ~3 min on a laptop CPU -> facediff-demo/grid.png
+      facediff demo --minutes 1 --out /tmp/demo --force
+      facediff demo --device cuda --minutes 5 --size 64
+    """
     from facediff.cli.render import RichProgress, console
     from facediff.demo import demo
 

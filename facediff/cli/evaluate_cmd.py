@@ -71,7 +71,15 @@ def evaluate_command(
     device: DeviceOpt = _D.device,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing report.")] = False,
 ) -> None:
-    """Judge how well each category and mix is represented; write report.json/.md + charts."""
+    """Judge how well each category and mix is represented; write report.json/.md + charts.
+
+    Examples:
+
+    \b
+      facediff evaluate runs/faces                # -> runs/faces/evaluation/report.md
+      facediff evaluate runs/faces -n 200 --mix O:0.8,I:0.2 --mix OIE
+      facediff evaluate runs/faces --samples generated_images --out eval-samples
+    """
     from facediff.cli.render import RichProgress, console
     from facediff.evaluation import evaluate
     from facediff.judge import JudgeConfig

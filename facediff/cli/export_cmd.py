@@ -19,7 +19,15 @@ def export_command(
     no_ema: NoEmaOpt = False,
     force: ForceOpt = False,
 ) -> None:
-    """Export a checkpoint as a standard diffusers folder loadable with diffusers alone."""
+    """Export a checkpoint as a standard diffusers folder loadable with diffusers alone.
+
+    Examples:
+
+    \b
+      facediff export runs/faces --out faces-model
+      facediff export runs/faces --out faces-model-5k --checkpoint 5000 --no-ema
+      python -c "from diffusers import UNet2DModel; UNet2DModel.from_pretrained('faces-model/unet')"
+    """
     from facediff.cli.render import console
     from facediff.exporting import export
 

@@ -26,8 +26,7 @@ from facediff.cli.options import (
     StepsOpt,
     sample_config,
 )
-from facediff.config import SampleConfig
-from facediff.grids import DEFAULT_STRIP_STEPS
+from facediff.config import DEFAULT_STRIP_STEPS, SampleConfig
 
 _D = SampleConfig()
 
@@ -64,10 +63,23 @@ def grid_command(
     device: DeviceOpt = _D.device,
     force: ForceOpt = False,
 ) -> None:
-    """A labelled grid: rows = categories and mixes, columns = seeds, plus an A->B strip."""
+    """A labelled grid: rows = categories and mixes, columns = seeds, plus an A->B strip.
+
+    Examples:
+
+    \b
+      facediff grid runs/faces                              # -> runs/faces/grid.png
+      facediff grid runs/faces --mix OIE --seeds 4 --out oie.png
+      facediff grid runs/faces --strip O I --strip-steps 7  # weights O -> I at one seed
+      facediff grid --from-samples generated_images --out grid.png
+    """
     from facediff.cli.render import RichProgress, console
     from facediff.grids import grid
 
+    if seeds < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--seeds")
+    if strip_steps < 2:
+        raise typer.BadParameter("must be at least 2", param_hint="--strip-steps")
     config = sample_config(
         n=seeds,
         sampler=sampler,

@@ -6,8 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from facediff.cli.app import app
 from facediff.cli.options import (
@@ -17,10 +15,14 @@ from facediff.cli.options import (
     SeedOpt,
     categories_from,
 )
-from facediff.cli.render import RichProgress
-from facediff.config import PrepareConfig, field_default
-from facediff.imaging import MAX_SIZE, MIN_SIZE
-from facediff.synthetic import DEMO_PER_CATEGORY, DEMO_SIZE, make_demo_data
+from facediff.config import (
+    DEMO_PER_CATEGORY,
+    DEMO_SIZE,
+    MAX_SIZE,
+    MIN_SIZE,
+    PrepareConfig,
+    field_default,
+)
 
 
 def _check_range(option: str, value: int, low: int, high: int | None = None) -> None:
@@ -33,8 +35,10 @@ def _reasons(counts: dict[str, int]) -> str:
     return "\n".join(f"{reason}: {n}" for reason, n in counts.items()) or "-"
 
 
-def _summary(report) -> Table:
+def _summary(report):
     """Per category: files found, kept and skipped by reason; then the totals."""
+    from rich.table import Table
+
     table = Table(title=f"Prepared {report.size}×{report.size} dataset", title_justify="left")
     for column in ("category", "code", "prefix", "found", "kept", "skipped"):
         table.add_column(column, justify="right" if column in ("found", "kept") else "left")
@@ -74,7 +78,19 @@ def prepare_command(
 
     Files are sorted into categories by name prefix, validated, centre-cropped and
     resized; the result is what `facediff train` reads. RAW is only read, never written.
+
+    Examples:
+
+    \b
+      facediff prepare ./raw                             # -> data/faces, 64x64
+      facediff prepare ./raw --out data/faces32 --size 32
+      facediff prepare ./raw -c cat=Cat:C -c dog=Dog:D   # your own categories
+      facediff prepare ./raw --out data/faces --force    # replace an earlier dataset
     """
+    from rich.console import Console
+
+    from facediff.cli.render import RichProgress
+
     _check_range("--size", size, MIN_SIZE, MAX_SIZE)
     _check_range("--workers", workers, 0)
     categories = categories_from(category, categories_file)
@@ -115,7 +131,17 @@ def demo_data_command(
 
     Writes indian_0001.png, asian_0001.png, white_0001.png … into OUT, a raw folder for
     `facediff prepare`.
+
+    Examples:
+
+    \b
+      facediff demo-data raw-demo                     # 200 faces per category, 64x64
+      facediff demo-data raw-demo -n 50 --size 32 --seed 1
     """
+    from rich.console import Console
+
+    from facediff.synthetic import make_demo_data
+
     _check_range("--per-category", per_category, 1)
     _check_range("--size", size, MIN_SIZE, MAX_SIZE)
     paths = make_demo_data(out, per_category=per_category, size=size, seed=seed)

@@ -61,6 +61,14 @@ def sample_command(
     """Generate faces for each category and mix (default: all categories, OI, OE, IE, OIE).
 
     Writes OUT/<LABEL>/<LABEL>_<seed>.png and OUT/samples.json.
+
+    Examples:
+
+    \b
+      facediff sample --mix OIE -n 10          # runs/faces -> generated_images/OIE/
+      facediff sample runs/faces --category O --guidance 5 --seed 100 -n 64
+      facediff sample --mix O:0.7,I:0.3 --mix-mode blend --sampler ddim --steps 50
+      facediff sample faces-model --checkpoint 5000 --out samples-5k --json
     """
     from facediff.cli.render import RichProgress, console
     from facediff.samples import sample

@@ -135,6 +135,15 @@ def train_command(
 
     Under `torchrun --nproc-per-node N -m facediff train ...` it trains data-parallel
     (the global batch is --batch-size × N).
+
+    Examples:
+
+    \b
+      facediff train --epochs 1000                       # data/faces -> runs/faces
+      facediff train data/faces --out runs/faces         # run again to resume
+      facediff train --preset tiny --max-steps 2000 --device cpu
+      facediff train > train.log 2>&1                    # plain timestamped progress lines
+      torchrun --nproc-per-node 4 -m facediff train data/faces --out runs/faces
     """
     options = {k: v for k, v in locals().items() if k not in ("data", "out")}
     from facediff import distributed
