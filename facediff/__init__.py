@@ -22,6 +22,7 @@ _API = {
     "generate": "facediff.sampling",
     "grid": "facediff.grids",
     "export": "facediff.exporting",
+    "FaceDiffPipeline": "facediff.pipeline",
     "evaluate": "facediff.evaluation",
     "load_for_inference": "facediff.checkpoint",
     "parse_mix": "facediff.mix",

@@ -1,23 +1,45 @@
-"""``export``: a standard diffusers folder that loads without facediff (DESIGN §5).
+"""``export``: a standard diffusers pipeline folder with a model card.
 
 Layout::
 
-    <out>/unet/          UNet2DModel.save_pretrained (config.json + safetensors)
-    <out>/scheduler/     the run's DDPMScheduler (scheduler_config.json)
-    <out>/facediff.json  categories, codes, null label, size, step, model and scheduler
+    <out>/model_index.json  FaceDiffPipeline: components, categories, sampling defaults
+    <out>/unet/             UNet2DModel (config.json + safetensors)
+    <out>/scheduler/        the scheduler `facediff sample` uses by default, with its exact
+                            settings, on the run's recorded noise schedule
+    <out>/pipeline.py       copies of facediff/pipeline.py and facediff/guidance.py, for
+    <out>/guidance.py       DiffusionPipeline.from_pretrained(out, custom_pipeline=...)
+    <out>/facediff.json     categories, codes, null label, size, step, model and schedule
+    <out>/README.md         the model card (Hugging Face front matter)
+
+``FaceDiffPipeline.from_pretrained(out)`` loads it with facediff installed;
+``facediff sample``/``grid``/``evaluate`` read it through ``facediff.json``.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from diffusers import DDPMScheduler
-
-from facediff.checkpoint import EXPORT_INFO_FILE, load_for_inference, write_json_atomic
+from facediff.checkpoint import (
+    EXPORT_INFO_FILE,
+    LoadedModel,
+    load_for_inference,
+    read_state,
+    write_json_atomic,
+)
+from facediff.config import SampleConfig
+from facediff.dataset import read_manifest
 from facediff.errors import FacediffError
+from facediff.model import count_parameters
+from facediff.model_card import CardFacts, render_model_card, report_note
 
-EXPORT_FORMAT_VERSION = 1
+EXPORT_FORMAT_VERSION = 2
+#: Files of the facediff package copied into the folder for ``custom_pipeline=``.
+PIPELINE_FILES = {"pipeline.py": "pipeline.py", "guidance.py": "guidance.py"}
+MODEL_CARD_FILE = "README.md"
 
 
 @dataclass
@@ -26,6 +48,30 @@ class ExportResult:
     step: int
     weights: str  # "ema" or "model"
     source: Path
+    report: Path | None  # the evaluation report summarised in the model card
+
+
+def sample_defaults(config: SampleConfig) -> dict[str, Any]:
+    """The pipeline's defaults for a call that leaves them out: facediff's own."""
+    return {
+        "num_inference_steps": config.steps,
+        "guidance_scale": config.guidance,
+        "mix_mode": config.mix_mode,
+    }
+
+
+def build_pipeline(loaded: LoadedModel, config: SampleConfig | None = None) -> Any:
+    """A :class:`FaceDiffPipeline` of ``loaded`` with facediff's default sampler."""
+    from facediff.pipeline import FaceDiffPipeline
+    from facediff.sampling import make_scheduler
+
+    config = config or SampleConfig()
+    return FaceDiffPipeline(
+        unet=loaded.unet,
+        scheduler=make_scheduler(config.sampler, loaded.scheduler_config),
+        categories=loaded.categories.to_list(),
+        sample_defaults=sample_defaults(config),
+    )
 
 
 def export(
@@ -43,23 +89,93 @@ def export(
     loaded = load_for_inference(Path(run), step=checkpoint_step, use_ema=use_ema)
     if loaded.weights == "export":
         raise FacediffError(f"{run} is already an exported model")
+    state = read_state(loaded.source)
     out.mkdir(parents=True, exist_ok=True)
-    loaded.unet.save_pretrained(out / "unet", safe_serialization=True)
-    scheduler = DDPMScheduler(**loaded.scheduler_config)
-    scheduler.save_pretrained(out / "scheduler")
-    cats = loaded.categories
-    write_json_atomic(
-        out / EXPORT_INFO_FILE,
-        {
-            "facediff_export_version": EXPORT_FORMAT_VERSION,
-            "categories": cats.to_list(),
-            "codes": {c.code: i for i, c in enumerate(cats)},
-            "null_label": cats.null_label,
-            "size": loaded.model_config.sample_size,
-            "step": loaded.step,
-            "weights": loaded.weights,
-            "model": loaded.model_config.to_dict(),
-            "scheduler": loaded.scheduler_config,
-        },
+    config = SampleConfig()
+    pipe = build_pipeline(loaded, config)
+    pipe.save_pretrained(out, safe_serialization=True)
+    package = Path(__file__).parent
+    for src, dst in PIPELINE_FILES.items():
+        shutil.copyfile(package / src, out / dst)
+    counts, counts_note = training_counts(state)
+    write_json_atomic(out / EXPORT_INFO_FILE, _export_info(loaded, config, counts))
+    run_dir = loaded.source.parent.parent  # <run>/checkpoints/step-XXXXXXXX
+    report, report_path = latest_report(run_dir)
+    facts = CardFacts(
+        folder=out.as_posix(),
+        categories=loaded.categories,
+        counts=counts,
+        counts_note=counts_note,
+        size=loaded.model_config.sample_size,
+        preset=state.get("train", {}).get("preset"),
+        parameters=count_parameters(loaded.unet),
+        step=loaded.step,
+        images_seen=state.get("images_seen"),
+        seconds=state.get("seconds"),
+        weights=loaded.weights,
+        ema_decay=state.get("train", {}).get("ema_decay"),
+        schedule=loaded.scheduler_config,
+        precision=state.get("precision"),
+        scheduler_class=type(pipe.scheduler).__name__,
+        sample_defaults=sample_defaults(config),
+        report=report,
+        report_note=report_note(report_path, report, loaded.source),
     )
-    return ExportResult(out=out, step=loaded.step, weights=loaded.weights, source=loaded.source)
+    (out / MODEL_CARD_FILE).write_text(render_model_card(facts), encoding="utf-8")
+    return ExportResult(
+        out=out,
+        step=loaded.step,
+        weights=loaded.weights,
+        source=loaded.source,
+        report=report_path if report is not None else None,
+    )
+
+
+def _export_info(
+    loaded: LoadedModel, config: SampleConfig, counts: list[int] | None
+) -> dict[str, Any]:
+    cats = loaded.categories
+    return {
+        "facediff_export_version": EXPORT_FORMAT_VERSION,
+        "categories": cats.to_list(),
+        "codes": {c.code: i for i, c in enumerate(cats)},
+        "null_label": cats.null_label,
+        "training_counts": counts,
+        "size": loaded.model_config.sample_size,
+        "step": loaded.step,
+        "weights": loaded.weights,
+        "model": loaded.model_config.to_dict(),
+        "scheduler": loaded.scheduler_config,
+        "sampler": config.sampler,
+    }
+
+
+def training_counts(state: dict[str, Any]) -> tuple[list[int] | None, str]:
+    """Images per category of the prepared data the run trained on, from its manifest.
+
+    Only trusted when the manifest's packed-file hash is the run's recorded fingerprint.
+    """
+    data = state.get("data") or {}
+    path = data.get("path")
+    if not path:
+        return None, "the run does not record its prepared data"
+    try:
+        manifest = read_manifest(Path(path))
+        if manifest["packed"]["sha256"] != data.get("fingerprint"):
+            return None, f"the prepared data at {path} has changed since training"
+        counts = [int(c["count"]) for c in manifest["categories"]]
+    except (FacediffError, KeyError, TypeError, ValueError):
+        return None, f"the prepared data at {path} is missing or unreadable"
+    return counts, f"from the manifest of the prepared data ({path})"
+
+
+def latest_report(run_dir: Path) -> tuple[dict[str, Any] | None, Path]:
+    """The run's ``evaluation/report.json``, if any and readable, and its path."""
+    from facediff.evaluation import EVALUATION_DIR, REPORT_JSON
+
+    path = run_dir / EVALUATION_DIR / REPORT_JSON
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, path
+    return (report if isinstance(report, dict) else None), path

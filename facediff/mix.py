@@ -11,12 +11,12 @@ Accepted forms (codes or names, case-insensitive)::
 
 from __future__ import annotations
 
-import math
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from facediff.categories import CategoryMap
-from facediff.errors import FacediffError, UsageError
+from facediff.errors import UsageError
+from facediff.guidance import parse_mix_spec
 
 #: The mixes sampled when the user names none (DESIGN §3).
 DEFAULT_MIXES = ("OI", "OE", "IE", "OIE")
@@ -41,65 +41,20 @@ class Mix:
         }
 
 
-def _valid_codes(categories: CategoryMap) -> str:
-    return ", ".join(f"{c.code} ({c.name})" for c in categories)
-
-
-def _index(term: str, spec: str, categories: CategoryMap) -> int:
-    try:
-        return categories.index(term)
-    except FacediffError:
-        raise UsageError(
-            f"unknown category {term!r} in mix {spec!r}; valid: {_valid_codes(categories)}"
-        ) from None
-
-
-def _weight(text: str, spec: str) -> float:
-    try:
-        w = float(text)
-    except ValueError:
-        raise UsageError(f"invalid weight {text!r} in mix {spec!r}") from None
-    if not math.isfinite(w) or w <= 0:
-        raise UsageError(f"weights must be positive numbers; got {text!r} in mix {spec!r}")
-    return w
-
-
 def parse_mix(spec: str, categories: CategoryMap) -> Mix:
-    """Parse a mix spec into a normalised :class:`Mix` (see module docstring)."""
-    s = spec.strip()
-    if not s:
-        raise UsageError("empty mix spec")
-    terms: list[tuple[int, float]] = []
-    if ":" in s or "," in s:
-        for part in s.split(","):
-            key, colon, w = part.partition(":")
-            if not key.strip():
-                raise UsageError(f"invalid mix {spec!r}: empty term")
-            terms.append((_index(key, spec, categories), _weight(w, spec) if colon else 1.0))
-    elif "+" in s:
-        for part in s.split("+"):
-            if not part.strip():
-                raise UsageError(f"invalid mix {spec!r}: empty term")
-            terms.append((_index(part, spec, categories), 1.0))
-    elif re.fullmatch(r"[A-Za-z]+", s) and not _is_name(s, categories):
-        terms = [(_index(ch, spec, categories), 1.0) for ch in s]
-    else:
-        terms = [(_index(s, spec, categories), 1.0)]
+    """Parse a mix spec into a normalised :class:`Mix` (see module docstring).
 
-    indices = [i for i, _ in terms]
-    if len(set(indices)) != len(indices):
-        dup = next(categories[i].code for i in indices if indices.count(i) > 1)
-        raise UsageError(f"category {dup} appears more than once in mix {spec!r}")
-    total = sum(w for _, w in terms)
-    weights = tuple(w / total for _, w in terms)
-    return Mix(label=_label(indices, weights, categories), indices=tuple(indices), weights=weights)
+    The grammar is :func:`facediff.guidance.parse_mix_spec`, shared with the pipeline.
+    """
+    names = [c.name for c in categories]
+    try:
+        indices, weights = parse_mix_spec(spec, categories.codes, names)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return Mix(label=_label(indices, weights, categories), indices=indices, weights=weights)
 
 
-def _is_name(s: str, categories: CategoryMap) -> bool:
-    return any(c.name.lower() == s.lower() for c in categories)
-
-
-def _label(indices: list[int], weights: tuple[float, ...], categories: CategoryMap) -> str:
+def _label(indices: Sequence[int], weights: Sequence[float], categories: CategoryMap) -> str:
     codes = [categories[i].code for i in indices]
     if max(weights) - min(weights) < 1e-9:
         return "".join(codes)

@@ -9,22 +9,13 @@ floating point: matrix-multiply kernels may pick a different summation order for
 different batch *shape*, so equality across batch sizes is exact for the noise and
 equal to within rounding (identical uint8 pixels almost everywhere) for the network.
 
-Guidance (DESIGN §3):
-
-- one category — classifier-free guidance (Ho & Salimans 2022, arXiv:2207.12598)
-  ``ε = ε(x,∅) + s·(ε(x,c) − ε(x,∅))``;
-- ``compose`` — composable diffusion (Liu et al. 2022, arXiv:2206.01714)
-  ``ε = ε(x,∅) + s·Σ wᵢ·(ε(x,cᵢ) − ε(x,∅))``, all K+1 conditions in one forward;
-- ``blend`` — one class embedding ``Σ wᵢ·E[cᵢ]`` guided against ∅; one row of the
-  UNet's embedding table holds the blend only while sampling, then is restored.
-
-With ``guidance == 1`` the unconditional branch cancels and is not evaluated. For
-``v_prediction`` models the same linear combination is applied to the model outputs.
+The guidance formulas, mix modes and the denoising loop are in :mod:`facediff.guidance`,
+shared with the diffusers pipeline (:mod:`facediff.pipeline`); this module adds the
+samplers facediff offers, device placement and compilation, and batching over seeds.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -43,13 +34,19 @@ from facediff.checkpoint import LoadedModel
 from facediff.config import SampleConfig
 from facediff.device import enable_fast_math, resolve_device, resolve_precision
 from facediff.errors import FacediffError, UsageError
+from facediff.guidance import (
+    Conditions,
+    blended_row,
+    check_settings,
+    conditions,
+    denoise,
+    initial_noise,
+    to_uint8,
+)
 from facediff.mix import Mix
 from facediff.progress import Progress, ProgressCallback, emit
 
 SAMPLERS = ("dpmsolver++", "ddim", "unipc", "euler", "ddpm")
-MIX_MODES = ("compose", "blend")
-#: Samplers that draw fresh noise at every step (from the per-image generators).
-STOCHASTIC_SAMPLERS = frozenset({"ddpm"})
 
 
 def make_scheduler(name: str, scheduler_config: dict[str, Any]) -> Any:
@@ -139,67 +136,9 @@ def prepare_denoiser(
     )
 
 
-@dataclass(frozen=True)
-class _Conditions:
-    """The labels evaluated at each step and how their outputs are combined."""
-
-    labels: tuple[int, ...]  # class labels, conditional ones first, then ∅ if used
-    weights: tuple[float, ...]  # one per conditional label
-    unconditional: bool  # whether the last label is ∅
-    blend: Mix | None  # blend mode: the mix whose embeddings are averaged
-
-
-def _conditions(mix: Mix, mode: str, guidance: float, null_label: int) -> _Conditions:
-    unconditional = guidance != 1.0
-    if mode == "compose" or mix.is_single:
-        labels, weights, blend = mix.indices, mix.weights, None
-    else:  # blend: one label whose embedding row holds Σ wᵢ E[cᵢ] while sampling
-        labels, weights, blend = (mix.indices[0],), (1.0,), mix
-    if unconditional:
-        labels = (*labels, null_label)
-    return _Conditions(tuple(labels), tuple(weights), unconditional, blend)
-
-
-@contextlib.contextmanager
-def _blended_row(module: torch.nn.Module, blend: Mix | None) -> Iterator[None]:
-    """Blend mode: row ``blend.indices[0]`` of the class table holds ``Σ wᵢ E[cᵢ]``.
-
-    The row is written in place (so a compiled model sees the same module and needs
-    no recompilation) and restored on exit: the saved UNet never changes.
-    """
-    if blend is None:
-        yield
-        return
-    weight = module.class_embedding.weight
-    row = blend.indices[0]
-    with torch.no_grad():
-        saved = weight[row].clone()
-        mixed = sum(w * weight[i].double() for i, w in zip(blend.indices, blend.weights))
-        weight[row] = mixed.to(weight.dtype)
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            weight[row] = saved
-
-
-def guide(outputs: torch.Tensor, cond: _Conditions, guidance: float, batch: int) -> torch.Tensor:
-    """Combine the stacked outputs ``[ε(x,c₁); …; ε(x,c_K); ε(x,∅)]`` per DESIGN §3.
-
-    Without the unconditional branch (guidance 1) this is ``Σ wᵢ ε(x,cᵢ)``.
-    """
-    parts = outputs.float().split(batch)
-    k = len(cond.weights)
-    if not cond.unconditional:
-        out = parts[0] * cond.weights[0]
-        for w, e in zip(cond.weights[1:], parts[1:k]):
-            out = out + w * e
-        return out
-    uncond = parts[k]
-    delta = cond.weights[0] * (parts[0] - uncond)
-    for w, e in zip(cond.weights[1:], parts[1:k]):
-        delta = delta + w * (e - uncond)
-    return uncond + guidance * delta
+def mix_conditions(mix: Mix, mode: str, guidance: float, null_label: int) -> Conditions:
+    """The conditions evaluated for ``mix`` (see :func:`facediff.guidance.conditions`)."""
+    return conditions(mix.indices, mix.weights, mode, guidance, null_label)
 
 
 def seeded_noise(seeds: Sequence[int], size: int) -> tuple[list[torch.Generator], torch.Tensor]:
@@ -209,55 +148,43 @@ def seeded_noise(seeds: Sequence[int], size: int) -> tuple[list[torch.Generator]
     a stochastic sampler keeps drawing each image's step noise from its own stream.
     """
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
-    noise = [torch.randn((3, size, size), generator=g) for g in generators]
-    return generators, torch.stack(noise) if noise else torch.empty((0, 3, size, size))
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """Map model space [-1, 1] to uint8 pixels (on the tensor's device)."""
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return generators, initial_noise(generators, (len(generators), 3, size, size))
 
 
 def _sample_batch(
     den: Denoiser,
     seeds: Sequence[int],
-    cond: _Conditions,
+    cond: Conditions,
     *,
     sampler: str,
     steps: int,
     guidance: float,
 ) -> torch.Tensor:
     """Run one batch from its seeds to uint8 images on the CPU."""
-    scheduler = make_scheduler(sampler, den.scheduler_config)
-    scheduler.set_timesteps(steps, device=den.device)
-    host_timesteps = scheduler.timesteps.tolist()  # one sync, then none inside the loop
     generators, noise = seeded_noise(seeds, den.sample_size)
-    x = noise.to(den.device) * scheduler.init_noise_sigma
-    batch = x.shape[0]
-    n_cond = len(cond.labels)
-    labels = torch.tensor(cond.labels, device=den.device).repeat_interleave(batch)
-    step_kwargs = {"generator": generators} if sampler in STOCHASTIC_SAMPLERS else {}
+    noise = noise.to(den.device)
     if den.device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    for i, t in enumerate(host_timesteps):
-        x_in = scheduler.scale_model_input(x, t).to(den.dtype)
-        t_in = scheduler.timesteps[i]
-        x_all = x_in if n_cond == 1 else torch.cat([x_in] * n_cond)
-        out = den.net(x_all, t_in, class_labels=labels, return_dict=False)[0]
-        eps = guide(out, cond, guidance, batch)
-        x = scheduler.step(eps, t, x, return_dict=False, **step_kwargs)[0]
+        noise = noise.contiguous(memory_format=torch.channels_last)
+    x = denoise(
+        den.net,
+        make_scheduler(sampler, den.scheduler_config),
+        noise,
+        cond,
+        steps=steps,
+        guidance=guidance,
+        dtype=den.dtype,
+        generator=generators,
+    )
     return to_uint8(x).cpu()
 
 
 def _check(sampler: str, steps: int, guidance: float, mix_mode: str, batch_size: int) -> None:
     if sampler not in SAMPLERS:
         raise FacediffError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
-    if mix_mode not in MIX_MODES:
-        raise UsageError(f"unknown mix mode {mix_mode!r}; choose from {', '.join(MIX_MODES)}")
-    if steps < 1:
-        raise UsageError(f"steps must be at least 1; got {steps}")
-    if not guidance >= 0:
-        raise UsageError(f"guidance must be a number >= 0; got {guidance}")
+    try:
+        check_settings(mix_mode, steps, guidance)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     if batch_size < 1:
         raise UsageError(f"batch size must be at least 1; got {batch_size}")
 
@@ -291,12 +218,12 @@ def generate(
         if isinstance(loaded, Denoiser)
         else prepare_denoiser(loaded, device=device, precision=precision, compile=compile)
     )
-    cond = _conditions(mix, mix_mode, float(guidance), den.null_label)
+    cond = mix_conditions(mix, mix_mode, float(guidance), den.null_label)
     seeds = [int(s) for s in seeds]
     chunks = []
     task = f"sample {mix.label}"
     emit(progress, Progress(task, 0, len(seeds)))
-    with _blended_row(den.module, cond.blend), torch.inference_mode():
+    with blended_row(den.module, cond), torch.inference_mode():
         batch_size = min(batch_size, max(1, len(seeds)))
         for start in range(0, len(seeds), batch_size):
             part = seeds[start : start + batch_size]

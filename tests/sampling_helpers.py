@@ -33,6 +33,7 @@ def save_tiny_checkpoint(
     *,
     prediction_type: str = "epsilon",
     data_path: str = "data/faces",
+    fingerprint: str = "0" * 64,
 ) -> Path:
     """One checkpoint of the tiny UNet with the state.json a real run writes."""
     return save_checkpoint(
@@ -53,7 +54,7 @@ def save_tiny_checkpoint(
                 prediction_type=prediction_type,
             ),
             "train": TrainConfig(preset="tiny").to_dict(),
-            "data": {"path": data_path, "fingerprint": "0" * 64},
+            "data": {"path": data_path, "fingerprint": fingerprint},
         },
     )
 

@@ -6,16 +6,23 @@ import json
 
 import pytest
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
-from sampling_helpers import error_lines, invoke, make_run
+from diffusers import DPMSolverMultistepScheduler, UNet2DModel
+from evaluate_helpers import write_prepared, write_samples
+from sampling_helpers import TINY as TINY_MODEL
+from sampling_helpers import error_lines, invoke, make_run, save_tiny_checkpoint
 
 from facediff.checkpoint import load_for_inference
 from facediff.config import SampleConfig
+from facediff.dataset import read_manifest
 from facediff.errors import FacediffError
+from facediff.evaluation import evaluate
 from facediff.exporting import export
+from facediff.judge import JudgeConfig
 from facediff.mix import parse_mix
+from facediff.model import build_unet
 from facediff.samples import sample
-from facediff.sampling import generate
+from facediff.sampling import generate, make_scheduler
+from facediff.synthetic import make_faces
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +42,27 @@ def test_round_trip_with_diffusers_alone(run, tmp_path):
     assert info["scheduler"]["beta_schedule"] == "squaredcos_cap_v2"
     assert info["model"]["block_out_channels"] == [8, 16]
 
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["_class_name"] == "FaceDiffPipeline"
+    assert index["unet"] == ["diffusers", "UNet2DModel"]
+    assert [c["code"] for c in index["categories"]] == ["I", "O", "E"]
+    assert index["sample_defaults"] == {
+        "num_inference_steps": SampleConfig().steps,
+        "guidance_scale": SampleConfig().guidance,
+        "mix_mode": SampleConfig().mix_mode,
+    }
+    for name in ("pipeline.py", "guidance.py", "README.md"):
+        assert (out / name).is_file()
+    assert "import facediff" not in (out / "pipeline.py").read_text()
+    assert "from facediff" not in (out / "guidance.py").read_text()
+
     unet = UNet2DModel.from_pretrained(out / "unet").eval()
-    sched = DDPMScheduler.from_pretrained(out / "scheduler")
+    # The scheduler is the one `facediff sample` uses by default, with its exact settings,
+    # on the run's recorded noise schedule.
+    sched = DPMSolverMultistepScheduler.from_pretrained(out / "scheduler")
+    want = make_scheduler(SampleConfig().sampler, info["scheduler"])
+    public = lambda c: {k: v for k, v in c.items() if not k.startswith("_")}  # noqa: E731
+    assert public(sched.config) == public(want.config)
     assert sched.config.beta_schedule == "squaredcos_cap_v2"
     ours = load_for_inference(run).unet
     x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
@@ -56,6 +82,10 @@ def test_round_trip_with_diffusers_alone(run, tmp_path):
     )
     res = sample(out, tmp_path / "samples", SampleConfig(n=1, steps=2, device="cpu"), mixes=["OIE"])
     assert res.images == 1
+    grid = tmp_path / "g.png"
+    r = invoke(["grid", out, "--seeds", "2", "--steps", "2", "--device", "cpu", "--out", grid])
+    assert r.exit_code == 0, r.output
+    assert grid.is_file()
 
 
 def test_checkpoint_and_raw_weights(run, tmp_path):
@@ -79,3 +109,70 @@ def test_refusals(run, tmp_path):
         export(out, tmp_path / "again")
     r = invoke(["export", tmp_path / "nope", "--out", tmp_path / "o"])
     assert r.exit_code == 1 and len(error_lines(r)) == 1
+
+
+def test_v_prediction_run_exports_its_schedule(tmp_path):
+    run = make_run(tmp_path / "run", prediction_type="v_prediction")
+    export(run, tmp_path / "out")
+    sched = DPMSolverMultistepScheduler.from_pretrained(tmp_path / "out" / "scheduler")
+    assert sched.config.prediction_type == "v_prediction"
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """A run trained (as recorded) on a prepared dataset, with a `facediff evaluate` report."""
+    root = tmp_path_factory.mktemp("card")
+    images, labels = make_faces(12, size=16, seed=0)
+    by_label = [(labels == i).nonzero()[:, 0] for i in range(3)]
+    keep = torch.cat([by_label[0], by_label[1][:8], by_label[2]])
+    data = write_prepared(root / "data", images[keep], labels[keep])  # I 12, O 8, E 12
+    fingerprint = read_manifest(data)["packed"]["sha256"]
+    torch.manual_seed(0)
+    sd = build_unet(TINY_MODEL).state_dict()
+    run = root / "run"
+    save_tiny_checkpoint(run, 7, sd, sd, data_path=str(data), fingerprint=fingerprint)
+    fresh, fresh_labels = make_faces(6, size=16, seed=3)
+    groups = {c: ({c: 1.0}, fresh[fresh_labels == i][:4]) for i, c in enumerate("IOE")}
+    samples = write_samples(root / "samples", groups)
+    report = evaluate(
+        run,
+        samples=samples,
+        per_group=4,
+        judge_config=JudgeConfig(width=8, epochs=2),
+        inception=False,
+        device="cpu",
+    ).report
+    return run, report
+
+
+def test_model_card_carries_the_numbers(evaluated, tmp_path):
+    run, report = evaluated
+    result = export(run, tmp_path / "faces-model")
+    assert result.report == run / "evaluation" / "report.json"
+    card = (tmp_path / "faces-model" / "README.md").read_text()
+    front, _, body = card.removeprefix("---\n").partition("\n---\n")
+    assert "library_name: diffusers" in front and "- facediff" in front
+    assert "| I | Indian | `indian*` | 12 | 0 |" in body
+    assert "| O | Oriental | `asian*` | 8 | 1 |" in body
+    assert "32 in all" in body
+    assert "| training steps | 7 |" in body and "| training images seen | 28 |" in body
+    assert "| resolution | 16×16 px |" in body
+    assert "DPMSolverMultistepScheduler" in body
+    acc = report["judge"]["heldout_accuracy"]["overall"]
+    assert f"**{acc:.3f}**" in body
+    for h in report["hit_rate"]:
+        assert f"| {h['category']} | {h['name']} | {h['n']} | {h['hit_rate']:.3f} |" in body
+    fd = report["realism"]["judge"]["per_category"]["I"]["fd"]
+    assert f"| judge | I | 4 | {fd:.4g} |" in body
+    assert "must not be used to infer" in body and "self-declared or annotated" in body
+    assert 'custom_pipeline="' in body and "FaceDiffPipeline.from_pretrained" in body
+    info = json.loads((tmp_path / "faces-model" / "facediff.json").read_text())
+    assert info["training_counts"] == [12, 8, 12]
+
+
+def test_model_card_says_what_is_unknown(run, tmp_path):
+    export(run, tmp_path / "m")
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "Training image counts are not known" in card
+    assert "No `facediff evaluate` report was found" in card
+    assert "| training time | not recorded |" in card

@@ -9,9 +9,10 @@ from sampling_helpers import TINY, LinearFakeUNet, make_run
 from facediff.categories import DEFAULT_CATEGORIES
 from facediff.checkpoint import LoadedModel, load_for_inference
 from facediff.errors import FacediffError
+from facediff.guidance import guide
 from facediff.mix import parse_mix
 from facediff.model import scheduler_config
-from facediff.sampling import SAMPLERS, _conditions, generate, guide, make_scheduler
+from facediff.sampling import SAMPLERS, generate, make_scheduler, mix_conditions
 
 CATS = DEFAULT_CATEGORIES
 NULL = CATS.null_label
@@ -70,17 +71,17 @@ def test_guide_formula():
     torch.manual_seed(0)
     b = 3
     c1, c2, u = torch.randn(3, b, 3, 4, 4).unbind(0)
-    cond = _conditions(parse_mix("O:0.25,E:0.75", CATS), "compose", 4.0, NULL)
+    cond = mix_conditions(parse_mix("O:0.25,E:0.75", CATS), "compose", 4.0, NULL)
     assert cond.labels == (1, 2, NULL)
     got = guide(torch.cat([c1, c2, u]), cond, 4.0, b)
     want = u + 4.0 * (0.25 * (c1 - u) + 0.75 * (c2 - u))
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
     # One category is ordinary classifier-free guidance.
-    single = _conditions(parse_mix("I", CATS), "compose", 4.0, NULL)
+    single = mix_conditions(parse_mix("I", CATS), "compose", 4.0, NULL)
     assert single.labels == (0, NULL)
     assert torch.equal(guide(torch.cat([c1, u]), single, 4.0, b), u + 4.0 * (c1 - u))
     # guidance 1: no unconditional branch at all.
-    g1 = _conditions(parse_mix("O:0.25,E:0.75", CATS), "compose", 1.0, NULL)
+    g1 = mix_conditions(parse_mix("O:0.25,E:0.75", CATS), "compose", 1.0, NULL)
     assert g1.labels == (1, 2)
     torch.testing.assert_close(guide(torch.cat([c1, c2]), g1, 1.0, b), 0.25 * c1 + 0.75 * c2)
 

@@ -1,4 +1,4 @@
-"""``facediff export``: a diffusers folder (unet/, scheduler/) plus facediff.json."""
+"""``facediff export``: a diffusers pipeline folder with a model card."""
 
 from __future__ import annotations
 
@@ -19,14 +19,17 @@ def export_command(
     no_ema: NoEmaOpt = False,
     force: ForceOpt = False,
 ) -> None:
-    """Export a checkpoint as a standard diffusers folder loadable with diffusers alone.
+    """Export a checkpoint as a diffusers pipeline folder (FaceDiffPipeline) with a model card.
+
+    Writes OUT/model_index.json, unet/, scheduler/, pipeline.py, guidance.py, facediff.json
+    and README.md (the model card, with the run's latest `facediff evaluate` numbers).
 
     Examples:
 
     \b
       facediff export runs/faces --out faces-model
       facediff export runs/faces --out faces-model-5k --checkpoint 5000 --no-ema
-      python -c "from diffusers import UNet2DModel; UNet2DModel.from_pretrained('faces-model/unet')"
+      python -c "from facediff import FaceDiffPipeline as P; P.from_pretrained('faces-model')"
     """
     from facediff.cli.render import console
     from facediff.exporting import export
@@ -36,3 +39,5 @@ def export_command(
         f"exported step {result.step} ({result.weights} weights) from {result.source} "
         f"to {result.out}"
     )
+    evaluated = f"with the numbers of {result.report}" if result.report else "(no evaluate report)"
+    console.print(f"model card: {result.out / 'README.md'} {evaluated}")

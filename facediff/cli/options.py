@@ -99,7 +99,8 @@ def sample_config(
     device: str,
 ) -> SampleConfig:
     """Validate the shared sampling options and build a :class:`SampleConfig`."""
-    from facediff.sampling import MIX_MODES, SAMPLERS
+    from facediff.guidance import MIX_MODES
+    from facediff.sampling import SAMPLERS
 
     check_choice("--sampler", sampler, SAMPLERS)
     check_choice("--mix-mode", mix_mode, MIX_MODES)

@@ -1,0 +1,285 @@
+"""Guided sampling, shared by ``facediff sample`` and :class:`FaceDiffPipeline`.
+
+Everything that decides what a sample looks like lives here once: the mix grammar,
+the conditions evaluated at each step, how their outputs are combined, the initial
+noise and the denoising loop. ``facediff.sampling`` (the CLI and Python API) and
+``facediff.pipeline`` (the diffusers pipeline) both call these functions, so the same
+seed gives the same image from either.
+
+This module imports only the standard library and torch: ``facediff export`` copies it
+verbatim next to ``pipeline.py`` in the exported folder, where it is imported by
+diffusers without facediff installed.
+
+Guidance:
+
+- one category — classifier-free guidance (Ho & Salimans 2022, arXiv:2207.12598)
+  ``ε = ε(x,∅) + s·(ε(x,c) − ε(x,∅))``;
+- ``compose`` — composable diffusion (Liu et al. 2022, arXiv:2206.01714)
+  ``ε = ε(x,∅) + s·Σ wᵢ·(ε(x,cᵢ) − ε(x,∅))``, all K+1 conditions in one forward;
+- ``blend`` — one class embedding ``Σ wᵢ·E[cᵢ]`` guided against ∅; one row of the
+  UNet's embedding table holds the blend only while sampling, then is restored.
+
+With ``guidance == 1`` the unconditional branch cancels and is not evaluated. For
+``v_prediction`` models the same linear combination is applied to the model outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+MIX_MODES = ("compose", "blend")
+
+#: A generator argument: one ``torch.Generator`` for the batch, one per image, or None.
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+# ------------------------------------------------------------------ mix grammar
+
+
+def find_category(key: str, codes: Sequence[str], names: Sequence[str]) -> int:
+    """Label index of the category ``key`` names: a one-letter code or a full name
+    (both case-insensitive). Raises ``ValueError`` naming the valid choices."""
+    k = key.strip()
+    if len(k) == 1 and k.upper() in codes:
+        return list(codes).index(k.upper())
+    lowered = [n.lower() for n in names]
+    if k.lower() in lowered:
+        return lowered.index(k.lower())
+    valid = ", ".join(f"{c} ({n})" for c, n in zip(codes, names))
+    raise ValueError(f"unknown category {key!r}; valid: {valid}")
+
+
+def _term_index(term: str, spec: str, codes: Sequence[str], names: Sequence[str]) -> int:
+    try:
+        return find_category(term, codes, names)
+    except ValueError:
+        valid = ", ".join(f"{c} ({n})" for c, n in zip(codes, names))
+        raise ValueError(f"unknown category {term!r} in mix {spec!r}; valid: {valid}") from None
+
+
+def _term_weight(text: str, spec: str) -> float:
+    try:
+        w = float(text)
+    except ValueError:
+        raise ValueError(f"invalid weight {text!r} in mix {spec!r}") from None
+    if not math.isfinite(w) or w <= 0:
+        raise ValueError(f"weights must be positive numbers; got {text!r} in mix {spec!r}")
+    return w
+
+
+def _split_terms(s: str, spec: str, separator: str) -> list[str]:
+    parts = s.split(separator)
+    if any(not p.strip() for p in parts):
+        raise ValueError(f"invalid mix {spec!r}: empty term")
+    return parts
+
+
+def parse_mix_spec(
+    spec: str, codes: Sequence[str], names: Sequence[str]
+) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Label indices and weights (normalised to sum to 1) of a mix spec.
+
+    Accepted forms (codes or names, case-insensitive): ``OIE`` (equal weights),
+    ``O+I``, ``Oriental+Indian``, ``O:0.7,I:0.3`` (weights), ``O`` or ``Oriental`` (one
+    category). Raises ``ValueError`` with a one-line message.
+    """
+    s = spec.strip()
+    if not s:
+        raise ValueError("empty mix spec")
+    terms: list[tuple[int, float]] = []
+    if ":" in s or "," in s:
+        for part in _split_terms(s, spec, ","):
+            key, colon, w = part.partition(":")
+            if not key.strip():
+                raise ValueError(f"invalid mix {spec!r}: empty term")
+            weight = _term_weight(w, spec) if colon else 1.0
+            terms.append((_term_index(key, spec, codes, names), weight))
+    elif "+" in s:
+        terms = [(_term_index(p, spec, codes, names), 1.0) for p in _split_terms(s, spec, "+")]
+    elif re.fullmatch(r"[A-Za-z]+", s) and s.lower() not in {n.lower() for n in names}:
+        terms = [(_term_index(ch, spec, codes, names), 1.0) for ch in s]
+    else:
+        terms = [(_term_index(s, spec, codes, names), 1.0)]
+    indices = [i for i, _ in terms]
+    if len(set(indices)) != len(indices):
+        dup = next(codes[i] for i in indices if indices.count(i) > 1)
+        raise ValueError(f"category {dup} appears more than once in mix {spec!r}")
+    total = sum(w for _, w in terms)
+    return tuple(indices), tuple(w / total for _, w in terms)
+
+
+# ------------------------------------------------------------------ guidance
+
+
+def check_settings(
+    mode: str,
+    steps: int,
+    guidance: float,
+    *,
+    names: tuple[str, str, str] = ("mix mode", "steps", "guidance"),
+) -> None:
+    """Raise ``ValueError`` for a mix mode, step count or guidance scale that cannot
+    sample; ``names`` are how the caller's user calls the three settings."""
+    mode_name, steps_name, guidance_name = names
+    if mode not in MIX_MODES:
+        raise ValueError(f"unknown {mode_name} {mode!r}; choose from {', '.join(MIX_MODES)}")
+    if steps < 1:
+        raise ValueError(f"{steps_name} must be at least 1; got {steps}")
+    if not guidance >= 0:
+        raise ValueError(f"{guidance_name} must be a number >= 0; got {guidance}")
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """The labels evaluated at each step and how their outputs are combined."""
+
+    labels: tuple[int, ...]  # class labels, conditional ones first, then ∅ if used
+    weights: tuple[float, ...]  # one per conditional label
+    unconditional: bool  # whether the last label is ∅
+    blend: tuple[tuple[int, ...], tuple[float, ...]] | None  # blend mode: (indices, weights)
+
+
+def conditions(
+    indices: Sequence[int], weights: Sequence[float], mode: str, guidance: float, null_label: int
+) -> Conditions:
+    """What to evaluate for a mix of ``indices`` with ``weights`` in mix ``mode``
+    (checked by :func:`check_settings`)."""
+    indices, weights = tuple(int(i) for i in indices), tuple(float(w) for w in weights)
+    unconditional = guidance != 1.0
+    blend = None
+    if mode == "blend" and len(indices) > 1:
+        # One label whose embedding row holds Σ wᵢ E[cᵢ] while sampling.
+        blend = (indices, weights)
+        indices, weights = (indices[0],), (1.0,)
+    labels = (*indices, null_label) if unconditional else indices
+    return Conditions(labels, weights, unconditional, blend)
+
+
+@contextlib.contextmanager
+def blended_row(module: torch.nn.Module, cond: Conditions) -> Iterator[None]:
+    """Blend mode: row ``indices[0]`` of the class table holds ``Σ wᵢ E[cᵢ]``.
+
+    The row is written in place (so a compiled model sees the same module and needs
+    no recompilation) and restored on exit: the saved UNet never changes.
+    """
+    if cond.blend is None:
+        yield
+        return
+    indices, weights = cond.blend
+    weight = module.class_embedding.weight
+    row = indices[0]
+    with torch.no_grad():
+        saved = weight[row].clone()
+        mixed = sum(w * weight[i].double() for i, w in zip(indices, weights))
+        weight[row] = mixed.to(weight.dtype)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            weight[row] = saved
+
+
+def guide(outputs: torch.Tensor, cond: Conditions, guidance: float, batch: int) -> torch.Tensor:
+    """Combine the stacked outputs ``[ε(x,c₁); …; ε(x,c_K); ε(x,∅)]`` (module docstring).
+
+    Without the unconditional branch (guidance 1) this is ``Σ wᵢ ε(x,cᵢ)``.
+    """
+    parts = outputs.float().split(batch)
+    k = len(cond.weights)
+    if not cond.unconditional:
+        out = parts[0] * cond.weights[0]
+        for w, e in zip(cond.weights[1:], parts[1:k]):
+            out = out + w * e
+        return out
+    uncond = parts[k]
+    delta = cond.weights[0] * (parts[0] - uncond)
+    for w, e in zip(cond.weights[1:], parts[1:k]):
+        delta = delta + w * (e - uncond)
+    return uncond + guidance * delta
+
+
+# ------------------------------------------------------------------ noise and the loop
+
+
+def initial_noise(generator: Generators, shape: Sequence[int]) -> torch.Tensor:
+    """Standard normal noise of ``shape`` (N×C×H×W), drawn on the generators' devices.
+
+    With a list of generators, image ``i`` comes from ``generator[i]`` alone (EDM's
+    ``StackedRandomGenerator``, Karras et al. 2022): it does not depend on the batch.
+    """
+    shape = tuple(int(s) for s in shape)
+    if generator is None:
+        return torch.randn(shape)
+    if isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, device=generator.device)
+    generators = list(generator)
+    if len(generators) != shape[0]:
+        raise ValueError(f"{len(generators)} generators for a batch of {shape[0]} images")
+    if not generators:
+        return torch.empty(shape)
+    draws = [torch.randn(shape[1:], generator=g, device=g.device).cpu() for g in generators]
+    return torch.stack(draws)
+
+
+def _takes_generator(scheduler: Any) -> bool:
+    return "generator" in inspect.signature(scheduler.step).parameters
+
+
+def denoise(
+    net: Callable[..., Any],
+    scheduler: Any,
+    noise: torch.Tensor,
+    cond: Conditions,
+    *,
+    steps: int,
+    guidance: float,
+    dtype: torch.dtype,
+    generator: Generators = None,
+    progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
+) -> torch.Tensor:
+    """Run a diffusers ``scheduler`` from ``noise`` (on the model's device) to x₀.
+
+    ``net`` is a ``UNet2DModel`` (or compiled one); each step evaluates every label of
+    ``cond`` in one batched forward and combines the outputs with :func:`guide`.
+    Stochastic schedulers draw their step noise from ``generator`` (per image when it
+    is a list). Returns float32 images in model space ([-1, 1] for a trained model).
+    ``progress`` may wrap the step indices (e.g. a progress bar).
+    """
+    scheduler.set_timesteps(steps, device=noise.device)
+    host_timesteps = scheduler.timesteps.tolist()  # one sync, then none inside the loop
+    x = noise * scheduler.init_noise_sigma
+    batch = x.shape[0]
+    n_cond = len(cond.labels)
+    labels = torch.tensor(cond.labels, device=x.device).repeat_interleave(batch)
+    step_kwargs = {"generator": generator} if generator is not None else {}
+    if not _takes_generator(scheduler):
+        step_kwargs = {}
+    indices: Iterable[int] = range(len(host_timesteps))
+    if progress is not None:
+        indices = progress(indices)
+    for i in indices:
+        t = host_timesteps[i]
+        x_in = scheduler.scale_model_input(x, t).to(dtype)
+        x_all = x_in if n_cond == 1 else torch.cat([x_in] * n_cond)
+        out = net(x_all, scheduler.timesteps[i], class_labels=labels, return_dict=False)[0]
+        eps = guide(out, cond, guidance, batch)
+        x = scheduler.step(eps, t, x, return_dict=False, **step_kwargs)[0]
+    return x.float()
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """Model space [-1, 1] to [0, 1] floats (clamped)."""
+    return (x.float().clamp(-1, 1) + 1) / 2
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Model space [-1, 1] to uint8 pixels (on the tensor's device)."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

@@ -1,0 +1,202 @@
+"""``FaceDiffPipeline``: a facediff model as a diffusers ``DiffusionPipeline``.
+
+With facediff installed::
+
+    from facediff.pipeline import FaceDiffPipeline
+    pipe = FaceDiffPipeline.from_pretrained("faces-model")
+    images = pipe(mix="OIE", generator=[torch.Generator().manual_seed(s) for s in range(4)]).images
+
+With diffusers alone, from a folder written by ``facediff export`` (it holds a copy of
+this file as ``pipeline.py`` and of ``facediff/guidance.py`` next to it)::
+
+    from diffusers import DiffusionPipeline
+    pipe = DiffusionPipeline.from_pretrained(
+        "faces-model", custom_pipeline="faces-model/pipeline.py", trust_remote_code=True
+    )
+
+Guidance, mixes, noise and the denoising loop are those of ``facediff sample`` (the
+functions in :mod:`facediff.guidance`), so the same per-image seeds give the same images.
+This file imports only torch, diffusers and its sibling ``guidance`` module (relatively,
+so the copy in an exported folder finds the copy next to it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from PIL import Image
+
+from .guidance import (
+    Generators,
+    blended_row,
+    check_settings,
+    conditions,
+    denoise,
+    find_category,
+    initial_noise,
+    parse_mix_spec,
+    to_uint8,
+    to_unit,
+)
+
+OUTPUT_TYPES = ("pil", "np", "pt")
+SETTING_NAMES = ("mix_mode", "num_inference_steps", "guidance_scale")
+
+
+class FaceDiffPipeline(DiffusionPipeline):
+    """Class-conditional faces per category and hybrid mixes of categories.
+
+    Components: ``unet`` (a ``UNet2DModel`` with one class embedding per category plus
+    a last, null one used for guidance) and ``scheduler`` (any diffusers scheduler).
+    Config: ``categories`` (a list of ``{"prefix", "name", "code"}`` in label order) and
+    ``sample_defaults`` (``num_inference_steps``, ``guidance_scale``, ``mix_mode`` used
+    when a call leaves them out; ``facediff export`` writes facediff's defaults).
+    """
+
+    model_cpu_offload_seq = "unet"
+
+    def __init__(
+        self,
+        unet: UNet2DModel,
+        scheduler: SchedulerMixin,
+        categories: list[dict[str, str]] | None = None,
+        sample_defaults: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+        self.register_to_config(
+            categories=list(categories or []), sample_defaults=dict(sample_defaults or {})
+        )
+
+    @property
+    def codes(self) -> list[str]:
+        return [c["code"] for c in self.config.categories]
+
+    @property
+    def names(self) -> list[str]:
+        return [c["name"] for c in self.config.categories]
+
+    def resolve_mix(
+        self,
+        category: str | int | None = None,
+        mix: str | Mapping[str, float] | Sequence[str] | None = None,
+    ) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """Label indices and normalised weights for ``category=`` or ``mix=``.
+
+        ``category``: a code (``"O"``), a name (``"Oriental"``) or a label index.
+        ``mix``: a spec (``"OIE"``, ``"O+I"``, ``"O:0.7,I:0.3"``, ``"Oriental+Indian"``),
+        a mapping of codes or names to weights, or a list of codes or names (equal weights).
+        """
+        if not self.config.categories:
+            raise ValueError("this pipeline has no categories in its config")
+        if (category is None) == (mix is None):
+            raise ValueError("pass exactly one of category= or mix=")
+        if category is not None:
+            if isinstance(category, int):
+                if not 0 <= category < len(self.codes):
+                    last = len(self.codes) - 1
+                    raise ValueError(f"category index {category} is outside 0..{last}")
+                return (category,), (1.0,)
+            return (find_category(str(category), self.codes, self.names),), (1.0,)
+        if isinstance(mix, Mapping):
+            spec = ",".join(f"{k}:{float(w)!r}" for k, w in mix.items())
+        elif isinstance(mix, str):
+            spec = mix
+        else:
+            spec = "+".join(str(k) for k in mix)
+        return parse_mix_spec(spec, self.codes, self.names)
+
+    def _default(self, name: str, value: Any) -> Any:
+        if value is not None:
+            return value
+        defaults = self.config.sample_defaults or {}
+        if name not in defaults:
+            raise ValueError(f"pass {name}= (this pipeline's config has no default for it)")
+        return defaults[name]
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        category: str | int | None = None,
+        mix: str | Mapping[str, float] | Sequence[str] | None = None,
+        mix_mode: str | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        batch_size: int | None = None,
+        generator: Generators = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> ImagePipelineOutput | tuple[Any]:
+        """Generate faces of one category or of a mix.
+
+        Args:
+            category: a code, a name or a label index (or use ``mix``).
+            mix: a mix spec, a mapping of categories to weights, or a list of categories.
+            mix_mode: ``"compose"`` (guidance summed over the mix's categories) or
+                ``"blend"`` (one interpolated class embedding).
+            num_inference_steps: scheduler steps.
+            guidance_scale: classifier-free guidance scale (1 = no guidance).
+            batch_size: images to generate (default: one per generator, else 1).
+            generator: one ``torch.Generator`` for the batch, or one per image; with one
+                per image, image ``i`` depends only on ``generator[i]`` (as ``facediff
+                sample --seed`` does with ``torch.Generator().manual_seed(seed)``).
+            output_type: ``"pil"`` (list of PIL images), ``"np"`` (N×H×W×3 floats in
+                [0, 1]) or ``"pt"`` (N×3×H×W floats in [0, 1]).
+            return_dict: return an ``ImagePipelineOutput`` rather than a tuple.
+        """
+        indices, weights = self.resolve_mix(category, mix)
+        mode = self._default("mix_mode", mix_mode)
+        steps = int(self._default("num_inference_steps", num_inference_steps))
+        guidance = float(self._default("guidance_scale", guidance_scale))
+        check_settings(mode, steps, guidance, names=SETTING_NAMES)
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}")
+        n = self._batch_size(batch_size, generator)
+        size = self.unet.config.sample_size
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        shape = (n, self.unet.config.in_channels, height, width)
+        device = self._execution_device
+        noise = initial_noise(generator, shape).to(device)
+        cond = conditions(indices, weights, mode, guidance, len(self.codes))
+        with blended_row(self.unet, cond):
+            x = denoise(
+                self.unet,
+                self.scheduler,
+                noise,
+                cond,
+                steps=steps,
+                guidance=guidance,
+                dtype=self.unet.dtype,
+                generator=generator,
+                progress=self.progress_bar,
+            )
+        self.maybe_free_model_hooks()
+        if output_type == "pil":
+            pixels = to_uint8(x).permute(0, 2, 3, 1).cpu().numpy()
+            images: Any = [Image.fromarray(p) for p in pixels]
+        elif output_type == "np":
+            images = to_unit(x).permute(0, 2, 3, 1).cpu().numpy()
+        else:
+            images = to_unit(x).cpu()
+        if not return_dict:
+            return (images,)
+        return ImagePipelineOutput(images=images)
+
+    @staticmethod
+    def _batch_size(batch_size: int | None, generator: Generators) -> int:
+        if isinstance(generator, Sequence):
+            if batch_size is not None and batch_size != len(generator):
+                raise ValueError(
+                    f"batch_size {batch_size} does not match the {len(generator)} generators"
+                )
+            if not generator:
+                raise ValueError("generator= is an empty list")
+            return len(generator)
+        n = 1 if batch_size is None else int(batch_size)
+        if n < 1:
+            raise ValueError(f"batch_size must be at least 1; got {n}")
+        return n

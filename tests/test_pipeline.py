@@ -1,0 +1,182 @@
+"""FaceDiffPipeline: an exported folder used the way diffusers users use a pipeline."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import diffusers
+import numpy as np
+import pytest
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DiffusionPipeline,
+    EulerDiscreteScheduler,
+    ImagePipelineOutput,
+    UNet2DModel,
+)
+from diffusers.utils import dynamic_modules_utils
+from PIL import Image
+from sampling_helpers import invoke, make_run
+
+from facediff.checkpoint import load_for_inference
+from facediff.config import SampleConfig
+from facediff.mix import parse_mix
+from facediff.pipeline import FaceDiffPipeline
+from facediff.sampling import generate, make_scheduler
+
+SEEDS = [5, 6, 7]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipe")
+    run = make_run(root / "run", steps=(10,))
+    out = root / "faces-model"
+    assert invoke(["export", run, "--out", out]).exit_code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def modules_cache(tmp_path_factory):
+    """diffusers copies custom pipeline code into its modules cache: keep it in tmp."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dynamic_modules_utils, "HF_MODULES_CACHE", str(tmp_path_factory.mktemp("hf")))
+        yield
+
+
+def _gens(seeds=SEEDS):
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def _pixels(images) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in images])
+
+
+def _quiet(pipe):
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_diffusers_alone_loads_it_and_matches_facediff_sample(folder, modules_cache, tmp_path):
+    """The folder's own pipeline.py (no facediff import) against the `facediff sample` CLI."""
+    pipe = _quiet(
+        DiffusionPipeline.from_pretrained(
+            folder, custom_pipeline=str(folder / "pipeline.py"), trust_remote_code=True
+        )
+    )
+    assert type(pipe).__name__ == "FaceDiffPipeline"
+    assert not type(pipe).__module__.startswith("facediff")  # the copy, not the package
+    assert isinstance(pipe.unet, UNet2DModel)
+    samples = tmp_path / "samples"
+    r = invoke(
+        [
+            "sample",
+            folder,
+            "-c",
+            "O",
+            "--mix",
+            "OIE",
+            "-n",
+            "3",
+            "--seed",
+            "5",
+            "--out",
+            samples,
+            "--device",
+            "cpu",
+        ]
+    )
+    assert r.exit_code == 0, r.output
+    for kwargs, label in (({"category": "O"}, "O"), ({"mix": "OIE"}, "OIE")):
+        out = pipe(**kwargs, generator=_gens())
+        assert isinstance(out, ImagePipelineOutput) and len(out.images) == 3
+        cli = _pixels([Image.open(samples / label / f"{label}_{s}.png") for s in SEEDS])
+        diff = (_pixels(out.images).int() - cli.int()).abs().max()
+        assert diff <= 2, f"{label}: {diff}/255"
+        assert not torch.equal(cli[0], cli[1])
+
+
+def test_facediff_pipeline_arguments(folder):
+    pipe = _quiet(FaceDiffPipeline.from_pretrained(folder))
+    assert isinstance(pipe.scheduler, type(make_scheduler(SampleConfig().sampler, {})))
+    loaded = load_for_inference(folder)
+    kw = dict(steps=4, guidance=2.0, device="cpu")
+    call = dict(num_inference_steps=4, guidance_scale=2.0)
+    for mode in ("compose", "blend"):
+        mix = parse_mix("O:0.7,I:0.3", loaded.categories)
+        want = generate(loaded, mix, [1, 2], mix_mode=mode, **kw)
+        for mix in ("O:0.7,I:0.3", {"Oriental": 0.7, "I": 0.3}, {"O": 7, "I": 3}):
+            got = pipe(mix=mix, mix_mode=mode, generator=_gens([1, 2]), **call).images
+            assert (_pixels(got).int() - want.int()).abs().max() <= 2, (mode, mix)
+    # names, codes, indices and lists name the same categories
+    by_name = pipe(category="oriental", generator=_gens([3]), output_type="pt", **call).images
+    by_index = pipe(category=1, generator=_gens([3]), output_type="pt", **call).images
+    assert torch.equal(by_name, by_index)
+    listed = pipe(mix=["O", "Indian", "E"], generator=_gens([3]), output_type="np", **call)
+    spec = pipe(mix="OIE", generator=_gens([3]), output_type="np", **call)
+    assert np.array_equal(listed.images, spec.images)
+    # output types: np N×H×W×3 and pt N×3×H×W floats in [0, 1], tuples on request
+    assert spec.images.shape == (1, 16, 16, 3) and spec.images.dtype == np.float32
+    assert by_name.shape == (1, 3, 16, 16) and by_name.min() >= 0 and by_name.max() <= 1
+    (images,) = pipe(category="E", batch_size=2, return_dict=False, **call)
+    assert len(images) == 2 and images[0].size == (16, 16)
+    # one generator for the whole batch is diffusers' convention: reproducible too
+    one = pipe(category="E", batch_size=2, generator=torch.Generator().manual_seed(0), **call)
+    two = pipe(category="E", batch_size=2, generator=torch.Generator().manual_seed(0), **call)
+    assert torch.equal(_pixels(one.images), _pixels(two.images))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({}, "exactly one of category= or mix="),
+        ({"category": "O", "mix": "OI"}, "exactly one"),
+        ({"category": "X"}, "unknown category 'X'; valid: I (Indian)"),
+        ({"category": 3}, "outside 0..2"),
+        ({"mix": "OX"}, "unknown category 'X' in mix 'OX'"),
+        ({"mix": "O:0.5,I:-1"}, "weights must be positive"),
+        ({"category": "O", "mix_mode": "average"}, "unknown mix_mode"),
+        ({"category": "O", "output_type": "latent"}, "output_type"),
+        ({"category": "O", "num_inference_steps": 0}, "at least 1"),
+        ({"category": "O", "batch_size": 3, "generator": [torch.Generator()]}, "does not match"),
+    ],
+)
+def test_bad_arguments(folder, kwargs, match):
+    pipe = FaceDiffPipeline.from_pretrained(folder)
+    with pytest.raises(ValueError, match=re.escape(match)):
+        pipe(**kwargs)
+
+
+def test_scheduler_swap(folder):
+    pipe = _quiet(FaceDiffPipeline.from_pretrained(folder))
+    default = _pixels(pipe(mix="OI", num_inference_steps=8, generator=_gens()).images)
+    for cls in (DDIMScheduler, EulerDiscreteScheduler):
+        pipe.scheduler = cls.from_config(pipe.scheduler.config)
+        out = pipe(mix="OI", num_inference_steps=8, generator=_gens(), output_type="pt").images
+        assert torch.isfinite(out).all() and out.shape == (3, 3, 16, 16)
+        assert not torch.equal((out * 255).round().to(torch.uint8), default)
+
+
+def test_a_plain_loop_with_the_exported_scheduler_stays_in_range(folder):
+    """The issue's hand-written diffusers loop: exported UNet + scheduler, no facediff.
+
+    It equals facediff's unguided sampling for the same seeds, so the scheduler in the
+    folder carries facediff's exact settings (the old export's DDPM config went to ±80).
+    """
+    unet = UNet2DModel.from_pretrained(folder / "unet").eval()
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    scheduler = getattr(diffusers, config["_class_name"]).from_pretrained(folder / "scheduler")
+    scheduler.set_timesteps(25)
+    x = torch.stack([torch.randn(3, 16, 16, generator=g) for g in _gens()])
+    labels = torch.full((3,), 1)
+    with torch.inference_mode():
+        for t in scheduler.timesteps:
+            eps = unet(x, t, class_labels=labels).sample
+            x = scheduler.step(eps, t, x).prev_sample
+    assert x.abs().max() <= 1.0 + 1e-4
+    loaded = load_for_inference(folder)
+    want = generate(loaded, parse_mix("O", loaded.categories), SEEDS, guidance=1.0, device="cpu")
+    got = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    assert (got.int() - want.int()).abs().max() <= 2
