@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import diffusers
 import numpy as np
@@ -180,3 +183,37 @@ def test_a_plain_loop_with_the_exported_scheduler_stays_in_range(folder):
     want = generate(loaded, parse_mix("O", loaded.categories), SEEDS, guidance=1.0, device="cpu")
     got = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     assert (got.int() - want.int()).abs().max() <= 2
+
+
+BLOCKED_FACEDIFF = """
+import sys
+sys.modules["facediff"] = None  # any `import facediff` now fails: diffusers alone
+import numpy as np, torch
+from diffusers import DiffusionPipeline
+folder = sys.argv[1]
+pipe = DiffusionPipeline.from_pretrained(
+    folder, custom_pipeline=folder + "/pipeline.py", trust_remote_code=True
+)
+pipe.set_progress_bar_config(disable=True)
+gens = [torch.Generator().manual_seed(s) for s in (5, 6)]
+images = pipe(mix="O:0.7,I:0.3", num_inference_steps=3, generator=gens, output_type="np").images
+np.save(sys.argv[2], images)
+"""
+
+
+def test_loads_in_a_process_without_facediff(folder, tmp_path):
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "hf"), "PYTHONPATH": ""}
+    script = tmp_path / "alone.py"
+    script.write_text(BLOCKED_FACEDIFF)
+    done = subprocess.run(
+        [sys.executable, str(script), str(folder), str(tmp_path / "x.npy")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    pipe = _quiet(FaceDiffPipeline.from_pretrained(folder))
+    want = pipe(mix="O:0.7,I:0.3", num_inference_steps=3, generator=_gens([5, 6]), output_type="np")
+    np.testing.assert_allclose(np.load(tmp_path / "x.npy"), want.images, atol=2 / 255)
