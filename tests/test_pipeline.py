@@ -14,6 +14,7 @@ import pytest
 import torch
 from diffusers import (
     DDIMScheduler,
+    DDPMScheduler,
     DiffusionPipeline,
     EulerDiscreteScheduler,
     ImagePipelineOutput,
@@ -160,6 +161,16 @@ def test_scheduler_swap(folder):
         out = pipe(mix="OI", num_inference_steps=8, generator=_gens(), output_type="pt").images
         assert torch.isfinite(out).all() and out.shape == (3, 3, 16, 16)
         assert not torch.equal((out * 255).round().to(torch.uint8), default)
+
+
+def test_stochastic_scheduler_draws_each_images_noise_from_its_generator(folder):
+    pipe = _quiet(FaceDiffPipeline.from_pretrained(folder))
+    pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    call = dict(mix="OIE", num_inference_steps=6, output_type="pt")
+    three = pipe(generator=_gens([5, 6, 7]), **call).images
+    alone = pipe(generator=_gens([6]), **call).images
+    assert torch.allclose(three[1], alone[0], atol=1e-5)  # its own step noise, not the batch's
+    assert not torch.allclose(three[0], three[1])
 
 
 def test_a_plain_loop_with_the_exported_scheduler_stays_in_range(folder):
