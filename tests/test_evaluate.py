@@ -13,7 +13,7 @@ from facediff.cli import app
 from facediff.config import SampleConfig
 from facediff.errors import FacediffError
 from facediff.evaluation import InceptionFeatures, evaluate, inception_weights, recorded_data_path
-from facediff.judge import JudgeConfig
+from facediff.evaluation.judge import JudgeConfig
 from facediff.synthetic import make_faces
 
 JUDGE = JudgeConfig(width=8, epochs=10)

@@ -5,7 +5,13 @@ import torch
 from evaluate_helpers import write_prepared
 
 from facediff.dataset import load_prepared
-from facediff.judge import JUDGE_DIR, JUDGE_INFO, JudgeConfig, load_or_train_judge, split_indices
+from facediff.evaluation.judge import (
+    JUDGE_DIR,
+    JUDGE_INFO,
+    JudgeConfig,
+    load_or_train_judge,
+    split_indices,
+)
 from facediff.synthetic import make_faces
 
 CPU = torch.device("cpu")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from facediff.metrics import (
+from facediff.evaluation.maths import (
     balance_score,
     frechet_distance,
     frechet_distance_from_stats,

@@ -82,7 +82,7 @@ def evaluate_command(
     """
     from facediff.cli.render import RichProgress, console
     from facediff.evaluation import evaluate
-    from facediff.judge import JudgeConfig
+    from facediff.evaluation.judge import JudgeConfig
 
     if n < 2:
         raise typer.BadParameter("must be at least 2", param_hint="-n")

