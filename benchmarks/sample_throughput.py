@@ -6,7 +6,7 @@ One process, one model (a preset with random weights, or a run/export via --weig
     guidance; a few steps are timed and extrapolated to 1000;
 (b) diffusers' DDPMPipeline style: DDPM, 1000 steps, a batch of images, fp32 (the
     pipeline default), no guidance; a subset of steps is timed and extrapolated;
-(c) facediff's default sampling: ``facediff.sampling.generate`` with its defaults
+(c) facediff's default sampling: ``facediff.generation.generate`` with its defaults
     (DPM-Solver++, 25 steps, classifier-free guidance 3), bf16 weights on a GPU,
     channels-last, large batches, torch.compile on CUDA; whole batches are timed.
 
@@ -30,9 +30,9 @@ from facediff.categories import DEFAULT_CATEGORIES
 from facediff.checkpoint import LoadedModel, load_for_inference
 from facediff.config import SampleConfig, preset
 from facediff.device import resolve_device
+from facediff.generation import generate, make_scheduler, prepare_denoiser
 from facediff.mix import parse_mix
 from facediff.model import build_unet, count_parameters, scheduler_config
-from facediff.sampling import generate, make_scheduler, prepare_denoiser
 
 
 def sync(device: torch.device) -> None:

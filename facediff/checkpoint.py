@@ -39,7 +39,6 @@ STATE_FILE = "state.json"
 MODEL_FILE = "model.safetensors"
 EMA_FILE = "ema.safetensors"
 TRAINING_STATE_FILE = "training_state.pt"
-EXPORT_INFO_FILE = "facediff.json"
 _STEP_RE = re.compile(r"^step-(\d{8,})$")
 _TMP_PREFIX = ".tmp-"
 _REQUIRED = (STATE_FILE, MODEL_FILE, EMA_FILE, TRAINING_STATE_FILE)
@@ -195,9 +194,11 @@ def resolve_checkpoint(run_dir: Path, step: int | None = None) -> Path:
 
 def load_for_inference(path: Path, *, step: int | None = None, use_ema: bool = True) -> LoadedModel:
     """Load a model from a run folder (newest checkpoint), a checkpoint folder or an export."""
+    from facediff.exporting import EXPORT_INFO_FILE, load_export  # it imports this module
+
     path = Path(path)
     if (path / EXPORT_INFO_FILE).is_file():
-        return _load_export(path)
+        return load_export(path)
     ckpt = path if (path / STATE_FILE).is_file() else resolve_checkpoint(path, step)
     state = read_state(ckpt)
     try:
@@ -221,27 +222,4 @@ def load_for_inference(path: Path, *, step: int | None = None, use_ema: bool = T
         step=int(state["step"]),
         source=ckpt,
         weights="ema" if use_ema else "model",
-    )
-
-
-def _load_export(path: Path) -> LoadedModel:
-    from diffusers import UNet2DModel
-
-    try:
-        info = json.loads((path / EXPORT_INFO_FILE).read_text(encoding="utf-8"))
-        categories = CategoryMap.from_list(info["categories"])
-        model_cfg = ModelConfig.from_dict(info["model"])
-        sched = dict(info["scheduler"])
-        unet = UNet2DModel.from_pretrained(path / "unet", low_cpu_mem_usage=False)
-    except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"cannot load exported model {path}: {e}") from None
-    unet.eval().requires_grad_(False)
-    return LoadedModel(
-        unet=unet,
-        categories=categories,
-        model_config=model_cfg,
-        scheduler_config=sched,
-        step=int(info.get("step", 0)),
-        source=path,
-        weights="export",
     )

@@ -117,7 +117,7 @@ def demo(
     """Run the whole pipeline on synthetic faces under ``out`` and write ``out/grid.png``."""
     from facediff.grids import grid
     from facediff.preparation import prepare
-    from facediff.samples import sample
+    from facediff.sample_folder import sample
     from facediff.synthetic import make_demo_data
 
     c = config or DemoConfig()

@@ -23,20 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facediff.checkpoint import (
-    EXPORT_INFO_FILE,
-    LoadedModel,
-    load_for_inference,
-    read_state,
-    write_json_atomic,
-)
-from facediff.config import SampleConfig
+from facediff.categories import CategoryMap
+from facediff.checkpoint import LoadedModel, load_for_inference, read_state, write_json_atomic
+from facediff.config import ModelConfig, SampleConfig
 from facediff.dataset import read_manifest
-from facediff.errors import FacediffError
+from facediff.errors import CheckpointError, FacediffError
 from facediff.model import count_parameters
 from facediff.model_card import CardFacts, render_model_card, report_note
 
 EXPORT_FORMAT_VERSION = 2
+EXPORT_INFO_FILE = "facediff.json"
 #: Files of the facediff package copied into the folder for ``custom_pipeline=``.
 PIPELINE_FILES = {"pipeline.py": "pipeline.py", "guidance.py": "guidance.py"}
 MODEL_CARD_FILE = "README.md"
@@ -62,8 +58,8 @@ def sample_defaults(config: SampleConfig) -> dict[str, Any]:
 
 def build_pipeline(loaded: LoadedModel, config: SampleConfig | None = None) -> Any:
     """A :class:`FaceDiffPipeline` of ``loaded`` with facediff's default sampler."""
+    from facediff.generation import make_scheduler
     from facediff.pipeline import FaceDiffPipeline
-    from facediff.sampling import make_scheduler
 
     config = config or SampleConfig()
     return FaceDiffPipeline(
@@ -171,7 +167,7 @@ def training_counts(state: dict[str, Any]) -> tuple[list[int] | None, str]:
 
 def latest_report(run_dir: Path) -> tuple[dict[str, Any] | None, Path]:
     """The run's ``evaluation/report.json``, if any and readable, and its path."""
-    from facediff.evaluation import EVALUATION_DIR, REPORT_JSON
+    from facediff.evaluation.pipeline import EVALUATION_DIR, REPORT_JSON
 
     path = run_dir / EVALUATION_DIR / REPORT_JSON
     try:
@@ -179,3 +175,27 @@ def latest_report(run_dir: Path) -> tuple[dict[str, Any] | None, Path]:
     except (OSError, ValueError):
         return None, path
     return (report if isinstance(report, dict) else None), path
+
+
+def load_export(path: Path) -> LoadedModel:
+    """Load a folder written by :func:`export` (see :func:`load_for_inference`)."""
+    from diffusers import UNet2DModel
+
+    try:
+        info = json.loads((path / EXPORT_INFO_FILE).read_text(encoding="utf-8"))
+        categories = CategoryMap.from_list(info["categories"])
+        model_cfg = ModelConfig.from_dict(info["model"])
+        sched = dict(info["scheduler"])
+        unet = UNet2DModel.from_pretrained(path / "unet", low_cpu_mem_usage=False)
+    except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"cannot load exported model {path}: {e}") from None
+    unet.eval().requires_grad_(False)
+    return LoadedModel(
+        unet=unet,
+        categories=categories,
+        model_config=model_cfg,
+        scheduler_config=sched,
+        step=int(info.get("step", 0)),
+        source=path,
+        weights="export",
+    )

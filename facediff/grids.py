@@ -19,10 +19,10 @@ from facediff.categories import CategoryMap
 from facediff.checkpoint import load_for_inference
 from facediff.config import DEFAULT_STRIP_STEPS, SampleConfig
 from facediff.errors import FacediffError, UsageError
+from facediff.generation import generate, prepare_denoiser
 from facediff.mix import Mix, parse_mix
 from facediff.progress import Progress, ProgressCallback, emit
-from facediff.samples import RECORD_FILE, resolve_mixes
-from facediff.sampling import generate, prepare_denoiser
+from facediff.sample_folder import RECORD_FILE, resolve_mixes
 
 GRID_FILE = "grid.png"
 _PAD = 2

@@ -2,7 +2,7 @@
 
 Everything that decides what a sample looks like lives here once: the mix grammar,
 the conditions evaluated at each step, how their outputs are combined, the initial
-noise and the denoising loop. ``facediff.sampling`` (the CLI and Python API) and
+noise and the denoising loop. ``facediff.generation`` (the CLI and Python API) and
 ``facediff.pipeline`` (the diffusers pipeline) both call these functions, so the same
 seed gives the same image from either.
 

@@ -53,7 +53,6 @@ from facediff.device import autocast, enable_fast_math, resolve_device, resolve_
 from facediff.distributed import DistInfo
 from facediff.ema import EMA
 from facediff.errors import CheckpointError, TrainingDiverged
-from facediff.metrics_log import append_metrics, plot_loss, truncate_metrics
 from facediff.model import build_unet, count_parameters, scheduler_config
 from facediff.objective import (
     NoiseSchedule,
@@ -65,6 +64,7 @@ from facediff.objective import (
 )
 from facediff.previews import sample_preview, save_grid
 from facediff.progress import Progress, ProgressCallback, emit
+from facediff.training_log import append_metrics, plot_loss, truncate_metrics
 
 PREVIEWS_DIR = "previews"
 _SEED_STRIDE = 1_000_000_007

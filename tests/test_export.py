@@ -16,12 +16,12 @@ from facediff.config import SampleConfig
 from facediff.dataset import read_manifest
 from facediff.errors import FacediffError
 from facediff.evaluation import evaluate
+from facediff.evaluation.judge import JudgeConfig
 from facediff.exporting import export
-from facediff.judge import JudgeConfig
+from facediff.generation import generate, make_scheduler
 from facediff.mix import parse_mix
 from facediff.model import build_unet
-from facediff.samples import sample
-from facediff.sampling import generate, make_scheduler
+from facediff.sample_folder import sample
 from facediff.synthetic import make_faces
 
 

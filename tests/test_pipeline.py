@@ -26,9 +26,9 @@ from sampling_helpers import invoke, make_run
 
 from facediff.checkpoint import load_for_inference
 from facediff.config import SampleConfig
+from facediff.generation import generate, make_scheduler
 from facediff.mix import parse_mix
 from facediff.pipeline import FaceDiffPipeline
-from facediff.sampling import generate, make_scheduler
 
 SEEDS = [5, 6, 7]
 

@@ -10,7 +10,7 @@ from sampling_helpers import error_lines, invoke, make_run
 
 from facediff.config import DEFAULT_RUN_DIR, DEFAULT_SAMPLES_DIR, SampleConfig
 from facediff.errors import FacediffError
-from facediff.samples import sample
+from facediff.sample_folder import sample
 
 FAST = ["--steps", "2", "--device", "cpu"]
 

@@ -9,10 +9,10 @@ from sampling_helpers import TINY, LinearFakeUNet, make_run
 from facediff.categories import DEFAULT_CATEGORIES
 from facediff.checkpoint import LoadedModel, load_for_inference
 from facediff.errors import FacediffError
+from facediff.generation import SAMPLERS, generate, make_scheduler, mix_conditions
 from facediff.guidance import guide
 from facediff.mix import parse_mix
 from facediff.model import scheduler_config
-from facediff.sampling import SAMPLERS, generate, make_scheduler, mix_conditions
 
 CATS = DEFAULT_CATEGORIES
 NULL = CATS.null_label

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from facediff.cli.app import app
-from facediff.cli.sample_cmd import CheckpointOpt, ForceOpt, NoEmaOpt
+from facediff.cli.options import CheckpointOpt, ForceOpt, NoEmaOpt
 
 
 @app.command("export")

@@ -54,6 +54,12 @@ def check_choice(option: str, value: str, choices: tuple[str, ...] | list[str]) 
     return value
 
 
+def check_range(option: str, value: int, low: int, high: int | None = None) -> None:
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise typer.BadParameter(f"must be {bounds}, got {value}", param_hint=option)
+
+
 # Sampling options shared by `sample`, `grid` and `evaluate`.
 MixOpt = Annotated[
     list[str] | None,
@@ -99,8 +105,8 @@ def sample_config(
     device: str,
 ) -> SampleConfig:
     """Validate the shared sampling options and build a :class:`SampleConfig`."""
+    from facediff.generation import SAMPLERS
     from facediff.guidance import MIX_MODES
-    from facediff.sampling import SAMPLERS
 
     check_choice("--sampler", sampler, SAMPLERS)
     check_choice("--mix-mode", mix_mode, MIX_MODES)

@@ -1,4 +1,4 @@
-"""`facediff prepare` and `facediff demo-data`: raw photos → prepared dataset."""
+"""`facediff prepare`: raw photos → prepared dataset."""
 
 from __future__ import annotations
 
@@ -12,23 +12,10 @@ from facediff.cli.options import (
     DEFAULT_DATA,
     CategoriesFileOpt,
     CategoryOpt,
-    SeedOpt,
     categories_from,
+    check_range,
 )
-from facediff.config import (
-    DEMO_PER_CATEGORY,
-    DEMO_SIZE,
-    MAX_SIZE,
-    MIN_SIZE,
-    PrepareConfig,
-    field_default,
-)
-
-
-def _check_range(option: str, value: int, low: int, high: int | None = None) -> None:
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise typer.BadParameter(f"must be {bounds}, got {value}", param_hint=option)
+from facediff.config import MAX_SIZE, MIN_SIZE, PrepareConfig, field_default
 
 
 def _reasons(counts: dict[str, int]) -> str:
@@ -91,8 +78,8 @@ def prepare_command(
 
     from facediff.cli.render import RichProgress
 
-    _check_range("--size", size, MIN_SIZE, MAX_SIZE)
-    _check_range("--workers", workers, 0)
+    check_range("--size", size, MIN_SIZE, MAX_SIZE)
+    check_range("--workers", workers, 0)
     categories = categories_from(category, categories_file)
     from facediff.preparation import prepare  # loads torch: only when the command runs
 
@@ -112,41 +99,5 @@ def prepare_command(
         console.print(f"Skipped files and their reasons are listed in {out / 'manifest.json'}.")
     console.print(
         f"{report.kept} images ready in {out} ({report.seconds:.1f} s). Next: facediff train {out}",
-        soft_wrap=True,
-    )
-
-
-@app.command("demo-data")
-def demo_data_command(
-    out: Annotated[
-        Path, typer.Argument(metavar="OUT", help="New folder for the synthetic raw photos.")
-    ],
-    per_category: Annotated[
-        int, typer.Option("--per-category", "-n", help="Images per category.")
-    ] = DEMO_PER_CATEGORY,
-    size: Annotated[int, typer.Option("--size", help="Image side in pixels.")] = DEMO_SIZE,
-    seed: SeedOpt = 0,
-) -> None:
-    """Draw synthetic faces to try facediff without photos.
-
-    Writes indian_0001.png, asian_0001.png, white_0001.png … into OUT, a raw folder for
-    `facediff prepare`.
-
-    Examples:
-
-    \b
-      facediff demo-data raw-demo                     # 200 faces per category, 64x64
-      facediff demo-data raw-demo -n 50 --size 32 --seed 1
-    """
-    from rich.console import Console
-
-    from facediff.synthetic import make_demo_data
-
-    _check_range("--per-category", per_category, 1)
-    _check_range("--size", size, MIN_SIZE, MAX_SIZE)
-    paths = make_demo_data(out, per_category=per_category, size=size, seed=seed)
-    Console().print(
-        f"Wrote {len(paths)} synthetic faces to {out}. "
-        f"Next: facediff prepare {out} --out {DEFAULT_DATA}",
         soft_wrap=True,
     )

@@ -71,7 +71,7 @@ def sample_command(
       facediff sample faces-model --checkpoint 5000 --out samples-5k --json
     """
     from facediff.cli.render import RichProgress, console
-    from facediff.samples import sample
+    from facediff.sample_folder import sample
 
     if n < 1:
         raise typer.BadParameter("must be at least 1", param_hint="-n")

@@ -73,7 +73,7 @@ def generate_groups(
     categories: CategoryMap,
     progress: ProgressCallback | None,
 ) -> list[Group]:
-    from facediff.sampling import generate_each, prepare_denoiser  # diffusers is heavy
+    from facediff.generation import generate_each, prepare_denoiser  # diffusers is heavy
 
     loaded = load_for_inference(run, use_ema=config.use_ema)
     if loaded.categories.to_list() != categories.to_list():

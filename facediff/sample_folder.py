@@ -7,7 +7,7 @@ Layout (one folder per mix label, one file per seed)::
 
 ``LABEL`` is the mix label (``I``, ``OI``, ``O70I30``…). Seeds run from ``seed`` to
 ``seed + n - 1``; the image for a seed is the same whatever ``n`` or the batch size
-(see :mod:`facediff.sampling`). Existing images are never overwritten unless ``force``.
+(see :mod:`facediff.generation`). Existing images are never overwritten unless ``force``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from facediff.categories import CategoryMap
 from facediff.checkpoint import LoadedModel, load_for_inference, write_json_atomic
 from facediff.config import SampleConfig
 from facediff.errors import FacediffError, UsageError
+from facediff.generation import generate_each, prepare_denoiser
 from facediff.mix import Mix, default_mixes, parse_mix
 from facediff.progress import Progress, ProgressCallback, emit
-from facediff.sampling import generate_each, prepare_denoiser
 
 RECORD_FILE = "samples.json"
 
