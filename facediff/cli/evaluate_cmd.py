@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,6 +24,10 @@ from facediff.cli.options import (
     StepsOpt,
     sample_config,
 )
+
+if TYPE_CHECKING:
+    from facediff.evaluation.report import Report
+
 from facediff.config import SampleConfig, field_default
 
 _D = SampleConfig()
@@ -118,64 +122,58 @@ def evaluate_command(
             force=force,
             progress=bar,
         )
-    print_tables(result.report, console)
-    for warning in result.report["warnings"]:
+    print_tables(result.summary, console)
+    for warning in result.summary.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     console.print(
         f"report: {result.files['report_md']} (+ report.json, charts) in {result.seconds:.1f}s"
     )
 
 
-def print_tables(report: dict[str, Any], console: Any) -> None:
+def print_tables(report: Report, console: Any) -> None:
     """The key tables of a report, in the report's order (judge first)."""
     from rich.table import Table
 
-    acc = report["judge"]["heldout_accuracy"]
-    t = Table(
-        title=f"Judge held-out accuracy: {acc['overall']:.3f} (balanced {acc['balanced']:.3f})"
-    )
+    acc = report.judge.heldout_accuracy
+    t = Table(title=f"Judge held-out accuracy: {acc.overall:.3f} (balanced {acc.balanced:.3f})")
     for col in ("category", "held-out", "accuracy"):
         t.add_column(col)
-    for code, v in acc["per_category"].items():
-        t.add_row(f"{code} {v['name']}", str(v["n"]), _fmt(v["accuracy"]))
+    for code, v in acc.per_category.items():
+        t.add_row(f"{code} {v.name}", str(v.n), _fmt(v.accuracy))
     console.print(t)
 
     t = Table(title="Category hit rate (95% CI)")
     for col in ("category", "samples", "hit rate", "95% CI"):
         t.add_column(col)
-    for r in report["hit_rate"]:
-        lo, hi = r["ci95"]
-        t.add_row(
-            f"{r['category']} {r['name']}", str(r["n"]), _fmt(r["hit_rate"]), f"{lo:.2f}–{hi:.2f}"
-        )
+    for r in report.hit_rate:
+        lo, hi = r.ci95
+        t.add_row(f"{r.category} {r.name}", str(r.n), _fmt(r.hit_rate), f"{lo:.2f}–{hi:.2f}")
     console.print(t)
 
-    codes = [c["code"] for c in report["categories"]]
+    codes = report.codes
     t = Table(title="Mix balance: judge mean P / requested weight")
     for col in ("mix", *codes, "balance"):
         t.add_column(col)
-    for r in report["mix_balance"]:
-        cells = [f"{r['mean_probability'][c]:.2f}/{r['requested'][c]:.2f}" for c in codes]
-        t.add_row(r["mix"], *cells, _fmt(r["balance"]))
+    for r in report.mix_balance:
+        cells = [f"{r.mean_probability[c]:.2f}/{r.requested[c]:.2f}" for c in codes]
+        t.add_row(r.mix, *cells, _fmt(r.balance))
     console.print(t)
 
-    for space, sec in report["realism"].items():
+    for space, sec in report.realism.items():
         t = Table(title=f"Realism vs held-out real ({space} features)")
         for col in ("category", "FD", "KID", "precision", "recall"):
             t.add_column(col)
-        rows = list(sec["per_category"].items())
-        if sec.get("pooled"):
-            rows.append(("pooled", sec["pooled"]))
+        rows = list(sec.per_category.items())
+        if sec.pooled:
+            rows.append(("pooled", sec.pooled))
         for name, r in rows:
-            t.add_row(
-                name, _fmt(r["fd"], 4), _fmt(r["kid"], 4), _fmt(r["precision"]), _fmt(r["recall"])
-            )
+            t.add_row(name, _fmt(r.fd, 4), _fmt(r.kid, 4), _fmt(r.precision), _fmt(r.recall))
         console.print(t)
-    m = report["memorisation"]
+    m = report.memorisation
     console.print(
-        f"memorisation (pixel space): {m['memorised_share']:.3f} of samples are closer to a "
-        f"training image than {m['quantile']:.0%} of held-out photos are "
-        f"(threshold {m['threshold']:.4f})"
+        f"memorisation (pixel space): {m.memorised_share:.3f} of samples are closer to a "
+        f"training image than {m.quantile:.0%} of held-out photos are "
+        f"(threshold {m.threshold:.4f})"
     )
 
 

@@ -1,18 +1,19 @@
 """PNG charts for the evaluation report, drawn with PIL (matplotlib is not a dependency).
 
-Each function takes the ``report.json`` dictionary (or the image pairs) and writes one
-PNG: horizontal bars with labelled values, so the charts stay legible without axes
-libraries.
+Each function takes the :class:`~facediff.evaluation.report.Report` (or the image pairs)
+and writes one PNG: horizontal bars with labelled values, so the charts stay legible
+without axes libraries.
 """
 
 from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from facediff.evaluation.report import Report
 
 # Distinct, colour-blind-friendly category colours (Okabe & Ito 2008), cycled.
 PALETTE = (
@@ -63,26 +64,26 @@ def _legend(d: ImageDraw.ImageDraw, codes: list[str], x: int, y: int) -> None:
         x += 26 + 8 * len(code)
 
 
-def mix_probabilities(report: dict[str, Any], path: Path) -> None:
+def mix_probabilities(report: Report, path: Path) -> None:
     """Stacked bars of the judge's mean probabilities per mix; below each, a thin bar of
     the requested weights, and black ticks on the main bar where the requested
     boundaries fall."""
-    rows = report["mix_balance"]
-    codes = [c["code"] for c in report["categories"]]
+    rows = report.mix_balance
+    codes = report.codes
     im, d = _canvas(len(rows), "Judge's mean probabilities per mix (thin bar: requested)")
     _legend(d, codes, LABEL_W, PAD + 24)
     top = PAD * 2 + 34
     _axis(d, LABEL_W, top, top + len(rows) * ROW_H)
     for r, row in enumerate(rows):
         y = top + r * ROW_H + 4
-        d.text((PAD, y + 4), f"{row['mix']}  balance {row['balance']:.2f}", fill=FG, font=_font())
+        d.text((PAD, y + 4), f"{row.mix}  balance {row.balance:.2f}", fill=FG, font=_font())
         x, xr = float(LABEL_W), float(LABEL_W)
         for i, code in enumerate(codes):
-            w = row["mean_probability"][code] * BAR_W
+            w = row.mean_probability[code] * BAR_W
             if w > 0:
                 d.rectangle([round(x), y, round(x + w), y + 18], fill=_colour(i))
             x += w
-            wr = row["requested"][code] * BAR_W
+            wr = row.requested[code] * BAR_W
             if wr > 0:
                 d.rectangle([round(xr), y + 21, round(xr + wr), y + 25], fill=_colour(i))
             xr += wr
@@ -91,30 +92,30 @@ def mix_probabilities(report: dict[str, Any], path: Path) -> None:
     im.save(path)
 
 
-def hit_rates(report: dict[str, Any], path: Path) -> None:
+def hit_rates(report: Report, path: Path) -> None:
     """Per-category hit rate with its Wilson 95% interval; the diamond marks the judge's
     held-out accuracy on real images of that category (the best a model could hope for)."""
-    rows = report["hit_rate"]
-    acc = report["judge"]["heldout_accuracy"]["per_category"]
+    rows = report.hit_rate
+    acc = report.judge.heldout_accuracy.per_category
     title = "Category hit rate (whisker: 95% CI; diamond: judge accuracy on real images)"
     im, d = _canvas(len(rows), title)
     top = PAD * 2 + 34
     _axis(d, LABEL_W, top, top + max(len(rows), 1) * ROW_H)
-    codes = [c["code"] for c in report["categories"]]
+    codes = report.codes
     for r, row in enumerate(rows):
         y = top + r * ROW_H + 6
-        d.text((PAD, y + 2), f"{row['category']} {row['name']}", fill=FG, font=_font())
-        colour = _colour(codes.index(row["category"]))
-        d.rectangle([LABEL_W, y, LABEL_W + round(row["hit_rate"] * BAR_W), y + 18], fill=colour)
-        lo, hi = (LABEL_W + round(v * BAR_W) for v in row["ci95"])
+        d.text((PAD, y + 2), f"{row.category} {row.name}", fill=FG, font=_font())
+        colour = _colour(codes.index(row.category))
+        d.rectangle([LABEL_W, y, LABEL_W + round(row.hit_rate * BAR_W), y + 18], fill=colour)
+        lo, hi = (LABEL_W + round(v * BAR_W) for v in row.ci95)
         d.line([(lo, y + 9), (hi, y + 9)], fill=FG, width=2)
         d.line([(lo, y + 4), (lo, y + 14)], fill=FG, width=2)
         d.line([(hi, y + 4), (hi, y + 14)], fill=FG, width=2)
-        real = acc.get(row["category"], {}).get("accuracy")
+        real = acc[row.category].accuracy if row.category in acc else None
         if real is not None:
             xa = LABEL_W + round(real * BAR_W)
             d.polygon([(xa, y + 2), (xa + 6, y + 9), (xa, y + 16), (xa - 6, y + 9)], fill=FG)
-        d.text((LABEL_W + BAR_W + 10, y + 2), f"{row['hit_rate']:.2f}", fill=FG, font=_font())
+        d.text((LABEL_W + BAR_W + 10, y + 2), f"{row.hit_rate:.2f}", fill=FG, font=_font())
     im.save(path)
 
 
@@ -135,14 +136,14 @@ def _value_bars(
     return top + len(items) * ROW_H
 
 
-def realism(report: dict[str, Any], path: Path) -> None:
+def realism(report: Report, path: Path) -> None:
     """FD and KID per category (and pooled), one panel per feature space and metric."""
     panels = []
-    for space, sec in report["realism"].items():
+    for space, sec in report.realism.items():
         for metric in ("fd", "kid"):
-            items = [(code, row.get(metric)) for code, row in sec["per_category"].items()]
-            if sec.get("pooled"):
-                items.append(("pooled", sec["pooled"].get(metric)))
+            items = [(code, getattr(row, metric)) for code, row in sec.per_category.items()]
+            if sec.pooled:
+                items.append(("pooled", getattr(sec.pooled, metric)))
             name = {"fd": "Frechet distance", "kid": "KID"}[metric]
             if space == "inception":
                 name = {"fd": "FID", "kid": "KID"}[metric]

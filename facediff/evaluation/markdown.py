@@ -1,8 +1,10 @@
-"""``report.md``: the evaluation report as Markdown tables (from the report.json dict)."""
+"""``report.md``: the evaluation report as Markdown tables."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from facediff.evaluation.report import Report
 
 
 def _f(v: Any, digits: int = 3) -> str:
@@ -23,11 +25,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [*lines, ""]
 
 
-def judge_lines(report: dict[str, Any]) -> list[str]:
-    j = report["judge"]
-    acc = j["heldout_accuracy"]
-    split = j["split"]
-    cfg = j["config"]
+def judge_lines(report: Report) -> list[str]:
+    j = report.judge
+    acc = j.heldout_accuracy
+    split = j.split
+    cfg = j.config
     lines = [
         "## 1. The judge (read this first)",
         "",
@@ -35,30 +37,28 @@ def judge_lines(report: dict[str, Any]) -> list[str]:
         f"{cfg['epochs']} epochs) trained from scratch on "
         f"{split['train_count']} prepared images; {split['heldout_count']} images "
         f"({split['heldout_fraction']:.0%} per category, seed {split['seed']}) are held out. "
-        f"{'Trained now' if j['trained_now'] else 'Reused from the cache'}"
-        f" ({_f(j.get('train_seconds'), 1)} s to train).",
+        f"{'Trained now' if j.trained_now else 'Reused from the cache'}"
+        f" ({_f(j.train_seconds, 1)} s to train).",
         "",
-        f"Held-out accuracy: **{_f(acc['overall'])}** overall, "
-        f"{_f(acc['balanced'])} balanced (mean over categories).",
+        f"Held-out accuracy: **{_f(acc.overall)}** overall, "
+        f"{_f(acc.balanced)} balanced (mean over categories).",
         "",
     ]
-    rows = [
-        [code, v["name"], str(v["n"]), _f(v["accuracy"])] for code, v in acc["per_category"].items()
-    ]
+    rows = [[code, v.name, str(v.n), _f(v.accuracy)] for code, v in acc.per_category.items()]
     return lines + _table(["category", "name", "held-out images", "accuracy"], rows)
 
 
-def hit_lines(report: dict[str, Any]) -> list[str]:
+def hit_lines(report: Report) -> list[str]:
     rows = [
         [
-            r["category"],
-            r["name"],
-            str(r["n"]),
-            _f(r["hit_rate"]),
-            f"{r['ci95'][0]:.3f}–{r['ci95'][1]:.3f}",
-            _f(r["mean_probability"]),
+            r.category,
+            r.name,
+            str(r.n),
+            _f(r.hit_rate),
+            f"{r.ci95[0]:.3f}–{r.ci95[1]:.3f}",
+            _f(r.mean_probability),
         ]
-        for r in report["hit_rate"]
+        for r in report.hit_rate
     ]
     return [
         "## 2. Category hit rate",
@@ -69,12 +69,12 @@ def hit_lines(report: dict[str, Any]) -> list[str]:
     ]
 
 
-def balance_lines(report: dict[str, Any]) -> list[str]:
-    codes = [c["code"] for c in report["categories"]]
+def balance_lines(report: Report) -> list[str]:
+    codes = report.codes
     rows = []
-    for r in report["mix_balance"]:
-        pairs = [f"{r['mean_probability'][c]:.2f} / {r['requested'][c]:.2f}" for c in codes]
-        rows.append([r["mix"], str(r["n"]), *pairs, _f(r["balance"])])
+    for r in report.mix_balance:
+        pairs = [f"{r.mean_probability[c]:.2f} / {r.requested[c]:.2f}" for c in codes]
+        rows.append([r.mix, str(r.n), *pairs, _f(r.balance)])
     return [
         "## 3. Mix balance",
         "",
@@ -85,7 +85,7 @@ def balance_lines(report: dict[str, Any]) -> list[str]:
     ]
 
 
-def realism_lines(report: dict[str, Any]) -> list[str]:
+def realism_lines(report: Report) -> list[str]:
     lines = [
         "## 4. Realism and coverage",
         "",
@@ -95,68 +95,66 @@ def realism_lines(report: dict[str, Any]) -> list[str]:
         "is better; precision = realism, recall = coverage. FD from few samples is biased upward.",
         "",
     ]
-    for space, sec in report["realism"].items():
-        lines += [f"### Feature space: {space}", "", sec["description"], ""]
+    for space, sec in report.realism.items():
+        lines += [f"### Feature space: {space}", "", sec.description, ""]
         rows = []
-        items = list(sec["per_category"].items())
-        if sec.get("pooled"):
-            items.append(("pooled", sec["pooled"]))
+        items = list(sec.per_category.items())
+        if sec.pooled:
+            items.append(("pooled", sec.pooled))
         for name, r in items:
             rows.append([
-                name, str(r["n_samples"]), str(r["n_real"]), _g(r["fd"]),
-                f"{_g(r['kid'])} ± {_g(r['kid_std'])}", _f(r["precision"]), _f(r["recall"]),
+                name, str(r.n_samples), str(r.n_real), _g(r.fd),
+                f"{_g(r.kid)} ± {_g(r.kid_std)}", _f(r.precision), _f(r.recall),
             ])  # fmt: skip
         lines += _table(
             ["category", "samples", "real", "FD", "KID ± std", "precision", "recall"], rows
         )
-        if sec["mixes"]:
-            mix_rows = [[m, _f(v["precision"])] for m, v in sec["mixes"].items()]
+        if sec.mixes:
+            mix_rows = [[m, _f(v.precision)] for m, v in sec.mixes.items()]
             lines += ["Hybrid mixes, precision against all held-out real images:", ""]
             lines += _table(["mix", "precision"], mix_rows)
     return lines
 
 
-def memorisation_lines(report: dict[str, Any]) -> list[str]:
-    m = report["memorisation"]
+def memorisation_lines(report: Report) -> list[str]:
+    m = report.memorisation
     rows = [
-        [label, str(v["n"]), _f(v["median_nn_distance"], 4), _f(v["memorised_share"])]
-        for label, v in m["per_mix"].items()
+        [label, str(v.n), _f(v.median_nn_distance, 4), _f(v.memorised_share)]
+        for label, v in m.per_mix.items()
     ]
     return [
         "## 5. Memorisation",
         "",
-        f"Distance: {m['space']}. Reference: {m['reference']}. A sample is "
+        f"Distance: {m.space}. Reference: {m.reference}. A sample is "
         f"*memorised-like* when its nearest training image is closer than the threshold "
-        f"{m['threshold']:.4f} = the {m['quantile']:.0%} quantile of distances from "
-        f"{m['baseline']}. Real images' median distance: {m['real_median_nn_distance']:.4f}; "
-        f"samples': {m['sample_median_nn_distance']:.4f}. "
-        f"Overall memorised-like share: **{m['memorised_share']:.3f}** "
-        f"(≈{m['quantile']:.2f} expected for samples as novel as held-out photos). "
+        f"{m.threshold:.4f} = the {m.quantile:.0%} quantile of distances from "
+        f"{m.baseline}. Real images' median distance: {m.real_median_nn_distance:.4f}; "
+        f"samples': {m.sample_median_nn_distance:.4f}. "
+        f"Overall memorised-like share: **{m.memorised_share:.3f}** "
+        f"(≈{m.quantile:.2f} expected for samples as novel as held-out photos). "
         "Closest pairs: memorisation.png.",
         "",
         *_table(["mix", "samples", "median NN distance", "memorised-like share"], rows),
     ]
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    s = report["samples"]
-    src = "generated" if s["source"] == "generated" else f"read from {s['source']}"
+def render_markdown(report: Report) -> str:
+    s = report.samples
+    src = "generated" if s.source == "generated" else f"read from {s.source}"
     lines = [
         "# facediff evaluation",
         "",
-        f"Run `{report['run']}`, data `{report['data']['path']}`; {s['per_group']} samples "
+        f"Run `{report.run}`, data `{report.data['path']}`; {s.per_group} samples "
         f"per group ({src}).",
         "",
     ]
-    for warning in report.get("warnings", []):
+    for warning in report.warnings:
         lines += [f"> **Warning:** {warning}.", ""]
-    if "sample_config" in s:
-        cfg = s["sample_config"]
-        lines += [", ".join(f"{k} {v}" for k, v in cfg.items()), ""]
+    if s.sample_config is not None:
+        lines += [", ".join(f"{k} {v}" for k, v in s.sample_config.items()), ""]
     lines += judge_lines(report) + hit_lines(report) + balance_lines(report)
     lines += realism_lines(report) + memorisation_lines(report)
-    lines += ["## Notes", "", *[f"- {n}" for n in report["notes"]], ""]
-    files = report.get("files", {})
-    if files:
-        lines += ["## Charts", "", *[f"![{k}]({v})" for k, v in files.items()], ""]
+    lines += ["## Notes", "", *[f"- {n}" for n in report.notes], ""]
+    if report.files:
+        lines += ["## Charts", "", *[f"![{k}]({v})" for k, v in report.files.items()], ""]
     return "\n".join(lines)

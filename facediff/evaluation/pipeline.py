@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from facediff.checkpoint import write_json_atomic
 from facediff.config import SampleConfig
 from facediff.dataset import PreparedData, load_prepared
@@ -40,6 +42,7 @@ from facediff.evaluation.inputs import (
     resolve_mixes,
 )
 from facediff.evaluation.judge import Judge, JudgeConfig, load_or_train_judge
+from facediff.evaluation.report import Report, SampleGroup, SamplesSection
 from facediff.evaluation.scores import (
     hit_rates,
     judge_section,
@@ -59,10 +62,15 @@ FEW_SAMPLES = 50  # per group; below this the report warns about FD bias
 @dataclass
 class EvaluationReport:
     out: Path
-    report: dict[str, Any]  # what report.json holds
+    summary: Report  # the typed report: what report.md, the charts and the CLI render
     files: dict[str, Path] = field(default_factory=dict)
     judge_trained: bool = False
     seconds: float = 0.0
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """What report.json holds."""
+        return self.summary.to_dict()
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -127,30 +135,45 @@ def evaluate(
     else:
         groups = read_groups(Path(samples), mixes, per_group, cats, prepared.size)
     _score_groups(groups, judge, incep, progress)
+    section = _samples_section(samples, config, per_group, groups)
+    report, pairs = _build_report(run, prepared, section, groups, judge, incep, dev)
+    report.warnings = _warnings(report)
+    report.seconds = round(time.perf_counter() - start, 2)
+    files = _write_outputs(out, report, groups, prepared, pairs)
+    return EvaluationReport(out, report, files, judge.trained, report.seconds)
+
+
+def _build_report(
+    run: Path,
+    prepared: PreparedData,
+    samples: SamplesSection,
+    groups: list[Group],
+    judge: Judge,
+    incep: InceptionFeatures | None,
+    device: torch.device,
+) -> tuple[Report, list[tuple[float, int, int, int]]]:
+    """Every section but the warnings and the timing (filled in by the caller)."""
     held = judge.heldout_indices
     if len(held) == 0:
         raise DataError("the prepared data is too small to hold out real images")
+    cats = prepared.categories
     real_imgs, real_labels = prepared.images[held], prepared.labels[held]
     _, real_feats = judge.run(real_imgs)
     real_incep = incep(real_imgs) if incep is not None else None
-    memo, pairs = memorisation(groups, prepared, judge, dev)
-    report = {
-        "facediff_evaluation_version": 1,
-        "run": str(run),
-        "data": {"path": str(prepared.path), "fingerprint": prepared.fingerprint},
-        "categories": cats.to_list(),
-        "samples": _samples_section(samples, config, per_group, groups),
-        "judge": judge_section(judge),
-        "hit_rate": hit_rates(groups, cats),
-        "mix_balance": mix_balance(groups, cats),
-        "realism": realism_sections(groups, (real_feats, real_incep), real_labels, cats),
-        "memorisation": memo,
-        "notes": REPORT_NOTES,
-    }
-    report["warnings"] = _warnings(report)
-    report["seconds"] = round(time.perf_counter() - start, 2)
-    files = _write_outputs(out, report, groups, prepared, pairs)
-    return EvaluationReport(out, report, files, judge.trained, report["seconds"])
+    memo, pairs = memorisation(groups, prepared, judge, device)
+    report = Report(
+        run=str(run),
+        data={"path": str(prepared.path), "fingerprint": prepared.fingerprint},
+        categories=cats.to_list(),
+        samples=samples,
+        judge=judge_section(judge),
+        hit_rate=hit_rates(groups, cats),
+        mix_balance=mix_balance(groups, cats),
+        realism=realism_sections(groups, (real_feats, real_incep), real_labels, cats),
+        memorisation=memo,
+        notes=list(REPORT_NOTES),
+    )
+    return report, pairs
 
 
 REPORT_NOTES = [
@@ -165,17 +188,17 @@ REPORT_NOTES = [
 ]
 
 
-def _warnings(report: dict[str, Any]) -> list[str]:
+def _warnings(report: Report) -> list[str]:
     """Plain-language cautions about how far this report can be trusted."""
     out = []
-    acc = report["judge"]["heldout_accuracy"]
-    if acc["balanced"] is not None and acc["balanced"] < TRUSTED_JUDGE_ACCURACY:
+    balanced = report.judge.heldout_accuracy.balanced
+    if balanced is not None and balanced < TRUSTED_JUDGE_ACCURACY:
         out.append(
-            f"the judge's balanced held-out accuracy is {acc['balanced']:.2f} (< "
+            f"the judge's balanced held-out accuracy is {balanced:.2f} (< "
             f"{TRUSTED_JUDGE_ACCURACY}): hit rates and mix balances are unreliable; train it "
             "longer (--judge-epochs) or use more data"
         )
-    small = [g for g, v in report["samples"]["groups"].items() if v["n"] < FEW_SAMPLES]
+    small = [g for g, v in report.samples.groups.items() if v.n < FEW_SAMPLES]
     if small:
         out.append(
             f"fewer than {FEW_SAMPLES} samples in {', '.join(small)}: Fréchet distances are "
@@ -186,24 +209,18 @@ def _warnings(report: dict[str, Any]) -> list[str]:
 
 def _samples_section(
     samples: Path | None, config: SampleConfig, per_group: int, groups: list[Group]
-) -> dict[str, Any]:
-    section: dict[str, Any] = {"per_group": per_group, "groups": {}}
-    if samples is None:
-        section["source"] = "generated"
-        section["sample_config"] = {
-            k: getattr(config, k)
-            for k in ("sampler", "steps", "guidance", "mix_mode", "seed", "use_ema")
-        }
-    else:
-        section["source"] = str(samples)
-    for g in groups:
-        section["groups"][g.mix.label] = {"n": len(g.images), "weights": list(g.mix.weights)}
-    return section
+) -> SamplesSection:
+    recorded = {g.mix.label: SampleGroup(len(g.images), list(g.mix.weights)) for g in groups}
+    if samples is not None:
+        return SamplesSection(per_group, recorded, str(samples))
+    settings = ("sampler", "steps", "guidance", "mix_mode", "seed", "use_ema")
+    used = {k: getattr(config, k) for k in settings}
+    return SamplesSection(per_group, recorded, "generated", used)
 
 
 def _write_outputs(
     out: Path,
-    report: dict[str, Any],
+    report: Report,
     groups: list[Group],
     data: PreparedData,
     pairs: list[tuple[float, int, int, int]],
@@ -225,16 +242,16 @@ def _write_outputs(
         (dist, groups[gi].mix.label, groups[gi].images[j], data.images[t])
         for dist, gi, j, t in pairs[:8]
     ]
-    charts.memorisation_pairs(close, report["memorisation"]["threshold"], files["memorisation"])
-    report["memorisation"]["closest_pairs"] = [
+    charts.memorisation_pairs(close, report.memorisation.threshold, files["memorisation"])
+    report.memorisation.closest_pairs = [
         {"mix": groups[gi].mix.label, "sample": j, "train_index": t, "distance": dist}
         | _source_of(data, t)
         for dist, gi, j, t in pairs[:8]
     ]
-    report["files"] = {k: p.name for k, p in files.items()}
+    report.files = {k: p.name for k, p in files.items()}
     files["report_json"] = out / REPORT_JSON
     files["report_md"] = out / REPORT_MD
-    write_json_atomic(files["report_json"], report)
+    write_json_atomic(files["report_json"], report.to_dict())
     (out / REPORT_MD).write_text(render_markdown(report), encoding="utf-8")
     return files
 
@@ -248,4 +265,4 @@ def _source_of(data: PreparedData, index: int) -> dict[str, str]:
         return {}
 
 
-__all__ = ["EvaluationReport", "evaluate"]
+__all__ = ["EvaluationReport", "Report", "evaluate"]

