@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from facediff.categories import CategoryMap
 from facediff.config import ModelConfig
 from facediff.errors import CheckpointError
+from facediff.files import write_json_atomic
 from facediff.model import build_unet
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -46,17 +47,6 @@ _REQUIRED = (STATE_FILE, MODEL_FILE, EMA_FILE, TRAINING_STATE_FILE)
 
 def step_dir_name(step: int) -> str:
     return f"step-{step:08d}"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` via a temporary file and rename (never a torn file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _fsync_dir(path: Path) -> None:

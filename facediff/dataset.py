@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from facediff.categories import CategoryMap
 from facediff.config import DATASET_VERSION, MANIFEST_FILE, PACKED_FILE
 from facediff.errors import DataError, FacediffError
+from facediff.files import write_text_atomic
 
 
 @dataclass
@@ -61,10 +62,8 @@ def write_packed(path: Path, images: torch.Tensor, labels: torch.Tensor) -> str:
 
 
 def write_manifest(data_dir: Path, manifest: dict[str, Any]) -> None:
-    path = Path(data_dir) / MANIFEST_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    text = json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"
+    write_text_atomic(Path(data_dir) / MANIFEST_FILE, text)
 
 
 def read_manifest(data_dir: Path) -> dict[str, Any]:

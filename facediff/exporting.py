@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from facediff.categories import CategoryMap
-from facediff.checkpoint import LoadedModel, load_for_inference, read_state, write_json_atomic
+from facediff.checkpoint import LoadedModel, load_for_inference, read_state
 from facediff.config import ModelConfig, SampleConfig
 from facediff.dataset import read_manifest
 from facediff.errors import CheckpointError, FacediffError
+from facediff.files import write_json_atomic
 from facediff.model import count_parameters
 from facediff.model_card import CardFacts, render_model_card, report_note
 

@@ -7,8 +7,6 @@ Rows come from a run or export (generated here) or from a sample folder written 
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +18,10 @@ from facediff.checkpoint import load_for_inference
 from facediff.config import DEFAULT_STRIP_STEPS, SampleConfig
 from facediff.errors import FacediffError, UsageError
 from facediff.generation import generate, prepare_denoiser
-from facediff.mix import Mix, parse_mix
+from facediff.imaging import tensor_to_image
+from facediff.mix import Mix, parse_mix, resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
-from facediff.sample_folder import RECORD_FILE, resolve_mixes
+from facediff.sample_folder import recorded_labels, seed_files
 
 GRID_FILE = "grid.png"
 _PAD = 2
@@ -105,10 +104,6 @@ def _default_strip(categories: CategoryMap) -> tuple[str, str] | None:
     return categories[hybrid.indices[0]].code, categories[hybrid.indices[1]].code
 
 
-def _to_pil(images) -> list[Image.Image]:
-    return [Image.fromarray(im.permute(1, 2, 0).contiguous().numpy()) for im in images]
-
-
 def rows_from_run(
     run: Path,
     config: SampleConfig,
@@ -143,23 +138,15 @@ def rows_from_run(
     rows: list[Row] = []
     for k, mix in enumerate(plan):
         emit(progress, Progress("grid", k, total, {"row": mix.label}))
-        rows.append((mix.label, _to_pil(generate(den, mix, seed_list, **opts))))
+        images = generate(den, mix, seed_list, **opts)
+        rows.append((mix.label, [tensor_to_image(im) for im in images]))
     if sweep:
         emit(progress, Progress("grid", len(plan), total, {"row": "strip"}))
         cells = [generate(den, m, [config.seed], **opts)[0] for m in sweep]
-        rows.append((f"{strip[0]}->{strip[1]} (seed {config.seed})", _to_pil(cells)))
+        label = f"{strip[0]}->{strip[1]} (seed {config.seed})"
+        rows.append((label, [tensor_to_image(im) for im in cells]))
     emit(progress, Progress("grid", total, total))
     return rows, [f"seed {s}" for s in seed_list]
-
-
-def _recorded_order(folder: Path) -> dict[str, int]:
-    """Mix labels in the order ``samples.json`` lists them (newest entry last)."""
-    try:
-        entries = json.loads((folder / RECORD_FILE).read_text(encoding="utf-8"))["entries"]
-        labels = [label for e in entries for label in e["mixes"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-    return {label: i for i, label in enumerate(dict.fromkeys(labels))}
 
 
 def rows_from_samples(folder: Path, *, seeds: int) -> tuple[list[Row], list[str]]:
@@ -170,18 +157,13 @@ def rows_from_samples(folder: Path, *, seeds: int) -> tuple[list[Row], list[str]
     rows: list[Row] = []
     all_seeds: set[int] = set()
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        found = {}
-        for p in sub.glob(f"{sub.name}_*.png"):
-            m = re.fullmatch(rf"{re.escape(sub.name)}_(-?\d+)\.png", p.name)
-            if m:
-                found[int(m.group(1))] = p
-        chosen = sorted(found)[:seeds]
+        chosen = seed_files(folder, sub.name)[:seeds]
         if chosen:
-            rows.append((sub.name, [Image.open(found[s]).convert("RGB") for s in chosen]))
-            all_seeds.update(chosen)
+            rows.append((sub.name, [Image.open(p).convert("RGB") for _, p in chosen]))
+            all_seeds.update(s for s, _ in chosen)
     if not rows:
         raise FacediffError(f"no <LABEL>/<LABEL>_<seed>.png images in {folder}")
-    order = _recorded_order(folder)
+    order = {label: i for i, label in enumerate(recorded_labels(folder))}
     rows.sort(key=lambda r: (order.get(r[0], len(order)), len(r[0]), r[0]))
     return rows, [f"seed {s}" for s in sorted(all_seeds)[:seeds]]
 

@@ -147,6 +147,11 @@ def square_resize(im: Image.Image, size: int) -> Image.Image:
     return im.resize((size, size), Image.LANCZOS, reducing_gap=3.0)
 
 
+def tensor_to_image(image) -> Image.Image:
+    """A uint8 3×H×W tensor (model output, dataset image) as an RGB PIL image."""
+    return Image.fromarray(image.permute(1, 2, 0).contiguous().numpy(), "RGB")
+
+
 def decode_image(data: bytes, size: int, max_pixels: int) -> np.ndarray:
     """Image bytes to an upright, centre-cropped ``size``×``size``×3 uint8 array."""
     if not data:

@@ -69,3 +69,19 @@ def default_mixes(categories: CategoryMap) -> list[Mix]:
     if not any(len(m.indices) > 1 for m in mixes) and len(categories) > 1:
         mixes.append(parse_mix(categories.codes, categories))
     return mixes
+
+
+def resolve_mixes(
+    categories: CategoryMap,
+    mixes: Sequence[str] | None = None,
+    single: Sequence[str] | None = None,
+) -> list[Mix]:
+    """Mixes to sample: the named categories, then the mix specs; all defaults if neither."""
+    if not mixes and not single:
+        return default_mixes(categories)
+    out = [parse_mix(c, categories) for c in single or ()]
+    for spec in mixes or ():
+        m = parse_mix(spec, categories)
+        if all(m.label != o.label for o in out):
+            out.append(m)
+    return out

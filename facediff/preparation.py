@@ -42,6 +42,7 @@ from facediff.config import (
 )
 from facediff.dataset import sha256_file, write_manifest, write_packed
 from facediff.errors import FacediffError, UsageError
+from facediff.files import TMP_SUFFIX, atomic_path
 from facediff.imaging import IMAGE_EXTENSIONS, process_chunk
 from facediff.progress import Progress, ProgressCallback, emit
 
@@ -229,7 +230,7 @@ def _clear_out(out: Path, categories: CategoryMap, force: bool) -> None:
         folder = out / name
         if folder.is_dir() and not folder.is_symlink():
             shutil.rmtree(folder)
-    for leftover in (PACKED_FILE, PACKED_FILE + ".tmp", MANIFEST_FILE + ".tmp"):
+    for leftover in (PACKED_FILE, PACKED_FILE + TMP_SUFFIX, MANIFEST_FILE + TMP_SUFFIX):
         (out / leftover).unlink(missing_ok=True)
 
 
@@ -331,10 +332,9 @@ def _manifest(
 
 
 def _write_packed(out: Path, images: np.ndarray, labels: list[int]) -> str:
-    tmp = out / (PACKED_FILE + ".tmp")
-    digest = write_packed(tmp, torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64))
-    tmp.replace(out / PACKED_FILE)
-    return digest
+    with atomic_path(out / PACKED_FILE) as tmp:
+        labels_t = torch.tensor(labels, dtype=torch.int64)
+        return write_packed(tmp, torch.from_numpy(images), labels_t)
 
 
 def _output_files(unique: list[tuple[Source, str]], categories: CategoryMap) -> list[str]:
@@ -367,7 +367,7 @@ def _collect(
 def _check_options(categories: CategoryMap, workers: int) -> None:
     if workers < 0:
         raise UsageError(f"--workers must be >= 0, got {workers}")
-    ours = {PACKED_FILE, MANIFEST_FILE, PACKED_FILE + ".tmp", MANIFEST_FILE + ".tmp"}
+    ours = {PACKED_FILE, MANIFEST_FILE, PACKED_FILE + TMP_SUFFIX, MANIFEST_FILE + TMP_SUFFIX}
     for c in categories:
         if c.name.lower() in ours:
             raise UsageError(f"category name {c.name!r} is reserved for a dataset file")

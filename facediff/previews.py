@@ -17,6 +17,7 @@ from diffusers import DDIMScheduler
 from PIL import Image
 
 from facediff.device import autocast
+from facediff.files import atomic_path
 
 PREVIEW_SEED = 1234
 
@@ -63,7 +64,6 @@ def save_grid(images: torch.Tensor, rows: int, path: Path) -> Path:
         y, x = pad + r * (s + pad), pad + c * (s + pad)
         canvas[y : y + s, x : x + s] = arr[i]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(canvas).save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(canvas).save(tmp, format="PNG")
     return path

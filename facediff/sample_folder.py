@@ -13,21 +13,24 @@ Layout (one folder per mix label, one file per seed)::
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
 from facediff.categories import CategoryMap
-from facediff.checkpoint import LoadedModel, load_for_inference, write_json_atomic
+from facediff.checkpoint import LoadedModel, load_for_inference
 from facediff.config import SampleConfig
 from facediff.errors import FacediffError, UsageError
+from facediff.files import write_json_atomic
 from facediff.generation import generate_each, prepare_denoiser
-from facediff.mix import Mix, default_mixes, parse_mix
+from facediff.imaging import tensor_to_image
+from facediff.mix import Mix, parse_mix, resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
 
 RECORD_FILE = "samples.json"
@@ -45,29 +48,85 @@ class SampleResult:
         return sum(len(v) for v in self.files.values())
 
 
-def resolve_mixes(
-    categories: CategoryMap,
-    mixes: Sequence[str] | None = None,
-    single: Sequence[str] | None = None,
-) -> list[Mix]:
-    """Mixes to sample: the named categories, then the mix specs; all defaults if neither."""
-    if not mixes and not single:
-        return default_mixes(categories)
-    out = [parse_mix(c, categories) for c in single or ()]
-    for spec in mixes or ():
-        m = parse_mix(spec, categories)
-        if all(m.label != o.label for o in out):
-            out.append(m)
-    return out
-
-
 def image_path(out: Path, label: str, seed: int) -> Path:
     return Path(out) / label / f"{label}_{seed}.png"
 
 
 def save_png(image: torch.Tensor, path: Path) -> None:
     """Write one uint8 3×H×W image as PNG."""
-    Image.fromarray(image.permute(1, 2, 0).contiguous().numpy()).save(path)
+    tensor_to_image(image).save(path)
+
+
+def read_record(folder: Path) -> list[Any]:
+    """The entries of ``<folder>/samples.json``, oldest first; [] when it is missing or
+    unreadable (a record is a convenience, never fatal)."""
+    try:
+        text = (Path(folder) / RECORD_FILE).read_text(encoding="utf-8")
+        return list(json.loads(text).get("entries", []))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []
+
+
+def _recorded_weights(folder: Path) -> dict[str, Any]:
+    """Each mix label the record lists (first-sampled first) with its newest weights."""
+    found: dict[str, Any] = {}
+    for entry in read_record(folder):
+        mixes = entry.get("mixes") if isinstance(entry, dict) else None
+        for label, weights in (mixes if isinstance(mixes, dict) else {}).items():
+            found[label] = weights
+    return found
+
+
+def recorded_labels(folder: Path) -> list[str]:
+    """The mix labels the record lists, in the order they were first sampled."""
+    return list(_recorded_weights(folder))
+
+
+def recorded_mixes(folder: Path, categories: CategoryMap) -> dict[str, Mix]:
+    """The mixes the record lists, by label (those that parse with ``categories``)."""
+    found: dict[str, Mix] = {}
+    for label, weights in _recorded_weights(folder).items():
+        try:
+            spec = ",".join(f"{code}:{w}" for code, w in weights.items())
+            m = parse_mix(spec, categories)
+        except (FacediffError, AttributeError):
+            continue
+        found[label] = Mix(label, m.indices, m.weights)
+    return found
+
+
+def seed_files(folder: Path, label: str) -> list[tuple[int, Path]]:
+    """``(seed, path)`` of ``<folder>/<label>/<label>_<seed>.png`` in seed order
+    (``OI_2`` before ``OI_10``)."""
+    sub = Path(folder) / label
+    pattern = re.compile(rf"{re.escape(label)}_(-?\d+)\.png")
+    found = []
+    for p in sub.glob(f"{label}_*.png") if sub.is_dir() else ():
+        m = pattern.fullmatch(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def read_images(folder: Path, label: str, size: int, limit: int) -> torch.Tensor:
+    """Up to ``limit`` images of ``label`` as uint8 N×3×size×size, in seed order (other
+    PNGs in the label's folder after them, by name); resized when they differ in size."""
+    seeded = [p for _, p in seed_files(folder, label)]
+    sub = Path(folder) / label
+    others = sorted(p for p in sub.iterdir() if p.suffix.lower() == ".png" and p not in seeded)
+    arrays = []
+    for p in [*seeded, *others][:limit]:
+        try:
+            with Image.open(p) as im:
+                im = im.convert("RGB")
+                if im.size != (size, size):
+                    im = im.resize((size, size), Image.LANCZOS)
+                arrays.append(np.asarray(im, dtype=np.uint8))
+        except OSError as e:
+            raise FacediffError(f"cannot read sample image {p}: {e}") from None
+    if not arrays:
+        return torch.empty((0, 3, size, size), dtype=torch.uint8)
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
 def _check_free(out: Path, mixes: list[Mix], seeds: list[int], force: bool) -> None:
@@ -101,12 +160,7 @@ def _record_entry(
 def write_record(out: Path, entry: dict[str, Any]) -> Path:
     """Append ``entry`` to ``<out>/samples.json`` (``{"entries": [...]}``, newest last)."""
     path = Path(out) / RECORD_FILE
-    entries: list[Any] = []
-    if path.is_file():
-        try:
-            entries = list(json.loads(path.read_text(encoding="utf-8")).get("entries", []))
-        except (OSError, ValueError, AttributeError):
-            entries = []  # an unreadable record is replaced, never fatal
+    entries = read_record(out)  # an unreadable record is replaced, never fatal
     write_json_atomic(path, {"entries": [*entries, entry]})
     return path
 

@@ -39,7 +39,6 @@ from facediff.checkpoint import (
     load_weights,
     read_state,
     save_checkpoint,
-    write_json_atomic,
 )
 from facediff.config import (
     ARCHITECTURE_FIELDS,
@@ -53,6 +52,7 @@ from facediff.device import autocast, enable_fast_math, resolve_device, resolve_
 from facediff.distributed import DistInfo
 from facediff.ema import EMA
 from facediff.errors import CheckpointError, TrainingDiverged
+from facediff.files import write_json_atomic
 from facediff.model import build_unet, count_parameters, scheduler_config
 from facediff.objective import (
     NoiseSchedule,

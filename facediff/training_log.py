@@ -10,6 +10,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from facediff.files import atomic_path, write_text_atomic
+
 METRICS_FILE = "metrics.jsonl"
 LOSS_PLOT_FILE = "loss.png"
 
@@ -38,9 +40,7 @@ def truncate_metrics(run_dir: Path, after_step: int) -> None:
     if not path.is_file():
         return
     kept = [r for r in read_metrics(run_dir) if int(r.get("step", 0)) <= after_step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def plot_loss(run_dir: Path, width: int = 640, height: int = 360) -> Path | None:
@@ -76,7 +76,6 @@ def plot_loss(run_dir: Path, width: int = 640, height: int = 360) -> Path | None
     d.text((width - margin_r - 60, height - margin_b + 5), f"step {int(x1)}", fill="black")
     d.text((width // 2 - 40, 3), "loss (log scale)", fill="black")
     path = Path(run_dir) / LOSS_PLOT_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    img.save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
     return path

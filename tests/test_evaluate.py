@@ -6,6 +6,7 @@ import shutil
 import pytest
 import torch
 from evaluate_helpers import SIZE, make_untrained_run, write_prepared, write_samples
+from PIL import Image
 from typer.testing import CliRunner
 
 from facediff.categories import DEFAULT_CATEGORIES
@@ -13,6 +14,7 @@ from facediff.cli import app
 from facediff.config import SampleConfig
 from facediff.errors import FacediffError
 from facediff.evaluation import InceptionFeatures, evaluate, inception_weights, recorded_data_path
+from facediff.evaluation.inputs import read_groups
 from facediff.evaluation.judge import JudgeConfig
 from facediff.synthetic import make_faces
 
@@ -220,3 +222,16 @@ def test_inception_features_from_the_optional_package():
     net = InceptionFeatures(inception_weights(), torch.device("cpu"))
     feats = net(make_faces(1, size=SIZE)[0][:2])
     assert feats.shape == (2, 2048) and torch.isfinite(feats).all()
+
+
+def test_evaluate_reads_samples_in_natural_seed_order(tmp_path):
+    # OI_2 comes before OI_10 (a plain sort of names would read OI_10 second).
+    folder = tmp_path / "samples"
+    (folder / "OI").mkdir(parents=True)
+    for seed in range(12):
+        image = torch.full((SIZE, SIZE, 3), seed, dtype=torch.uint8).numpy()
+        Image.fromarray(image).save(folder / "OI" / f"OI_{seed}.png")
+    [group] = read_groups(folder, ["OI"], 12, DEFAULT_CATEGORIES, SIZE)
+    assert group.images[:, 0, 0, 0].tolist() == list(range(12))
+    [first] = read_groups(folder, ["OI"], 3, DEFAULT_CATEGORIES, SIZE)
+    assert first.images[:, 0, 0, 0].tolist() == [0, 1, 2]

@@ -14,6 +14,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from facediff.evaluation.report import Report
+from facediff.imaging import tensor_to_image
 
 # Distinct, colour-blind-friendly category colours (Okabe & Ito 2008), cycled.
 PALETTE = (
@@ -158,8 +159,7 @@ def realism(report: Report, path: Path) -> None:
 
 
 def _tile(image: torch.Tensor, size: int) -> Image.Image:
-    arr = image.permute(1, 2, 0).contiguous().numpy()
-    return Image.fromarray(arr, "RGB").resize((size, size), Image.NEAREST)
+    return tensor_to_image(image).resize((size, size), Image.NEAREST)
 
 
 def memorisation_pairs(

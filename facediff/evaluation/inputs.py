@@ -7,18 +7,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from facediff.categories import CategoryMap
 from facediff.checkpoint import RUN_CONFIG_FILE, latest_checkpoint, load_for_inference, read_state
 from facediff.config import DEFAULT_DATA_DIR, SampleConfig
 from facediff.errors import CheckpointError, FacediffError
-from facediff.mix import Mix, default_mixes, parse_mix
+from facediff.mix import Mix, default_mixes, resolve_mixes
 from facediff.progress import ProgressCallback
-
-SAMPLES_RECORD = "samples.json"
+from facediff.sample_folder import read_images, recorded_mixes
 
 
 @dataclass
@@ -53,17 +50,6 @@ def recorded_data_path(run: Path) -> Path:
     return Path(DEFAULT_DATA_DIR)
 
 
-def resolve_mixes(specs: list[str] | None, categories: CategoryMap) -> list[Mix]:
-    if not specs:
-        return default_mixes(categories)
-    mixes: list[Mix] = []
-    for spec in specs:
-        m = parse_mix(spec, categories)
-        if all(m.label != o.label for o in mixes):
-            mixes.append(m)
-    return mixes
-
-
 def generate_groups(
     run: Path,
     mixes: list[Mix],
@@ -91,42 +77,6 @@ def generate_groups(
     ]
 
 
-def _recorded_mixes(folder: Path, categories: CategoryMap) -> dict[str, Mix]:
-    """Mixes listed in a ``facediff sample`` record (``samples.json``), by label."""
-    try:
-        record = json.loads((folder / SAMPLES_RECORD).read_text(encoding="utf-8"))
-        entries = record.get("entries", [])
-    except (OSError, ValueError, AttributeError):
-        return {}
-    found: dict[str, Mix] = {}
-    for entry in entries:
-        for label, weights in (entry.get("mixes") or {}).items():
-            try:
-                spec = ",".join(f"{code}:{w}" for code, w in weights.items())
-                m = parse_mix(spec, categories)
-            except (FacediffError, AttributeError):
-                continue
-            found[label] = Mix(label, m.indices, m.weights)
-    return found
-
-
-def _load_pngs(folder: Path, size: int, limit: int) -> torch.Tensor:
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")[:limit]
-    arrays = []
-    for p in paths:
-        try:
-            with Image.open(p) as im:
-                im = im.convert("RGB")
-                if im.size != (size, size):
-                    im = im.resize((size, size), Image.LANCZOS)
-                arrays.append(np.asarray(im, dtype=np.uint8))
-        except OSError as e:
-            raise FacediffError(f"cannot read sample image {p}: {e}") from None
-    if not arrays:
-        return torch.empty((0, 3, size, size), dtype=torch.uint8)
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-
-
 def read_groups(
     folder: Path,
     specs: list[str] | None,
@@ -138,9 +88,9 @@ def read_groups(
     folder = Path(folder)
     if not folder.is_dir():
         raise FacediffError(f"samples folder not found: {folder}")
-    recorded = _recorded_mixes(folder, categories)
+    recorded = recorded_mixes(folder, categories)
     if specs:
-        mixes = resolve_mixes(specs, categories)
+        mixes = resolve_mixes(categories, specs)
     else:
         candidates = {m.label: m for m in default_mixes(categories)} | recorded
         mixes = [m for label, m in candidates.items() if (folder / label).is_dir()]
@@ -152,7 +102,7 @@ def read_groups(
     groups = []
     for mix in mixes:
         sub = folder / mix.label
-        images = _load_pngs(sub, size, per_group) if sub.is_dir() else None
+        images = read_images(folder, mix.label, size, per_group) if sub.is_dir() else None
         if images is None or len(images) == 0:
             raise FacediffError(f"no PNG samples for mix {mix.label} in {sub}")
         groups.append(Group(mix, images))

@@ -30,10 +30,10 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 
 from facediff.categories import CategoryMap
-from facediff.checkpoint import write_json_atomic
 from facediff.dataset import PreparedData
 from facediff.device import autocast, enable_fast_math, resolve_precision
 from facediff.errors import FacediffError
+from facediff.files import atomic_path, write_json_atomic
 from facediff.progress import Progress, ProgressCallback, emit
 
 JUDGE_DIR = "judge"
@@ -372,9 +372,8 @@ def _save(judge_dir: Path, judge: Judge) -> None:
     judge_dir.mkdir(parents=True, exist_ok=True)
     (judge_dir / JUDGE_INFO).unlink(missing_ok=True)  # never old info beside new weights
     sd = {k: v.detach().cpu().contiguous() for k, v in judge.net.state_dict().items()}
-    tmp = judge_dir / (JUDGE_WEIGHTS + ".tmp")
-    save_file(sd, str(tmp))
-    tmp.replace(judge_dir / JUDGE_WEIGHTS)
+    with atomic_path(judge_dir / JUDGE_WEIGHTS) as tmp:
+        save_file(sd, str(tmp))
     write_json_atomic(judge_dir / JUDGE_INFO, judge.info)
 
 

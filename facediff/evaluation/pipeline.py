@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 
-from facediff.checkpoint import write_json_atomic
 from facediff.config import SampleConfig
 from facediff.dataset import PreparedData, load_prepared
 from facediff.device import enable_fast_math, resolve_device
@@ -39,7 +38,6 @@ from facediff.evaluation.inputs import (
     generate_groups,
     read_groups,
     recorded_data_path,
-    resolve_mixes,
 )
 from facediff.evaluation.judge import Judge, JudgeConfig, load_or_train_judge
 from facediff.evaluation.report import Report, SampleGroup, SamplesSection
@@ -50,6 +48,8 @@ from facediff.evaluation.scores import (
     mix_balance,
     realism_sections,
 )
+from facediff.files import write_json_atomic
+from facediff.mix import resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
 
 EVALUATION_DIR = "evaluation"
@@ -123,7 +123,7 @@ def evaluate(
     enable_fast_math(dev)
     prepared = load_prepared(Path(data) if data is not None else recorded_data_path(run))
     cats = prepared.categories
-    plan = resolve_mixes(mixes, cats)
+    plan = resolve_mixes(cats, mixes)
     if samples is not None and not Path(samples).is_dir():
         raise FacediffError(f"samples folder not found: {samples}")
     out = Path(out) if out is not None else run / EVALUATION_DIR
