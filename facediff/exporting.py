@@ -27,7 +27,7 @@ from facediff.categories import CategoryMap
 from facediff.checkpoint import LoadedModel, load_for_inference, read_state
 from facediff.config import ModelConfig, SampleConfig
 from facediff.dataset import read_manifest
-from facediff.errors import CheckpointError, FacediffError
+from facediff.errors import CheckpointError, FacediffError, UsageError
 from facediff.files import write_json_atomic
 from facediff.model import count_parameters
 from facediff.model_card import CardFacts, render_model_card, report_note
@@ -78,8 +78,13 @@ def export(
     checkpoint_step: int | None = None,
     use_ema: bool = True,
     force: bool = False,
+    report: Path | None = None,
 ) -> ExportResult:
-    """Write ``run``'s checkpoint (EMA weights by default) as a diffusers folder ``out``."""
+    """Write ``run``'s checkpoint (EMA weights by default) as a diffusers folder ``out``.
+
+    The model card summarises ``report`` (a ``facediff evaluate`` report.json), by default
+    ``<run>/evaluation/report.json`` when it exists.
+    """
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise FacediffError(f"{out} already exists and is not empty; use --force to overwrite")
@@ -87,6 +92,11 @@ def export(
     if loaded.weights == "export":
         raise FacediffError(f"{run} is already an exported model")
     state = read_state(loaded.source)
+    run_dir = loaded.source.parent.parent  # <run>/checkpoints/step-XXXXXXXX
+    report_path = Path(report) if report is not None else default_report_path(run_dir)
+    evaluation = read_report(report_path)
+    if report is not None and evaluation is None:
+        raise UsageError(f"{report}: not found or not a `facediff evaluate` report.json")
     out.mkdir(parents=True, exist_ok=True)
     config = SampleConfig()
     pipe = build_pipeline(loaded, config)
@@ -96,8 +106,6 @@ def export(
         shutil.copyfile(package / src, out / dst)
     counts, counts_note = training_counts(state)
     write_json_atomic(out / EXPORT_INFO_FILE, _export_info(loaded, config, counts))
-    run_dir = loaded.source.parent.parent  # <run>/checkpoints/step-XXXXXXXX
-    report, report_path = latest_report(run_dir)
     facts = CardFacts(
         folder=out.as_posix(),
         categories=loaded.categories,
@@ -115,8 +123,8 @@ def export(
         precision=state.get("precision"),
         scheduler_class=type(pipe.scheduler).__name__,
         sample_defaults=sample_defaults(config),
-        report=report,
-        report_note=report_note(report_path, report, loaded.source),
+        report=evaluation,
+        report_note=report_note(report_path, evaluation, loaded.source),
     )
     (out / MODEL_CARD_FILE).write_text(render_model_card(facts), encoding="utf-8")
     return ExportResult(
@@ -124,7 +132,7 @@ def export(
         step=loaded.step,
         weights=loaded.weights,
         source=loaded.source,
-        report=report_path if report is not None else None,
+        report=report_path if evaluation is not None else None,
     )
 
 
@@ -166,16 +174,20 @@ def training_counts(state: dict[str, Any]) -> tuple[list[int] | None, str]:
     return counts, f"from the manifest of the prepared data ({path})"
 
 
-def latest_report(run_dir: Path) -> tuple[dict[str, Any] | None, Path]:
-    """The run's ``evaluation/report.json``, if any and readable, and its path."""
+def default_report_path(run_dir: Path) -> Path:
+    """Where ``facediff evaluate RUN`` writes its report by default."""
     from facediff.evaluation.pipeline import EVALUATION_DIR, REPORT_JSON
 
-    path = run_dir / EVALUATION_DIR / REPORT_JSON
+    return run_dir / EVALUATION_DIR / REPORT_JSON
+
+
+def read_report(path: Path) -> dict[str, Any] | None:
+    """A ``facediff evaluate`` report.json, or None when missing or unreadable."""
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
+        report = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None, path
-    return (report if isinstance(report, dict) else None), path
+        return None
+    return report if isinstance(report, dict) and "hit_rate" in report else None
 
 
 def load_export(path: Path) -> LoadedModel:

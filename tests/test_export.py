@@ -170,6 +170,23 @@ def test_model_card_carries_the_numbers(evaluated, tmp_path):
     assert info["training_counts"] == [12, 8, 12]
 
 
+def test_report_named_on_the_command_line(evaluated, run, tmp_path):
+    src, _ = evaluated
+    report = src / "evaluation" / "report.json"
+    r = invoke(["export", run, "--out", tmp_path / "m", "--report", report])
+    assert r.exit_code == 0, r.output
+    assert f"`facediff evaluate` ({report})" in (tmp_path / "m" / "README.md").read_text()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    for path in (bad, tmp_path / "missing.json"):
+        r = invoke(["export", run, "--out", tmp_path / "n", "--report", path])
+        assert r.exit_code == 2
+        assert error_lines(r) == [
+            f"facediff: error: {path}: not found or not a `facediff evaluate` report.json"
+        ]
+    assert not (tmp_path / "n").exists()
+
+
 def test_model_card_says_what_is_unknown(run, tmp_path):
     export(run, tmp_path / "m")
     card = (tmp_path / "m" / "README.md").read_text()

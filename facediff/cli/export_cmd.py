@@ -18,6 +18,14 @@ def export_command(
     checkpoint: CheckpointOpt = None,
     no_ema: NoEmaOpt = False,
     force: ForceOpt = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="A `facediff evaluate` report.json for the model card "
+            "[default: RUN/evaluation/report.json if it exists].",
+        ),
+    ] = None,
 ) -> None:
     """Export a checkpoint as a diffusers pipeline folder (FaceDiffPipeline) with a model card.
 
@@ -29,12 +37,15 @@ def export_command(
     \b
       facediff export runs/faces --out faces-model
       facediff export runs/faces --out faces-model-5k --checkpoint 5000 --no-ema
+      facediff export runs/faces --out faces-model --report eval-200/report.json
       python -c "from facediff import FaceDiffPipeline as P; P.from_pretrained('faces-model')"
     """
     from facediff.cli.render import console
     from facediff.exporting import export
 
-    result = export(run, out, checkpoint_step=checkpoint, use_ema=not no_ema, force=force)
+    result = export(
+        run, out, checkpoint_step=checkpoint, use_ema=not no_ema, force=force, report=report
+    )
     console.print(
         f"exported step {result.step} ({result.weights} weights) from {result.source} "
         f"to {result.out}"
