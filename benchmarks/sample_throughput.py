@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import time
 
 import torch
@@ -96,13 +97,13 @@ def facediff_default(loaded: LoadedModel, args, batch: int, device: torch.device
     cfg = SampleConfig()
     den = prepare_denoiser(loaded, device=device, precision=cfg.precision, compile=args.compile)
     mix = parse_mix(loaded.categories[0].code, loaded.categories)
-    kw = dict(sampler=cfg.sampler, steps=cfg.steps, guidance=cfg.guidance, batch_size=batch)
+    cfg = dataclasses.replace(cfg, batch_size=batch)
     # Warm-up: compilation and cuDNN autotuning see the same shapes with fewer steps.
-    generate(den, mix, list(range(batch)), **{**kw, "steps": 2})
+    generate(den, mix, list(range(batch)), cfg, steps=2)
     sync(device)
     n = batch * args.batches
     start = time.perf_counter()
-    generate(den, mix, list(range(n)), **kw)
+    generate(den, mix, list(range(n)), cfg)
     sync(device)
     return (time.perf_counter() - start) / n
 

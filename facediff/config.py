@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from facediff.errors import UsageError
+from facediff.errors import ConfigError, UsageError, invalid, unknown
 
 PACKED_FILE = "dataset.safetensors"
 MANIFEST_FILE = "manifest.json"
@@ -157,6 +157,9 @@ def preset(name: str, *, sample_size: int, num_categories: int) -> ModelConfig:
 
 
 PREDICTION_TYPES = ("epsilon", "v_prediction")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+SAMPLERS = ("dpmsolver++", "ddim", "unipc", "euler", "ddpm")
+MIX_MODES = ("compose", "blend")
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
 
@@ -217,45 +220,52 @@ ARCHITECTURE_FIELDS = ("preset", "prediction_type", "beta_schedule", "num_train_
 
 
 def _check_train_config(c: TrainConfig) -> None:
-    def bad(option: str, value: Any, why: str) -> UsageError:
-        return UsageError(f"invalid {option} {value!r}: {why}")
-
     if c.preset not in PRESETS:
-        raise bad("--preset", c.preset, f"choose from {', '.join(PRESETS)}")
+        raise invalid("preset", c.preset, f"choose from {', '.join(PRESETS)}")
     if c.epochs is not None and c.max_steps is not None:
-        raise UsageError("use either --epochs or --max-steps, not both")
-    for option, value in (
-        ("--epochs", c.epochs),
-        ("--max-steps", c.max_steps),
-        ("--batch-size", c.batch_size),
-        ("--checkpoint-every", c.checkpoint_every),
-        ("--keep", c.keep),
-        ("--log-every", c.log_every),
-        ("--num-train-timesteps", c.num_train_timesteps),
-        ("--preview-columns", c.preview_columns),
-        ("--preview-steps", c.preview_steps),
+        raise ConfigError("use either {} or {}, not both", "epochs", "max_steps")
+    for name in (
+        "epochs",
+        "max_steps",
+        "batch_size",
+        "checkpoint_every",
+        "keep",
+        "log_every",
+        "num_train_timesteps",
+        "preview_columns",
+        "preview_steps",
     ):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise bad(option, value, "must be a positive integer")
+        _check_positive_int(c, name)
     if c.preview_every < 0 or c.lr_warmup_steps < 0:
-        raise UsageError("--preview-every and --lr-warmup-steps must be >= 0")
+        raise ConfigError("{} and {} must be >= 0", "preview_every", "lr_warmup_steps")
     if not c.lr > 0:
-        raise bad("--lr", c.lr, "must be > 0")
+        raise invalid("lr", c.lr, "must be > 0")
     if not 0.0 <= c.cond_drop < 1.0:
-        raise bad("--cond-drop", c.cond_drop, "must be in [0, 1)")
+        raise invalid("cond_drop", c.cond_drop, "must be in [0, 1)")
     if not 0.0 <= c.ema_decay < 1.0:
-        raise bad("--ema-decay", c.ema_decay, "must be in [0, 1)")
+        raise invalid("ema_decay", c.ema_decay, "must be in [0, 1)")
     if c.min_snr_gamma is not None and not c.min_snr_gamma > 0:
-        raise bad("--min-snr-gamma", c.min_snr_gamma, "must be > 0 (or omitted)")
+        raise invalid("min_snr_gamma", c.min_snr_gamma, "must be > 0 (or omitted)")
     if c.grad_clip <= 0:
-        raise bad("--grad-clip", c.grad_clip, "must be > 0")
-    if c.precision not in ("auto", "bf16", "fp16", "fp32"):
-        raise bad("--precision", c.precision, "use auto, bf16, fp16 or fp32")
+        raise invalid("grad_clip", c.grad_clip, "must be > 0")
+    _check_choice(c, "precision", PRECISIONS)
     if c.prediction_type not in PREDICTION_TYPES:
-        raise bad("--prediction-type", c.prediction_type, f"use {' or '.join(PREDICTION_TYPES)}")
+        raise invalid("prediction_type", c.prediction_type, f"use {' or '.join(PREDICTION_TYPES)}")
     check_device_name(c.device)
     if c.beta_schedule not in BETA_SCHEDULES:
-        raise bad("--beta-schedule", c.beta_schedule, f"use {', '.join(BETA_SCHEDULES)}")
+        raise invalid("beta_schedule", c.beta_schedule, f"use {', '.join(BETA_SCHEDULES)}")
+
+
+def _check_positive_int(config: Any, name: str) -> None:
+    value = getattr(config, name)
+    if value is not None and (not isinstance(value, int) or value < 1):
+        raise invalid(name, value, "must be a positive integer")
+
+
+def _check_choice(config: Any, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(config, name)
+    if value not in choices:
+        raise invalid(name, value, f"use {', '.join(choices)}")
 
 
 DEFAULT_EPOCHS = 100
@@ -263,25 +273,39 @@ _DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 def check_device_name(name: str) -> str:
-    """Check the form of a ``--device`` value (whether the device exists is checked later)."""
+    """Check the form of a device name (whether the device exists is checked later)."""
     if not isinstance(name, str) or not _DEVICE_RE.fullmatch(name):
-        raise UsageError(f"invalid --device {name!r}: use auto, cpu, cuda or cuda:N")
+        raise invalid("device", name, "use auto, cpu, cuda or cuda:N")
     return name
 
 
 @dataclass(frozen=True)
 class SampleConfig:
-    sampler: str = "dpmsolver++"  # dpmsolver++ | ddim | unipc | euler | ddpm
+    """How to sample: the settings of ``sample``, ``grid``, ``evaluate`` and ``generate``."""
+
+    sampler: str = "dpmsolver++"  # one of SAMPLERS
     steps: int = 25
     guidance: float = 3.0
-    mix_mode: str = "compose"  # compose | blend
-    n: int = 8
+    mix_mode: str = "compose"  # one of MIX_MODES
+    n: int = 8  # images per category and mix
     seed: int = 0
-    batch_size: int = 64
+    batch_size: int = 64  # images per batch
     use_ema: bool = True
     precision: str = "auto"
     compile: bool = False
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise unknown("sampler", self.sampler, SAMPLERS)
+        if self.mix_mode not in MIX_MODES:
+            raise unknown("mix_mode", self.mix_mode, MIX_MODES)
+        for name in ("steps", "n", "batch_size"):
+            _check_positive_int(self, name)
+        if not self.guidance >= 0:
+            raise invalid("guidance", self.guidance, "must be a number >= 0")
+        _check_choice(self, "precision", PRECISIONS)
+        check_device_name(self.device)
 
 
 def field_default(cls: type, name: str) -> Any:

@@ -6,9 +6,8 @@ import contextlib
 
 import torch
 
-from facediff.errors import FacediffError, UsageError
-
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+from facediff.config import PRECISIONS
+from facediff.errors import FacediffError, invalid
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -18,11 +17,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise UsageError(f"invalid --device {name!r}: use auto, cpu, cuda or cuda:N") from None
+        raise invalid("device", name, "use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FacediffError("--device cuda was asked for but no CUDA GPU is available")
+        raise FacediffError(f"device {name!r} was asked for but no CUDA GPU is available")
     if dev.type not in ("cpu", "cuda"):
-        raise UsageError(f"invalid --device {name!r}: use auto, cpu, cuda or cuda:N")
+        raise invalid("device", name, "use auto, cpu, cuda or cuda:N")
     return dev
 
 
@@ -33,17 +32,17 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     refused for fp16, which CPU autocast does not speed up.
     """
     if name not in PRECISIONS:
-        raise UsageError(f"invalid --precision {name!r}: use {', '.join(PRECISIONS)}")
+        raise invalid("precision", name, f"use {', '.join(PRECISIONS)}")
     if name == "fp32":
         return torch.float32
     if device.type != "cuda":
         if name == "fp16":
-            raise FacediffError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU")
+            raise FacediffError("precision fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU")
         return torch.bfloat16 if name == "bf16" else torch.float32
     if name == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if name == "bf16" and not torch.cuda.is_bf16_supported():
-        raise FacediffError("--precision bf16 is not supported by this GPU; use fp16")
+        raise FacediffError("precision bf16 is not supported by this GPU; use fp16")
     return torch.bfloat16 if name == "bf16" else torch.float16
 
 

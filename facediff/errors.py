@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 
 class FacediffError(Exception):
     """Bad input or a state the user must resolve (message is shown as-is, one line)."""
@@ -9,6 +12,33 @@ class FacediffError(Exception):
 
 class UsageError(FacediffError):
     """An invalid option value or argument (the CLI exits with status 2, like click)."""
+
+
+class ConfigError(UsageError):
+    """An invalid config value. The message names the config fields (``batch size``);
+    the CLI names its options instead, through :meth:`naming`."""
+
+    def __init__(self, template: str, *fields: str) -> None:
+        self.template, self.fields = template, fields
+        super().__init__(self.naming(lambda name: name.replace("_", " ")))
+
+    def naming(self, name: Callable[[str], str]) -> str:
+        """The message with each field called ``name(field)``."""
+        return self.template.format(*(name(f) for f in self.fields))
+
+
+def _shown(value: Any) -> str:
+    return repr(value).replace("{", "{{").replace("}", "}}")
+
+
+def invalid(field: str, value: Any, why: str) -> ConfigError:
+    """``invalid <field> <value>: <why>``."""
+    return ConfigError(f"invalid {{}} {_shown(value)}: {why}", field)
+
+
+def unknown(field: str, value: Any, choices: tuple[str, ...]) -> ConfigError:
+    """``unknown <field> <value>; choose from <choices>``."""
+    return ConfigError(f"unknown {{}} {_shown(value)}; choose from {', '.join(choices)}", field)
 
 
 class DataError(FacediffError):

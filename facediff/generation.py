@@ -17,6 +17,7 @@ samplers facediff offers, device placement and compilation, and batching over se
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,13 +32,12 @@ from diffusers import (
 )
 
 from facediff.checkpoint import LoadedModel
-from facediff.config import SampleConfig
+from facediff.config import SAMPLERS, SampleConfig
 from facediff.device import enable_fast_math, resolve_device, resolve_precision
-from facediff.errors import FacediffError, UsageError
+from facediff.errors import UsageError
 from facediff.guidance import (
     Conditions,
     blended_row,
-    check_settings,
     conditions,
     denoise,
     initial_noise,
@@ -45,8 +45,6 @@ from facediff.guidance import (
 )
 from facediff.mix import Mix
 from facediff.progress import Progress, ProgressCallback, emit
-
-SAMPLERS = ("dpmsolver++", "ddim", "unipc", "euler", "ddpm")
 
 
 def make_scheduler(name: str, scheduler_config: dict[str, Any]) -> Any:
@@ -178,33 +176,20 @@ def _sample_batch(
     return to_uint8(x).cpu()
 
 
-def _check(sampler: str, steps: int, guidance: float, mix_mode: str, batch_size: int) -> None:
-    if sampler not in SAMPLERS:
-        raise FacediffError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
-    try:
-        check_settings(mix_mode, steps, guidance)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if batch_size < 1:
-        raise UsageError(f"batch size must be at least 1; got {batch_size}")
-
-
 def generate(
     loaded: LoadedModel | Denoiser,
     mix: Mix,
     seeds: Sequence[int],
+    config: SampleConfig | None = None,
     *,
-    sampler: str = "dpmsolver++",
-    steps: int = 25,
-    guidance: float = 3.0,
-    mix_mode: str = "compose",
-    batch_size: int = 64,
-    device: str | torch.device | None = None,
-    precision: str = "auto",
-    compile: bool = False,
     progress: ProgressCallback | None = None,
+    **settings: Any,
 ) -> torch.Tensor:
     """Generate ``len(seeds)`` images of ``mix``: uint8 N×3×S×S on the CPU.
+
+    Sampled with ``config`` (default :class:`SampleConfig`), any ``settings`` replacing
+    its fields: ``generate(model, mix, seeds, steps=10)``. Its ``n`` and ``seed`` are not
+    used: ``seeds`` says which images to make.
 
     ``batch_size`` counts images per batch (each runs ``len(conditions)`` network
     evaluations per step in one forward). A compiled denoiser always runs full batches
@@ -212,24 +197,24 @@ def generate(
     seeds) so it sees one shape per mix size. Pass a
     :class:`Denoiser` from :func:`prepare_denoiser` to reuse a placed/compiled model.
     """
-    _check(sampler, steps, guidance, mix_mode, batch_size)
+    c = dataclasses.replace(config or SampleConfig(), **settings)
     den = (
         loaded
         if isinstance(loaded, Denoiser)
-        else prepare_denoiser(loaded, device=device, precision=precision, compile=compile)
+        else prepare_denoiser(loaded, device=c.device, precision=c.precision, compile=c.compile)
     )
-    cond = mix_conditions(mix, mix_mode, float(guidance), den.null_label)
+    cond = mix_conditions(mix, c.mix_mode, float(c.guidance), den.null_label)
     seeds = [int(s) for s in seeds]
     chunks = []
     task = f"sample {mix.label}"
     emit(progress, Progress(task, 0, len(seeds)))
     with blended_row(den.module, cond), torch.inference_mode():
-        batch_size = min(batch_size, max(1, len(seeds)))
+        batch_size = min(c.batch_size, max(1, len(seeds)))
         for start in range(0, len(seeds), batch_size):
             part = seeds[start : start + batch_size]
             pad = batch_size - len(part) if den.compiled else 0
             images = _sample_batch(
-                den, part + [0] * pad, cond, sampler=sampler, steps=steps, guidance=guidance
+                den, part + [0] * pad, cond, sampler=c.sampler, steps=c.steps, guidance=c.guidance
             )
             chunks.append(images[: len(part)])
             emit(progress, Progress(task, start + len(part), len(seeds)))
@@ -261,15 +246,5 @@ def generate_each(
                 Progress("sample", done + e.completed, total, e.info, e.message)
             )
         )
-        images = generate(
-            den,
-            mix,
-            seeds,
-            sampler=config.sampler,
-            steps=config.steps,
-            guidance=config.guidance,
-            mix_mode=config.mix_mode,
-            batch_size=config.batch_size,
-            progress=relay,
-        )
+        images = generate(den, mix, seeds, config, progress=relay)
         yield mix, images

@@ -127,22 +127,15 @@ def rows_from_run(
         loaded, device=config.device, precision=config.precision, compile=config.compile
     )
     seed_list = list(range(config.seed, config.seed + seeds))
-    opts = dict(
-        sampler=config.sampler,
-        steps=config.steps,
-        guidance=config.guidance,
-        mix_mode=config.mix_mode,
-        batch_size=config.batch_size,
-    )
     total = len(plan) + (1 if sweep else 0)
     rows: list[Row] = []
     for k, mix in enumerate(plan):
         emit(progress, Progress("grid", k, total, {"row": mix.label}))
-        images = generate(den, mix, seed_list, **opts)
+        images = generate(den, mix, seed_list, config)
         rows.append((mix.label, [tensor_to_image(im) for im in images]))
     if sweep:
         emit(progress, Progress("grid", len(plan), total, {"row": "strip"}))
-        cells = [generate(den, m, [config.seed], **opts)[0] for m in sweep]
+        cells = [generate(den, m, [config.seed], config)[0] for m in sweep]
         label = f"{strip[0]}->{strip[1]} (seed {config.seed})"
         rows.append((label, [tensor_to_image(im) for im in cells]))
     emit(progress, Progress("grid", total, total))

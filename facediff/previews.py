@@ -1,9 +1,9 @@
 """Preview grids during training: a few EMA samples per category on fixed seeds.
 
-A quick deterministic sampler (DDIM, Song et al. 2021, arXiv:2010.02502, ~20 steps) with
-classifier-free guidance against the null class (Ho & Salimans 2022, arXiv:2207.12598):
-ε = ε(x, ∅) + s·(ε(x, c) − ε(x, ∅)). One row per category, fixed noise, so successive
-previews of a run are directly comparable.
+Sampled by :func:`facediff.generation.generate` (DDIM, Song et al. 2021,
+arXiv:2010.02502, ~20 steps, classifier-free guidance against the null class). Column
+*j* uses seed ``PREVIEW_SEED + j`` in every row, so successive previews of a run, and
+the rows of one preview, are directly comparable.
 """
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler
 from PIL import Image
 
-from facediff.device import autocast
+from facediff.config import SampleConfig
 from facediff.files import atomic_path
+from facediff.generation import Denoiser, generate
+from facediff.mix import Mix
 
 PREVIEW_SEED = 1234
 
 
-@torch.no_grad()
 def sample_preview(
     unet: torch.nn.Module,
     scheduler_config: dict[str, Any],
@@ -33,23 +33,22 @@ def sample_preview(
     steps: int,
     guidance: float,
     device: torch.device,
-    dtype: torch.dtype,
 ) -> torch.Tensor:
     """uint8 images (num_categories·columns)×3×size×size, category-major."""
-    sched = DDIMScheduler(**scheduler_config)
-    sched.set_timesteps(steps)
-    n = num_categories * columns
-    g = torch.Generator().manual_seed(PREVIEW_SEED)
-    noise = torch.randn(columns, 3, size, size, generator=g)
-    x = noise.repeat(num_categories, 1, 1, 1).to(device)
-    labels = torch.arange(num_categories).repeat_interleave(columns).to(device)
-    both = torch.cat([labels, torch.full_like(labels, num_categories)])
-    for t in sched.timesteps:
-        with autocast(device, dtype):
-            out = unet(torch.cat([x, x]), t.to(device), both, return_dict=False)[0]
-        cond, uncond = out.float().chunk(2)
-        x = sched.step(uncond + guidance * (cond - uncond), t, x).prev_sample
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()[:n]
+    den = Denoiser(
+        net=unet,
+        module=unet,
+        device=device,
+        dtype=next(unet.parameters()).dtype,
+        scheduler_config=dict(scheduler_config),
+        null_label=num_categories,
+        sample_size=size,
+        compiled=False,
+    )
+    config = SampleConfig(sampler="ddim", steps=steps, guidance=guidance, batch_size=columns)
+    seeds = [PREVIEW_SEED + j for j in range(columns)]
+    rows = [generate(den, Mix(str(k), (k,), (1.0,)), seeds, config) for k in range(num_categories)]
+    return torch.cat(rows)
 
 
 def save_grid(images: torch.Tensor, rows: int, path: Path) -> Path:

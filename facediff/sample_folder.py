@@ -26,7 +26,7 @@ from PIL import Image
 from facediff.categories import CategoryMap
 from facediff.checkpoint import LoadedModel, load_for_inference
 from facediff.config import SampleConfig
-from facediff.errors import FacediffError, UsageError
+from facediff.errors import FacediffError
 from facediff.files import write_json_atomic
 from facediff.generation import generate_each, prepare_denoiser
 from facediff.imaging import tensor_to_image
@@ -177,8 +177,6 @@ def sample(
     progress: ProgressCallback | None = None,
 ) -> SampleResult:
     """Generate ``config.n`` images for every requested category and mix into ``out``."""
-    if config.n < 1:
-        raise UsageError(f"-n must be at least 1; got {config.n}")
     loaded = load_for_inference(Path(run), step=checkpoint_step, use_ema=config.use_ema)
     plan = resolve_mixes(loaded.categories, mixes, categories)
     seeds = list(range(config.seed, config.seed + config.n))

@@ -152,6 +152,25 @@ def saved_train_config(run_dir: Path) -> TrainConfig | None:
         raise CheckpointError(f"checkpoint {ckpt} lacks its training config ({e})") from None
 
 
+def resume_config(run_dir: Path, config: TrainConfig | None = None, **options: Any) -> TrainConfig:
+    """The config a run trains with (the resume policy of the CLI and the API alike).
+
+    The base is ``config`` when given, else the run's saved config when it has a
+    checkpoint, else the defaults; ``options`` (:class:`TrainConfig` fields, None = keep
+    the base's value) replace its values. Giving ``epochs`` clears ``max_steps`` and the
+    other way round; ``min_snr_gamma=0`` turns the weighting off (None).
+    """
+    given = {k: v for k, v in options.items() if v is not None}
+    if given.get("min_snr_gamma") == 0:
+        given["min_snr_gamma"] = None
+    if "epochs" in given and "max_steps" not in given:
+        given["max_steps"] = None
+    elif "max_steps" in given and "epochs" not in given:
+        given["epochs"] = None
+    base = config or saved_train_config(run_dir) or TrainConfig()
+    return dataclasses.replace(base, **given)
+
+
 def _check_resumable(state: dict[str, Any], ckpt: Path, data: PreparedData, cfg: TrainConfig):
     """Refuse to resume on other categories or another architecture/objective."""
     try:
@@ -181,11 +200,10 @@ def _check_resumable(state: dict[str, Any], ckpt: Path, data: PreparedData, cfg:
 
 
 def _setup(
-    data_dir: Path, run_dir: Path, config: TrainConfig | None, model: ModelConfig | None
+    data_dir: Path, run_dir: Path, config: TrainConfig, model: ModelConfig | None
 ) -> tuple[Setup, dict[str, Any] | None, list[str]]:
     notes: list[str] = []
     data = load_prepared(Path(data_dir))
-    config = config or saved_train_config(run_dir) or TrainConfig()
     info = distributed.detect()
     device = distributed.device_for(info, resolve_device(config.device))
     dtype = resolve_precision(config.precision, device)
@@ -502,7 +520,6 @@ def preview(loop: Loop, parts: Parts, setup: Setup, preview_unet: torch.nn.Modul
         steps=cfg.preview_steps,
         guidance=cfg.preview_guidance,
         device=setup.device,
-        dtype=setup.dtype,
     )
     path = setup.run_dir / PREVIEWS_DIR / f"step-{loop.step:08d}.png"
     return save_grid(images, len(setup.data.categories), path)
@@ -613,16 +630,21 @@ def train(
     model: ModelConfig | None = None,
     progress: ProgressCallback | None = None,
     stop: threading.Event | None = None,
+    **options: Any,
 ) -> TrainResult:
     """Train (or resume) a class-conditional diffusion model on a prepared dataset.
 
-    ``config`` None means: the run's saved config when resuming, else the defaults.
-    ``model`` overrides the preset architecture (Python API); a resumed run always
-    takes its architecture from the checkpoint. ``stop`` (a :class:`threading.Event`,
-    set e.g. by a signal handler) ends training after the current step with a
-    checkpoint. Under ``torchrun`` this runs data-parallel (see :mod:`facediff.distributed`).
+    The config is :func:`resume_config`'s: ``config``, else the run's saved config when
+    resuming, else the defaults, with ``options`` (``max_steps=5000``, ``lr=1e-4``…)
+    replacing its values, so ``train(data, run, max_steps=N)`` resumes a run as
+    ``facediff train DATA --out RUN --max-steps N`` does. ``model`` overrides the preset
+    architecture (Python API); a resumed run always takes its architecture from the
+    checkpoint. ``stop`` (a :class:`threading.Event`, set e.g. by a signal handler) ends
+    training after the current step with a checkpoint. Under ``torchrun`` this runs
+    data-parallel (see :mod:`facediff.distributed`).
     """
     began = time.perf_counter()
+    config = resume_config(Path(run_dir), config, **options)
     setup, state, notes = _setup(Path(data_dir), Path(run_dir), config, model)
     created = distributed.init(setup.dist, setup.device)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -161,3 +162,21 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, data):
     assert f"resume with: facediff train {data} --out {run}" in err
     state_steps = [s for s, _ in list_checkpoints(run)]
     assert state_steps and f"checkpoint: {run / 'checkpoints'}" in err
+
+
+def test_api_and_cli_resume_give_the_same_config(tmp_path, data):
+    from facediff.training import train
+
+    runs = {"cli": tmp_path / "cli", "api": tmp_path / "api"}
+    for run in runs.values():
+        assert (
+            _run(str(data), "--out", str(run), "--max-steps", "1", "--lr", "1e-3", *FAST).exit_code
+            == 0
+        )
+    resumed = _run(str(data), "--out", str(runs["cli"]), "--max-steps", "2", "--min-snr-gamma", "0")
+    assert resumed.exit_code == 0, resumed.output
+    train(data, runs["api"], max_steps=2, min_snr_gamma=0)
+    configs = {k: json.loads((run / "config.json").read_text())["train"] for k, run in runs.items()}
+    assert configs["api"] == configs["cli"]
+    assert configs["api"]["lr"] == 1e-3 and configs["api"]["max_steps"] == 2  # inherited, given
+    assert configs["api"]["min_snr_gamma"] is None and configs["api"]["preset"] == "tiny"

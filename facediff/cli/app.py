@@ -20,7 +20,7 @@ import typer
 from typer.core import TyperGroup
 
 from facediff import __version__
-from facediff.errors import FacediffError, UsageError
+from facediff.errors import ConfigError, FacediffError, UsageError
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -41,6 +41,15 @@ def fail(message: str, code: int = EXIT_ERROR) -> None:
 def _os_error_message(e: OSError) -> str:
     name = f": {e.filename}" if getattr(e, "filename", None) else ""
     return f"{e.strerror or e}{name}"
+
+
+#: Config fields whose option is not ``--<field-with-dashes>``.
+_OPTION_NAMES = {"n": "-n", "use_ema": "--no-ema"}
+
+
+def option_name(field: str) -> str:
+    """The command-line option that sets config field ``field``."""
+    return _OPTION_NAMES.get(field, "--" + field.replace("_", "-"))
 
 
 class _Interrupted(Exception):
@@ -78,6 +87,8 @@ class FacediffGroup(TyperGroup):
             if isinstance(e, _UsageError) and ctx is not None:
                 hint = f" (see '{ctx.command_path} --help')"
             fail(e.format_message().replace("\n", " ") + hint, e.exit_code)
+        except ConfigError as e:
+            fail(e.naming(option_name), EXIT_USAGE)
         except UsageError as e:
             fail(str(e), EXIT_USAGE)
         except FacediffError as e:

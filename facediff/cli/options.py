@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from facediff.categories import CategoryMap, resolve_categories
-from facediff.config import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, SampleConfig
+from facediff.config import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, MIX_MODES, SAMPLERS, SampleConfig
 
 CategoryOpt = Annotated[
     list[str] | None,
@@ -104,18 +104,9 @@ def sample_config(
     compile: bool,
     device: str,
 ) -> SampleConfig:
-    """Validate the shared sampling options and build a :class:`SampleConfig`."""
-    from facediff.generation import SAMPLERS
-    from facediff.guidance import MIX_MODES
-
+    """Build a :class:`SampleConfig` (which checks its values) from the shared options."""
     check_choice("--sampler", sampler, SAMPLERS)
     check_choice("--mix-mode", mix_mode, MIX_MODES)
-    if steps < 1:
-        raise typer.BadParameter("must be at least 1", param_hint="--steps")
-    if guidance < 0:
-        raise typer.BadParameter("must be >= 0", param_hint="--guidance")
-    if batch_size < 1:
-        raise typer.BadParameter("must be at least 1", param_hint="--batch-size")
     return SampleConfig(
         sampler=sampler,
         steps=steps,

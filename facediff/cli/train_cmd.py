@@ -1,19 +1,18 @@
-"""``facediff train``: parse options, build a TrainConfig, call :func:`facediff.training.train`.
+"""``facediff train``: parse options and call :func:`facediff.training.train` with them.
 
-Options left out keep their value from the run's newest checkpoint when resuming (so a
-bare ``facediff train`` continues a run exactly as it was started), else the
-:class:`~facediff.config.TrainConfig` default.
+Options left out are passed as None: :func:`facediff.training.resume_config` keeps the
+run's value when resuming (so a bare ``facediff train`` continues a run exactly as it was
+started), else the :class:`~facediff.config.TrainConfig` default.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -52,21 +51,6 @@ def stop_on_signals():
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-
-
-def build_config(run_dir: Path, options: dict[str, Any]) -> TrainConfig:
-    """The run's saved config (or the defaults) with the options that were given."""
-    from facediff.training import saved_train_config
-
-    given = {k: v for k, v in options.items() if v is not None}
-    if given.get("min_snr_gamma") == 0:
-        given["min_snr_gamma"] = None
-    if "epochs" in given and "max_steps" not in given:
-        given["max_steps"] = None
-    elif "max_steps" in given and "epochs" not in given:
-        given["epochs"] = None
-    base = saved_train_config(run_dir) or TrainConfig()
-    return dataclasses.replace(base, **given)
 
 
 @app.command("train")
@@ -149,10 +133,9 @@ def train_command(
     from facediff import distributed
     from facediff.training import train
 
-    config = build_config(out, options)
     main = distributed.detect().is_main
     with stop_on_signals() as stop, _progress(main) as progress:
-        result = train(data, out, config, progress=progress, stop=stop)
+        result = train(data, out, progress=progress, stop=stop, **options)
     if not main:
         return
     loss = f", loss {result.loss:.4g}" if result.loss is not None else ""
