@@ -1,6 +1,6 @@
 """Size and CPU/GPU speed of the model presets: parameters, forward GFLOPs per image
 (``torch.utils.flop_counter.FlopCounterMode``; 1 multiply-add = 2 FLOPs) and training
-images/s (fp32 on the CPU, facediff's own step via :func:`facediff.training.advance`).
+images/s (fp32 on the CPU, facediff's own step via :func:`facediff.training.step.advance`).
 
     python benchmarks/preset_sizes.py --device cpu --size 64
 """

@@ -10,7 +10,7 @@ this one process:
     DataLoader-like batch assembled on the host (per-image random flip, uint8→float)
     and copied to the device every step, ε-MSE loss, grad clip 1.0, diffusers
     ``EMAModel`` update every step and ``loss.item()`` every step (its progress bar);
-(b) facediff's step (:func:`facediff.training.advance`) at its best settings: bf16 where
+(b) facediff's step (:func:`facediff.training.step.advance`) at its best settings: bf16 where
     supported, channels_last, fused AdamW, torch.compile, a large batch, data resident
     on the device, all per-step randomness on the device, no host syncs.
 

@@ -1,0 +1,158 @@
+"""The training loop and :func:`train`, which sets a run up and drives it."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from facediff import distributed
+from facediff.batches import IndexStream
+from facediff.checkpoint import RUN_CONFIG_FILE
+from facediff.config import DEFAULT_EPOCHS, ModelConfig, TrainConfig
+from facediff.device import enable_fast_math
+from facediff.files import write_json_atomic
+from facediff.model import count_parameters
+from facediff.progress import Progress, ProgressCallback, emit
+from facediff.training.periodic import maybe_checkpoint, maybe_log, new_preview_unet, preview, save
+from facediff.training.setup import build_parts, make_setup, restore, resume_config, run_config
+from facediff.training.state import Loop, Parts, Setup, TrainResult
+from facediff.training.step import advance
+from facediff.training_log import truncate_metrics
+
+
+def target_step(cfg: TrainConfig, step: int, images_seen: int, n: int, global_batch: int) -> int:
+    """The step to stop at: ``max_steps``, or enough steps to reach ``epochs`` epochs."""
+    if cfg.max_steps is not None:
+        return cfg.max_steps
+    remaining = max(0, (cfg.epochs or DEFAULT_EPOCHS) * n - images_seen)
+    return step + math.ceil(remaining / global_batch)
+
+
+def _stop_requested(stop: threading.Event | None, loop: Loop, setup: Setup) -> bool:
+    if stop is None:
+        return False
+    if not setup.dist.enabled:
+        return stop.is_set()
+    # All ranks must stop at the same step: agree at log boundaries only (one collective).
+    if loop.step % setup.config.log_every != 0:
+        return False
+    return distributed.any_across(setup.dist, stop.is_set(), setup.device)
+
+
+def run_loop(
+    loop: Loop,
+    parts: Parts,
+    setup: Setup,
+    stream: IndexStream,
+    progress: ProgressCallback | None,
+    stop: threading.Event | None,
+) -> bool:
+    """Train until the target step; returns True if stopped early by ``stop``."""
+    cfg = setup.config
+    preview_unet = None
+    while loop.step < loop.target_step:
+        if _stop_requested(stop, loop, setup):
+            return True
+        advance(loop, parts, setup, stream)
+        maybe_log(loop, parts, setup, progress)
+        maybe_checkpoint(loop, parts, setup, progress)
+        if setup.dist.is_main and cfg.preview_every and loop.step % cfg.preview_every == 0:
+            preview_unet = preview_unet or new_preview_unet(setup)
+            preview(loop, parts, setup, preview_unet)
+        if setup.dist.is_main:
+            emit(progress, Progress("train", loop.step, loop.target_step, dict(loop.info)))
+    return False
+
+
+def _start(setup: Setup, parts: Parts, state: dict[str, Any] | None, progress) -> Loop:
+    step = images_seen = 0
+    seconds = 0.0
+    if state is not None:
+        restore(parts, setup, setup.resume_from)
+        step, images_seen = int(state["step"]), int(state["images_seen"])
+        seconds = float(state.get("seconds", 0.0))
+        if setup.dist.is_main:
+            truncate_metrics(setup.run_dir, step)
+        emit(progress, Progress("train", step, None, message=f"resuming from step {step}"))
+    n = len(setup.data)
+    loop = Loop(
+        step,
+        images_seen,
+        target_step(setup.config, step, images_seen, n, setup.global_batch),
+        seconds,
+    )
+    if state is not None:
+        loop.last_checkpoint, loop.last_checkpoint_step = setup.resume_from, step
+        if loop.target_step <= step:
+            message = f"the run is already at step {step}: raise --epochs or --max-steps"
+            emit(progress, Progress("train", step, loop.target_step, message=message))
+    return loop
+
+
+def _write_run_config(setup: Setup, parts: Parts) -> None:
+    if not setup.dist.is_main:
+        return
+    setup.run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = {**run_config(setup), "parameters": count_parameters(parts.unet)}
+    write_json_atomic(setup.run_dir / RUN_CONFIG_FILE, cfg)
+
+
+def train(
+    data_dir: Path,
+    run_dir: Path,
+    config: TrainConfig | None = None,
+    *,
+    model: ModelConfig | None = None,
+    progress: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+    **options: Any,
+) -> TrainResult:
+    """Train (or resume) a class-conditional diffusion model on a prepared dataset.
+
+    The config is :func:`resume_config`'s: ``config``, else the run's saved config when
+    resuming, else the defaults, with ``options`` (``max_steps=5000``, ``lr=1e-4``…)
+    replacing its values, so ``train(data, run, max_steps=N)`` resumes a run as
+    ``facediff train DATA --out RUN --max-steps N`` does. ``model`` overrides the preset
+    architecture (Python API); a resumed run always takes its architecture from the
+    checkpoint. ``stop`` (a :class:`threading.Event`, set e.g. by a signal handler) ends
+    training after the current step with a checkpoint. Under ``torchrun`` this runs
+    data-parallel (see :mod:`facediff.distributed`).
+    """
+    began = time.perf_counter()
+    config = resume_config(Path(run_dir), config, **options)
+    setup, state, notes = make_setup(Path(data_dir), Path(run_dir), config, model)
+    created = distributed.init(setup.dist, setup.device)
+    try:
+        enable_fast_math(setup.device)
+        data = setup.data
+        data.images, data.labels = data.images.to(setup.device), data.labels.to(setup.device)
+        parts = build_parts(setup)
+        for note in notes if setup.dist.is_main else ():
+            emit(progress, Progress("train", 0, None, message=note))
+        loop = _start(setup, parts, state, progress)
+        _write_run_config(setup, parts)
+        stream = IndexStream(
+            data.labels, seed=setup.config.seed, balance=setup.config.balance, device=setup.device
+        )
+        first_step = loop.step
+        interrupted = run_loop(loop, parts, setup, stream, progress, stop)
+        if loop.step > 0:
+            save(loop, parts, setup, progress)
+        every = setup.config.preview_every
+        if setup.dist.is_main and every and loop.step > first_step and loop.step % every:
+            preview(loop, parts, setup, new_preview_unet(setup))
+    finally:
+        distributed.shutdown(created)
+    return TrainResult(
+        run_dir=setup.run_dir,
+        step=loop.step,
+        epoch=loop.images_seen // len(data),
+        images_seen=loop.images_seen,
+        checkpoint=loop.last_checkpoint,
+        loss=loop.last_loss,
+        seconds=time.perf_counter() - began,
+        interrupted=interrupted,
+    )

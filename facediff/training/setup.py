@@ -1,0 +1,204 @@
+"""Setting a run up: the config (resume policy), the model, optimizer and EMA, and the
+state a checkpoint saves and restores."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from facediff import __version__, distributed
+from facediff.categories import CategoryMap
+from facediff.checkpoint import (
+    EMA_FILE,
+    MODEL_FILE,
+    latest_checkpoint,
+    load_training_state,
+    load_weights,
+    read_state,
+)
+from facediff.config import ARCHITECTURE_FIELDS, ModelConfig, TrainConfig, preset
+from facediff.dataset import PreparedData, load_prepared
+from facediff.device import resolve_device, resolve_precision
+from facediff.ema import EMA
+from facediff.errors import CheckpointError
+from facediff.model import build_unet, scheduler_config
+from facediff.objective import make_schedule
+from facediff.training.state import Parts, Setup
+
+
+def saved_train_config(run_dir: Path) -> TrainConfig | None:
+    """The training config of the newest checkpoint of ``run_dir`` (None for a new run)."""
+    ckpt = latest_checkpoint(Path(run_dir))
+    if ckpt is None:
+        return None
+    try:
+        return TrainConfig.from_dict(read_state(ckpt)["train"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {ckpt} lacks its training config ({e})") from None
+
+
+def resume_config(run_dir: Path, config: TrainConfig | None = None, **options: Any) -> TrainConfig:
+    """The config a run trains with (the resume policy of the CLI and the API alike).
+
+    The base is ``config`` when given, else the run's saved config when it has a
+    checkpoint, else the defaults; ``options`` (:class:`TrainConfig` fields, None = keep
+    the base's value) replace its values. Giving ``epochs`` clears ``max_steps`` and the
+    other way round; ``min_snr_gamma=0`` turns the weighting off (None).
+    """
+    given = {k: v for k, v in options.items() if v is not None}
+    if given.get("min_snr_gamma") == 0:
+        given["min_snr_gamma"] = None
+    if "epochs" in given and "max_steps" not in given:
+        given["max_steps"] = None
+    elif "max_steps" in given and "epochs" not in given:
+        given["epochs"] = None
+    base = config or saved_train_config(run_dir) or TrainConfig()
+    return dataclasses.replace(base, **given)
+
+
+def _check_resumable(state: dict[str, Any], ckpt: Path, data: PreparedData, cfg: TrainConfig):
+    """Refuse to resume on other categories or another architecture/objective."""
+    try:
+        saved_cats = CategoryMap.from_list(state["categories"])
+        saved_train = state["train"]
+        model_cfg = ModelConfig.from_dict(state["model"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {ckpt} lacks its run config ({e})") from None
+    if saved_cats.to_list() != data.categories.to_list():
+        raise CheckpointError(
+            f"cannot resume {ckpt.parent.parent}: it was trained on categories "
+            f"{saved_cats.codes} and {data.path} has {data.categories.codes} "
+            "(use a new --out folder)"
+        )
+    for name in ARCHITECTURE_FIELDS:
+        if saved_train.get(name) != getattr(cfg, name):
+            raise CheckpointError(
+                f"cannot resume {ckpt.parent.parent} with --{name.replace('_', '-')} "
+                f"{getattr(cfg, name)!r}: it was trained with {saved_train.get(name)!r} "
+                "(leave the option out, or use a new --out folder)"
+            )
+    if model_cfg.sample_size != data.size:
+        raise CheckpointError(
+            f"cannot resume: the run is {model_cfg.sample_size}px and {data.path} is {data.size}px"
+        )
+    return model_cfg
+
+
+def make_setup(
+    data_dir: Path, run_dir: Path, config: TrainConfig, model: ModelConfig | None
+) -> tuple[Setup, dict[str, Any] | None, list[str]]:
+    notes: list[str] = []
+    data = load_prepared(Path(data_dir))
+    info = distributed.detect()
+    device = distributed.device_for(info, resolve_device(config.device))
+    dtype = resolve_precision(config.precision, device)
+    ckpt = latest_checkpoint(Path(run_dir))
+    state = read_state(ckpt) if ckpt else None
+    if state is not None:
+        model_cfg = _check_resumable(state, ckpt, data, config)
+        if model is not None and _arch(model) != _arch(model_cfg):
+            raise CheckpointError(f"cannot resume {run_dir} with a different model architecture")
+        if state.get("data", {}).get("fingerprint") != data.fingerprint:
+            notes.append(
+                f"note: {data.path} differs from the data this run was trained on "
+                "(same categories): continuing on the new data"
+            )
+    elif model is not None:
+        model_cfg = dataclasses.replace(
+            model, sample_size=data.size, num_categories=len(data.categories)
+        )
+    else:
+        model_cfg = preset(
+            config.preset, sample_size=data.size, num_categories=len(data.categories)
+        )
+    sched = scheduler_config(
+        num_train_timesteps=config.num_train_timesteps,
+        beta_schedule=config.beta_schedule,
+        prediction_type=config.prediction_type,
+    )
+    setup = Setup(data, Path(run_dir), config, model_cfg, sched, device, dtype, info, ckpt)
+    return setup, state, notes
+
+
+def _arch(cfg: ModelConfig) -> dict[str, Any]:
+    return {k: v for k, v in cfg.to_dict().items() if k not in ("sample_size", "num_categories")}
+
+
+def run_config(setup: Setup) -> dict[str, Any]:
+    """The resolved configuration, as written to ``config.json`` and each ``state.json``."""
+    return {
+        "facediff_version": __version__,
+        "train": setup.config.to_dict(),
+        "model": setup.model_config.to_dict(),
+        "categories": setup.data.categories.to_list(),
+        "scheduler": setup.scheduler_config,
+        "data": {"path": str(setup.data.path.resolve()), "fingerprint": setup.data.fingerprint},
+        "world_size": setup.dist.world_size,
+        "global_batch_size": setup.global_batch,
+        "precision": str(setup.dtype).removeprefix("torch."),
+    }
+
+
+def build_parts(setup: Setup) -> Parts:
+    """Model, EMA, optimizer (fused AdamW on CUDA), grad scaler (fp16 only), schedule."""
+    cfg = setup.config
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank
+    unet = build_unet(setup.model_config).to(setup.device)
+    if setup.channels_last:
+        unet = unet.to(memory_format=torch.channels_last)
+    unet.train()
+    optimizer = torch.optim.AdamW(
+        unet.parameters(),
+        lr=cfg.lr,
+        betas=tuple(cfg.adam_betas),
+        weight_decay=cfg.weight_decay,
+        fused=setup.device.type == "cuda" or None,
+    )
+    scaler = torch.amp.GradScaler(setup.device.type, enabled=setup.dtype == torch.float16)
+    forward: torch.nn.Module = unet
+    if setup.dist.enabled:
+        ids = [setup.device.index] if setup.device.type == "cuda" else None
+        forward = torch.nn.parallel.DistributedDataParallel(unet, device_ids=ids)
+    if cfg.compile:
+        forward = torch.compile(forward)
+    return Parts(
+        unet=unet,
+        forward=forward,
+        optimizer=optimizer,
+        scaler=scaler,
+        ema=EMA(unet),
+        schedule=make_schedule(setup.scheduler_config, setup.device),
+        generator=torch.Generator(device=setup.device),
+    )
+
+
+def training_state(parts: Parts, setup: Setup) -> dict[str, Any]:
+    """Optimizer, grad scaler and RNG states (tensors, numbers, strings: weights_only-safe)."""
+    rng: dict[str, Any] = {"torch_cpu": torch.get_rng_state()}
+    if setup.device.type == "cuda":
+        rng["torch_cuda"] = torch.cuda.get_rng_state(setup.device)
+    return {
+        "optimizer": parts.optimizer.state_dict(),
+        "grad_scaler": parts.scaler.state_dict() if parts.scaler.is_enabled() else {},
+        "rng": rng,
+    }
+
+
+def restore(parts: Parts, setup: Setup, ckpt: Path) -> None:
+    """Load weights, EMA, optimizer, scaler and RNG states from ``ckpt``."""
+    ts = load_training_state(ckpt)
+    try:
+        parts.unet.load_state_dict(load_weights(ckpt / MODEL_FILE))
+        parts.ema.load_state_dict(load_weights(ckpt / EMA_FILE))
+        parts.optimizer.load_state_dict(ts["optimizer"])
+        if parts.scaler.is_enabled() and ts.get("grad_scaler"):
+            parts.scaler.load_state_dict(ts["grad_scaler"])
+        torch.set_rng_state(ts["rng"]["torch_cpu"])
+        if setup.device.type == "cuda" and "torch_cuda" in ts["rng"]:
+            torch.cuda.set_rng_state(ts["rng"]["torch_cuda"], setup.device)
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {ckpt} cannot be loaded: {first_line}") from None

@@ -1,0 +1,92 @@
+"""One training step: a seeded batch, the optimizer step, EMA and loss bookkeeping."""
+
+from __future__ import annotations
+
+import torch
+
+from facediff.batches import IndexStream
+from facediff.config import TrainConfig
+from facediff.dataset import PreparedData
+from facediff.device import autocast
+from facediff.objective import add_noise, diffusion_loss, loss_weights, target
+from facediff.training.state import Loop, Parts, Setup
+
+_SEED_STRIDE = 1_000_000_007
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to ``lr`` over ``lr_warmup_steps``, then constant."""
+    if cfg.lr_warmup_steps <= 0:
+        return cfg.lr
+    return cfg.lr * min(1.0, (step + 1) / cfg.lr_warmup_steps)
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    return ((seed * _SEED_STRIDE + rank) * _SEED_STRIDE + step) % (2**63)
+
+
+def make_batch(
+    data: PreparedData, idx: torch.Tensor, g: torch.Generator, cfg: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images → [-1, 1] floats with random flips; labels dropped to null w.p. cond_drop."""
+    x0 = data.images[idx].float().div_(127.5).sub_(1.0)
+    n, dev = x0.shape[0], x0.device
+    flip = torch.rand(n, generator=g, device=dev) < (0.5 if cfg.flip else 0.0)
+    x0 = torch.where(flip.view(-1, 1, 1, 1), x0.flip(3), x0)
+    drop = torch.rand(n, generator=g, device=dev) < cfg.cond_drop
+    labels = torch.where(drop, len(data.categories), data.labels[idx])
+    return x0, labels
+
+
+def train_step(
+    parts: Parts, x0: torch.Tensor, labels: torch.Tensor, setup: Setup, step: int
+) -> torch.Tensor:
+    """One optimizer step on a batch; returns the (detached, on-device) loss."""
+    cfg, g, s = setup.config, parts.generator, parts.schedule
+    t = torch.randint(0, s.num_train_timesteps, (x0.shape[0],), generator=g, device=x0.device)
+    noise = torch.randn(x0.shape, generator=g, device=x0.device)
+    x_t = add_noise(s, x0, noise, t)
+    if setup.channels_last:
+        x_t = x_t.contiguous(memory_format=torch.channels_last)
+    for group in parts.optimizer.param_groups:
+        group["lr"] = lr_at(step, cfg)
+    with autocast(setup.device, setup.dtype):
+        prediction = parts.forward(x_t, t, labels, return_dict=False)[0]
+    loss = diffusion_loss(
+        prediction, target(s, x0, noise, t), loss_weights(s, t, cfg.min_snr_gamma)
+    )
+    parts.optimizer.zero_grad(set_to_none=True)
+    parts.scaler.scale(loss).backward()
+    parts.scaler.unscale_(parts.optimizer)
+    torch.nn.utils.clip_grad_norm_(parts.unet.parameters(), cfg.grad_clip)
+    parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    return loss.detach()
+
+
+def track_loss(loop: Loop, loss: torch.Tensor, step: int) -> None:
+    """Accumulate the loss on the device (no host sync); remember the first bad step."""
+    bad = ~torch.isfinite(loss)
+    if loop.loss_sum is None:
+        loop.loss_sum = torch.zeros((), device=loss.device)
+        loop.nonfinite = torch.zeros((), device=loss.device)
+        loop.first_bad_step = torch.full((), -1.0, device=loss.device)
+    loop.loss_sum += loss.float()
+    loop.nonfinite += bad.float()
+    loop.first_bad_step = torch.where(
+        bad & (loop.first_bad_step < 0), float(step), loop.first_bad_step
+    )
+    loop.steps_in_log += 1
+
+
+def advance(loop: Loop, parts: Parts, setup: Setup, stream: IndexStream) -> None:
+    """One training step: batch, optimizer step, EMA update, loss bookkeeping."""
+    cfg, rank = setup.config, setup.dist.rank
+    idx = stream.batch(loop.images_seen, cfg.batch_size, rank, setup.dist.world_size)
+    parts.generator.manual_seed(step_seed(cfg.seed, rank, loop.step))
+    x0, labels = make_batch(setup.data, idx, parts.generator, cfg)
+    loss = train_step(parts, x0, labels, setup, loop.step)
+    parts.ema.update(loop.step, cfg.ema_decay)
+    track_loss(loop, loss, loop.step)
+    loop.step += 1
+    loop.images_seen += setup.global_batch
