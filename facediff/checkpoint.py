@@ -1,4 +1,4 @@
-"""Checkpoints (DESIGN §5): complete, atomic, pruned, found by reading the folders.
+"""Checkpoints: complete, atomic, pruned, found by reading the folders (docs/architecture.md).
 
 Layout of one checkpoint, ``<run>/checkpoints/step-XXXXXXXX/``:
 
@@ -164,6 +164,9 @@ class LoadedModel:
     source: Path  # the checkpoint or export folder it came from
     weights: str  # "ema", "model" or "export"
 
+    def __post_init__(self) -> None:
+        self.unet.eval().requires_grad_(False)
+
 
 def resolve_checkpoint(run_dir: Path, step: int | None = None) -> Path:
     """The checkpoint folder of ``run_dir`` for ``step`` (newest when None)."""
@@ -203,13 +206,5 @@ def load_for_inference(path: Path, *, step: int | None = None, use_ema: bool = T
         unet.load_state_dict(weights)
     except RuntimeError as e:
         raise CheckpointError(f"weights in {ckpt} do not match its config: {e}") from None
-    unet.eval().requires_grad_(False)
-    return LoadedModel(
-        unet=unet,
-        categories=categories,
-        model_config=model_cfg,
-        scheduler_config=sched,
-        step=int(state["step"]),
-        source=ckpt,
-        weights="ema" if use_ema else "model",
-    )
+    weights_name = "ema" if use_ema else "model"
+    return LoadedModel(unet, categories, model_cfg, sched, int(state["step"]), ckpt, weights_name)

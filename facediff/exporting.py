@@ -202,13 +202,4 @@ def load_export(path: Path) -> LoadedModel:
         unet = UNet2DModel.from_pretrained(path / "unet", low_cpu_mem_usage=False)
     except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
         raise CheckpointError(f"cannot load exported model {path}: {e}") from None
-    unet.eval().requires_grad_(False)
-    return LoadedModel(
-        unet=unet,
-        categories=categories,
-        model_config=model_cfg,
-        scheduler_config=sched,
-        step=int(info.get("step", 0)),
-        source=path,
-        weights="export",
-    )
+    return LoadedModel(unet, categories, model_cfg, sched, int(info.get("step", 0)), path, "export")

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 from facediff.categories import CategoryMap
 from facediff.checkpoint import load_for_inference
 from facediff.config import DEFAULT_STRIP_STEPS, SampleConfig
-from facediff.errors import FacediffError, UsageError
+from facediff.errors import ConfigError, FacediffError
 from facediff.generation import generate, prepare_denoiser
 from facediff.imaging import tensor_to_image
 from facediff.mix import Mix, parse_mix, resolve_mixes
@@ -83,7 +83,7 @@ def compose_grid(
 def strip_mixes(a: str, b: str, steps: int, categories: CategoryMap) -> list[Mix]:
     """Mixes with weights ``(1 − t)·A + t·B`` for ``steps`` values of t from 0 to 1."""
     if steps < 2:
-        raise UsageError(f"--strip-steps must be at least 2; got {steps}")
+        raise ConfigError(f"{{}} must be at least 2; got {steps}", "strip_steps")
     ma, mb = parse_mix(a, categories), parse_mix(b, categories)
     wa = dict(zip(ma.indices, ma.weights))
     wb = dict(zip(mb.indices, mb.weights))
@@ -181,7 +181,7 @@ def grid(
     the A→B strip is generated from it and added below.
     """
     if seeds < 1:
-        raise UsageError(f"--seeds must be at least 1; got {seeds}")
+        raise ConfigError(f"{{}} must be at least 1; got {seeds}", "seeds")
     base = Path(from_samples) if from_samples is not None else Path(run or ".")
     out = Path(out) if out is not None else base / GRID_FILE
     if out.exists() and not force:

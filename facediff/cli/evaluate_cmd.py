@@ -88,24 +88,10 @@ def evaluate_command(
     from facediff.evaluation import evaluate
     from facediff.evaluation.judge import JudgeConfig
 
-    if n < 2:
-        raise typer.BadParameter("must be at least 2", param_hint="-n")
     for name, value in (("--judge-epochs", judge_epochs), ("--judge-width", judge_width)):
         if value is not None and value < 1:
             raise typer.BadParameter("must be at least 1", param_hint=name)
-    config = sample_config(
-        n=n,
-        sampler=sampler,
-        steps=steps,
-        guidance=guidance,
-        mix_mode=mix_mode,
-        seed=seed,
-        batch_size=batch_size,
-        no_ema=no_ema,
-        precision=precision,
-        compile=compile,
-        device=device,
-    )
+    config = sample_config(locals(), n=n)
     judge = JudgeConfig(epochs=judge_epochs, width=judge_width, precision=precision)
     with RichProgress() as bar:
         result = evaluate(

@@ -76,23 +76,9 @@ def grid_command(
     from facediff.cli.render import RichProgress, console
     from facediff.grids import grid
 
-    if seeds < 1:
-        raise typer.BadParameter("must be at least 1", param_hint="--seeds")
     if strip_steps < 2:
         raise typer.BadParameter("must be at least 2", param_hint="--strip-steps")
-    config = sample_config(
-        n=seeds,
-        sampler=sampler,
-        steps=steps,
-        guidance=guidance,
-        mix_mode=mix_mode,
-        seed=seed,
-        batch_size=batch_size,
-        no_ema=no_ema,
-        precision=precision,
-        compile=compile,
-        device=device,
-    )
+    config = sample_config(locals())
     strip_pair = strip if strip and all(strip) else None
     with RichProgress() as bar:
         result = grid(

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -90,33 +90,26 @@ CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the m
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing results.")]
 
 
-def sample_config(
-    *,
-    n: int,
-    sampler: str,
-    steps: int,
-    guidance: float,
-    mix_mode: str,
-    seed: int,
-    batch_size: int,
-    no_ema: bool,
-    precision: str,
-    compile: bool,
-    device: str,
-) -> SampleConfig:
-    """Build a :class:`SampleConfig` (which checks its values) from the shared options."""
-    check_choice("--sampler", sampler, SAMPLERS)
-    check_choice("--mix-mode", mix_mode, MIX_MODES)
-    return SampleConfig(
-        sampler=sampler,
-        steps=steps,
-        guidance=guidance,
-        mix_mode=mix_mode,
-        n=n,
-        seed=seed,
-        batch_size=batch_size,
-        use_ema=not no_ema,
-        precision=precision,
-        compile=compile,
-        device=device,
-    )
+#: The sampling options whose names are SampleConfig fields.
+_SAMPLE_OPTIONS = (
+    "sampler",
+    "steps",
+    "guidance",
+    "mix_mode",
+    "seed",
+    "batch_size",
+    "precision",
+    "compile",
+    "device",
+)
+
+
+def sample_config(options: dict[str, Any], *, n: int | None = None) -> SampleConfig:
+    """A :class:`SampleConfig` (which checks its values) from a command's sampling
+    options, passed as its ``locals()``; ``n`` is its count of images per mix, if any."""
+    check_choice("--sampler", options["sampler"], SAMPLERS)
+    check_choice("--mix-mode", options["mix_mode"], MIX_MODES)
+    settings = {name: options[name] for name in _SAMPLE_OPTIONS}
+    if n is not None:
+        settings["n"] = n
+    return SampleConfig(use_ema=not options["no_ema"], **settings)

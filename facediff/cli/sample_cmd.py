@@ -73,21 +73,7 @@ def sample_command(
     from facediff.cli.render import RichProgress, console
     from facediff.sample_folder import sample
 
-    if n < 1:
-        raise typer.BadParameter("must be at least 1", param_hint="-n")
-    config = sample_config(
-        n=n,
-        sampler=sampler,
-        steps=steps,
-        guidance=guidance,
-        mix_mode=mix_mode,
-        seed=seed,
-        batch_size=batch_size,
-        no_ema=no_ema,
-        precision=precision,
-        compile=compile,
-        device=device,
-    )
+    config = sample_config(locals(), n=n)
     with RichProgress() as bar:
         result = sample(
             run,

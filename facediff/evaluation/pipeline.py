@@ -31,7 +31,7 @@ import torch
 from facediff.config import SampleConfig
 from facediff.dataset import PreparedData, load_prepared
 from facediff.device import enable_fast_math, resolve_device
-from facediff.errors import CheckpointError, DataError, FacediffError, UsageError
+from facediff.errors import CheckpointError, DataError, FacediffError, invalid
 from facediff.evaluation.inception import InceptionFeatures, load_inception
 from facediff.evaluation.inputs import (
     Group,
@@ -117,7 +117,7 @@ def evaluate(
     if not run.is_dir():
         raise CheckpointError(f"run folder not found: {run}")
     if per_group < 2:
-        raise UsageError(f"-n (samples per group) must be at least 2; got {per_group}")
+        raise invalid("per_group", per_group, "must be at least 2 samples per group")
     config = sample_config or SampleConfig()
     dev = resolve_device(device if device != "auto" else config.device)
     enable_fast_math(dev)
