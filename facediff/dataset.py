@@ -1,4 +1,4 @@
-"""The prepared dataset: the packed tensor file and its manifest (DESIGN §2).
+"""The prepared dataset: the packed tensor file and its manifest (format: docs/architecture.md).
 
 ``<data>/dataset.safetensors`` holds ``images`` (uint8, N×3×S×S) and ``labels``
 (int64, N); ``<data>/manifest.json`` describes them. Training reads only these two

@@ -18,7 +18,7 @@ from facediff.categories import CategoryMap
 from facediff.errors import UsageError
 from facediff.guidance import parse_mix_spec
 
-#: The mixes sampled when the user names none (DESIGN §3).
+#: The mixes sampled when the user names none.
 DEFAULT_MIXES = ("OI", "OE", "IE", "OIE")
 
 

@@ -1,4 +1,4 @@
-"""The denoiser: a class-conditional ``diffusers.UNet2DModel`` (DESIGN §4)."""
+"""The denoiser: a class-conditional ``diffusers.UNet2DModel`` (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``prepare``: a raw folder of prefix-named photos → a prepared dataset (DESIGN §2).
+"""``prepare``: a raw folder of prefix-named photos → a prepared dataset (docs/architecture.md).
 
 The raw folder is only ever read. Every file is accounted for: kept, or skipped with a
 reason recorded in the manifest. The output is a function of the input files alone

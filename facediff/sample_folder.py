@@ -1,4 +1,5 @@
-"""``sample``: generate faces per category and mix, write PNGs and a JSON record.
+"""The sample folder: ``sample`` writes it (PNGs per category and mix, and a JSON
+record); ``grid`` and ``evaluate`` read it back through the functions here.
 
 Layout (one folder per mix label, one file per seed)::
 

@@ -1,4 +1,4 @@
-"""Procedurally drawn "faces" whose look depends on the category (DESIGN §7).
+"""Procedurally drawn "faces" whose look depends on the category.
 
 They serve the tests and the out-of-the-box demo: a small model can learn them in
 minutes on a CPU, so conditional training can be checked end to end (samples asked
