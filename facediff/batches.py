@@ -53,6 +53,6 @@ class IndexStream:
             count -= chunk.shape[0]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def batch(self, images_seen: int, batch_size: int, rank: int, world_size: int):
+    def batch(self, images_seen: int, batch_size: int, rank: int):
         """This rank's indices of the global batch that starts at ``images_seen``."""
         return self.take(images_seen + rank * batch_size, batch_size)

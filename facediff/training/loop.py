@@ -57,7 +57,7 @@ def run_loop(
         if _stop_requested(stop, loop, setup):
             return True
         advance(loop, parts, setup, stream)
-        maybe_log(loop, parts, setup, progress)
+        maybe_log(loop, setup)
         maybe_checkpoint(loop, parts, setup, progress)
         if setup.dist.is_main and cfg.preview_every and loop.step % cfg.preview_every == 0:
             preview_unet = preview_unet or new_preview_unet(setup)

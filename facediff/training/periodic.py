@@ -50,14 +50,8 @@ def check_finite(loop: Loop, setup: Setup) -> float:
     return mean
 
 
-def maybe_log(
-    loop: Loop,
-    parts: Parts,
-    setup: Setup,
-    progress: ProgressCallback | None,
-    *,
-    force: bool = False,
-) -> None:
+def maybe_log(loop: Loop, setup: Setup, *, force: bool = False) -> None:
+    """Every ``log_every`` steps (or when ``force``): append a metrics record."""
     cfg = setup.config
     if not force and loop.step % cfg.log_every != 0:
         return
@@ -98,7 +92,7 @@ def save(loop: Loop, parts: Parts, setup: Setup, progress: ProgressCallback | No
     """Write a checkpoint of the current step (rank 0), after checking nothing diverged."""
     if loop.last_checkpoint_step == loop.step:
         return
-    maybe_log(loop, parts, setup, progress, force=True)  # raises on a non-finite loss
+    maybe_log(loop, setup, force=True)  # raises on a non-finite loss
     if not _weights_finite(parts):
         raise TrainingDiverged(f"training diverged: non-finite weights at step {loop.step}")
     if setup.dist.is_main:

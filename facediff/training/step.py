@@ -82,7 +82,7 @@ def track_loss(loop: Loop, loss: torch.Tensor, step: int) -> None:
 def advance(loop: Loop, parts: Parts, setup: Setup, stream: IndexStream) -> None:
     """One training step: batch, optimizer step, EMA update, loss bookkeeping."""
     cfg, rank = setup.config, setup.dist.rank
-    idx = stream.batch(loop.images_seen, cfg.batch_size, rank, setup.dist.world_size)
+    idx = stream.batch(loop.images_seen, cfg.batch_size, rank)
     parts.generator.manual_seed(step_seed(cfg.seed, rank, loop.step))
     x0, labels = make_batch(setup.data, idx, parts.generator, cfg)
     loss = train_step(parts, x0, labels, setup, loop.step)
