@@ -25,6 +25,9 @@ MIN_SIZE, MAX_SIZE = 16, 512
 #: Defaults of `facediff demo-data`.
 DEMO_PER_CATEGORY = 200
 DEMO_SIZE = 64
+#: Columns (seeds) of a grid, and samples per category and mix that evaluate judges.
+DEFAULT_GRID_SEEDS = 8
+DEFAULT_SAMPLES_PER_GROUP = 100
 #: Images in a grid's mix strip.
 DEFAULT_STRIP_STEPS = 7
 

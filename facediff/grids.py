@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from facediff.categories import CategoryMap
 from facediff.checkpoint import load_for_inference
-from facediff.config import DEFAULT_STRIP_STEPS, SampleConfig
+from facediff.config import DEFAULT_GRID_SEEDS, DEFAULT_STRIP_STEPS, SampleConfig
 from facediff.errors import ConfigError, FacediffError
 from facediff.generation import generate, prepare_denoiser
 from facediff.imaging import tensor_to_image
@@ -166,7 +166,7 @@ def grid(
     out: Path | None,
     config: SampleConfig,
     *,
-    seeds: int = 8,
+    seeds: int = DEFAULT_GRID_SEEDS,
     mixes: Sequence[str] | None = None,
     strip: tuple[str, str] | None = None,
     strip_steps: int = DEFAULT_STRIP_STEPS,

@@ -10,6 +10,7 @@ import typer
 from facediff.cli.app import app
 from facediff.cli.options import (
     DEFAULT_RUN,
+    NO_EMA_DEFAULT,
     BatchOpt,
     CompileOpt,
     DeviceOpt,
@@ -24,11 +25,10 @@ from facediff.cli.options import (
     StepsOpt,
     sample_config,
 )
+from facediff.config import DEFAULT_SAMPLES_PER_GROUP, SampleConfig
 
 if TYPE_CHECKING:
     from facediff.evaluation.report import Report
-
-from facediff.config import SampleConfig, field_default
 
 _D = SampleConfig()
 
@@ -40,7 +40,9 @@ def evaluate_command(
         Path | None,
         typer.Option("--data", help="Prepared dataset (default: the one the run recorded)."),
     ] = None,
-    n: Annotated[int, typer.Option("-n", help="Samples per category and per mix.")] = 100,
+    n: Annotated[
+        int, typer.Option("-n", help="Samples per category and per mix.")
+    ] = DEFAULT_SAMPLES_PER_GROUP,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Report folder (default RUN/evaluation).")
     ] = None,
@@ -55,7 +57,7 @@ def evaluate_command(
     mix_mode: MixModeOpt = _D.mix_mode,
     seed: SeedOpt = _D.seed,
     batch_size: BatchOpt = _D.batch_size,
-    no_ema: NoEmaOpt = not field_default(SampleConfig, "use_ema"),
+    no_ema: NoEmaOpt = NO_EMA_DEFAULT,
     judge_epochs: Annotated[
         int | None, typer.Option("--judge-epochs", help="Judge training epochs (default: auto).")
     ] = None,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from facediff.cli.app import app
-from facediff.cli.options import CheckpointOpt, ForceOpt, NoEmaOpt
+from facediff.cli.options import NO_EMA_DEFAULT, CheckpointOpt, ForceOpt, NoEmaOpt
 
 
 @app.command("export")
@@ -16,7 +16,7 @@ def export_command(
     run: Annotated[Path, typer.Argument(help="Run folder (written by `facediff train`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.")],
     checkpoint: CheckpointOpt = None,
-    no_ema: NoEmaOpt = False,
+    no_ema: NoEmaOpt = NO_EMA_DEFAULT,
     force: ForceOpt = False,
     report: Annotated[
         Path | None,

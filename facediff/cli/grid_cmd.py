@@ -10,6 +10,7 @@ import typer
 from facediff.cli.app import app
 from facediff.cli.options import (
     DEFAULT_RUN,
+    NO_EMA_DEFAULT,
     BatchOpt,
     CheckpointOpt,
     CompileOpt,
@@ -26,7 +27,7 @@ from facediff.cli.options import (
     StepsOpt,
     sample_config,
 )
-from facediff.config import DEFAULT_STRIP_STEPS, SampleConfig
+from facediff.config import DEFAULT_GRID_SEEDS, DEFAULT_STRIP_STEPS, SampleConfig
 
 _D = SampleConfig()
 
@@ -37,7 +38,9 @@ def grid_command(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="PNG to write (default RUN/grid.png).")
     ] = None,
-    seeds: Annotated[int, typer.Option("--seeds", help="Columns: seeds per row.")] = 8,
+    seeds: Annotated[
+        int, typer.Option("--seeds", help="Columns: seeds per row.")
+    ] = DEFAULT_GRID_SEEDS,
     mix: MixOpt = None,
     strip: Annotated[
         tuple[str, str] | None,
@@ -57,7 +60,7 @@ def grid_command(
     seed: SeedOpt = _D.seed,
     batch_size: BatchOpt = _D.batch_size,
     checkpoint: CheckpointOpt = None,
-    no_ema: NoEmaOpt = False,
+    no_ema: NoEmaOpt = NO_EMA_DEFAULT,
     precision: PrecisionOpt = _D.precision,
     compile: CompileOpt = _D.compile,
     device: DeviceOpt = _D.device,

@@ -9,7 +9,14 @@ from typing import Annotated, Any
 import typer
 
 from facediff.categories import CategoryMap, resolve_categories
-from facediff.config import DEFAULT_DATA_DIR, DEFAULT_RUN_DIR, MIX_MODES, SAMPLERS, SampleConfig
+from facediff.config import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_RUN_DIR,
+    MIX_MODES,
+    SAMPLERS,
+    SampleConfig,
+    field_default,
+)
 
 CategoryOpt = Annotated[
     list[str] | None,
@@ -86,6 +93,7 @@ CheckpointOpt = Annotated[
     typer.Option("--checkpoint", metavar="STEP", help="Checkpoint step (default: the newest)."),
 ]
 NoEmaOpt = Annotated[bool, typer.Option("--no-ema", help="Use the raw weights, not the EMA.")]
+NO_EMA_DEFAULT = not field_default(SampleConfig, "use_ema")
 CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model (GPU).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing results.")]
 

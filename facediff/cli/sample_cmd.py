@@ -10,6 +10,7 @@ import typer
 from facediff.cli.app import app
 from facediff.cli.options import (
     DEFAULT_RUN,
+    NO_EMA_DEFAULT,
     BatchOpt,
     CheckpointOpt,
     CompileOpt,
@@ -26,7 +27,7 @@ from facediff.cli.options import (
     StepsOpt,
     sample_config,
 )
-from facediff.config import DEFAULT_SAMPLES_DIR, SampleConfig, field_default
+from facediff.config import DEFAULT_SAMPLES_DIR, SampleConfig
 
 _D = SampleConfig()
 
@@ -52,7 +53,7 @@ def sample_command(
         DEFAULT_SAMPLES_DIR
     ),
     checkpoint: CheckpointOpt = None,
-    no_ema: NoEmaOpt = not field_default(SampleConfig, "use_ema"),
+    no_ema: NoEmaOpt = NO_EMA_DEFAULT,
     precision: PrecisionOpt = _D.precision,
     compile: CompileOpt = _D.compile,
     device: DeviceOpt = _D.device,

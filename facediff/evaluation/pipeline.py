@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from facediff.config import SampleConfig
+from facediff.config import DEFAULT_SAMPLES_PER_GROUP, SampleConfig
 from facediff.dataset import PreparedData, load_prepared
 from facediff.device import enable_fast_math, resolve_device
 from facediff.errors import CheckpointError, DataError, FacediffError, invalid
@@ -94,7 +94,7 @@ def evaluate(
     run: Path,
     *,
     data: Path | None = None,
-    per_group: int = 100,
+    per_group: int = DEFAULT_SAMPLES_PER_GROUP,
     out: Path | None = None,
     samples: Path | None = None,
     mixes: list[str] | None = None,
