@@ -13,7 +13,6 @@ from facediff.cli.options import (
     CategoriesFileOpt,
     CategoryOpt,
     categories_from,
-    check_range,
 )
 from facediff.config import MAX_SIZE, MIN_SIZE, PrepareConfig, field_default
 
@@ -78,8 +77,6 @@ def prepare_command(
 
     from facediff.cli.render import RichProgress
 
-    check_range("--size", size, MIN_SIZE, MAX_SIZE)
-    check_range("--workers", workers, 0)
     categories = categories_from(category, categories_file)
     from facediff.preparation import prepare  # loads torch: only when the command runs
 
