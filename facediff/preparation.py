@@ -307,8 +307,8 @@ def prepare(
     holds a previous dataset.
     """
     started = time.perf_counter()
-    raw_abs, out_abs = _check_paths(Path(raw), Path(out), size)
     _check_options(categories, workers)
+    raw_abs, out_abs = _check_paths(Path(raw), Path(out), size)
     sources, skipped = scan_raw(raw_abs, categories)
     unique, duplicates = dedupe(sources)
     skipped += duplicates

@@ -114,10 +114,10 @@ def evaluate(
     """
     start = time.perf_counter()
     run = Path(run)
-    if not run.is_dir():
-        raise CheckpointError(f"run folder not found: {run}")
     if per_group < 2:
         raise invalid("per_group", per_group, "must be at least 2 samples per group")
+    if not run.is_dir():
+        raise CheckpointError(f"run folder not found: {run}")
     config = sample_config or SampleConfig()
     dev = resolve_device(device if device != "auto" else config.device)
     enable_fast_math(dev)
