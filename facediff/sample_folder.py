@@ -29,7 +29,6 @@ from facediff.checkpoint import LoadedModel, load_for_inference
 from facediff.config import SampleConfig
 from facediff.errors import FacediffError
 from facediff.files import write_json_atomic
-from facediff.generation import generate_each, prepare_denoiser
 from facediff.imaging import tensor_to_image
 from facediff.mix import Mix, parse_mix, resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
@@ -178,6 +177,8 @@ def sample(
     progress: ProgressCallback | None = None,
 ) -> SampleResult:
     """Generate ``config.n`` images for every requested category and mix into ``out``."""
+    from facediff.generation import generate_each, prepare_denoiser  # diffusers is heavy
+
     loaded = load_for_inference(Path(run), step=checkpoint_step, use_ema=config.use_ema)
     plan = resolve_mixes(loaded.categories, mixes, categories)
     seeds = list(range(config.seed, config.seed + config.n))
