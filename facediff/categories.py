@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from facediff.errors import FacediffError, UsageError
+from facediff.errors import ConfigError, FacediffError, UsageError
 
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
@@ -160,7 +160,7 @@ def load_categories_file(path: Path) -> CategoryMap:
 def resolve_categories(options: list[str] | None = None, file: Path | None = None) -> CategoryMap:
     """Categories from repeated ``--category`` values or a JSON file (default map if neither)."""
     if options and file:
-        raise UsageError("use either --category or --categories-file, not both")
+        raise ConfigError("use either {} or {}, not both", "category", "categories_file")
     if file:
         return load_categories_file(file)
     if options:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facediff.config import SampleConfig, TrainConfig
-from facediff.errors import FacediffError
+from facediff.errors import ConfigError, FacediffError
 from facediff.progress import Progress, ProgressCallback, emit
 
 DEFAULT_DEMO_DIR = "facediff-demo"
@@ -122,7 +122,7 @@ def demo(
 
     c = config or DemoConfig()
     if c.minutes <= 0:
-        raise FacediffError(f"--minutes must be > 0; got {c.minutes}")
+        raise ConfigError(f"{{}} must be > 0; got {c.minutes}", "minutes")
     out = Path(out)
     _clear(out, force)
     began = time.perf_counter()

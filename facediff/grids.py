@@ -199,7 +199,9 @@ def grid(
         )
     else:
         if strip and run is None:
-            raise FacediffError("--strip needs a model; it cannot be used with --from-samples")
+            raise ConfigError(
+                "{} needs a model; it cannot be used with {}", "strip", "from_samples"
+            )
         rows, labels = rows_from_samples(from_samples, seeds=seeds)
         if run is not None:  # add the strip from the model
             strip_rows, _ = rows_from_run(

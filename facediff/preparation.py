@@ -41,7 +41,7 @@ from facediff.config import (
     PrepareConfig,
 )
 from facediff.dataset import write_manifest, write_packed
-from facediff.errors import FacediffError, UsageError
+from facediff.errors import ConfigError, FacediffError, UsageError
 from facediff.files import TMP_SUFFIX, atomic_path
 from facediff.imaging import process_chunk
 from facediff.progress import Progress, ProgressCallback, emit
@@ -281,7 +281,7 @@ def _collect(
 
 def _check_options(categories: CategoryMap, workers: int) -> None:
     if workers < 0:
-        raise UsageError(f"--workers must be >= 0, got {workers}")
+        raise ConfigError(f"{{}} must be >= 0, got {workers}", "workers")
     ours = {PACKED_FILE, MANIFEST_FILE, PACKED_FILE + TMP_SUFFIX, MANIFEST_FILE + TMP_SUFFIX}
     for c in categories:
         if c.name.lower() in ours:

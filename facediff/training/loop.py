@@ -87,7 +87,7 @@ def _start(setup: Setup, parts: Parts, state: dict[str, Any] | None, progress) -
     if state is not None:
         loop.last_checkpoint, loop.last_checkpoint_step = setup.resume_from, step
         if loop.target_step <= step:
-            message = f"the run is already at step {step}: raise --epochs or --max-steps"
+            message = f"the run is already at step {step}: ask for more epochs or steps"
             emit(progress, Progress("train", step, loop.target_step, message=message))
     return loop
 
