@@ -158,11 +158,33 @@ def evaluation_lines(f: CardFacts) -> list[str]:
         return [*lines, f.report_note, ""]
     acc = r.get("judge", {}).get("heldout_accuracy", {})
     lines += [
-        f"From {f.report_note}. Every judged number depends on the judge, a classifier "
-        "trained on the same file-name labels: its held-out accuracy is "
+        f"From {f.report_note}{_sampled_with(r)}. Every judged number depends on the judge, "
+        "a classifier trained on the same file-name labels: its held-out accuracy is "
         f"**{_f(acc.get('overall'))}** ({_f(acc.get('balanced'))} balanced over categories).",
         "",
     ]
+    lines += _judged_lines(r) + _realism_lines(r) + _colour_lines(r)
+    memo = r.get("memorisation", {}).get("memorised_share")
+    if memo is not None:
+        lines += [f"Memorised-like share of samples: {_f(memo)}.", ""]
+    for w in r.get("warnings", []):
+        lines += [f"> **Warning:** {w}.", ""]
+    return lines
+
+
+def _sampled_with(r: dict[str, Any]) -> str:
+    s = r.get("samples", {})
+    cfg = s.get("sample_config")
+    if not cfg:
+        return ""
+    return (
+        f"; {s.get('per_group')} samples per group, {cfg.get('sampler')} {cfg.get('steps')} "
+        f"steps, guidance {cfg.get('guidance')}, mix mode {cfg.get('mix_mode')}"
+    )
+
+
+def _judged_lines(r: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     hits = [
         [h["category"], h["name"], str(h["n"]), _f(h["hit_rate"]), _ci(h.get("ci95"))]
         for h in r.get("hit_rate", [])
@@ -174,20 +196,33 @@ def evaluation_lines(f: CardFacts) -> list[str]:
     if mixes:
         lines += ["Mix balance: 1 − total variation distance to the requested weights.", ""]
         lines += _table(["mix", "samples", "balance"], mixes)
-    realism = _realism_rows(r)
-    if realism:
-        lines += [
-            "Realism against held-out photos (lower is better; FD is biased upward from "
-            "few samples, KID is not).",
-            "",
-        ]
-        lines += _table(["features", "category", "samples", "FD", "KID"], realism)
-    memo = r.get("memorisation", {}).get("memorised_share")
-    if memo is not None:
-        lines += [f"Memorised-like share of samples: {_f(memo)}.", ""]
-    for w in r.get("warnings", []):
-        lines += [f"> **Warning:** {w}.", ""]
     return lines
+
+
+def _realism_lines(r: dict[str, Any]) -> list[str]:
+    rows = _realism_rows(r)
+    if not rows:
+        return []
+    return [
+        "Realism against held-out photos (lower is better; FD is biased upward from few "
+        "samples, KID is not).",
+        "",
+        *_table(["features", "category", "samples", "FD", "KID"], rows),
+    ]
+
+
+def _colour_lines(r: dict[str, Any]) -> list[str]:
+    c = r.get("colour")
+    if not c or not c.get("per_group"):
+        return []
+    rows = [[label, str(v.get("n")), _f(v.get("cast_rate"))] for label, v in c["per_group"].items()]
+    rows.append(["held-out photos", "", _f(c.get("real_cast_rate"))])
+    return [
+        "Colour-cast rate: share of samples whose per-channel colour mean and spread fall "
+        "outside the range of nearly all real photos (green, blue or magenta faces).",
+        "",
+        *_table(["group", "samples", "colour-cast rate"], rows),
+    ]
 
 
 def _ci(ci: Any) -> str:

@@ -187,6 +187,24 @@ def test_report_named_on_the_command_line(evaluated, run, tmp_path):
     assert not (tmp_path / "n").exists()
 
 
+def test_model_card_colour_casts(evaluated, run, tmp_path):
+    """The colour-cast section (issue 8's `colour`) and the sampling settings reach the card."""
+    _, report = evaluated
+    colour = {
+        "coverage": 0.99,
+        "real_cast_rate": 0.0125,
+        "per_group": {"O": {"n": 4, "cast_rate": 0.25, "mean_rgb": [150.0, 120.0, 110.0]}},
+    }
+    path = tmp_path / "report.json"
+    sampled = {"sampler": "ddim", "steps": 50, "guidance": 3.0, "mix_mode": "compose"}
+    samples = {**report["samples"], "sample_config": sampled}
+    path.write_text(json.dumps({**report, "colour": colour, "samples": samples}))
+    export(run, tmp_path / "m", report=path)
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "| O | 4 | 0.250 |" in card and "| held-out photos |  | 0.013 |" in card
+    assert "4 samples per group, ddim 50 steps, guidance 3.0, mix mode compose" in card
+
+
 def test_model_card_says_what_is_unknown(run, tmp_path):
     export(run, tmp_path / "m")
     card = (tmp_path / "m" / "README.md").read_text()
