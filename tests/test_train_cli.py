@@ -156,12 +156,12 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, data):
     proc = _start(data, run)
     _wait_for_checkpoint(proc, run)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert f"resume with: facediff train {data} --out {run}" in err
     state_steps = [s for s, _ in list_checkpoints(run)]
-    assert state_steps and f"checkpoint: {run / 'checkpoints'}" in err
+    assert state_steps and f"checkpoint: {run / 'checkpoints'}" in out
 
 
 def test_api_and_cli_resume_give_the_same_config(tmp_path, data):

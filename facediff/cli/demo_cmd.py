@@ -9,8 +9,15 @@ from typing import Annotated
 import typer
 
 from facediff.cli.app import app
-from facediff.cli.options import DEFAULT_DATA, DeviceOpt, SeedOpt, check_range
-from facediff.config import DEMO_PER_CATEGORY, DEMO_SIZE, MAX_SIZE, MIN_SIZE
+from facediff.cli.options import DEFAULT_DATA, DeviceOpt, QuietOpt, SeedOpt, check_range
+from facediff.config import (
+    DEMO_PER_CATEGORY,
+    DEMO_SIZE,
+    MAX_SIZE,
+    MIN_SIZE,
+    PrepareConfig,
+    field_default,
+)
 from facediff.demo import DEFAULT_DEMO_DIR, DemoConfig
 
 _D = DemoConfig()
@@ -39,6 +46,7 @@ def demo_command(
     ] = _D.sample_steps,
     device: DeviceOpt = _D.device,
     force: Annotated[bool, typer.Option("--force", help="Redo a previous demo in OUT.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Synthetic faces -> prepare -> train (tiny preset) -> sample every mix -> grid.
 
@@ -49,7 +57,7 @@ def demo_command(
       facediff demo --minutes 1 --out /tmp/demo --force
       facediff demo --device cuda --minutes 5 --size 64
     """
-    from facediff.cli.render import RichProgress, console
+    from facediff.cli import render
     from facediff.demo import demo
 
     for name, value in (
@@ -69,13 +77,13 @@ def demo_command(
         sample_steps=sample_steps,
         device=device,
     )
-    with RichProgress() as bar:
+    with render.progress(quiet) as bar:
         result = demo(out, config, force=force, progress=bar)
-    console.print(
+    render.out.print(
         f"demo done in {result.seconds / 60:.1f} min ({result.train_steps} training steps); "
         f"samples in {result.samples}"
     )
-    console.print(f"grid: {result.grid}")
+    render.out.print(f"grid: {result.grid}")
 
 
 @app.command("demo-data")
@@ -100,15 +108,14 @@ def demo_data_command(
       facediff demo-data raw-demo                     # 200 faces per category, 64x64
       facediff demo-data raw-demo -n 50 --size 32 --seed 1
     """
-    from rich.console import Console
-
+    from facediff.cli import render
     from facediff.synthetic import make_demo_data
 
     check_range("--per-category", per_category, 1)
     check_range("--size", size, MIN_SIZE, MAX_SIZE)
     paths = make_demo_data(out, per_category=per_category, size=size, seed=seed)
-    Console().print(
+    size_option = f" --size {size}" if size != field_default(PrepareConfig, "size") else ""
+    render.out.print(
         f"Wrote {len(paths)} synthetic faces to {out}. "
-        f"Next: facediff prepare {out} --out {DEFAULT_DATA}",
-        soft_wrap=True,
+        f"Next: facediff prepare {out} --out {DEFAULT_DATA}{size_option}"
     )

@@ -15,10 +15,12 @@ from facediff.cli.options import (
     CompileOpt,
     DeviceOpt,
     GuidanceOpt,
+    JsonOpt,
     MixModeOpt,
     MixOpt,
     NoEmaOpt,
     PrecisionOpt,
+    QuietOpt,
     RunArg,
     SamplerOpt,
     SeedOpt,
@@ -76,6 +78,8 @@ def evaluate_command(
     compile: CompileOpt = _D.compile,
     device: DeviceOpt = _D.device,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing report.")] = False,
+    quiet: QuietOpt = False,
+    json: JsonOpt = False,
 ) -> None:
     """Judge how well each category and mix is represented; write report.json/.md + charts.
 
@@ -86,7 +90,8 @@ def evaluate_command(
       facediff evaluate runs/faces -n 200 --mix O:0.8,I:0.2 --mix OIE
       facediff evaluate runs/faces --samples generated_images --out eval-samples
     """
-    from facediff.cli.render import RichProgress, console
+    from facediff.cli import render
+    from facediff.cli.options import print_json
     from facediff.evaluation import evaluate
     from facediff.evaluation.judge import JudgeConfig
 
@@ -95,7 +100,7 @@ def evaluate_command(
             raise typer.BadParameter("must be at least 1", param_hint=name)
     config = sample_config(locals(), n=n)
     judge = JudgeConfig(epochs=judge_epochs, width=judge_width, precision=precision)
-    with RichProgress() as bar:
+    with render.progress(quiet) as bar:
         result = evaluate(
             run,
             data=data,
@@ -110,10 +115,14 @@ def evaluate_command(
             force=force,
             progress=bar,
         )
-    print_tables(result.summary, console)
     for warning in result.summary.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
-    console.print(
+        render.warn(warning)
+    if json:
+        files = {k: str(v) for k, v in result.files.items()}
+        print_json({**result.report, "files": files, "seconds": result.seconds})
+        return
+    print_tables(result.summary, render.out)
+    render.out.print(
         f"report: {result.files['report_md']} (+ report.json, charts) in {result.seconds:.1f}s"
     )
 

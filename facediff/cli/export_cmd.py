@@ -40,15 +40,15 @@ def export_command(
       facediff export runs/faces --out faces-model --report eval-200/report.json
       python -c "from facediff import FaceDiffPipeline as P; P.from_pretrained('faces-model')"
     """
-    from facediff.cli.render import console
+    from facediff.cli import render
     from facediff.exporting import export
 
     result = export(
         run, out, checkpoint_step=checkpoint, use_ema=not no_ema, force=force, report=report
     )
-    console.print(
+    render.out.print(
         f"exported step {result.step} ({result.weights} weights) from {result.source} "
         f"to {result.out}"
     )
     evaluated = f"with the numbers of {result.report}" if result.report else "(no evaluate report)"
-    console.print(f"model card: {result.out / 'README.md'} {evaluated}")
+    render.out.print(f"model card: {result.out / 'README.md'} {evaluated}")

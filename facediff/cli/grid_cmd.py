@@ -21,6 +21,7 @@ from facediff.cli.options import (
     MixOpt,
     NoEmaOpt,
     PrecisionOpt,
+    QuietOpt,
     RunArg,
     SamplerOpt,
     SeedOpt,
@@ -65,6 +66,7 @@ def grid_command(
     compile: CompileOpt = _D.compile,
     device: DeviceOpt = _D.device,
     force: ForceOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """A labelled grid: rows = categories and mixes, columns = seeds, plus an A->B strip.
 
@@ -76,14 +78,14 @@ def grid_command(
       facediff grid runs/faces --strip O I --strip-steps 7  # weights O -> I at one seed
       facediff grid --from-samples generated_images --out grid.png
     """
-    from facediff.cli.render import RichProgress, console
+    from facediff.cli import render
     from facediff.grids import grid
 
     if strip_steps < 2:
         raise typer.BadParameter("must be at least 2", param_hint="--strip-steps")
     config = sample_config(locals())
     strip_pair = strip if strip and all(strip) else None
-    with RichProgress() as bar:
+    with render.progress(quiet) as bar:
         result = grid(
             None if from_samples else run,
             out,
@@ -98,4 +100,4 @@ def grid_command(
             progress=bar,
         )
     w, h = result.size
-    console.print(f"grid: {result.out} ({result.rows} rows x {result.columns} columns, {w}x{h})")
+    render.out.print(f"grid: {result.out} ({result.rows} rows x {result.columns} columns, {w}x{h})")

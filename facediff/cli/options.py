@@ -96,6 +96,19 @@ NoEmaOpt = Annotated[bool, typer.Option("--no-ema", help="Use the raw weights, n
 NO_EMA_DEFAULT = not field_default(SampleConfig, "use_ema")
 CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model (GPU).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing results.")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress output (warnings and results only).")
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the summary as JSON on stdout (no tables).")
+]
+
+
+def print_json(summary: dict) -> None:
+    """A summary as one JSON document on stdout (paths as strings)."""
+    import json
+
+    print(json.dumps(summary, indent=2, default=str), flush=True)
 
 
 #: The sampling options whose names are SampleConfig fields.

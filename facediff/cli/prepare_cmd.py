@@ -12,7 +12,10 @@ from facediff.cli.options import (
     DEFAULT_DATA,
     CategoriesFileOpt,
     CategoryOpt,
+    JsonOpt,
+    QuietOpt,
     categories_from,
+    print_json,
 )
 from facediff.config import MAX_SIZE, MIN_SIZE, PrepareConfig, field_default
 
@@ -39,6 +42,31 @@ def _summary(report):
     return table
 
 
+def _json_summary(report) -> dict:
+    return {
+        "raw": str(report.raw),
+        "out": str(report.out),
+        "size": report.size,
+        "found": report.found,
+        "kept": report.kept,
+        "skipped": len(report.skipped),
+        "categories": [
+            {
+                "name": c.name,
+                "code": c.code,
+                "prefix": c.prefix,
+                "found": c.found,
+                "kept": c.kept,
+                "skipped": c.skipped,
+            }
+            for c in report.categories
+        ],
+        "unmatched": report.unmatched,
+        "seconds": report.seconds,
+        "manifest": str(report.out / "manifest.json"),
+    }
+
+
 @app.command("prepare")
 def prepare_command(
     raw: Annotated[
@@ -59,6 +87,8 @@ def prepare_command(
         bool,
         typer.Option("--force", help="Replace a dataset previously prepared in --out."),
     ] = field_default(PrepareConfig, "force"),
+    quiet: QuietOpt = False,
+    json: JsonOpt = False,
 ) -> None:
     """Turn a folder of raw photos into a prepared dataset.
 
@@ -73,14 +103,12 @@ def prepare_command(
       facediff prepare ./raw -c cat=Cat:C -c dog=Dog:D   # your own categories
       facediff prepare ./raw --out data/faces --force    # replace an earlier dataset
     """
-    from rich.console import Console
-
-    from facediff.cli.render import RichProgress
+    from facediff.cli import render
 
     categories = categories_from(category, categories_file)
     from facediff.preparation import prepare  # loads torch: only when the command runs
 
-    with RichProgress() as progress:
+    with render.progress(quiet) as progress:
         report = prepare(
             raw,
             out,
@@ -90,11 +118,13 @@ def prepare_command(
             force=force,
             progress=progress,
         )
-    console = Console()
-    console.print(_summary(report))
+    if json:
+        print_json(_json_summary(report))
+        return
+    render.out.print(_summary(report))
     if report.skipped:
-        console.print(f"Skipped files and their reasons are listed in {out / 'manifest.json'}.")
-    console.print(
+        render.out.print(f"Skipped files and their reasons are listed in {out / 'manifest.json'}.")
+    render.out.print(
         f"{report.kept} images ready in {out} ({report.seconds:.1f} s). Next: facediff train {out}",
         soft_wrap=True,
     )

@@ -17,10 +17,12 @@ from facediff.cli.options import (
     DeviceOpt,
     ForceOpt,
     GuidanceOpt,
+    JsonOpt,
     MixModeOpt,
     MixOpt,
     NoEmaOpt,
     PrecisionOpt,
+    QuietOpt,
     RunArg,
     SamplerOpt,
     SeedOpt,
@@ -58,6 +60,8 @@ def sample_command(
     compile: CompileOpt = _D.compile,
     device: DeviceOpt = _D.device,
     force: ForceOpt = False,
+    quiet: QuietOpt = False,
+    json: JsonOpt = False,
 ) -> None:
     """Generate faces for each category and mix (default: all categories, OI, OE, IE, OIE).
 
@@ -71,11 +75,12 @@ def sample_command(
       facediff sample --mix O:0.7,I:0.3 --mix-mode blend --sampler ddim --steps 50
       facediff sample faces-model --checkpoint 5000 --out samples-5k --json
     """
-    from facediff.cli.render import RichProgress, console
+    from facediff.cli import render
+    from facediff.cli.options import print_json
     from facediff.sample_folder import sample
 
     config = sample_config(locals(), n=n)
-    with RichProgress() as bar:
+    with render.progress(quiet) as bar:
         result = sample(
             run,
             out,
@@ -87,7 +92,20 @@ def sample_command(
             progress=bar,
         )
     rate = result.images / result.seconds if result.seconds > 0 else 0.0
-    console.print(
-        f"wrote {result.images} images ({', '.join(result.files)}) to {result.out} "
-        f"in {result.seconds:.1f}s ({rate:.1f} images/s); record: {result.record_path}"
+    if json:
+        print_json(
+            {
+                "out": result.out,
+                "images": result.images,
+                "files": result.files,
+                "seconds": result.seconds,
+                "images_per_second": rate,
+                "record": result.record_path,
+            }
+        )
+        return
+    render.out.print(
+        f"wrote {render.plural(result.images, 'image')} ({', '.join(result.files)}) to "
+        f"{result.out} in {result.seconds:.1f}s ({rate:.1f} images/s); "
+        f"record: {result.record_path}"
     )

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from facediff.cli.app import EXIT_INTERRUPTED, app
-from facediff.cli.options import DEFAULT_DATA, DEFAULT_RUN, DataArg
+from facediff.cli.options import DEFAULT_DATA, DEFAULT_RUN, DataArg, QuietOpt
 from facediff.config import DEFAULT_EPOCHS, PRESETS, TrainConfig, field_default
 
 
@@ -51,6 +51,10 @@ def stop_on_signals():
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+# Command options that are not TrainConfig fields.
+_NOT_CONFIG = ("data", "out", "quiet")
 
 
 @app.command("train")
@@ -114,6 +118,7 @@ def train_command(
     prediction_type: Annotated[
         str | None, typer.Option(help="epsilon or v_prediction." + _d("prediction_type"))
     ] = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train a class-conditional diffusion model; resumes if --out holds a checkpoint.
 
@@ -129,12 +134,12 @@ def train_command(
       facediff train > train.log 2>&1                    # plain timestamped progress lines
       torchrun --nproc-per-node 4 -m facediff train data/faces --out runs/faces
     """
-    options = {k: v for k, v in locals().items() if k not in ("data", "out")}
+    options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}
     from facediff import distributed
     from facediff.training import train
 
     main = distributed.detect().is_main
-    with stop_on_signals() as stop, _progress(main) as progress:
+    with stop_on_signals() as stop, _progress(main, quiet) as progress:
         result = train(data, out, progress=progress, stop=stop, **options)
     if not main:
         return
@@ -142,7 +147,7 @@ def train_command(
     print(
         f"step {result.step} (epoch {result.epoch}, {result.images_seen} images{loss}) "
         f"in {result.seconds:.0f}s; checkpoint: {result.checkpoint}",
-        file=sys.stderr,
+        flush=True,
     )
     if result.interrupted:
         print(
@@ -153,11 +158,11 @@ def train_command(
 
 
 @contextlib.contextmanager
-def _progress(enabled: bool):
+def _progress(enabled: bool, quiet: bool):
     if not enabled:
         yield None
         return
-    from facediff.cli.render import RichProgress
+    from facediff.cli import render
 
-    with RichProgress() as p:
+    with render.progress(quiet) as p:
         yield p
