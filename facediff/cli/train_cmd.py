@@ -74,6 +74,12 @@ def train_command(
         int | None, typer.Option(help="Images per step per process." + _d("batch_size"))
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate." + _d("lr"))] = None,
+    lr_warmup_steps: Annotated[
+        int | None,
+        typer.Option(
+            help="Steps of linear LR warm-up from 0 to --lr (0: none)." + _d("lr_warmup_steps")
+        ),
+    ] = None,
     precision: Annotated[
         str | None,
         typer.Option(
