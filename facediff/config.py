@@ -38,6 +38,8 @@ class PrepareConfig:
     workers: int = 0  # 0 = one per CPU core
     force: bool = False
     max_pixels: int = 64_000_000  # decompression-bomb bound, in source pixels
+    min_side: int = 16  # sources with a smaller side are skipped ("too small")
+    max_aspect: float = 4.0  # longer side / shorter side beyond this: skipped
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""``prepare``: a raw folder of prefix-named photos → a prepared dataset (docs/architecture.md).
+"""``prepare``: a raw folder of photos → a prepared dataset (docs/architecture.md).
+
+Which category each photo is comes from file-name prefixes, a folder per category or a
+labels file (:mod:`facediff.raw_scan`).
 
 The raw folder is only ever read. Every file is accounted for: kept, or skipped with a
 reason recorded in the manifest. The output is a function of the input files alone
@@ -43,14 +46,19 @@ from facediff.config import (
 from facediff.dataset import write_manifest, write_packed
 from facediff.errors import ConfigError, FacediffError, UsageError
 from facediff.files import TMP_SUFFIX, atomic_path
-from facediff.imaging import process_chunk
+from facediff.imaging import Processed, process_chunk
 from facediff.progress import Progress, ProgressCallback, emit
 from facediff.raw_scan import (
+    FOLDERS,
+    FOLDERS_AND_PREFIXES,
+    LABELS_FILE,
+    PREFIXES,
     Skipped,
     Source,
     assign_stems,
     dedupe,
     image_stem,
+    read_labels,
     scan_raw,
 )
 
@@ -77,6 +85,9 @@ class PrepareReport:
     unmatched: dict[str, int]  # files of no category, by reason (not an image file, …)
     skipped: tuple[Skipped, ...]
     seconds: float
+    layout: str = PREFIXES  # how categories were read: see the module docstring
+    upscaled: int = 0  # kept images whose source was smaller than ``size``
+    smallest_side: int | None = None  # of the kept sources, in pixels
 
     @property
     def kept(self) -> int:
@@ -160,21 +171,23 @@ class _Results:
     def __init__(self, count: int, size: int) -> None:
         self.images = np.zeros((count, 3, size, size), dtype=np.uint8)
         self.reasons: list[str | None] = [None] * count
+        self.sides = [0] * count  # the source's smaller side
         self.done = 0
 
-    def store(self, start: int, chunk: list[tuple[np.ndarray | None, str | None]]) -> None:
-        for j, (array, reason) in enumerate(chunk, start):
+    def store(self, start: int, chunk: list[Processed]) -> None:
+        for j, (array, reason, side) in enumerate(chunk, start):
             if array is None:
                 self.reasons[j] = reason
             else:
                 self.images[j] = array.transpose(2, 0, 1)
+                self.sides[j] = side
         self.done += len(chunk)
 
 
 def _run_jobs(
     jobs: list[tuple[str, str]],
     size: int,
-    max_pixels: int,
+    shape: tuple[int, int, float],  # max_pixels, min_side, max_aspect
     workers: int,
     progress: ProgressCallback | None,
 ) -> _Results:
@@ -185,13 +198,13 @@ def _run_jobs(
     emit(progress, Progress("prepare", 0, len(jobs)))
     if workers == 1 or len(chunks) == 1:
         for i, chunk in enumerate(chunks):
-            results.store(starts[i], process_chunk(chunk, size, max_pixels))
+            results.store(starts[i], process_chunk(chunk, size, *shape))
             emit(progress, Progress("prepare", results.done, len(jobs)))
         return results
     pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)))
     try:
         futures: dict[Future, int] = {
-            pool.submit(process_chunk, chunk, size, max_pixels): i for i, chunk in enumerate(chunks)
+            pool.submit(process_chunk, chunk, size, *shape): i for i, chunk in enumerate(chunks)
         }
         for future in as_completed(futures):
             results.store(starts[futures[future]], future.result())
@@ -233,10 +246,12 @@ def _manifest(
     images: list[dict[str, Any]],
     skipped: list[Skipped],
     packed_sha256: str,
+    layout: str,
 ) -> dict[str, Any]:
     return {
         "facediff_dataset_version": DATASET_VERSION,
         "size": size,
+        "layout": layout,
         "created_by": f"facediff {__version__}",
         "categories": [{**c.to_dict(), "count": n.kept} for c, n in zip(categories, counts)],
         "images": images,
@@ -297,9 +312,17 @@ def prepare(
     workers: int = _DEFAULTS.workers,
     force: bool = _DEFAULTS.force,
     max_pixels: int = _DEFAULTS.max_pixels,
+    labels: Path | None = None,
+    min_side: int = _DEFAULTS.min_side,
+    max_aspect: float = _DEFAULTS.max_aspect,
     progress: ProgressCallback | None = None,
 ) -> PrepareReport:
     """Sort, resize and validate the photos under ``raw`` into a dataset in ``out``.
+
+    Categories come from file-name prefixes, from top-level folders named after the
+    categories, or from ``labels`` (a ``file,category`` CSV); see the module docstring.
+    Sources with a side below ``min_side`` or an aspect ratio beyond ``max_aspect`` are
+    skipped; those smaller than ``size`` are upscaled, with a warning.
 
     Writes ``<out>/<Category>/<stem>.png``, the packed file and, last, the manifest.
     ``workers=0`` uses one process per CPU core, ``workers=1`` decodes in-process.
@@ -309,7 +332,9 @@ def prepare(
     started = time.perf_counter()
     _check_options(categories, workers)
     raw_abs, out_abs = _check_paths(Path(raw), Path(out), size)
-    sources, skipped = scan_raw(raw_abs, categories)
+    listed = read_labels(Path(labels), raw_abs, categories) if labels is not None else None
+    sources, skipped, layout = scan_raw(raw_abs, categories, listed)
+    emit(progress, Progress("prepare", 0, None, message=f"layout: {describe_layout(layout)}"))
     unique, duplicates = dedupe(sources)
     skipped += duplicates
     if not unique:
@@ -319,18 +344,32 @@ def prepare(
     for name in sorted({f.split("/")[0] for f in files}):
         (out_abs / name).mkdir(exist_ok=True)
     jobs = [(str(s.path), str(out_abs / f)) for (s, _), f in zip(unique, files)]
-    results = _run_jobs(jobs, size, max_pixels, workers or _cpu_count(), progress)
-    kept, labels, entries, failed = _collect(unique, files, results.reasons, categories)
+    shape = (max_pixels, min_side, max_aspect)
+    results = _run_jobs(jobs, size, shape, workers or _cpu_count(), progress)
+    kept, kept_labels, entries, failed = _collect(unique, files, results.reasons, categories)
     skipped = sorted(skipped + failed, key=lambda s: s.source)
     if not kept:
         _remove_empty_folders(out_abs, categories)
         raise FacediffError(f"no usable images in {raw}: {_skip_summary(skipped)}")
     packed = results.images if len(kept) == len(jobs) else results.images[kept]
-    packed_sha256 = _write_packed(out_abs, packed, labels)
-    counts, unmatched = _counts(categories, sources, labels, skipped)
+    packed_sha256 = _write_packed(out_abs, packed, kept_labels)
+    counts, unmatched = _counts(categories, sources, kept_labels, skipped)
     write_manifest(
-        out_abs, _manifest(raw_abs, size, categories, counts, entries, skipped, packed_sha256)
+        out_abs,
+        _manifest(raw_abs, size, categories, counts, entries, skipped, packed_sha256, layout),
     )
+    sides = [results.sides[j] for j in kept]
+    upscaled = sum(side < size for side in sides)
+    if upscaled:
+        emit(
+            progress,
+            Progress(
+                "prepare",
+                len(jobs),
+                len(jobs),
+                message=_upscale_warning(upscaled, len(kept), size, min(sides)),
+            ),
+        )
     return PrepareReport(
         raw=raw_abs,
         out=out_abs,
@@ -339,6 +378,27 @@ def prepare(
         unmatched=unmatched,
         skipped=tuple(skipped),
         seconds=time.perf_counter() - started,
+        layout=layout,
+        upscaled=upscaled,
+        smallest_side=min(sides),
+    )
+
+
+def describe_layout(layout: str) -> str:
+    """One phrase for the user: how the categories were read."""
+    return {
+        PREFIXES: "file-name prefixes (raw/indian_001.jpg)",
+        FOLDERS: "one folder per category (raw/indian/001.jpg)",
+        FOLDERS_AND_PREFIXES: "category folders, and file-name prefixes outside them",
+        LABELS_FILE: "labels file (file,category)",
+    }[layout]
+
+
+def _upscale_warning(upscaled: int, kept: int, size: int, smallest: int) -> str:
+    suggestion = max(MIN_SIZE, smallest // 8 * 8)
+    return (
+        f"warning: {upscaled} of {kept} images are smaller than --size {size} "
+        f"(smallest side {smallest} px) and were upscaled; consider --size {suggestion}"
     )
 
 

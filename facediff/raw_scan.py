@@ -1,19 +1,42 @@
 """Reading a raw folder: which files are images of which category, which are byte-for-byte
-duplicates, and the stem each kept file is written under (see :mod:`facediff.preparation`)."""
+duplicates, and the stem each kept file is written under (see :mod:`facediff.preparation`).
+
+Three layouts say which category a photo belongs to:
+
+- *prefixes*: the file name starts with a category prefix (``indian_001.jpg``);
+- *folders*: a top-level folder named after a category's prefix or name, any case
+  (``raw/indian/001.jpg``, ``raw/Oriental/x.png``: torchvision's ImageFolder layout);
+  files outside such folders fall back to their prefix;
+- *labels file*: ``--labels FILE.csv`` with rows ``file,category`` (paths relative to the
+  raw folder; the category as prefix, name or code; an optional header row).
+"""
 
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from facediff.categories import CategoryMap
 from facediff.dataset import sha256_file
+from facediff.errors import FacediffError
 from facediff.imaging import IMAGE_EXTENSIONS
 
 NOT_IMAGE_FILE = "not an image file"
 UNKNOWN_PREFIX = "unknown prefix"
+UNKNOWN_FOLDER = "unknown category folder"
+NOT_LABELLED = "not in the labels file"
+UNKNOWN_LABEL = "unknown category"
+LISTED_MISSING = "listed in the labels file but not found"
 DUPLICATE = "duplicate"
+#: Layout names (PrepareReport.layout, manifest "layout").
+PREFIXES, FOLDERS, FOLDERS_AND_PREFIXES, LABELS_FILE = (
+    "prefixes",
+    "folders",
+    "folders and prefixes",
+    "labels file",
+)
 
 
 @dataclass(frozen=True)
@@ -45,28 +68,127 @@ def image_stem(name: str) -> str | None:
     return None  # unreachable: the last part is an image extension
 
 
-def scan_raw(raw: Path, categories: CategoryMap) -> tuple[list[Source], list[Skipped]]:
-    """All files under ``raw`` in sorted path order: image candidates and early skips."""
+def _category_named(text: str, categories: CategoryMap) -> int | None:
+    """The category whose prefix, name or one-letter code is ``text`` (any case)."""
+    key = text.strip().casefold()
+    for i, c in enumerate(categories):
+        if key in (c.prefix.casefold(), c.name.casefold(), c.code.casefold()):
+            return i
+    return None
+
+
+def category_folders(raw: Path, categories: CategoryMap) -> dict[str, int]:
+    """Top-level folders of ``raw`` named after a category's prefix or name (any case)."""
+    folders = {}
+    for entry in sorted(raw.iterdir()):
+        if entry.is_dir() and not entry.name.startswith("."):
+            key = entry.name.casefold()
+            for i, c in enumerate(categories):
+                if key in (c.prefix.casefold(), c.name.casefold()):
+                    folders[entry.name] = i
+    return folders
+
+
+def read_labels(path: Path, raw: Path, categories: CategoryMap) -> dict[str, int | str]:
+    """``file,category`` rows → {path relative to raw: label, or the unknown category's name}."""
+    try:
+        with Path(path).open(newline="", encoding="utf-8-sig") as f:
+            rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
+    except FileNotFoundError:
+        raise FacediffError(f"labels file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise FacediffError(f"cannot read labels file {path}: {e}") from None
+    if rows and rows[0][0].strip().lower() in ("file", "filename", "path", "image"):
+        rows = rows[1:]  # a header row
+    labels: dict[str, int | str] = {}
+    for number, row in enumerate(rows, 1):
+        if len(row) < 2:
+            raise FacediffError(f"labels file {path}, row {number}: expected file,category")
+        name = row[0].strip().replace("\\", "/")
+        if Path(name).is_absolute():
+            try:
+                name = Path(name).resolve().relative_to(raw).as_posix()
+            except ValueError:
+                raise FacediffError(
+                    f"labels file {path}, row {number}: {name} is not inside {raw}"
+                ) from None
+        rel = Path(name).as_posix().removeprefix("./")
+        label = _category_named(row[1], categories)
+        value: int | str = label if label is not None else row[1].strip()
+        if labels.get(rel, value) != value:
+            raise FacediffError(f"labels file {path}: {rel} is listed with two categories")
+        labels[rel] = value
+    if not labels:
+        raise FacediffError(f"labels file {path} lists no files")
+    return labels
+
+
+def scan_raw(
+    raw: Path, categories: CategoryMap, labels: dict[str, int | str] | None = None
+) -> tuple[list[Source], list[Skipped], str]:
+    """All files under ``raw`` in sorted path order: image candidates, early skips and the
+    layout found (see the module docstring)."""
     rels = []
     for dirpath, _dirnames, filenames in os.walk(raw):
         for name in filenames:
             rels.append((Path(dirpath) / name).relative_to(raw).as_posix())
+    folders = category_folders(raw, categories) if labels is None else {}
+    listed = dict(labels or {})
     sources: list[Source] = []
     skipped: list[Skipped] = []
+    used: set[str] = set()
     for rel in sorted(rels):
         name = rel.rsplit("/", 1)[-1]
         stem = image_stem(name)
         hidden = any(part.startswith(".") for part in rel.split("/"))
         if stem is None or hidden:
+            listed.pop(rel, None)
             skipped.append(Skipped(rel, NOT_IMAGE_FILE, NOT_IMAGE_FILE))
             continue
-        category = categories.match(name)
-        if category is None:
-            skipped.append(Skipped(rel, UNKNOWN_PREFIX, UNKNOWN_PREFIX))
+        label, reason = _label_of(rel, name, categories, folders, listed, labels is not None)
+        if label is None:
+            skipped.append(Skipped(rel, reason, reason.split(" (", 1)[0]))
             continue
-        label = categories.categories.index(category)
+        used.add(reason)
         sources.append(Source(raw / rel, rel, label, stem))
-    return sources, skipped
+    for rel in sorted(listed):
+        skipped.append(Skipped(rel, LISTED_MISSING, LISTED_MISSING))
+    if labels is not None:
+        layout = LABELS_FILE
+    elif used == {FOLDERS}:
+        layout = FOLDERS
+    elif used == {FOLDERS, PREFIXES}:
+        layout = FOLDERS_AND_PREFIXES
+    else:
+        layout = PREFIXES
+    return sources, skipped, layout
+
+
+def _label_of(
+    rel: str,
+    name: str,
+    categories: CategoryMap,
+    folders: dict[str, int],
+    listed: dict[str, int | str],
+    labelled: bool,
+) -> tuple[int | None, str]:
+    """(label, how it was found) or (None, skip reason) for one image file."""
+    if labelled:
+        if rel not in listed:
+            return None, NOT_LABELLED
+        value = listed.pop(rel)
+        if isinstance(value, str):
+            return None, f"{UNKNOWN_LABEL} ({value!r} in the labels file)"
+        return value, LABELS_FILE
+    top = rel.split("/", 1)[0] if "/" in rel else None
+    if top in folders:
+        return folders[top], FOLDERS
+    category = categories.match(name)
+    if category is not None:
+        return categories.categories.index(category), PREFIXES
+    if folders and top is not None:
+        return None, f"{UNKNOWN_FOLDER} ({top!r})"
+    return None, UNKNOWN_PREFIX
 
 
 def dedupe(sources: list[Source]) -> tuple[list[tuple[Source, str]], list[Skipped]]:

@@ -28,7 +28,8 @@ def _summary(report):
     """Per category: files found, kept and skipped by reason; then the totals."""
     from rich.table import Table
 
-    table = Table(title=f"Prepared {report.size}×{report.size} dataset", title_justify="left")
+    title = f"Prepared {report.size}×{report.size} dataset (layout: {report.layout})"
+    table = Table(title=title, title_justify="left")
     for column in ("category", "code", "prefix", "found", "kept", "skipped"):
         table.add_column(column, justify="right" if column in ("found", "kept") else "left")
     for c in report.categories:
@@ -50,6 +51,8 @@ def _json_summary(report) -> dict:
         "found": report.found,
         "kept": report.kept,
         "skipped": len(report.skipped),
+        "layout": report.layout,
+        "upscaled": report.upscaled,
         "categories": [
             {
                 "name": c.name,
@@ -70,7 +73,11 @@ def _json_summary(report) -> dict:
 @app.command("prepare")
 def prepare_command(
     raw: Annotated[
-        Path, typer.Argument(metavar="RAW", help="Folder of photos named by category prefix.")
+        Path,
+        typer.Argument(
+            metavar="RAW",
+            help="Folder of photos: named by category prefix, or in one folder per category.",
+        ),
     ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for the prepared dataset.")
@@ -80,6 +87,15 @@ def prepare_command(
     ] = field_default(PrepareConfig, "size"),
     category: CategoryOpt = None,
     categories_file: CategoriesFileOpt = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            metavar="FILE.csv",
+            help="CSV of file,category rows (paths relative to RAW; category as prefix, "
+            "name or code) instead of names or folders.",
+        ),
+    ] = None,
     workers: Annotated[
         int, typer.Option("--workers", help="Decoder processes (0 = one per CPU core).")
     ] = field_default(PrepareConfig, "workers"),
@@ -92,14 +108,17 @@ def prepare_command(
 ) -> None:
     """Turn a folder of raw photos into a prepared dataset.
 
-    Files are sorted into categories by name prefix, validated, centre-cropped and
-    resized; the result is what `facediff train` reads. RAW is only read, never written.
+    Photos are sorted into categories by file-name prefix (raw/indian_001.jpg), by a
+    folder per category (raw/indian/001.jpg or raw/Indian/001.jpg) or by --labels, then
+    validated, centre-cropped and resized; the result is what `facediff train` reads.
+    RAW is only read, never written.
 
     Examples:
 
     \b
       facediff prepare ./raw                             # -> data/faces, 64x64
       facediff prepare ./raw --out data/faces32 --size 32
+      facediff prepare ./photos --labels labels.csv      # rows: file,category
       facediff prepare ./raw -c cat=Cat:C -c dog=Dog:D   # your own categories
       facediff prepare ./raw --out data/faces --force    # replace an earlier dataset
     """
@@ -116,6 +135,7 @@ def prepare_command(
             categories=categories,
             workers=workers,
             force=force,
+            labels=labels,
             progress=progress,
         )
     if json:
