@@ -12,6 +12,7 @@ from facediff.cli.options import (
     DEFAULT_RUN,
     NO_EMA_DEFAULT,
     BatchOpt,
+    CheckpointOpt,
     CompileOpt,
     DeviceOpt,
     GuidanceOpt,
@@ -46,7 +47,13 @@ def evaluate_command(
         int, typer.Option("-n", help="Samples per category and per mix.")
     ] = DEFAULT_SAMPLES_PER_GROUP,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Report folder (default RUN/evaluation).")
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Report folder (default RUN/evaluation, RUN/evaluation-step-N with "
+            "--checkpoint N, ./NAME-evaluation for an exported model).",
+        ),
     ] = None,
     samples: Annotated[
         Path | None,
@@ -59,6 +66,7 @@ def evaluate_command(
     mix_mode: MixModeOpt = _D.mix_mode,
     seed: SeedOpt = _D.seed,
     batch_size: BatchOpt = _D.batch_size,
+    checkpoint: CheckpointOpt = None,
     no_ema: NoEmaOpt = NO_EMA_DEFAULT,
     judge_epochs: Annotated[
         int | None, typer.Option("--judge-epochs", help="Judge training epochs (default: auto).")
@@ -88,6 +96,8 @@ def evaluate_command(
     \b
       facediff evaluate runs/faces                # -> runs/faces/evaluation/report.md
       facediff evaluate runs/faces -n 200 --mix O:0.8,I:0.2 --mix OIE
+      facediff evaluate runs/faces --checkpoint 5000   # -> runs/faces/evaluation-step-5000/
+      facediff evaluate faces-model --data data/faces  # an export: only read, never written
       facediff evaluate runs/faces --samples generated_images --out eval-samples
     """
     from facediff.cli import render
@@ -113,6 +123,7 @@ def evaluate_command(
             inception=inception,
             device=device,
             force=force,
+            checkpoint_step=checkpoint,
             progress=bar,
         )
     for warning in result.summary.warnings:

@@ -58,10 +58,12 @@ def generate_groups(
     device: torch.device,
     categories: CategoryMap,
     progress: ProgressCallback | None,
-) -> list[Group]:
+    step: int | None = None,
+) -> tuple[list[Group], int]:
+    """Samples for every mix, and the step of the checkpoint that drew them."""
     from facediff.generation import generate_each, prepare_denoiser  # diffusers is heavy
 
-    loaded = load_for_inference(run, use_ema=config.use_ema)
+    loaded = load_for_inference(run, step=step, use_ema=config.use_ema)
     if loaded.categories.to_list() != categories.to_list():
         raise FacediffError(
             f"the run's categories ({loaded.categories.codes}) differ from the data's "
@@ -71,10 +73,11 @@ def generate_groups(
         loaded, device=device, precision=config.precision, compile=config.compile
     )
     seeds = list(range(config.seed, config.seed + per_group))
-    return [
+    groups = [
         Group(mix, images)
         for mix, images in generate_each(den, mixes, seeds, config, progress=progress)
     ]
+    return groups, loaded.step
 
 
 def read_groups(

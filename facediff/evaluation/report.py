@@ -58,6 +58,7 @@ class SamplesSection:
     groups: dict[str, SampleGroup]  # by mix label
     source: str  # "generated" or the folder read
     sample_config: dict[str, Any] | None = None  # only when generated
+    checkpoint_step: int | None = None  # the step of the checkpoint that drew them
 
 
 @dataclass
@@ -158,6 +159,8 @@ class Report:
         d = {"facediff_evaluation_version": REPORT_VERSION, **dataclasses.asdict(self)}
         if d["samples"]["sample_config"] is None:
             del d["samples"]["sample_config"]
+        if d["samples"]["checkpoint_step"] is None:
+            del d["samples"]["checkpoint_step"]
         if not d["files"]:
             del d["files"]
         return d
