@@ -54,7 +54,7 @@ def stop_on_signals():
 
 
 # Command options that are not TrainConfig fields.
-_NOT_CONFIG = ("data", "out", "quiet")
+_NOT_CONFIG = ("data", "out", "quiet", "log")
 
 
 @app.command("train")
@@ -124,6 +124,14 @@ def train_command(
     prediction_type: Annotated[
         str | None, typer.Option(help="epsilon or v_prediction." + _d("prediction_type"))
     ] = None,
+    log: Annotated[
+        str,
+        typer.Option(
+            "--log",
+            help="Also log scalars and previews to: none, or tensorboard (RUN/tensorboard; "
+            "needs the tensorboard package).",
+        ),
+    ] = "none",
     quiet: QuietOpt = False,
 ) -> None:
     """Train a class-conditional diffusion model; resumes if --out holds a checkpoint.
@@ -138,6 +146,7 @@ def train_command(
       facediff train data/faces --out runs/faces         # run again to resume
       facediff train --preset tiny --max-steps 2000 --device cpu
       facediff train > train.log 2>&1                    # plain timestamped progress lines
+      facediff train --log tensorboard                   # then: tensorboard --logdir runs
       torchrun --nproc-per-node 4 -m facediff train data/faces --out runs/faces
     """
     options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}
@@ -146,7 +155,7 @@ def train_command(
 
     main = distributed.detect().is_main
     with stop_on_signals() as stop, _progress(main, quiet) as progress:
-        result = train(data, out, progress=progress, stop=stop, **options)
+        result = train(data, out, progress=progress, stop=stop, log=log, **options)
     if not main:
         return
     loss = f", loss {result.loss:.4g}" if result.loss is not None else ""

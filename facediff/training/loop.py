@@ -16,6 +16,7 @@ from facediff.device import enable_fast_math
 from facediff.files import write_json_atomic
 from facediff.model import count_parameters
 from facediff.progress import Progress, ProgressCallback, emit
+from facediff.tracking import check_tracker, open_tracker
 from facediff.training.periodic import maybe_checkpoint, maybe_log, new_preview_unet, preview, save
 from facediff.training.setup import build_parts, make_setup, restore, resume_config, run_config
 from facediff.training.state import Loop, Parts, Setup, TrainResult
@@ -134,6 +135,7 @@ def train(
     model: ModelConfig | None = None,
     progress: ProgressCallback | None = None,
     stop: threading.Event | None = None,
+    log: str = "none",
     **options: Any,
 ) -> TrainResult:
     """Train (or resume) a class-conditional diffusion model on a prepared dataset.
@@ -145,13 +147,17 @@ def train(
     architecture (Python API); a resumed run always takes its architecture from the
     checkpoint. ``stop`` (a :class:`threading.Event`, set e.g. by a signal handler) ends
     training after the current step with a checkpoint. Under ``torchrun`` this runs
-    data-parallel (see :mod:`facediff.distributed`).
+    data-parallel (see :mod:`facediff.distributed`). ``log="tensorboard"`` also writes
+    TensorBoard scalars and previews to ``<run>/tensorboard``.
     """
     began = time.perf_counter()
+    check_tracker(log)
     config = resume_config(Path(run_dir), config, **options)
     setup, state, notes = make_setup(Path(data_dir), Path(run_dir), config, model)
     created = distributed.init(setup.dist, setup.device)
     try:
+        if setup.dist.is_main:
+            setup.tracker = open_tracker(log, setup.run_dir)
         enable_fast_math(setup.device)
         data = setup.data
         data.images, data.labels = data.images.to(setup.device), data.labels.to(setup.device)
@@ -179,6 +185,8 @@ def train(
                 message = "end-of-run preview skipped on the CPU (`facediff grid` makes one)"
                 emit(progress, Progress("train", loop.step, loop.target_step, message=message))
     finally:
+        if setup.tracker is not None:
+            setup.tracker.close()
         distributed.shutdown(created)
     return TrainResult(
         run_dir=setup.run_dir,

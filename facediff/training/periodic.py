@@ -78,6 +78,9 @@ def maybe_log(loop: Loop, setup: Setup, *, force: bool = False) -> None:
     }
     if setup.dist.is_main:
         append_metrics(setup.run_dir, record)
+        if setup.tracker is not None:
+            keys = ("loss", "lr", "images_per_s", "epoch")
+            setup.tracker.scalars(loop.step, {k: record[k] for k in keys})
     loop.loss_sum = loop.nonfinite = loop.first_bad_step = None
     loop.steps_in_log = 0
     loop.log_started = time.perf_counter()
@@ -148,7 +151,10 @@ def preview(loop: Loop, parts: Parts, setup: Setup, preview_unet: torch.nn.Modul
         device=setup.device,
     )
     path = setup.run_dir / PREVIEWS_DIR / f"step-{loop.step:08d}.png"
-    return save_grid(images, len(setup.data.categories), path)
+    save_grid(images, len(setup.data.categories), path)
+    if setup.tracker is not None:
+        setup.tracker.image("preview", path, loop.step)
+    return path
 
 
 def new_preview_unet(setup: Setup) -> torch.nn.Module:

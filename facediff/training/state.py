@@ -42,6 +42,7 @@ class Setup:
     dtype: torch.dtype
     dist: DistInfo
     resume_from: Path | None
+    tracker: Any = None  # TensorBoard etc. (facediff.tracking), on the main process only
 
     @property
     def global_batch(self) -> int:
