@@ -30,7 +30,7 @@ from facediff.dataset import read_manifest
 from facediff.errors import CheckpointError, FacediffError, UsageError
 from facediff.files import write_json_atomic
 from facediff.model import count_parameters
-from facediff.model_card import CardFacts, render_model_card, report_note
+from facediff.model_card import CardFacts, render_model_card, report_note, shown
 
 EXPORT_FORMAT_VERSION = 2
 EXPORT_INFO_FILE = "facediff.json"
@@ -107,7 +107,7 @@ def export(
     counts, counts_note = training_counts(state)
     write_json_atomic(out / EXPORT_INFO_FILE, _export_info(loaded, config, counts))
     facts = CardFacts(
-        folder=out.as_posix(),
+        folder=out.name,
         categories=loaded.categories,
         counts=counts,
         counts_note=counts_note,
@@ -167,11 +167,11 @@ def training_counts(state: dict[str, Any]) -> tuple[list[int] | None, str]:
     try:
         manifest = read_manifest(Path(path))
         if manifest["packed"]["sha256"] != data.get("fingerprint"):
-            return None, f"the prepared data at {path} has changed since training"
+            return None, f"the prepared data `{shown(path, 1)}` has changed since training"
         counts = [int(c["count"]) for c in manifest["categories"]]
     except (FacediffError, KeyError, TypeError, ValueError):
-        return None, f"the prepared data at {path} is missing or unreadable"
-    return counts, f"from the manifest of the prepared data ({path})"
+        return None, f"the prepared data `{shown(path, 1)}` is missing or unreadable"
+    return counts, f"from the manifest of the prepared data `{shown(path, 1)}`"
 
 
 def default_report_path(run_dir: Path) -> Path:

@@ -292,15 +292,21 @@ def render_model_card(f: CardFacts) -> str:
     return "\n".join(lines)
 
 
+def shown(path: Path | str, parts: int = 3) -> str:
+    """The last ``parts`` components of a path: enough to recognise it in a card that is
+    published, without the trainer's home folder."""
+    return Path(*Path(path).parts[-parts:]).as_posix()
+
+
 def report_note(path: Path, report: dict[str, Any] | None, checkpoint: Path) -> str:
     """Where the card's evaluation numbers come from, or why there are none."""
     if report is None:
         return (
-            f"No `facediff evaluate` report was found for this run ({path}); run "
+            f"No `facediff evaluate` report was found for this run ({shown(path)}); run "
             "`facediff evaluate RUN` and export again to include hit rates, mix balance "
             "and realism."
         )
-    note = f"`facediff evaluate` ({path})"
+    note = f"`facediff evaluate` ({shown(path)})"
     if path.stat().st_mtime < checkpoint.stat().st_mtime:
         note += ", written before the exported checkpoint was saved: it describes an earlier step"
     return note

@@ -154,7 +154,8 @@ def test_model_card_carries_the_numbers(evaluated, tmp_path):
     assert "library_name: diffusers" in front and "- facediff" in front
     assert "| I | Indian | `indian*` | 12 | 0 |" in body
     assert "| O | Oriental | `asian*` | 8 | 1 |" in body
-    assert "32 in all" in body
+    assert "32 in all" in body and "prepared data `data`" in body
+    assert str(run.parent) not in body and str(tmp_path) not in body  # no local paths
     assert "| training steps | 7 |" in body and "| training images seen | 28 |" in body
     assert "| resolution | 16×16 px |" in body
     assert "DPMSolverMultistepScheduler" in body
@@ -175,7 +176,9 @@ def test_report_named_on_the_command_line(evaluated, run, tmp_path):
     report = src / "evaluation" / "report.json"
     r = invoke(["export", run, "--out", tmp_path / "m", "--report", report])
     assert r.exit_code == 0, r.output
-    assert f"`facediff evaluate` ({report})" in (tmp_path / "m" / "README.md").read_text()
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "`facediff evaluate` (run/evaluation/report.json)" in card
+    assert str(report.parent.parent.parent) not in card  # no local paths in a published card
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     for path in (bad, tmp_path / "missing.json"):
