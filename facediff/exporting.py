@@ -93,7 +93,7 @@ def export(
         raise FacediffError(f"{run} is already an exported model")
     state = read_state(loaded.source)
     run_dir = loaded.source.parent.parent  # <run>/checkpoints/step-XXXXXXXX
-    report_path = Path(report) if report is not None else default_report_path(run_dir)
+    report_path = Path(report) if report is not None else default_report_path(run_dir, loaded.step)
     evaluation = read_report(report_path)
     if report is not None and evaluation is None:
         raise UsageError(f"{report}: not found or not a `facediff evaluate` report.json")
@@ -124,7 +124,7 @@ def export(
         scheduler_class=type(pipe.scheduler).__name__,
         sample_defaults=sample_defaults(config),
         report=evaluation,
-        report_note=report_note(report_path, evaluation, loaded.source),
+        report_note=report_note(report_path, evaluation, loaded.source, loaded.step),
     )
     (out / MODEL_CARD_FILE).write_text(render_model_card(facts), encoding="utf-8")
     return ExportResult(
@@ -174,11 +174,13 @@ def training_counts(state: dict[str, Any]) -> tuple[list[int] | None, str]:
     return counts, f"from the manifest of the prepared data `{shown(path, 1)}`"
 
 
-def default_report_path(run_dir: Path) -> Path:
-    """Where ``facediff evaluate RUN`` writes its report by default."""
-    from facediff.evaluation.pipeline import EVALUATION_DIR, REPORT_JSON
+def default_report_path(run_dir: Path, step: int) -> Path:
+    """The report ``facediff evaluate RUN --checkpoint STEP`` wrote, if there is one, else
+    the one ``facediff evaluate RUN`` writes (for the newest checkpoint at the time)."""
+    from facediff.evaluation.pipeline import REPORT_JSON, default_out
 
-    return run_dir / EVALUATION_DIR / REPORT_JSON
+    for_step = default_out(run_dir, step) / REPORT_JSON
+    return for_step if for_step.is_file() else default_out(run_dir, None) / REPORT_JSON
 
 
 def read_report(path: Path) -> dict[str, Any] | None:

@@ -298,7 +298,7 @@ def shown(path: Path | str, parts: int = 3) -> str:
     return Path(*Path(path).parts[-parts:]).as_posix()
 
 
-def report_note(path: Path, report: dict[str, Any] | None, checkpoint: Path) -> str:
+def report_note(path: Path, report: dict[str, Any] | None, checkpoint: Path, step: int) -> str:
     """Where the card's evaluation numbers come from, or why there are none."""
     if report is None:
         return (
@@ -307,6 +307,11 @@ def report_note(path: Path, report: dict[str, Any] | None, checkpoint: Path) -> 
             "and realism."
         )
     note = f"`facediff evaluate` ({shown(path)})"
+    drawn = report.get("samples", {}).get("checkpoint_step")
+    if drawn is not None:
+        if drawn == step:
+            return f"{note}, on samples from this checkpoint (step {step})"
+        return f"{note}, on samples from step {drawn}, not the exported step {step}"
     if path.stat().st_mtime < checkpoint.stat().st_mtime:
         note += ", written before the exported checkpoint was saved: it describes an earlier step"
     return note

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -206,6 +207,27 @@ def test_model_card_colour_casts(evaluated, run, tmp_path):
     card = (tmp_path / "m" / "README.md").read_text()
     assert "| O | 4 | 0.250 |" in card and "| held-out photos |  | 0.013 |" in card
     assert "4 samples per group, ddim 50 steps, guidance 3.0, mix mode compose" in card
+
+
+def test_model_card_uses_the_report_of_the_exported_checkpoint(evaluated, tmp_path):
+    src, _ = evaluated
+    run = tmp_path / "run"
+    shutil.copytree(src, run)  # with its cached judge; the fixture's run stays as it was
+    evaluate(
+        run,
+        per_group=2,
+        mixes=["O"],
+        sample_config=SampleConfig(steps=2, batch_size=2),
+        checkpoint_step=7,
+        judge_config=JudgeConfig(width=8, epochs=2),
+        inception=False,
+        device="cpu",
+    )
+    result = export(run, tmp_path / "m", checkpoint_step=7)
+    assert result.report == run / "evaluation-step-7" / "report.json"
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "on samples from this checkpoint (step 7)" in card
+    assert f"2 samples per group, {SampleConfig().sampler} 2 steps" in card
 
 
 def test_model_card_says_what_is_unknown(run, tmp_path):
