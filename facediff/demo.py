@@ -13,7 +13,6 @@ sample every category and mix → grid. Everything is written under one folder::
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,14 +96,7 @@ def _train_for(data: Path, run: Path, c: DemoConfig, progress: ProgressCallback 
     """Train until ``max_steps`` or the time budget, whichever comes first."""
     from facediff.training import train
 
-    stop = threading.Event()
-    timer = threading.Timer(c.minutes * 60.0, stop.set)
-    timer.daemon = True
-    timer.start()
-    try:
-        return train(data, run, _train_config(c), progress=progress, stop=stop)
-    finally:
-        timer.cancel()
+    return train(data, run, _train_config(c), progress=progress, time_budget_s=c.minutes * 60.0)
 
 
 def demo(

@@ -54,7 +54,7 @@ def stop_on_signals():
 
 
 # Command options that are not TrainConfig fields.
-_NOT_CONFIG = ("data", "out", "quiet", "log")
+_NOT_CONFIG = ("data", "out", "quiet", "log", "time_budget")
 
 
 @app.command("train")
@@ -124,6 +124,20 @@ def train_command(
     prediction_type: Annotated[
         str | None, typer.Option(help="epsilon or v_prediction." + _d("prediction_type"))
     ] = None,
+    beta_schedule: Annotated[
+        str | None,
+        typer.Option(
+            help="Noise schedule: squaredcos_cap_v2 (cosine), linear or scaled_linear."
+            + _d("beta_schedule")
+        ),
+    ] = None,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Stop cleanly with a checkpoint after this much wall time (e.g. 90s, 15m, "
+            "2h; start-up included). A resumed run gets a new budget."
+        ),
+    ] = None,
     log: Annotated[
         str,
         typer.Option(
@@ -150,12 +164,20 @@ def train_command(
       torchrun --nproc-per-node 4 -m facediff train data/faces --out runs/faces
     """
     options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}
+    from facediff.durations import parse_duration, seconds_since_process_start
+
+    budget = None if time_budget is None else parse_duration(time_budget, "--time-budget")
     from facediff import distributed
     from facediff.training import train
 
     main = distributed.detect().is_main
+    if budget is not None:
+        # The budget counts from the command's launch: imports and start-up included.
+        budget = max(budget - seconds_since_process_start(), 1e-3)
     with stop_on_signals() as stop, _progress(main, quiet) as progress:
-        result = train(data, out, progress=progress, stop=stop, log=log, **options)
+        result = train(
+            data, out, progress=progress, stop=stop, log=log, time_budget_s=budget, **options
+        )
     if not main:
         return
     loss = f", loss {result.loss:.4g}" if result.loss is not None else ""
@@ -164,6 +186,12 @@ def train_command(
         f"in {result.seconds:.0f}s; checkpoint: {result.checkpoint}",
         flush=True,
     )
+    if result.budget_reached:
+        print(
+            f"facediff: time budget reached; continue with: facediff train {data} --out {out} "
+            "[--time-budget DURATION]",
+            file=sys.stderr,
+        )
     if result.interrupted:
         print(
             f"facediff: interrupted; resume with: facediff train {data} --out {out}",

@@ -8,11 +8,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from facediff import distributed
 from facediff.batches import IndexStream
 from facediff.checkpoint import RUN_CONFIG_FILE
 from facediff.config import DEFAULT_EPOCHS, ModelConfig, TrainConfig
 from facediff.device import enable_fast_math
+from facediff.durations import seconds_since_process_start
+from facediff.errors import ConfigError
 from facediff.files import write_json_atomic
 from facediff.model import count_parameters
 from facediff.progress import Progress, ProgressCallback, emit
@@ -36,15 +40,35 @@ def target_step(cfg: TrainConfig, step: int, images_seen: int, n: int, global_ba
     return step + math.ceil(remaining / global_batch)
 
 
+def _out_of_time(loop: Loop) -> bool:
+    return loop.deadline is not None and time.perf_counter() >= loop.deadline
+
+
 def _stop_requested(stop: threading.Event | None, loop: Loop, setup: Setup) -> bool:
-    if stop is None:
+    """Whether to stop before the next step: a stop request, or the time budget spent
+    (which sets ``loop.budget_reached``; it ends the run like SIGTERM does)."""
+    if stop is None and loop.deadline is None:
         return False
-    if not setup.dist.enabled:
-        return stop.is_set()
-    # All ranks must stop at the same step: agree at log boundaries only (one collective).
-    if loop.step % setup.config.log_every != 0:
-        return False
-    return distributed.any_across(setup.dist, stop.is_set(), setup.device)
+    if setup.dist.enabled:
+        # All ranks must stop at the same step: agree at log boundaries only (one collective).
+        if loop.step % setup.config.log_every != 0:
+            return False
+        asked = stop is not None and stop.is_set()
+        if distributed.any_across(setup.dist, asked, setup.device):
+            return True
+        loop.budget_reached = distributed.any_across(setup.dist, _out_of_time(loop), setup.device)
+        return loop.budget_reached
+    if stop is not None and stop.is_set():
+        return True
+    loop.budget_reached = _out_of_time(loop)
+    return loop.budget_reached
+
+
+def _time_to_first_step(setup: Setup) -> float:
+    """Seconds from process launch until the first step of this session has run (one sync)."""
+    if setup.device.type == "cuda":
+        torch.cuda.synchronize(setup.device)
+    return round(seconds_since_process_start(), 2)
 
 
 def run_loop(
@@ -55,13 +79,16 @@ def run_loop(
     progress: ProgressCallback | None,
     stop: threading.Event | None,
 ) -> bool:
-    """Train until the target step; returns True if stopped early by ``stop``."""
+    """Train until the target step; returns True if stopped early (``stop`` or the budget)."""
     cfg = setup.config
     preview_unet = None
+    first = True
     while loop.step < loop.target_step:
         if _stop_requested(stop, loop, setup):
             return True
         advance(loop, parts, setup, stream)
+        if first:
+            loop.first_step_s, first = _time_to_first_step(setup), False
         maybe_log(loop, setup)
         maybe_checkpoint(loop, parts, setup, progress)
         if setup.dist.is_main and cfg.preview_every and loop.step % cfg.preview_every == 0:
@@ -115,8 +142,15 @@ def run_warnings(cfg: TrainConfig, device: Any, parameters: int, target: int) ->
     return notes
 
 
-def _final_preview_is_cheap(setup: Setup, parts: Parts) -> bool:
-    return setup.device.type != "cpu" or count_parameters(parts.unet) <= CPU_LARGE_PARAMETERS
+def _final_preview(loop: Loop, parts: Parts, setup: Setup, progress) -> None:
+    """A preview of the last step unless one was just made, or it would be slow (the CPU)."""
+    if loop.step % setup.config.preview_every == 0:
+        return
+    if setup.device.type != "cpu" or count_parameters(parts.unet) <= CPU_LARGE_PARAMETERS:
+        preview(loop, parts, setup, new_preview_unet(setup))
+    else:
+        message = "end-of-run preview skipped on the CPU (`facediff grid` makes one)"
+        emit(progress, Progress("train", loop.step, loop.target_step, message=message))
 
 
 def _write_run_config(setup: Setup, parts: Parts) -> None:
@@ -136,6 +170,7 @@ def train(
     progress: ProgressCallback | None = None,
     stop: threading.Event | None = None,
     log: str = "none",
+    time_budget_s: float | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train (or resume) a class-conditional diffusion model on a prepared dataset.
@@ -146,12 +181,16 @@ def train(
     ``facediff train DATA --out RUN --max-steps N`` does. ``model`` overrides the preset
     architecture (Python API); a resumed run always takes its architecture from the
     checkpoint. ``stop`` (a :class:`threading.Event`, set e.g. by a signal handler) ends
-    training after the current step with a checkpoint. Under ``torchrun`` this runs
+    training after the current step with a checkpoint. ``time_budget_s`` does the same
+    once that many seconds of wall time have passed since this call began (start-up
+    included); a resumed run gets a new budget. Under ``torchrun`` this runs
     data-parallel (see :mod:`facediff.distributed`). ``log="tensorboard"`` also writes
     TensorBoard scalars and previews to ``<run>/tensorboard``.
     """
     began = time.perf_counter()
     check_tracker(log)
+    if time_budget_s is not None and not time_budget_s > 0:
+        raise ConfigError(f"the time budget must be a positive duration; got {time_budget_s}")
     config = resume_config(Path(run_dir), config, **options)
     setup, state, notes = make_setup(Path(data_dir), Path(run_dir), config, model)
     created = distributed.init(setup.dist, setup.device)
@@ -169,21 +208,24 @@ def train(
             parameters = count_parameters(parts.unet)
             for note in run_warnings(setup.config, setup.device, parameters, loop.target_step):
                 emit(progress, Progress("train", loop.step, loop.target_step, message=note))
+        if time_budget_s is not None:
+            loop.deadline = began + float(time_budget_s)
         _write_run_config(setup, parts)
         stream = IndexStream(
             data.labels, seed=setup.config.seed, balance=setup.config.balance, device=setup.device
         )
         first_step = loop.step
-        interrupted = run_loop(loop, parts, setup, stream, progress, stop)
+        stopped = run_loop(loop, parts, setup, stream, progress, stop)
+        interrupted = stopped and not loop.budget_reached
+        if loop.budget_reached and setup.dist.is_main:
+            message = f"time budget of {time_budget_s:g}s reached at step {loop.step}"
+            emit(progress, Progress("train", loop.step, loop.target_step, message=message))
         if loop.step > 0:
             save(loop, parts, setup, progress)
         every = setup.config.preview_every
-        if setup.dist.is_main and every and loop.step > first_step and loop.step % every:
-            if _final_preview_is_cheap(setup, parts):
-                preview(loop, parts, setup, new_preview_unet(setup))
-            else:
-                message = "end-of-run preview skipped on the CPU (`facediff grid` makes one)"
-                emit(progress, Progress("train", loop.step, loop.target_step, message=message))
+        # A run stopped early (budget, signal) exits at once: the checkpoint is what counts.
+        if setup.dist.is_main and every and not stopped and loop.step > first_step:
+            _final_preview(loop, parts, setup, progress)
     finally:
         if setup.tracker is not None:
             setup.tracker.close()
@@ -197,4 +239,5 @@ def train(
         loss=loop.last_loss,
         seconds=time.perf_counter() - began,
         interrupted=interrupted,
+        budget_reached=loop.budget_reached,
     )

@@ -62,6 +62,7 @@ def maybe_log(loop: Loop, setup: Setup, *, force: bool = False) -> None:
     images_per_s = loop.steps_in_log * setup.global_batch / max(now - loop.log_started, 1e-9)
     loop.last_loss = mean
     record = {
+        **({"first_step_s": loop.first_step_s} if loop.first_step_s is not None else {}),
         "step": loop.step,
         "epoch": loop.images_seen // len(setup.data),
         "images_seen": loop.images_seen,
@@ -82,6 +83,7 @@ def maybe_log(loop: Loop, setup: Setup, *, force: bool = False) -> None:
             keys = ("loss", "lr", "images_per_s", "epoch")
             setup.tracker.scalars(loop.step, {k: record[k] for k in keys})
     loop.loss_sum = loop.nonfinite = loop.first_bad_step = None
+    loop.first_step_s = None  # reported once, in the session's first record
     loop.steps_in_log = 0
     loop.log_started = time.perf_counter()
 

@@ -27,6 +27,7 @@ class TrainResult:
     loss: float | None  # mean loss over the last log interval
     seconds: float  # wall time of this call
     interrupted: bool  # stopped early by the stop event (Ctrl-C / SIGTERM)
+    budget_reached: bool = False  # stopped early because the time budget ran out
 
 
 @dataclass
@@ -84,3 +85,6 @@ class Loop:
     info: dict[str, float | int | str] = field(default_factory=dict)
     last_checkpoint: Path | None = None
     last_checkpoint_step: int = -1
+    deadline: float | None = None  # perf_counter() value at which the time budget runs out
+    budget_reached: bool = False
+    first_step_s: float | None = None  # process launch → first step of this session done

