@@ -180,9 +180,9 @@ class TrainConfig:
     preset: str = DEFAULT_PRESET
     epochs: int | None = None
     max_steps: int | None = None
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 2e-4
-    lr_warmup_steps: int = 500
+    lr_warmup_steps: int = 100
     weight_decay: float = 0.0
     adam_betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = 1.0
@@ -190,7 +190,7 @@ class TrainConfig:
     compile: bool = False
     ema_decay: float = 0.9995  # cap of the warm-up schedule min(decay, (1+t)/(10+t))
     cond_drop: float = 0.1
-    prediction_type: str = "epsilon"  # epsilon | v_prediction
+    prediction_type: str = "v_prediction"  # epsilon | v_prediction
     beta_schedule: str = "squaredcos_cap_v2"
     num_train_timesteps: int = 1000
     min_snr_gamma: float | None = 5.0  # None = plain MSE
