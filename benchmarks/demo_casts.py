@@ -3,7 +3,7 @@
 Trains the demo's model (``facediff demo``'s settings: synthetic faces at 32 px, the
 ``tiny`` preset, batch 16, lr 1e-3, 50 warm-up steps) for ``--steps`` steps on the CPU with
 each recipe, then samples ``--per-category`` images per category with each sampler (same
-seeds) and prints the colour-cast rate (:mod:`facediff.colour`, ellipse fitted on the
+seeds) and prints the colour-cast rate (:mod:`facediff.evaluation.colour`, ellipse fitted on the
 prepared data) and the mean colour::
 
     python benchmarks/demo_casts.py --work /tmp/demo-casts             # ~2 × 600 steps
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from facediff.colour import fit_colour_reference, mean_rgb
 from facediff.dataset import load_prepared
 from facediff.demo import DemoConfig, _train_config
+from facediff.evaluation.colour import fit_colour_reference, mean_rgb
 
 RECIPES = {
     "default": {},
@@ -48,9 +48,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     from facediff.checkpoint import load_for_inference
+    from facediff.generation import generate, prepare_denoiser
     from facediff.mix import parse_mix
     from facediff.preparation import prepare
-    from facediff.sampling import generate, prepare_denoiser
     from facediff.synthetic import make_demo_data
     from facediff.training import train
 

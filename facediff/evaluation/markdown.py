@@ -138,6 +138,27 @@ def memorisation_lines(report: Report) -> list[str]:
     ]
 
 
+def colour_lines(report: Report) -> list[str]:
+    c = report.colour
+    rows = [
+        [label, str(v.n), _f(v.cast_rate), "/".join(f"{x:.0f}" for x in v.mean_rgb)]
+        for label, v in c.per_group.items()
+    ]
+    real_rgb = "/".join(f"{x:.0f}" for x in c.real_mean_rgb)
+    rows.append(["held-out photos", "", _f(c.real_cast_rate), real_rgb])
+    return [
+        "## 6. Colour casts",
+        "",
+        f"A sample has a *colour cast* when its per-channel mean and standard deviation lie "
+        f"outside the ellipse (Mahalanobis distance) that holds {c.coverage:.0%} of the "
+        "prepared photos: green, blue or magenta faces, or washed-out ones. Real photos "
+        "score about 1%.",
+        "",
+        *_table(["group", "samples", "cast rate", "mean RGB"], rows),
+        "",
+    ]
+
+
 def render_markdown(report: Report) -> str:
     s = report.samples
     src = "generated" if s.source == "generated" else f"read from {s.source}"
@@ -153,7 +174,7 @@ def render_markdown(report: Report) -> str:
     if s.sample_config is not None:
         lines += [", ".join(f"{k} {v}" for k, v in s.sample_config.items()), ""]
     lines += judge_lines(report) + hit_lines(report) + balance_lines(report)
-    lines += realism_lines(report) + memorisation_lines(report)
+    lines += realism_lines(report) + memorisation_lines(report) + colour_lines(report)
     lines += ["## Notes", "", *[f"- {n}" for n in report.notes], ""]
     if report.files:
         lines += ["## Charts", "", *[f"![{k}]({v})" for k, v in report.files.items()], ""]

@@ -44,6 +44,7 @@ from facediff.evaluation.inputs import (
 from facediff.evaluation.judge import Judge, JudgeConfig, load_or_train_judge
 from facediff.evaluation.report import Report, SampleGroup, SamplesSection
 from facediff.evaluation.scores import (
+    colour_section,
     hit_rates,
     judge_section,
     memorisation,
@@ -60,6 +61,7 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 TRUSTED_JUDGE_ACCURACY = 0.8  # below this balanced held-out accuracy the report warns
 FEW_SAMPLES = 50  # per group; below this the report warns about FD bias
+COLOUR_CAST_WARNING = 0.05  # cast rate above which the report warns
 
 
 @dataclass
@@ -216,6 +218,7 @@ def _build_report(
         mix_balance=mix_balance(groups, cats),
         realism=realism_sections(groups, (real_feats, real_incep), real_labels, cats),
         memorisation=memo,
+        colour=colour_section(groups, prepared, held),
         notes=list(REPORT_NOTES),
     )
     return report, pairs
@@ -242,6 +245,12 @@ def _warnings(report: Report) -> list[str]:
             f"the judge's balanced held-out accuracy is {balanced:.2f} (< "
             f"{TRUSTED_JUDGE_ACCURACY}): hit rates and mix balances are unreliable; train it "
             "longer (--judge-epochs) or use more data"
+        )
+    cast = [k for k, v in report.colour.per_group.items() if v.cast_rate > COLOUR_CAST_WARNING]
+    if cast:
+        out.append(
+            f"colour casts in {', '.join(cast)} (more than {COLOUR_CAST_WARNING:.0%} of samples "
+            "have a colour balance fewer than 1% of the photos have)"
         )
     small = [g for g, v in report.samples.groups.items() if v.n < FEW_SAMPLES]
     if small:

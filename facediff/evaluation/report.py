@@ -135,6 +135,24 @@ class Memorisation:
 
 
 @dataclass
+class GroupColour:
+    n: int
+    cast_rate: float
+    mean_rgb: list[float]
+
+
+@dataclass
+class ColourSection:
+    """Colour-cast rates (:mod:`facediff.evaluation.colour`); ``real_cast_rate`` is the floor."""
+
+    reference: str
+    coverage: float
+    real_cast_rate: float
+    real_mean_rgb: list[float]
+    per_group: dict[str, GroupColour]
+
+
+@dataclass
 class Report:
     run: str
     data: dict[str, str]  # path, fingerprint
@@ -145,6 +163,7 @@ class Report:
     mix_balance: list[MixBalance]
     realism: dict[str, FeatureSpace]  # by feature space: judge, inception
     memorisation: Memorisation
+    colour: ColourSection
     notes: list[str]
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0

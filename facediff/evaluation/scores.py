@@ -1,5 +1,5 @@
 """The report's judged sections: category hit rate, mix balance, realism and coverage
-in a feature space, and pixel-space memorisation."""
+in a feature space, pixel-space memorisation and colour casts."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from facediff.categories import CategoryMap
 from facediff.dataset import PreparedData
+from facediff.evaluation.colour import fit_colour_reference, mean_rgb
 from facediff.evaluation.inputs import Group
 from facediff.evaluation.judge import Judge
 from facediff.evaluation.maths import (
@@ -23,8 +24,10 @@ from facediff.evaluation.maths import (
 )
 from facediff.evaluation.report import (
     Accuracy,
+    ColourSection,
     Distribution,
     FeatureSpace,
+    GroupColour,
     HitRate,
     JudgeSection,
     Memorisation,
@@ -181,6 +184,28 @@ def memorisation(
     )
     pairs.sort(key=lambda t: t[0])
     return summary, pairs
+
+
+def colour_section(groups: list[Group], data: PreparedData, heldout: torch.Tensor) -> ColourSection:
+    """Colour-cast rate per category and mix: the share of samples whose per-channel mean
+    and spread lie outside the ellipse holding 99% of the prepared photos; the held-out
+    photos' own rate is the floor (about 1%)."""
+    reference = fit_colour_reference(data.images)
+    per_group = {
+        g.mix.label: GroupColour(
+            n=len(g.images),
+            cast_rate=reference.cast_rate(g.images),
+            mean_rgb=[round(v, 1) for v in mean_rgb(g.images)],
+        )
+        for g in groups
+    }
+    return ColourSection(
+        reference=f"per-channel mean and std of all {len(data)} prepared images",
+        coverage=reference.coverage,
+        real_cast_rate=reference.cast_rate(data.images[heldout]),
+        real_mean_rgb=[round(v, 1) for v in reference.mean_rgb()],
+        per_group=per_group,
+    )
 
 
 def _resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
