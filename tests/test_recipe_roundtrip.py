@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from facediff.checkpoint import load_for_inference, read_state
 from facediff.cli import app
 from facediff.exporting import export
-from facediff.sampling import make_scheduler
+from facediff.generation import make_scheduler
 from facediff.training import train
 
 RECIPE = {
