@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 from evaluate_helpers import SIZE, make_untrained_run, write_prepared, write_samples
-from facediff.judge import JudgeConfig
 
-from facediff.evaluation import evaluate
+from facediff.evaluation import JudgeConfig, evaluate
 from facediff.synthetic import make_faces
 
 
