@@ -177,6 +177,15 @@ def print_tables(report: Report, console: Any) -> None:
         for name, r in rows:
             t.add_row(name, _fmt(r.fd, 4), _fmt(r.kid, 4), _fmt(r.precision), _fmt(r.recall))
         console.print(t)
+    c = report.colour
+    t = Table(title=f"Colour casts (outside the ellipse of {c.coverage:.0%} of the photos)")
+    for col in ("group", "samples", "cast rate", "mean RGB"):
+        t.add_column(col)
+    for label, g in c.per_group.items():
+        t.add_row(label, str(g.n), _fmt(g.cast_rate), "/".join(f"{x:.0f}" for x in g.mean_rgb))
+    real_rgb = "/".join(f"{x:.0f}" for x in c.real_mean_rgb)
+    t.add_row("held-out photos", "", _fmt(c.real_cast_rate), real_rgb)
+    console.print(t)
     m = report.memorisation
     console.print(
         f"memorisation (pixel space): {m.memorised_share:.3f} of samples are closer to a "
