@@ -67,7 +67,7 @@ def test_run_folder_contents(tmp_path):
     run = tmp_path / "run"
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["num_categories"] == 3
-    assert config["scheduler"]["prediction_type"] == "epsilon"
+    assert config["scheduler"]["prediction_type"] == "v_prediction"  # the default
     assert config["data"]["fingerprint"]
     assert [s for s, _ in list_checkpoints(run)] == [4]  # pruned to --keep 1
     state = json.loads((result.checkpoint / "state.json").read_text())
