@@ -37,7 +37,8 @@ def test_cli_warns_and_lr_warmup_steps_option_fixes_it(tmp_path):
     data = faces_dataset(tmp_path / "data", per_category=2)
     r = invoke(["train", data, "--out", tmp_path / "a", "--max-steps", "2", *FAST])
     assert r.exit_code == 0, r.output
-    assert "warning: the LR warm-up (500 steps) is longer than the run (2 steps)" in r.stderr
+    default = TrainConfig().lr_warmup_steps
+    assert f"warning: the LR warm-up ({default} steps) is longer than the run (2 steps)" in r.stderr
     r = invoke(
         [
             "train",

@@ -161,6 +161,41 @@ def _write_run_config(setup: Setup, parts: Parts) -> None:
     write_json_atomic(setup.run_dir / RUN_CONFIG_FILE, cfg)
 
 
+def _begin(
+    setup: Setup, state: dict[str, Any] | None, notes: list[str], progress, log: str
+) -> tuple[Parts, Loop]:
+    """Data on the device, the model and optimizer, the loop's starting point, the run's
+    warnings and ``config.json``: everything before the first step."""
+    if setup.dist.is_main:
+        setup.tracker = open_tracker(log, setup.run_dir)
+    enable_fast_math(setup.device)
+    data = setup.data
+    data.images, data.labels = data.images.to(setup.device), data.labels.to(setup.device)
+    parts = build_parts(setup)
+    for note in notes if setup.dist.is_main else ():
+        emit(progress, Progress("train", 0, None, message=note))
+    loop = _start(setup, parts, state, progress)
+    if setup.dist.is_main:
+        parameters = count_parameters(parts.unet)
+        for note in run_warnings(setup.config, setup.device, parameters, loop.target_step):
+            emit(progress, Progress("train", loop.step, loop.target_step, message=note))
+    _write_run_config(setup, parts)
+    return parts, loop
+
+
+def _end(loop: Loop, parts: Parts, setup: Setup, progress, stopped: bool, first_step: int):
+    """The final checkpoint, and a preview unless the run was stopped early."""
+    if loop.budget_reached and setup.dist.is_main:
+        message = f"time budget reached at step {loop.step}"
+        emit(progress, Progress("train", loop.step, loop.target_step, message=message))
+    if loop.step > 0:
+        save(loop, parts, setup, progress)
+    # A run stopped early (budget, signal) exits at once: the checkpoint is what counts.
+    ran = loop.step > first_step
+    if setup.dist.is_main and setup.config.preview_every and ran and not stopped:
+        _final_preview(loop, parts, setup, progress)
+
+
 def train(
     data_dir: Path,
     run_dir: Path,
@@ -195,37 +230,15 @@ def train(
     setup, state, notes = make_setup(Path(data_dir), Path(run_dir), config, model)
     created = distributed.init(setup.dist, setup.device)
     try:
-        if setup.dist.is_main:
-            setup.tracker = open_tracker(log, setup.run_dir)
-        enable_fast_math(setup.device)
-        data = setup.data
-        data.images, data.labels = data.images.to(setup.device), data.labels.to(setup.device)
-        parts = build_parts(setup)
-        for note in notes if setup.dist.is_main else ():
-            emit(progress, Progress("train", 0, None, message=note))
-        loop = _start(setup, parts, state, progress)
-        if setup.dist.is_main:
-            parameters = count_parameters(parts.unet)
-            for note in run_warnings(setup.config, setup.device, parameters, loop.target_step):
-                emit(progress, Progress("train", loop.step, loop.target_step, message=note))
+        parts, loop = _begin(setup, state, notes, progress, log)
         if time_budget_s is not None:
             loop.deadline = began + float(time_budget_s)
-        _write_run_config(setup, parts)
+        cfg, first_step = setup.config, loop.step
         stream = IndexStream(
-            data.labels, seed=setup.config.seed, balance=setup.config.balance, device=setup.device
+            setup.data.labels, seed=cfg.seed, balance=cfg.balance, device=setup.device
         )
-        first_step = loop.step
         stopped = run_loop(loop, parts, setup, stream, progress, stop)
-        interrupted = stopped and not loop.budget_reached
-        if loop.budget_reached and setup.dist.is_main:
-            message = f"time budget of {time_budget_s:g}s reached at step {loop.step}"
-            emit(progress, Progress("train", loop.step, loop.target_step, message=message))
-        if loop.step > 0:
-            save(loop, parts, setup, progress)
-        every = setup.config.preview_every
-        # A run stopped early (budget, signal) exits at once: the checkpoint is what counts.
-        if setup.dist.is_main and every and not stopped and loop.step > first_step:
-            _final_preview(loop, parts, setup, progress)
+        _end(loop, parts, setup, progress, stopped, first_step)
     finally:
         if setup.tracker is not None:
             setup.tracker.close()
@@ -233,11 +246,11 @@ def train(
     return TrainResult(
         run_dir=setup.run_dir,
         step=loop.step,
-        epoch=loop.images_seen // len(data),
+        epoch=loop.images_seen // len(setup.data),
         images_seen=loop.images_seen,
         checkpoint=loop.last_checkpoint,
         loss=loop.last_loss,
         seconds=time.perf_counter() - began,
-        interrupted=interrupted,
+        interrupted=stopped and not loop.budget_reached,
         budget_reached=loop.budget_reached,
     )
