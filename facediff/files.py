@@ -2,7 +2,7 @@
 
 Every file facediff writes in place of an older one (configs, manifests, reports,
 weights, PNGs) goes through :func:`atomic_path`; readers see the old file or the new
-one, never half of either.
+one, never half of either, and a failed or interrupted write leaves no temporary file.
 """
 
 from __future__ import annotations
@@ -28,11 +28,15 @@ def atomic_path(path: Path, *, fsync: bool = False) -> Iterator[Path]:
     onto ``path`` (``fsync`` first flushes it to disk)."""
     path = Path(path)
     tmp = tmp_path(path)
-    yield tmp
-    if fsync:
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or Ctrl-C: leave no temporary file behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_text_atomic(path: Path, text: str, *, fsync: bool = False) -> None:

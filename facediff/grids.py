@@ -128,6 +128,8 @@ def rows_from_run(
     )
     seed_list = list(range(config.seed, config.seed + seeds))
     total = len(plan) + (1 if sweep else 0)
+    for warning in loaded.warnings:
+        emit(progress, Progress("grid", 0, total, message=warning))
     rows: list[Row] = []
     for k, mix in enumerate(plan):
         emit(progress, Progress("grid", k, total, {"row": mix.label}))

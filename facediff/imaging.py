@@ -10,8 +10,11 @@ start quickly.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 import re
+import stat
 import struct
 import warnings
 from pathlib import Path
@@ -39,6 +42,14 @@ IMAGE_EXTENSIONS = frozenset(
     }
 )
 
+#: The PIL formats those extensions hold: only these decoders ever see a file's bytes
+#: (an EPS or PDF named ``.jpg`` must not reach PIL's Ghostscript-backed plugins).
+#: (Multi-picture JPEGs from cameras open through the JPEG decoder.)
+RASTER_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
+
+#: Files larger than this are not read (a photo is a few MiB; the bound keeps a huge or
+#: endless file from filling memory).
+MAX_FILE_BYTES = 256 << 20
 
 #: Alpha is composited over this neutral grey (not black, not white).
 ALPHA_BACKGROUND = (128, 128, 128)
@@ -60,13 +71,66 @@ def _too_large(width: int, height: int) -> ImageSkip:
     return ImageSkip("too large", f"{width}×{height} pixels")
 
 
-def _open(data: bytes, max_pixels: int) -> Image.Image:
+def _open_regular(path: Path, limit: int):
+    """Open ``path`` for reading if it is a regular file of at most ``limit`` bytes.
+
+    Links are followed, but only to a regular file: a FIFO, a device (``/dev/zero``)
+    or a socket is refused before any read, and ``O_NONBLOCK`` keeps the open itself
+    from waiting for a FIFO's writer.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        raise ImageSkip("unreadable", e.strerror or type(e).__name__) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageSkip("not a regular file")
+        if st.st_size > limit:
+            raise ImageSkip("too large", f"{st.st_size} bytes")
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def read_regular(path: Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, or :class:`ImageSkip`."""
+    with _open_regular(path, limit) as f:
+        try:
+            data = f.read(limit + 1)
+        except OSError as e:
+            raise ImageSkip("unreadable", e.strerror or type(e).__name__) from None
+    if len(data) > limit:  # grew since it was opened
+        raise ImageSkip("too large", f"over {limit} bytes")
+    return data
+
+
+def sha256_regular(path: Path, limit: int = MAX_FILE_BYTES, chunk: int = 1 << 20) -> str:
+    """sha256 of a regular file of at most ``limit`` bytes, or :class:`ImageSkip`."""
+    h, total = hashlib.sha256(), 0
+    with _open_regular(path, limit) as f:
+        try:
+            while block := f.read(chunk):
+                total += len(block)
+                if total > limit:
+                    raise ImageSkip("too large", f"over {limit} bytes")
+                h.update(block)
+        except OSError as e:
+            raise ImageSkip("unreadable", e.strerror or type(e).__name__) from None
+    return h.hexdigest()
+
+
+def _open(data: bytes, max_pixels: int, formats: tuple[str, ...] = RASTER_FORMATS) -> Image.Image:
     """Open (not decode) an image, bounding its pixel count before any decoding."""
+    if not all(f in Image.OPEN for f in formats):
+        Image.init()  # registers the plugins PIL does not load up front (TIFF, WebP)
     with warnings.catch_warnings():
         # PIL's own bomb check warns, then errors, past Image.MAX_IMAGE_PIXELS: both skip.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(data), formats=list(formats))
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
             pixels = re.search(r"\((\d+) pixels\)", str(e))
             raise ImageSkip("too large", f"{pixels.group(1)} pixels" if pixels else None) from None
@@ -191,11 +255,23 @@ def load_image(
 def _load(
     path: Path, size: int, max_pixels: int, min_side: int, max_aspect: float | None
 ) -> tuple[np.ndarray, tuple[int, int]]:
+    return decode_image(
+        read_regular(path), size, max_pixels, min_side=min_side, max_aspect=max_aspect
+    )
+
+
+def load_png_rgb(path: Path, max_pixels: int) -> Image.Image:
+    """A PNG written by facediff (a sample), read back as RGB under the same guards as
+    ``prepare``: a regular file, bounded size, PNG decoder only, pixel bound before decoding.
+    """
+    im = _open(read_regular(path), max_pixels, formats=("PNG",))
     try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise ImageSkip("unreadable", e.strerror or type(e).__name__) from None
-    return decode_image(data, size, max_pixels, min_side=min_side, max_aspect=max_aspect)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im.load()
+    except (*_DECODE_ERRORS, Image.DecompressionBombWarning):
+        raise ImageSkip("truncated or corrupt") from None
+    return to_rgb(im)
 
 
 #: What :func:`process_file` returns: the array or a skip reason, and the source's smaller side.
@@ -222,7 +298,10 @@ def process_file(
     except Exception as e:  # a decoder bug on one hostile file must not stop the other 10,000
         return None, f"truncated or corrupt ({type(e).__name__})", 0
     if dest is not None:  # zlib level 1: ~35% less time than the default 6, ~6% larger files
-        Image.fromarray(array, "RGB").save(dest, format="PNG", compress_level=1)
+        # A new file, never through a link: O_EXCL | O_NOFOLLOW.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        with os.fdopen(os.open(dest, flags, 0o666), "wb") as f:
+            Image.fromarray(array, "RGB").save(f, format="PNG", compress_level=1)
     return array, None, min(width, height)
 
 

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facediff.categories import CategoryMap
-from facediff.dataset import sha256_file
 from facediff.errors import FacediffError
-from facediff.imaging import IMAGE_EXTENSIONS
+from facediff.imaging import IMAGE_EXTENSIONS, ImageSkip, sha256_regular
 
 NOT_IMAGE_FILE = "not an image file"
 UNKNOWN_PREFIX = "unknown prefix"
@@ -197,11 +196,10 @@ def dedupe(sources: list[Source]) -> tuple[list[tuple[Source, str]], list[Skippe
     kept: list[tuple[Source, str]] = []
     skipped: list[Skipped] = []
     for s in sources:
-        try:
-            digest = sha256_file(s.path)
-        except OSError as e:
-            reason = f"unreadable ({e.strerror or type(e).__name__})"
-            skipped.append(Skipped(s.rel, reason, "unreadable", s.label))
+        try:  # regular files only (a FIFO or /dev/zero would block or never end), bounded
+            digest = sha256_regular(s.path)
+        except ImageSkip as skip:
+            skipped.append(Skipped(s.rel, skip.reason, skip.kind, s.label))
             continue
         if digest in first:
             skipped.append(Skipped(s.rel, f"duplicate of {first[digest]}", DUPLICATE, s.label))

@@ -189,6 +189,8 @@ def sample(
     )
     result = SampleResult(out=out, record_path=out / RECORD_FILE)
     total = len(plan) * len(seeds)
+    for warning in loaded.warnings:
+        emit(progress, Progress("sample", 0, total, message=warning))
     emit(progress, Progress("sample", 0, total))
     start = time.perf_counter()
     for mix, images in generate_each(den, plan, seeds, config, progress=progress):

@@ -85,7 +85,7 @@ def test_corrupt_checkpoint(tmp_path, data):
     assert _run(str(data), "--out", str(run), "--max-steps", "1", *FAST).exit_code == 0
     weights = run / "checkpoints" / "step-00000001" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
-    _assert_one_line_error(_run(str(data), "--out", str(run), "--max-steps", "2"), "corrupt")
+    _assert_one_line_error(_run(str(data), "--out", str(run), "--max-steps", "2"), "damaged")
 
 
 def test_resume_with_other_categories_is_refused(tmp_path, data):

@@ -52,8 +52,12 @@ def option_name(field: str) -> str:
     return _OPTION_NAMES.get(field, "--" + field.replace("_", "-"))
 
 
+def _interrupted(e: KeyboardInterrupt) -> str:
+    return str(e) or "interrupted"
+
+
 class _Interrupted(Exception):
-    """Ctrl-C inside a command (typer would turn it into a silent exit 130)."""
+    """Ctrl-C inside a command, carried past typer (which would turn it into a silent 130)."""
 
 
 class FacediffGroup(TyperGroup):
@@ -62,8 +66,8 @@ class FacediffGroup(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
-            raise _Interrupted from None
+        except KeyboardInterrupt as e:
+            raise _Interrupted(_interrupted(e)) from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
@@ -76,7 +80,9 @@ class FacediffGroup(TyperGroup):
             )
         except typer.Exit as e:
             sys.exit(e.exit_code)
-        except (typer.Abort, _Interrupted):
+        except _Interrupted as e:
+            fail(str(e), EXIT_INTERRUPTED)
+        except typer.Abort:
             fail("interrupted", EXIT_INTERRUPTED)
         except _ClickException as e:
             if type(e).__name__ == "NoArgsIsHelpError":  # bare `facediff`: show the help
@@ -93,8 +99,8 @@ class FacediffGroup(TyperGroup):
             fail(str(e), EXIT_USAGE)
         except FacediffError as e:
             fail(str(e))
-        except KeyboardInterrupt:
-            fail("interrupted", EXIT_INTERRUPTED)
+        except KeyboardInterrupt as e:
+            fail(_interrupted(e), EXIT_INTERRUPTED)
         except OSError as e:
             fail(_os_error_message(e))
         if isinstance(rv, int) and rv:

@@ -37,7 +37,10 @@ def stop_on_signals():
 
     def handler(signum, frame):
         if stop.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(
+                "interrupted by a second Ctrl-C: the current step was not saved; the newest "
+                "complete checkpoint is kept (any half-written one was removed)"
+            )
         stop.set()
         print(
             "\nfacediff: stopping after this step and saving a checkpoint (Ctrl-C again to abort)",
@@ -54,7 +57,7 @@ def stop_on_signals():
 
 
 # Command options that are not TrainConfig fields.
-_NOT_CONFIG = ("data", "out", "quiet", "log", "time_budget")
+_NOT_CONFIG = ("data", "out", "quiet", "log", "time_budget", "force")
 
 
 @app.command("train")
@@ -146,6 +149,12 @@ def train_command(
             "needs the tensorboard package).",
         ),
     ] = "none",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Also write into a non-empty --out that holds no run (its files stay)."
+        ),
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a class-conditional diffusion model; resumes if --out holds a checkpoint.
@@ -176,7 +185,14 @@ def train_command(
         budget = max(budget - seconds_since_process_start(), 1e-3)
     with stop_on_signals() as stop, _progress(main, quiet) as progress:
         result = train(
-            data, out, progress=progress, stop=stop, log=log, time_budget_s=budget, **options
+            data,
+            out,
+            progress=progress,
+            stop=stop,
+            log=log,
+            time_budget_s=budget,
+            force=force,
+            **options,
         )
     if not main:
         return

@@ -14,7 +14,7 @@ from facediff.checkpoint import RUN_CONFIG_FILE, latest_checkpoint, load_for_inf
 from facediff.config import DEFAULT_DATA_DIR, SampleConfig
 from facediff.errors import CheckpointError, FacediffError
 from facediff.mix import Mix, default_mixes, resolve_mixes
-from facediff.progress import ProgressCallback
+from facediff.progress import Progress, ProgressCallback, emit
 from facediff.sample_folder import read_images, recorded_mixes
 
 
@@ -64,6 +64,8 @@ def generate_groups(
     from facediff.generation import generate_each, prepare_denoiser  # diffusers is heavy
 
     loaded = load_for_inference(run, step=step, use_ema=config.use_ema)
+    for warning in loaded.warnings:  # e.g. a damaged newest checkpoint was skipped
+        emit(progress, Progress("sample", 0, None, message=warning))
     if loaded.categories.to_list() != categories.to_list():
         raise FacediffError(
             f"the run's categories ({loaded.categories.codes}) differ from the data's "

@@ -22,7 +22,14 @@ from facediff.model import count_parameters
 from facediff.progress import Progress, ProgressCallback, emit
 from facediff.tracking import check_tracker, open_tracker
 from facediff.training.periodic import maybe_checkpoint, maybe_log, new_preview_unet, preview, save
-from facediff.training.setup import build_parts, make_setup, restore, resume_config, run_config
+from facediff.training.setup import (
+    build_parts,
+    check_run_dir,
+    make_setup,
+    restore,
+    resume_config,
+    run_config,
+)
 from facediff.training.state import Loop, Parts, Setup, TrainResult
 from facediff.training.step import advance
 from facediff.training_log import truncate_metrics
@@ -206,6 +213,7 @@ def train(
     stop: threading.Event | None = None,
     log: str = "none",
     time_budget_s: float | None = None,
+    force: bool = False,
     **options: Any,
 ) -> TrainResult:
     """Train (or resume) a class-conditional diffusion model on a prepared dataset.
@@ -220,12 +228,14 @@ def train(
     once that many seconds of wall time have passed since this call began (start-up
     included); a resumed run gets a new budget. Under ``torchrun`` this runs
     data-parallel (see :mod:`facediff.distributed`). ``log="tensorboard"`` also writes
-    TensorBoard scalars and previews to ``<run>/tensorboard``.
+    TensorBoard scalars and previews to ``<run>/tensorboard``. A ``run_dir`` that holds
+    other files but is not a facediff run is refused unless ``force``.
     """
     began = time.perf_counter()
     check_tracker(log)
     if time_budget_s is not None and not time_budget_s > 0:
         raise ConfigError(f"the time budget must be a positive duration; got {time_budget_s}")
+    check_run_dir(Path(run_dir), force)
     config = resume_config(Path(run_dir), config, **options)
     setup, state, notes = make_setup(Path(data_dir), Path(run_dir), config, model)
     created = distributed.init(setup.dist, setup.device)

@@ -4,6 +4,7 @@ state a checkpoint saves and restores."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,32 +13,57 @@ import torch
 from facediff import __version__, distributed
 from facediff.categories import CategoryMap
 from facediff.checkpoint import (
+    CHECKPOINTS_DIR,
     EMA_FILE,
     MODEL_FILE,
-    latest_checkpoint,
+    RUN_CONFIG_FILE,
+    find_usable,
     load_training_state,
     load_weights,
-    read_state,
 )
 from facediff.config import ARCHITECTURE_FIELDS, ModelConfig, TrainConfig, preset
 from facediff.dataset import PreparedData, load_prepared
 from facediff.device import resolve_device, resolve_precision
 from facediff.ema import EMA
-from facediff.errors import CheckpointError
+from facediff.errors import CheckpointError, FacediffError
 from facediff.model import build_unet, scheduler_config
 from facediff.objective import make_schedule
 from facediff.training.state import Parts, Setup
 
 
 def saved_train_config(run_dir: Path) -> TrainConfig | None:
-    """The training config of the newest checkpoint of ``run_dir`` (None for a new run)."""
-    ckpt = latest_checkpoint(Path(run_dir))
-    if ckpt is None:
+    """The training config of the newest intact checkpoint of ``run_dir`` (None for a new run)."""
+    found = find_usable(Path(run_dir))
+    if found is None:
         return None
+    ckpt, state, _ = found
     try:
-        return TrainConfig.from_dict(read_state(ckpt)["train"])
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"checkpoint {ckpt} lacks its training config ({e})") from None
+        return TrainConfig.from_dict(state["train"])
+    except (KeyError, TypeError, ValueError, AttributeError, FacediffError) as e:
+        raise CheckpointError(f"checkpoint {ckpt} lacks a valid training config ({e})") from None
+
+
+def is_run_dir(run_dir: Path) -> bool:
+    """Whether ``run_dir`` was written by ``train`` (its config or its checkpoints folder)."""
+    if (run_dir / CHECKPOINTS_DIR).is_dir():
+        return True
+    try:
+        config = json.loads((run_dir / RUN_CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(config, dict) and "facediff_version" in config and "train" in config
+
+
+def check_run_dir(run_dir: Path, force: bool) -> None:
+    """Refuse to write a run into a non-empty folder that is not one (unless ``force``)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FacediffError(f"--out {run_dir} exists and is not a folder")
+    if force or not run_dir.is_dir() or not any(run_dir.iterdir()) or is_run_dir(run_dir):
+        return
+    raise FacediffError(
+        f"--out {run_dir} is not empty and is not a facediff run; choose another --out "
+        "(or pass --force to write the run beside its files)"
+    )
 
 
 def resume_config(run_dir: Path, config: TrainConfig | None = None, **options: Any) -> TrainConfig:
@@ -65,8 +91,10 @@ def _check_resumable(state: dict[str, Any], ckpt: Path, data: PreparedData, cfg:
         saved_cats = CategoryMap.from_list(state["categories"])
         saved_train = state["train"]
         model_cfg = ModelConfig.from_dict(state["model"])
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"checkpoint {ckpt} lacks its run config ({e})") from None
+        if not isinstance(saved_train, dict):
+            raise TypeError("'train' is not an object")
+    except (KeyError, TypeError, ValueError, AttributeError, FacediffError) as e:
+        raise CheckpointError(f"checkpoint {ckpt} lacks a valid run config ({e})") from None
     if saved_cats.to_list() != data.categories.to_list():
         raise CheckpointError(
             f"cannot resume {ckpt.parent.parent}: it was trained on categories "
@@ -95,8 +123,9 @@ def make_setup(
     info = distributed.detect()
     device = distributed.device_for(info, resolve_device(config.device))
     dtype = resolve_precision(config.precision, device)
-    ckpt = latest_checkpoint(Path(run_dir))
-    state = read_state(ckpt) if ckpt else None
+    found = find_usable(Path(run_dir))
+    ckpt, state, warnings = found if found is not None else (None, None, [])
+    notes += warnings
     if state is not None:
         model_cfg = _check_resumable(state, ckpt, data, config)
         if model is not None and _arch(model) != _arch(model_cfg):

@@ -1,0 +1,163 @@
+"""Issue 9, prepare: hostile files and folders on disk (no data loss, no hang, no traceback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import EpsImagePlugin, Image
+
+from facediff.categories import CategoryMap, make_category
+from facediff.config import MANIFEST_FILE
+from facediff.dataset import load_prepared
+from facediff.errors import FacediffError
+from facediff.preparation import prepare
+from facediff.synthetic import make_demo_data
+
+ROOT = Path(__file__).parents[1]
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
+
+
+@pytest.fixture
+def raw(tmp_path) -> Path:
+    folder = tmp_path / "raw"
+    make_demo_data(folder, per_category=2, size=20, seed=0)
+    return folder
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "facediff", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def _one_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("facediff: error:")]
+    assert len(errors) == 1, proc.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+# ---- item 1: --force deletes only what the previous manifest lists
+
+
+def test_force_keeps_a_user_folder_named_like_a_new_category(raw, tmp_path):
+    out = tmp_path / "out"
+    prepare(raw, out, size=16, workers=1)
+    mine = out / "Cat"  # the user's folder, named like a category of the next prepare
+    mine.mkdir()
+    (mine / "holiday.png").write_bytes(b"my photo")
+    (raw / "cat_1.png").write_bytes((raw / "indian_0001.png").read_bytes())
+    before = _tree(out)
+    cats = CategoryMap((make_category("cat", "Cat", "C"), make_category("white", "White", "W")))
+    with pytest.raises(FacediffError, match=r"Cat/holiday.png was not written by the previous"):
+        prepare(raw, out, size=16, workers=1, categories=cats, force=True)
+    assert _tree(out) == before  # nothing deleted
+    (mine / "holiday.png").rename(tmp_path / "holiday.png")
+    prepare(raw, out, size=16, workers=1, categories=cats, force=True)
+    assert len(load_prepared(out)) == 3
+    assert not (out / "Indian").exists()  # the old dataset's files are gone
+
+
+def test_force_keeps_user_files_inside_an_old_category_folder(raw, tmp_path):
+    out = tmp_path / "out"
+    prepare(raw, out, size=16, workers=1)
+    (out / "Indian" / "notes.txt").write_text("keep me")
+    cats = CategoryMap((make_category("white", "White", "W"),))
+    prepare(raw, out, size=16, workers=1, categories=cats, force=True)
+    assert [p.name for p in (out / "Indian").iterdir()] == ["notes.txt"]  # ours went, yours stay
+    assert not (out / "Oriental").exists()
+
+
+def test_force_refuses_a_manifest_it_cannot_trust(raw, tmp_path):
+    out = tmp_path / "out"
+    prepare(raw, out, size=16, workers=1)
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    manifest["images"][0]["file"] = "../../elsewhere/x.png"
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest))
+    before = _tree(out)
+    with pytest.raises(FacediffError, match=r"nothing was deleted"):
+        prepare(raw, out, size=16, workers=1, force=True)
+    assert _tree(out) == before
+
+
+# ---- item 3: never write or delete through a link
+
+
+def test_force_never_writes_through_a_linked_category_folder(raw, tmp_path):
+    out = tmp_path / "out"
+    prepare(raw, out, size=16, workers=1)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.txt").write_text("outside --out")
+    cats = CategoryMap((make_category("white", "Pale", "P"),))
+    (out / "Pale").symlink_to(elsewhere, target_is_directory=True)
+    before = _tree(out)
+    with pytest.raises(FacediffError, match="symbolic link"):
+        prepare(raw, out, size=16, workers=1, categories=cats, force=True)
+    assert [p.name for p in elsewhere.iterdir()] == ["precious.txt"]
+    assert _tree(out) == before
+
+
+# ---- item 4: a FIFO or a link to /dev/zero does not hang prepare
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_and_dev_zero_are_skipped_not_read(raw, tmp_path):
+    os.mkfifo(raw / "indian_x.jpg")
+    (raw / "asian_zero.jpg").symlink_to("/dev/zero")
+    out = tmp_path / "out"
+    proc = _cli("prepare", str(raw), "--out", str(out), "--size", "16", "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    skipped = {
+        s["source"]: s["reason"] for s in json.loads((out / MANIFEST_FILE).read_text())["skipped"]
+    }
+    assert skipped == {"indian_x.jpg": "not a regular file", "asian_zero.jpg": "not a regular file"}
+
+
+def test_an_oversized_file_is_skipped_unread(raw, tmp_path, monkeypatch):
+    import facediff.imaging as imaging
+
+    monkeypatch.setattr(imaging, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(imaging.read_regular, "__defaults__", (1000,))
+    monkeypatch.setattr(imaging.sha256_regular, "__defaults__", (1000, 1 << 20))
+    (raw / "white_big.png").write_bytes(b"\0" * 5000)
+    report = prepare(raw, tmp_path / "out", size=16, workers=1)
+    reasons = {s.source: s.reason for s in report.skipped}
+    assert reasons["white_big.png"] == "too large (5000 bytes)"
+
+
+# ---- item 21: only the raster decoders prepare supports
+
+
+def test_eps_named_jpg_never_reaches_the_eps_plugin(raw, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: calls.append(1))
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n%%EOF\n"
+    (raw / "indian_eps.jpg").write_bytes(eps)
+    report = prepare(raw, tmp_path / "out", size=16, workers=1)
+    assert {s.source: s.reason for s in report.skipped} == {"indian_eps.jpg": "not an image"}
+    assert calls == []
+    with pytest.raises(Exception):  # noqa: B017 (sanity: PIL alone would hand it to EPS)
+        Image.open(raw / "indian_eps.jpg").load()
+    assert calls == [1]
