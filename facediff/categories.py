@@ -32,6 +32,9 @@ class Category:
 
 def make_category(prefix: str, name: str, code: str) -> Category:
     """Build a validated :class:`Category` (prefix lower-cased, code upper-cased)."""
+    for what, value in (("prefix", prefix), ("name", name), ("code", code)):
+        if not isinstance(value, str):
+            raise FacediffError(f"invalid category {what} {value!r}: it must be a string")
     prefix = prefix.strip().lower()
     name = name.strip()
     code = code.strip().upper()
@@ -114,6 +117,10 @@ class CategoryMap:
 
     @classmethod
     def from_list(cls, items: list[dict[str, str]]) -> CategoryMap:
+        if not isinstance(items, list) or not all(isinstance(d, dict) for d in items):
+            raise FacediffError(
+                "categories must be a list of objects with 'prefix', 'name' and 'code'"
+            )
         try:
             return cls(tuple(make_category(d["prefix"], d["name"], d["code"]) for d in items))
         except (KeyError, TypeError) as e:
@@ -154,7 +161,10 @@ def load_categories_file(path: Path) -> CategoryMap:
         data = data.get("categories")
     if not isinstance(data, list):
         raise FacediffError(f"categories file {path}: expected a list of categories")
-    return CategoryMap.from_list(data)
+    try:
+        return CategoryMap.from_list(data)
+    except FacediffError as e:
+        raise FacediffError(f"categories file {path}: {e}") from None
 
 
 def resolve_categories(options: list[str] | None = None, file: Path | None = None) -> CategoryMap:

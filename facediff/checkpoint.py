@@ -401,7 +401,12 @@ def load_for_inference(path: Path, *, step: int | None = None, use_ema: bool = T
         sched = dict(state["scheduler"])
     except (KeyError, TypeError, ValueError, AttributeError, FacediffError) as e:
         raise CheckpointError(f"checkpoint {ckpt} lacks a valid run config ({e})") from None
-    unet = build_unet(model_cfg)
+    try:
+        unet = build_unet(model_cfg)
+    except Exception as e:  # diffusers rejects a bad architecture with many error types
+        raise CheckpointError(
+            f"checkpoint {ckpt} has an invalid model config ({_first_line(e)})"
+        ) from None
     weights = load_weights(ckpt / weights_file)
     try:
         unet.load_state_dict(weights)

@@ -7,6 +7,7 @@ improved-diffusion's defaults dict), so a default lives in exactly one place.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -227,6 +228,8 @@ ARCHITECTURE_FIELDS = ("preset", "prediction_type", "beta_schedule", "num_train_
 def _check_train_config(c: TrainConfig) -> None:
     if c.preset not in PRESETS:
         raise invalid("preset", c.preset, f"choose from {', '.join(PRESETS)}")
+    if type(c.seed) is not int or not 0 <= c.seed <= 2**63 - 1:
+        raise invalid("seed", c.seed, f"use a whole number from 0 to {2**63 - 1}")
     if c.epochs is not None and c.max_steps is not None:
         raise ConfigError("use either {} or {}, not both", "epochs", "max_steps")
     for name in (
@@ -307,8 +310,12 @@ class SampleConfig:
             raise unknown("mix_mode", self.mix_mode, MIX_MODES)
         for name in ("steps", "n", "batch_size"):
             _check_positive_int(self, name)
-        if not self.guidance >= 0:
-            raise invalid("guidance", self.guidance, "must be a number >= 0")
+        if not (math.isfinite(self.guidance) and self.guidance >= 0):  # inf/nan: black images
+            raise invalid("guidance", self.guidance, "must be a finite number >= 0")
+        if type(self.seed) is not int or not 0 <= self.seed <= 2**63 - self.n:
+            raise invalid(
+                "seed", self.seed, f"seeds seed … seed + n − 1 must lie in 0 … {2**63 - 1}"
+            )
         _check_choice(self, "precision", PRECISIONS)
         check_device_name(self.device)
 

@@ -34,7 +34,7 @@ from diffusers import (
 from facediff.checkpoint import LoadedModel
 from facediff.config import SAMPLERS, SampleConfig
 from facediff.device import enable_fast_math, resolve_device, resolve_precision
-from facediff.errors import UsageError
+from facediff.errors import UsageError, invalid
 from facediff.guidance import (
     Conditions,
     blended_row,
@@ -176,6 +176,24 @@ def _sample_batch(
     return to_uint8(x).cpu()
 
 
+#: Seeds are whole numbers in [0, 2**63 - 1] (torch generators take 64 bits).
+MAX_SEED = 2**63 - 1
+
+
+def max_steps(sampler: str, scheduler_config: dict[str, Any]) -> int:
+    """The most inference steps ``sampler`` can take on the run's noise schedule (DDIM's
+    ``steps_offset`` of 1 would index one past the schedule at its training length)."""
+    n = int(scheduler_config.get("num_train_timesteps", 1000))
+    return n - 1 if sampler == "ddim" else n
+
+
+def check_seeds(seeds: Sequence[int]) -> None:
+    """Refuse seeds a torch generator cannot take."""
+    bad = next((s for s in seeds if not 0 <= int(s) <= MAX_SEED), None)
+    if bad is not None:
+        raise invalid("seed", bad, f"seeds run from 0 to {MAX_SEED}")
+
+
 def generate(
     loaded: LoadedModel | Denoiser,
     mix: Mix,
@@ -203,8 +221,14 @@ def generate(
         if isinstance(loaded, Denoiser)
         else prepare_denoiser(loaded, device=c.device, precision=c.precision, compile=c.compile)
     )
-    cond = mix_conditions(mix, c.mix_mode, float(c.guidance), den.null_label)
+    limit = max_steps(c.sampler, den.scheduler_config)
+    if c.steps > limit:
+        raise invalid(
+            "steps", c.steps, f"the {c.sampler} sampler takes at most {limit} on this model"
+        )
     seeds = [int(s) for s in seeds]
+    check_seeds(seeds)
+    cond = mix_conditions(mix, c.mix_mode, float(c.guidance), den.null_label)
     chunks = []
     task = f"sample {mix.label}"
     emit(progress, Progress(task, 0, len(seeds)))

@@ -21,7 +21,7 @@ from facediff.generation import generate, prepare_denoiser
 from facediff.imaging import tensor_to_image
 from facediff.mix import Mix, parse_mix, resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
-from facediff.sample_folder import recorded_labels, seed_files
+from facediff.sample_folder import read_sample_png, recorded_labels, seed_files
 
 GRID_FILE = "grid.png"
 _PAD = 2
@@ -154,7 +154,7 @@ def rows_from_samples(folder: Path, *, seeds: int) -> tuple[list[Row], list[str]
     for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
         chosen = seed_files(folder, sub.name)[:seeds]
         if chosen:
-            rows.append((sub.name, [Image.open(p).convert("RGB") for _, p in chosen]))
+            rows.append((sub.name, [read_sample_png(p) for _, p in chosen]))
             all_seeds.update(s for s, _ in chosen)
     if not rows:
         raise FacediffError(f"no <LABEL>/<LABEL>_<seed>.png images in {folder}")

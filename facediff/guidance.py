@@ -112,8 +112,22 @@ def parse_mix_spec(
     if len(set(indices)) != len(indices):
         dup = next(codes[i] for i in indices if indices.count(i) > 1)
         raise ValueError(f"category {dup} appears more than once in mix {spec!r}")
-    total = sum(w for _, w in terms)
-    return tuple(indices), tuple(w / total for _, w in terms)
+    return tuple(indices), _normalise([w for _, w in terms], spec)
+
+
+def _normalise(raw: list[float], spec: str) -> tuple[float, ...]:
+    """Weights summing to 1, each finite and > 0. Dividing by the largest first keeps
+    the sum finite (``O:1e308,I:1e308`` would otherwise sum to inf and normalise to 0)."""
+    top = max(raw)
+    scaled = [w / top for w in raw]
+    total = sum(scaled)
+    weights = tuple(w / total for w in scaled)
+    if not all(math.isfinite(w) and w > 0 for w in weights):
+        raise ValueError(
+            f"the weights of mix {spec!r} do not normalise to positive numbers "
+            "(a weight is too small next to the others)"
+        )
+    return weights
 
 
 # ------------------------------------------------------------------ guidance
@@ -133,8 +147,8 @@ def check_settings(
         raise ValueError(f"unknown {mode_name} {mode!r}; choose from {', '.join(MIX_MODES)}")
     if steps < 1:
         raise ValueError(f"{steps_name} must be at least 1; got {steps}")
-    if not guidance >= 0:
-        raise ValueError(f"{guidance_name} must be a number >= 0; got {guidance}")
+    if not (math.isfinite(guidance) and guidance >= 0):  # inf/nan would write black images
+        raise ValueError(f"{guidance_name} must be a finite number >= 0; got {guidance}")
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,26 @@ def parse_mix(spec: str, categories: CategoryMap) -> Mix:
     return Mix(label=_label(indices, weights, categories), indices=indices, weights=weights)
 
 
+def unique_mixes(mixes: list[Mix], specs: list[str] | None = None) -> list[Mix]:
+    """``mixes`` without repeats; two *different* mixes with the same label (``O:0.7,I:0.3``
+    and ``O:0.704,I:0.296`` are both ``O70I30``) are refused, since each label is one
+    folder of images and one row of results."""
+    out: list[Mix] = []
+    for k, m in enumerate(mixes):
+        same = next((o for o in out if o.label == m.label), None)
+        if same is None:
+            out.append(m)
+        elif same.indices != m.indices or any(
+            abs(a - b) > 1e-9 for a, b in zip(same.weights, m.weights)
+        ):
+            what = f"{specs[k]!r}" if specs else f"{m.weights}"
+            raise UsageError(
+                f"--mix {what} and an earlier mix both get the label {m.label} but differ in "
+                "weights; give weights that differ in whole percents, or drop one"
+            )
+    return out
+
+
 def _label(indices: Sequence[int], weights: Sequence[float], categories: CategoryMap) -> str:
     codes = [categories[i].code for i in indices]
     if max(weights) - min(weights) < 1e-9:
@@ -79,9 +99,5 @@ def resolve_mixes(
     """Mixes to sample: the named categories, then the mix specs; all defaults if neither."""
     if not mixes and not single:
         return default_mixes(categories)
-    out = [parse_mix(c, categories) for c in single or ()]
-    for spec in mixes or ():
-        m = parse_mix(spec, categories)
-        if all(m.label != o.label for o in out):
-            out.append(m)
-    return out
+    specs = [*(single or ()), *(mixes or ())]
+    return unique_mixes([parse_mix(s, categories) for s in specs], specs)

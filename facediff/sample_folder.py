@@ -29,7 +29,7 @@ from facediff.checkpoint import LoadedModel, load_for_inference
 from facediff.config import SampleConfig
 from facediff.errors import FacediffError
 from facediff.files import write_json_atomic
-from facediff.imaging import tensor_to_image
+from facediff.imaging import ImageSkip, load_png_rgb, tensor_to_image
 from facediff.mix import Mix, parse_mix, resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
 
@@ -50,6 +50,20 @@ class SampleResult:
 
 def image_path(out: Path, label: str, seed: int) -> Path:
     return Path(out) / label / f"{label}_{seed}.png"
+
+
+#: A sample image is read back only if it has at most this many pixels (a sample is a
+#: few hundred pixels square; a decompression bomb dropped in the folder is refused).
+MAX_SAMPLE_PIXELS = 4096 * 4096
+
+
+def read_sample_png(path: Path) -> Image.Image:
+    """A sample PNG as RGB, read like ``prepare`` reads photos: a regular file of bounded
+    size, the PNG decoder only, the pixel count checked before decoding."""
+    try:
+        return load_png_rgb(Path(path), MAX_SAMPLE_PIXELS)
+    except ImageSkip as skip:
+        raise FacediffError(f"cannot read sample image {path}: {skip.reason}") from None
 
 
 def save_png(image: torch.Tensor, path: Path) -> None:
@@ -82,10 +96,19 @@ def recorded_labels(folder: Path) -> list[str]:
     return list(_recorded_weights(folder))
 
 
+_LABEL_RE = re.compile(r"[A-Za-z0-9]{1,64}")
+
+
 def recorded_mixes(folder: Path, categories: CategoryMap) -> dict[str, Mix]:
-    """The mixes the record lists, by label (those that parse with ``categories``)."""
+    """The mixes the record lists, by label (those that parse with ``categories``).
+    A label is a name, never a path: one that is not letters and digits is refused."""
     found: dict[str, Mix] = {}
     for label, weights in _recorded_weights(folder).items():
+        if not isinstance(label, str) or not _LABEL_RE.fullmatch(label):
+            raise FacediffError(
+                f"{Path(folder) / RECORD_FILE} lists the mix label {label!r}, which is not a "
+                "mix label (letters and digits only)"
+            )
         try:
             spec = ",".join(f"{code}:{w}" for code, w in weights.items())
             m = parse_mix(spec, categories)
@@ -116,14 +139,10 @@ def read_images(folder: Path, label: str, size: int, limit: int) -> torch.Tensor
     others = sorted(p for p in sub.iterdir() if p.suffix.lower() == ".png" and p not in seeded)
     arrays = []
     for p in [*seeded, *others][:limit]:
-        try:
-            with Image.open(p) as im:
-                im = im.convert("RGB")
-                if im.size != (size, size):
-                    im = im.resize((size, size), Image.LANCZOS)
-                arrays.append(np.asarray(im, dtype=np.uint8))
-        except OSError as e:
-            raise FacediffError(f"cannot read sample image {p}: {e}") from None
+        im = read_sample_png(p)
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.LANCZOS)
+        arrays.append(np.asarray(im, dtype=np.uint8))
     if not arrays:
         return torch.empty((0, 3, size, size), dtype=torch.uint8)
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()

@@ -56,6 +56,22 @@ def _interrupted(e: KeyboardInterrupt) -> str:
     return str(e) or "interrupted"
 
 
+def _is_oom(e: BaseException) -> bool:
+    text = str(e).lower()
+    return type(e).__name__ == "OutOfMemoryError" or any(
+        s in text for s in ("out of memory", "can't allocate memory", "cannot allocate memory")
+    )
+
+
+def _oom_message(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    detail = f" ({text[0][:200]})" if text and text[0] else ""
+    return (
+        f"out of memory{detail}: try a smaller --batch-size (or -n); "
+        "checkpoints and files already written are intact"
+    )
+
+
 class _Interrupted(Exception):
     """Ctrl-C inside a command, carried past typer (which would turn it into a silent 130)."""
 
@@ -103,6 +119,12 @@ class FacediffGroup(TyperGroup):
             fail(_interrupted(e), EXIT_INTERRUPTED)
         except OSError as e:
             fail(_os_error_message(e))
+        except MemoryError as e:
+            fail(_oom_message(e))
+        except RuntimeError as e:  # torch.OutOfMemoryError (CUDA) and the CPU allocator's
+            if not _is_oom(e):
+                raise
+            fail(_oom_message(e))
         if isinstance(rv, int) and rv:
             sys.exit(rv)
         sys.exit(0)

@@ -43,7 +43,8 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cud
 PrecisionOpt = Annotated[
     str, typer.Option("--precision", help="auto (bf16 on GPUs that support it), bf16, fp16, fp32.")
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+MAX_SEED = 2**63 - 1  # what a torch generator takes (facediff.generation.MAX_SEED)
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Random seed.")]
 
 DEFAULT_DATA = Path(DEFAULT_DATA_DIR)
 DEFAULT_RUN = Path(DEFAULT_RUN_DIR)

@@ -117,7 +117,9 @@ def train_command(
             "--balance/--no-balance", help="Sample categories equally often." + _d("balance")
         ),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed." + _d("seed"))] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, max=2**63 - 1, help="Random seed." + _d("seed"))
+    ] = None,
     device: Annotated[
         str | None, typer.Option(help="auto, cpu, cuda or cuda:N." + _d("device"))
     ] = None,

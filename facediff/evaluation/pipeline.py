@@ -171,15 +171,15 @@ def evaluate(
     out = Path(out) if out is not None else default_out(run, checkpoint_step)
     _check_out(out, force)
     incep = load_inception(inception, dev)  # fails early when asked for but not installed
+    groups, step = None, None  # a samples folder is read (and checked) before the judge
+    if samples is not None:
+        groups = read_groups(Path(samples), mixes, per_group, cats, prepared.size)
     home = judge_home(run, prepared)
     judge = load_or_train_judge(home, prepared, judge_config, device=dev, progress=progress)
-    step = None
-    if samples is None:
+    if groups is None:
         groups, step = generate_groups(
             run, plan, per_group, config, dev, cats, progress, checkpoint_step
         )
-    else:
-        groups = read_groups(Path(samples), mixes, per_group, cats, prepared.size)
     _score_groups(groups, judge, incep, progress)
     section = _samples_section(samples, config, per_group, groups)
     section.checkpoint_step = step
