@@ -34,7 +34,7 @@ def make_category(prefix: str, name: str, code: str) -> Category:
     """Build a validated :class:`Category` (prefix lower-cased, code upper-cased)."""
     for what, value in (("prefix", prefix), ("name", name), ("code", code)):
         if not isinstance(value, str):
-            raise FacediffError(f"invalid category {what} {value!r}: it must be a string")
+            raise UsageError(f"invalid category {what} {value!r}: it must be a string")
     prefix = prefix.strip().lower()
     name = name.strip()
     code = code.strip().upper()
@@ -164,7 +164,7 @@ def load_categories_file(path: Path) -> CategoryMap:
     try:
         return CategoryMap.from_list(data)
     except FacediffError as e:
-        raise FacediffError(f"categories file {path}: {e}") from None
+        raise type(e)(f"categories file {path}: {e}") from None
 
 
 def resolve_categories(options: list[str] | None = None, file: Path | None = None) -> CategoryMap:
