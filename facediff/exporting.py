@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ class ExportResult:
     weights: str  # "ema" or "model"
     source: Path
     report: Path | None  # the evaluation report summarised in the model card
+    warnings: list[str] = field(default_factory=list)  # e.g. a damaged newer checkpoint skipped
 
 
 def sample_defaults(config: SampleConfig) -> dict[str, Any]:
@@ -133,6 +134,7 @@ def export(
         weights=loaded.weights,
         source=loaded.source,
         report=report_path if evaluation is not None else None,
+        warnings=loaded.warnings,
     )
 
 

@@ -275,3 +275,12 @@ def test_prune_renames_before_deleting(tmp_path, monkeypatch):
         load_for_inference(run).unet.state_dict()["class_embedding.weight"],
         load_for_inference(run, step=20).unet.state_dict()["class_embedding.weight"],
     )
+
+
+def test_export_falls_back_from_a_damaged_newest_checkpoint(tmp_path):
+    run = make_run(tmp_path / "run", steps=(10, 20))
+    _flip_a_bit(run / "checkpoints" / "step-00000020" / "ema.safetensors")
+    result = invoke(["export", run, "--out", tmp_path / "exported"])
+    assert result.exit_code == 0, result.output
+    text = result.output.replace("\n", "")
+    assert "step-00000020 is damaged" in text and "exported step 10" in text

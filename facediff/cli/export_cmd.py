@@ -46,6 +46,8 @@ def export_command(
     result = export(
         run, out, checkpoint_step=checkpoint, use_ema=not no_ema, force=force, report=report
     )
+    for warning in result.warnings:  # e.g. a damaged newest checkpoint was skipped
+        render.warn(warning.removeprefix("warning: "))
     render.out.print(
         f"exported step {result.step} ({result.weights} weights) from {result.source} "
         f"to {result.out}"
