@@ -131,7 +131,7 @@ def test_interrupt_during_a_checkpoint_write_leaves_no_temp_folder(tmp_path, dat
 def test_second_ctrl_c_prints_a_message_and_leaves_no_temp_folder(tmp_path, data, monkeypatch):
     """Two real SIGINTs: the first during a step (stop, then save), the second while that
     checkpoint is being written."""
-    import facediff.training as training
+    import facediff.training.loop as training
 
     run = tmp_path / "run"
     advance, save = training.advance, checkpoint.torch.save

@@ -14,7 +14,7 @@ from sampling_helpers import error_lines, invoke, make_run
 from train_helpers import blocks_dataset, write_dataset
 
 import facediff.generation as sampling
-import facediff.training as training
+import facediff.training.step as training
 from facediff.categories import DEFAULT_CATEGORIES
 from facediff.config import MANIFEST_FILE
 from facediff.errors import FacediffError
