@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facediff.errors import ConfigError, FacediffError, UsageError
+from facediff.files import read_text_bounded
 
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
@@ -152,7 +153,7 @@ def parse_category_option(text: str) -> Category:
 def load_categories_file(path: Path) -> CategoryMap:
     """Read categories from a JSON file: a list, or ``{"categories": [...]}``."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(read_text_bounded(Path(path)))
     except FileNotFoundError:
         raise FacediffError(f"categories file not found: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from facediff.categories import CategoryMap
 from facediff.config import DATASET_VERSION, MANIFEST_FILE, PACKED_FILE
 from facediff.errors import DataError, FacediffError
-from facediff.files import write_text_atomic
+from facediff.files import read_text_bounded, write_text_atomic
 
 
 @dataclass
@@ -76,7 +76,7 @@ def read_manifest(data_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{data_dir} is not a prepared dataset: {MANIFEST_FILE} is missing")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(read_text_bounded(path))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataError(f"corrupt manifest {path}: {e}") from None
     version = manifest.get("facediff_dataset_version") if isinstance(manifest, dict) else None

@@ -8,13 +8,33 @@ one, never half of either, and a failed or interrupted write leaves no temporary
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 TMP_SUFFIX = ".tmp"
+
+#: The largest JSON file facediff reads (manifests of 100,000 images are ~30 MiB).
+MAX_JSON_BYTES = 256 << 20
+
+
+def read_text_bounded(path: Path, limit: int = MAX_JSON_BYTES) -> str:
+    """The text of a regular file of at most ``limit`` bytes. A FIFO, a device such as
+    ``/dev/zero`` or an oversized file raises :class:`OSError` instead of blocking or
+    filling memory."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+    return data.decode("utf-8")
 
 
 def tmp_path(path: Path) -> Path:

@@ -45,7 +45,7 @@ from facediff.config import (
 )
 from facediff.dataset import write_manifest, write_packed
 from facediff.errors import ConfigError, FacediffError, UsageError
-from facediff.files import TMP_SUFFIX, atomic_path
+from facediff.files import TMP_SUFFIX, atomic_path, read_text_bounded
 from facediff.imaging import Processed, process_chunk
 from facediff.progress import Progress, ProgressCallback, emit
 from facediff.raw_scan import (
@@ -136,7 +136,7 @@ def _previous_dataset(out: Path) -> tuple[set[str], set[str]]:
     path = out / MANIFEST_FILE
     why = None
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(read_text_bounded(path))
         names = {c.name for c in CategoryMap.from_list(manifest["categories"])}
         files = {entry["file"] for entry in manifest["images"]}
     except (OSError, UnicodeDecodeError, ValueError) as e:

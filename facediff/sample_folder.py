@@ -28,7 +28,7 @@ from facediff.categories import CategoryMap
 from facediff.checkpoint import LoadedModel, load_for_inference
 from facediff.config import SampleConfig
 from facediff.errors import FacediffError
-from facediff.files import write_json_atomic
+from facediff.files import read_text_bounded, write_json_atomic
 from facediff.imaging import ImageSkip, load_png_rgb, tensor_to_image
 from facediff.mix import Mix, parse_mix, resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
@@ -75,7 +75,7 @@ def read_record(folder: Path) -> list[Any]:
     """The entries of ``<folder>/samples.json``, oldest first; [] when it is missing or
     unreadable (a record is a convenience, never fatal)."""
     try:
-        text = (Path(folder) / RECORD_FILE).read_text(encoding="utf-8")
+        text = read_text_bounded(Path(folder) / RECORD_FILE)
         return list(json.loads(text).get("entries", []))
     except (OSError, ValueError, AttributeError, TypeError):
         return []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from evaluate_helpers import make_untrained_run, write_samples
+from PIL import Image
 from sampling_helpers import error_lines, invoke, make_run
 from train_helpers import blocks_dataset, write_dataset
 
@@ -290,3 +292,23 @@ def test_samples_json_labels_are_not_paths(tmp_path):
             judge_config=JudgeConfig(width=8, epochs=1),
         )
     assert not (tmp_path / "e").exists()
+
+
+# ---- item 4, beyond photos: JSON files facediff reads are regular files, bounded
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_json_inputs_that_are_fifos_or_devices_do_not_hang(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    fifo = tmp_path / "cats.json"
+    os.mkfifo(fifo)
+    for source in (fifo, Path("/dev/zero")):
+        result = invoke(["prepare", raw, "--out", tmp_path / "o", "--categories-file", source])
+        _one_error(result, str(source), "not a regular file")
+    folder = tmp_path / "samples"
+    (folder / "I").mkdir(parents=True)
+    Image.new("RGB", (16, 16)).save(folder / "I" / "I_0.png")
+    os.mkfifo(folder / "samples.json")
+    result = invoke(["grid", "--from-samples", folder, "--out", tmp_path / "g.png"])
+    assert result.exit_code == 0, result.output  # the record is optional: ignored, not read
