@@ -18,14 +18,8 @@ stem of another file).
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import re
 import time
 from collections import Counter
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +39,9 @@ from facediff.config import (
 )
 from facediff.dataset import write_manifest, write_packed
 from facediff.errors import ConfigError, FacediffError, UsageError
-from facediff.files import TMP_SUFFIX, atomic_path, read_text_bounded
-from facediff.imaging import Processed, process_chunk
+from facediff.files import TMP_SUFFIX, atomic_path
+from facediff.prepare_out import clear_out, remove_empty_folders
+from facediff.prepare_pool import cpu_count, run_jobs
 from facediff.progress import Progress, ProgressCallback, emit
 from facediff.raw_scan import (
     FOLDERS,
@@ -62,7 +57,6 @@ from facediff.raw_scan import (
     scan_raw,
 )
 
-_CHUNK_FILES = 64  # files per pool task: small files, so amortise the task overhead
 _DEFAULTS = PrepareConfig()
 
 
@@ -102,12 +96,6 @@ class PrepareReport:
         return self.kept + len(self.skipped)
 
 
-def _cpu_count() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
-
-
 def _check_paths(raw: Path, out: Path, size: int) -> tuple[Path, Path]:
     if not MIN_SIZE <= size <= MAX_SIZE:
         raise UsageError(f"--size must be between {MIN_SIZE} and {MAX_SIZE}, got {size}")
@@ -125,156 +113,6 @@ def _check_paths(raw: Path, out: Path, size: int) -> tuple[Path, Path]:
     if out_abs.exists() and not out_abs.is_dir():
         raise FacediffError(f"--out {out} exists and is not a folder")
     return raw_abs, out_abs
-
-
-_OUTPUT_FILE_RE = re.compile(r"^[^/\\]+/[^/\\]+\.png$")
-
-
-def _previous_dataset(out: Path) -> tuple[set[str], set[str]]:
-    """(category folder names, ``<Category>/<file>.png`` paths) a previous prepare wrote,
-    as its manifest lists them; anything else in ``out`` is not ours to delete."""
-    path = out / MANIFEST_FILE
-    why = None
-    try:
-        manifest = json.loads(read_text_bounded(path))
-        names = {c.name for c in CategoryMap.from_list(manifest["categories"])}
-        files = {entry["file"] for entry in manifest["images"]}
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-    except (KeyError, TypeError, AttributeError, FacediffError):
-        why = "it does not list the dataset's categories and images"
-    else:
-        for f in files:
-            if (
-                not isinstance(f, str)
-                or not _OUTPUT_FILE_RE.match(f)
-                or f.split("/")[0] not in names
-            ):
-                why = f"it lists {f!r}, which is not a file prepare writes"
-                break
-    if why is not None:
-        raise FacediffError(
-            f"cannot tell what the previous prepare wrote in --out {out}: {path} is unreadable "
-            f"({why}); nothing was deleted (delete the folder yourself or choose another --out)"
-        )
-    return names, files
-
-
-def _check_folder(out: Path, name: str, ours: set[str], new: bool) -> None:
-    """Refuse a category folder that is a link, or a new one holding files not ours."""
-    folder = out / name
-    if folder.is_symlink():
-        raise FacediffError(
-            f"--out {out}: {folder} is a symbolic link; prepare never writes or deletes "
-            "through links (remove the link or choose another --out)"
-        )
-    if not folder.exists():
-        return
-    if not folder.is_dir():
-        if new:
-            raise FacediffError(f"--out {out}: {folder} exists and is not a folder")
-        return
-    if new:
-        for entry in sorted(os.listdir(folder)):
-            if f"{name}/{entry}" not in ours or not (folder / entry).is_file():
-                raise FacediffError(
-                    f"--out {out}: {folder / entry} was not written by the previous prepare; "
-                    "nothing was deleted (move it or choose another --out)"
-                )
-
-
-def _clear_out(out: Path, categories: CategoryMap, force: bool) -> None:
-    """Make ``out`` an empty place for the dataset: only the files the previous prepare's
-    manifest lists are deleted, and only after checking nothing else would be touched."""
-    if not out.exists() or not any(out.iterdir()):
-        out.mkdir(parents=True, exist_ok=True)
-        return
-    if not force:
-        raise FacediffError(
-            f"--out {out} is not empty; pass --force to replace a dataset prepared there"
-        )
-    if not (out / MANIFEST_FILE).is_file():
-        raise FacediffError(
-            f"--out {out} is not empty and holds no {MANIFEST_FILE}: refusing to overwrite "
-            "a folder that is not a facediff dataset, even with --force (delete it yourself "
-            "or choose another --out)"
-        )
-    old_names, ours = _previous_dataset(out)
-    new_names = {c.name for c in categories}
-    for name in sorted(old_names | new_names):
-        _check_folder(out, name, ours, name in new_names)
-    for leftover in (PACKED_FILE, PACKED_FILE + TMP_SUFFIX, MANIFEST_FILE + TMP_SUFFIX):
-        if (out / leftover).is_dir() and not (out / leftover).is_symlink():
-            raise FacediffError(f"--out {out}: {out / leftover} is a folder; remove it first")
-    (out / MANIFEST_FILE).unlink()  # first: no manifest may describe a half-replaced set
-    for rel in sorted(ours):
-        path = out / rel
-        if path.is_symlink() or path.is_file():  # a link itself is removed, never its target
-            path.unlink()
-    for name in sorted(old_names):
-        folder = out / name
-        if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
-            folder.rmdir()
-    for leftover in (PACKED_FILE, PACKED_FILE + TMP_SUFFIX, MANIFEST_FILE + TMP_SUFFIX):
-        (out / leftover).unlink(missing_ok=True)
-
-
-def _chunks(items: list[Any], workers: int) -> list[list[Any]]:
-    per_chunk = max(1, min(_CHUNK_FILES, math.ceil(len(items) / max(1, workers * 4))))
-    return [items[i : i + per_chunk] for i in range(0, len(items), per_chunk)]
-
-
-class _Results:
-    """Decoded images land in one preallocated N×3×S×S buffer, at their job's index."""
-
-    def __init__(self, count: int, size: int) -> None:
-        self.images = np.zeros((count, 3, size, size), dtype=np.uint8)
-        self.reasons: list[str | None] = [None] * count
-        self.sides = [0] * count  # the source's smaller side
-        self.done = 0
-
-    def store(self, start: int, chunk: list[Processed]) -> None:
-        for j, (array, reason, side) in enumerate(chunk, start):
-            if array is None:
-                self.reasons[j] = reason
-            else:
-                self.images[j] = array.transpose(2, 0, 1)
-                self.sides[j] = side
-        self.done += len(chunk)
-
-
-def _run_jobs(
-    jobs: list[tuple[str, str]],
-    size: int,
-    shape: tuple[int, int, float],  # max_pixels, min_side, max_aspect
-    workers: int,
-    progress: ProgressCallback | None,
-) -> _Results:
-    """Decode, resize and save every job; results in job order whatever the completion order."""
-    chunks = _chunks(jobs, workers)
-    starts = np.cumsum([0] + [len(c) for c in chunks]).tolist()
-    results = _Results(len(jobs), size)
-    emit(progress, Progress("prepare", 0, len(jobs)))
-    if workers == 1 or len(chunks) == 1:
-        for i, chunk in enumerate(chunks):
-            results.store(starts[i], process_chunk(chunk, size, *shape))
-            emit(progress, Progress("prepare", results.done, len(jobs)))
-        return results
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(chunks)))
-    try:
-        futures: dict[Future, int] = {
-            pool.submit(process_chunk, chunk, size, *shape): i for i, chunk in enumerate(chunks)
-        }
-        for future in as_completed(futures):
-            results.store(starts[futures[future]], future.result())
-            emit(progress, Progress("prepare", results.done, len(jobs)))
-    except BrokenProcessPool:
-        raise FacediffError(
-            "an image decoder process died; run with --workers 1 to find the file"
-        ) from None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return results
 
 
 def _reason_kind(reason: str) -> str:
@@ -398,22 +236,16 @@ def prepare(
     skipped += duplicates
     if not unique:
         raise FacediffError(f"no images found in {raw}: {_skip_summary(skipped)}")
-    _clear_out(out_abs, categories, force)
+    clear_out(out_abs, categories, force)
     files = _output_files(unique, categories)
-    for name in sorted({f.split("/")[0] for f in files}):
-        folder = out_abs / name
-        if folder.is_symlink():  # checked in _clear_out when --out held a dataset; be sure
-            raise FacediffError(
-                f"--out {out}: {folder} is a symbolic link; prepare never writes through links"
-            )
-        folder.mkdir(exist_ok=True)
+    _make_folders(out_abs, files)
     jobs = [(str(s.path), str(out_abs / f)) for (s, _), f in zip(unique, files)]
     shape = (max_pixels, min_side, max_aspect)
-    results = _run_jobs(jobs, size, shape, workers or _cpu_count(), progress)
+    results = run_jobs(jobs, size, shape, workers or cpu_count(), progress)
     kept, kept_labels, entries, failed = _collect(unique, files, results.reasons, categories)
     skipped = sorted(skipped + failed, key=lambda s: s.source)
     if not kept:
-        _remove_empty_folders(out_abs, categories)
+        remove_empty_folders(out_abs, categories)
         raise FacediffError(f"no usable images in {raw}: {_skip_summary(skipped)}")
     packed = results.images if len(kept) == len(jobs) else results.images[kept]
     packed_sha256 = _write_packed(out_abs, packed, kept_labels)
@@ -425,15 +257,8 @@ def prepare(
     sides = [results.sides[j] for j in kept]
     upscaled = sum(side < size for side in sides)
     if upscaled:
-        emit(
-            progress,
-            Progress(
-                "prepare",
-                len(jobs),
-                len(jobs),
-                message=_upscale_warning(upscaled, len(kept), size, min(sides)),
-            ),
-        )
+        message = _upscale_warning(upscaled, len(kept), size, min(sides))
+        emit(progress, Progress("prepare", len(jobs), len(jobs), message=message))
     return PrepareReport(
         raw=raw_abs,
         out=out_abs,
@@ -446,6 +271,18 @@ def prepare(
         upscaled=upscaled,
         smallest_side=min(sides),
     )
+
+
+def _make_folders(out: Path, files: list[str]) -> None:
+    """The category folders of ``files``; never through a link (clear_out checks them when
+    --out held a dataset; this makes sure for a fresh --out too)."""
+    for name in sorted({f.split("/")[0] for f in files}):
+        folder = out / name
+        if folder.is_symlink():
+            raise FacediffError(
+                f"--out {out}: {folder} is a symbolic link; prepare never writes through links"
+            )
+        folder.mkdir(exist_ok=True)
 
 
 def describe_layout(layout: str) -> str:
@@ -472,13 +309,6 @@ def _skip_summary(skipped: list[Skipped]) -> str:
     kinds = Counter(s.kind for s in skipped)
     details = ", ".join(f"{k}: {n}" for k, n in sorted(kinds.items()))
     return f"{len(skipped)} files skipped ({details})"
-
-
-def _remove_empty_folders(out: Path, categories: CategoryMap) -> None:
-    for c in categories:
-        folder = out / c.name
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
 
 
 __all__ = ["CategoryCounts", "PrepareReport", "Skipped", "image_stem", "prepare"]
