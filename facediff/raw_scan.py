@@ -14,12 +14,14 @@ Three layouts say which category a photo belongs to:
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from facediff.categories import CategoryMap
 from facediff.errors import FacediffError
+from facediff.files import read_text_bounded
 from facediff.imaging import IMAGE_EXTENSIONS, ImageSkip, sha256_regular
 
 NOT_IMAGE_FILE = "not an image file"
@@ -91,8 +93,10 @@ def category_folders(raw: Path, categories: CategoryMap) -> dict[str, int]:
 def read_labels(path: Path, raw: Path, categories: CategoryMap) -> dict[str, int | str]:
     """``file,category`` rows → {path relative to raw: label, or the unknown category's name}."""
     try:
-        with Path(path).open(newline="", encoding="utf-8-sig") as f:
-            rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
+        # A bounded read of a regular file: a FIFO or /dev/zero is an error, not a hang.
+        text = read_text_bounded(Path(path)).removeprefix("\ufeff")
+        lines = io.StringIO(text, newline="")
+        rows = [row for row in csv.reader(lines) if row and any(cell.strip() for cell in row)]
     except FileNotFoundError:
         raise FacediffError(f"labels file not found: {path}") from None
     except (OSError, UnicodeDecodeError, csv.Error) as e:

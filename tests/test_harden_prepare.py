@@ -135,6 +135,18 @@ def test_fifo_and_dev_zero_are_skipped_not_read(raw, tmp_path):
     assert skipped == {"indian_x.jpg": "not a regular file", "asian_zero.jpg": "not a regular file"}
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_or_dev_zero_as_labels_file_is_an_error_not_a_hang(raw, tmp_path):
+    os.mkfifo(tmp_path / "labels.csv")
+    (tmp_path / "zero.csv").symlink_to("/dev/zero")
+    for labels in ("labels.csv", "zero.csv"):
+        out = tmp_path / f"out-{labels}"
+        proc = _cli("prepare", str(raw), "--out", str(out), "--labels", str(tmp_path / labels))
+        assert proc.returncode == 1, proc.stderr
+        _one_error(proc, "labels file", labels)
+        assert not (out / MANIFEST_FILE).exists()
+
+
 def test_an_oversized_file_is_skipped_unread(raw, tmp_path, monkeypatch):
     import facediff.imaging as imaging
 
