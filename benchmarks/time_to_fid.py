@@ -101,6 +101,7 @@ def prepare_work(data_dir: Path, work: Path, fraction: float) -> dict:
     )
     info = {
         "source": str(data_dir),
+        "fraction": fraction,
         "size": data.size,
         "categories": data.categories.to_list(),
         "train": len(train_idx),
@@ -116,8 +117,8 @@ def prepare_work(data_dir: Path, work: Path, fraction: float) -> dict:
 def train_for(run: Path, data: Path, budget_s: float, flags: list[str], cpu: bool) -> dict:
     cmd = [sys.executable, "-m", "facediff", "train", str(data), "--out", str(run)]
     cmd += ["--time-budget", f"{budget_s:.3f}s", "--epochs", "100000", *flags]
-    if cpu:
-        cmd += ["--device", "cpu", "--preset", "tiny"] if "--preset" not in flags else []
+    if cpu:  # the tiny preset unless the recipe names one
+        cmd += ["--device", "cpu", *([] if "--preset" in flags else ["--preset", "tiny"])]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -235,7 +236,7 @@ def score(work: Path, rows: list[dict], use_judge: bool, heldout_from: Path | No
     floor["mean_rgb"] = [round(v) for v in mean_rgb(real)]
     if real_feats is not None:
         g = torch.Generator().manual_seed(0)
-        n_fake = len(load_file(str(work / rows[0]["samples"]))["labels"]) if rows else 1000
+        n_fake = sum(rows[0]["per_category"]) if rows else 1000
         pick = torch.randperm(len(train.images), generator=g)[:n_fake]
         floor["fid"], floor["kid_x1e3"] = fid_kid(net, train.images[pick], real_feats)
     print_table(rows, floor)
@@ -272,8 +273,6 @@ def run(args: argparse.Namespace) -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     info = prepare_work(Path(args.data), work, args.holdout)
-    info["fraction"] = args.holdout
-    (work / "split.json").write_text(json.dumps(info, indent=2))
     per_category = proportional(info["heldout_per_category"], args.samples)
     budgets = [float(b) for b in args.budgets.split(",")]
     recipes = dict(RECIPES)

@@ -26,16 +26,6 @@ def parse_duration(text: str, what: str = "duration") -> float:
     return seconds
 
 
-def format_duration(seconds: float) -> str:
-    """``3725`` → ``1h02m05s`` (for messages)."""
-    total = round(seconds)
-    h, rest = divmod(total, 3600)
-    m, s = divmod(rest, 60)
-    if h:
-        return f"{h}h{m:02d}m{s:02d}s"
-    return f"{m}m{s:02d}s" if m else f"{s}s"
-
-
 def seconds_since_process_start() -> float:
     """Wall time since this process started (Linux ``/proc``; 0.0 where unavailable), so a
     time budget given on the command line includes the interpreter's start-up and imports."""

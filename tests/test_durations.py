@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from facediff.durations import format_duration, parse_duration
+from facediff.durations import parse_duration
 from facediff.errors import FacediffError
 
 
@@ -19,9 +19,3 @@ def test_parses(text, seconds):
 def test_refuses_naming_the_option(text):
     with pytest.raises(FacediffError, match="--time-budget"):
         parse_duration(text, "--time-budget")
-
-
-def test_formats():
-    assert format_duration(5) == "5s"
-    assert format_duration(125) == "2m05s"
-    assert format_duration(3725) == "1h02m05s"

@@ -28,6 +28,11 @@ def colour_statistics(images: torch.Tensor) -> np.ndarray:
     return torch.cat([x.mean(dim=2), x.std(dim=2)], dim=1).numpy()
 
 
+def _mahalanobis(stats: np.ndarray, mean: np.ndarray, inv_cov: np.ndarray) -> np.ndarray:
+    d = stats - mean
+    return np.sqrt(np.einsum("ni,ij,nj->n", d, inv_cov, d).clip(min=0))
+
+
 @dataclass(frozen=True)
 class ColourReference:
     """The real photos' colour statistics: mean, inverse covariance and ellipse radius."""
@@ -38,8 +43,7 @@ class ColourReference:
     coverage: float
 
     def distances(self, images: torch.Tensor) -> np.ndarray:
-        d = colour_statistics(images) - self.mean
-        return np.sqrt(np.einsum("ni,ij,nj->n", d, self.inv_cov, d).clip(min=0))
+        return _mahalanobis(colour_statistics(images), self.mean, self.inv_cov)
 
     def cast_rate(self, images: torch.Tensor) -> float:
         """Share of ``images`` outside the real photos' ellipse (nan for no images)."""
@@ -63,9 +67,7 @@ def fit_colour_reference(real: torch.Tensor, coverage: float = DEFAULT_COVERAGE)
     # A small ridge keeps the inverse finite for flat synthetic images (zero variance).
     cov = np.cov(stats, rowvar=False) + np.eye(stats.shape[1]) * 1e-8
     inv_cov = np.linalg.inv(cov)
-    d = stats - mean
-    dist = np.sqrt(np.einsum("ni,ij,nj->n", d, inv_cov, d).clip(min=0))
-    radius = float(np.quantile(dist, coverage))
+    radius = float(np.quantile(_mahalanobis(stats, mean, inv_cov), coverage))
     return ColourReference(mean=mean, inv_cov=inv_cov, radius=radius, coverage=coverage)
 
 
