@@ -67,6 +67,8 @@ class ModelConfig:
     dropout: float = 0.0
     resnet_time_scale_shift: str = "scale_shift"
     num_categories: int = 3  # the UNet gets num_categories + 1 class embeddings (last = null)
+    # Values per attribute (facediff/attributes.py), null excluded; () = category only.
+    attribute_sizes: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -130,6 +130,50 @@ def _normalise(raw: list[float], spec: str) -> tuple[float, ...]:
     return weights
 
 
+# ------------------------------------------------------------------ attribute embeddings
+
+
+class SummedEmbedding(torch.nn.Module):
+    """The class embedding of a model with attributes: one table whose rows are the
+    categories and ∅, then each attribute's values and its ∅, in that order.
+
+    ``forward`` takes labels N×(1+A) (category, then one value index per attribute,
+    each counted from 0 with its null last) and returns the sum of the rows they pick;
+    1-D labels (N) pick one row, exactly like the ``nn.Embedding`` it replaces. It
+    holds the replaced embedding's ``weight`` parameter itself, so the UNet's state dict
+    (``class_embedding.weight``) is unchanged and a plain ``UNet2DModel`` with
+    ``num_class_embeds = Σ sizes`` loads the same file.
+    """
+
+    def __init__(self, weight: torch.nn.Parameter, sizes: Sequence[int]) -> None:
+        super().__init__()
+        sizes = tuple(int(s) for s in sizes)
+        if sum(sizes) != weight.shape[0]:
+            raise ValueError(f"embedding rows {weight.shape[0]} != sum of sizes {sizes}")
+        self.sizes = sizes
+        self.weight = weight
+        offsets = torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0)
+        self.register_buffer("offsets", offsets, persistent=False)
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        if labels.ndim == 1:
+            return torch.nn.functional.embedding(labels, self.weight)
+        rows = labels + self.offsets.to(labels.device)
+        return torch.nn.functional.embedding(rows, self.weight).sum(1)
+
+
+def attach_attributes(unet: torch.nn.Module, sizes: Sequence[int]) -> torch.nn.Module:
+    """Give ``unet`` a :class:`SummedEmbedding` over its own class table (in place);
+    ``sizes`` are ``(C + 1, V₁ + 1, …)``. With one size (no attributes) the UNet is
+    left exactly as it is. Returns ``unet``."""
+    sizes = tuple(int(s) for s in sizes)
+    current = unet.class_embedding
+    if len(sizes) <= 1 or isinstance(current, SummedEmbedding):
+        return unet
+    unet.class_embedding = SummedEmbedding(current.weight, sizes)
+    return unet
+
+
 # ------------------------------------------------------------------ guidance
 
 

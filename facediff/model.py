@@ -7,12 +7,17 @@ from typing import Any
 import torch
 from diffusers import UNet2DModel
 
+from facediff.attributes import embedding_sizes
 from facediff.config import ModelConfig
+from facediff.guidance import attach_attributes
 
 
 def build_unet(cfg: ModelConfig) -> UNet2DModel:
-    """A UNet with ``num_categories + 1`` class embeddings; the last one is the null class."""
-    return UNet2DModel(
+    """A UNet with ``num_categories + 1`` class embeddings (the last one is the null
+    class) and, with attributes, each attribute's values and null after them, summed
+    by :class:`facediff.guidance.SummedEmbedding`."""
+    sizes = embedding_sizes(cfg.num_categories, cfg.attribute_sizes)
+    unet = UNet2DModel(
         sample_size=cfg.sample_size,
         in_channels=3,
         out_channels=3,
@@ -24,8 +29,9 @@ def build_unet(cfg: ModelConfig) -> UNet2DModel:
         norm_num_groups=cfg.norm_num_groups,
         dropout=cfg.dropout,
         resnet_time_scale_shift=cfg.resnet_time_scale_shift,
-        num_class_embeds=cfg.num_categories + 1,
+        num_class_embeds=sum(sizes),
     )
+    return attach_attributes(unet, sizes)
 
 
 def count_parameters(model: torch.nn.Module) -> int:
