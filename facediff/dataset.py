@@ -1,7 +1,9 @@
 """The prepared dataset: the packed tensor file and its manifest (format: docs/architecture.md).
 
-``<data>/dataset.safetensors`` holds ``images`` (uint8, N×3×S×S) and ``labels``
-(int64, N); ``<data>/manifest.json`` describes them. Training reads only these two
+``<data>/dataset.safetensors`` holds ``images`` (uint8, N×3×S×S), ``labels``
+(int64, N) and, when prepared with attributes, ``attributes`` (int64, N×A: the value
+index of each attribute in the manifest's ``"attributes"`` list, -1 when unknown);
+``<data>/manifest.json`` describes them. Training reads only these two
 files, in one read, so the whole set can live in (GPU) memory.
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
 from facediff.config import DATASET_VERSION, MANIFEST_FILE, PACKED_FILE
 from facediff.errors import DataError, FacediffError
@@ -31,6 +34,10 @@ class PreparedData:
     size: int
     manifest: dict[str, Any]
     path: Path
+    #: The attributes the images are labelled with (empty: category only).
+    attributes: AttributeSet = field(default_factory=AttributeSet)
+    #: int64 N×A value indices (order of ``attributes``), -1 unknown; None without attributes.
+    attribute_labels: torch.Tensor | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -49,12 +56,23 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def write_packed(path: Path, images: torch.Tensor, labels: torch.Tensor) -> str:
-    """Write the packed file deterministically; return its sha256."""
+def write_packed(
+    path: Path,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    attributes: torch.Tensor | None = None,
+) -> str:
+    """Write the packed file deterministically; return its sha256. ``attributes``
+    (N×A value indices, -1 unknown) is stored only when given."""
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise ValueError("images must be uint8 N×3×S×S")
+    tensors = {"images": images.contiguous(), "labels": labels.to(torch.int64).contiguous()}
+    if attributes is not None:
+        if attributes.ndim != 2 or attributes.shape[0] != images.shape[0]:
+            raise ValueError("attributes must be N×A")
+        tensors["attributes"] = attributes.to(torch.int64).contiguous()
     save_file(
-        {"images": images.contiguous(), "labels": labels.to(torch.int64).contiguous()},
+        tensors,
         str(path),
         metadata={"facediff_dataset_version": str(DATASET_VERSION)},
     )
@@ -96,7 +114,8 @@ def load_prepared(data_dir: Path) -> PreparedData:
         categories = CategoryMap.from_list(manifest["categories"])
         size = int(manifest["size"])
         expected = int(manifest["packed"]["count"])
-    except (KeyError, TypeError, ValueError, FacediffError) as e:
+        attributes = AttributeSet.from_list(manifest.get("attributes"))
+    except (KeyError, TypeError, ValueError, AttributeError, FacediffError) as e:
         raise DataError(f"corrupt manifest {data_dir / MANIFEST_FILE}: {e}") from None
     packed = data_dir / PACKED_FILE
     if not packed.is_file():
@@ -124,4 +143,36 @@ def load_prepared(data_dir: Path) -> PreparedData:
         size=size,
         manifest=manifest,
         path=data_dir,
+        attributes=attributes,
+        attribute_labels=_attribute_labels(
+            tensors.get("attributes"), attributes, len(labels), packed
+        ),
     )
+
+
+def _attribute_labels(
+    found: torch.Tensor | None, attributes: AttributeSet, count: int, packed: Path
+) -> torch.Tensor | None:
+    """The packed ``attributes`` tensor, checked against the manifest's attribute list."""
+    if not attributes:
+        if found is not None:
+            raise DataError(f"packed file {packed} has attribute labels its manifest does not list")
+        return None
+    if found is None:
+        raise DataError(
+            f"packed file {packed} lacks the attribute labels its manifest lists "
+            f"({', '.join(attributes.names)}): prepare the raw folder again"
+        )
+    n = len(attributes)
+    if found.dtype != torch.int64 or tuple(found.shape) != (count, n):
+        raise DataError(
+            f"packed file {packed}: attribute labels must be int64 {count}×{n} "
+            f"({', '.join(attributes.names)}), got {found.dtype} {tuple(found.shape)}"
+        )
+    for j, a in enumerate(attributes):
+        column = found[:, j]
+        if len(column) and (int(column.min()) < -1 or int(column.max()) >= len(a.values)):
+            raise DataError(
+                f"packed file {packed} has {a.name} labels outside -1..{len(a.values) - 1}"
+            )
+    return found

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from facediff.attributes import AttributeSet
 from facediff.categories import DEFAULT_CATEGORIES, CategoryMap
 from facediff.config import PACKED_FILE, TrainConfig
 from facediff.dataset import write_manifest, write_packed
@@ -29,13 +30,19 @@ def write_dataset(
     labels: torch.Tensor,
     categories: CategoryMap = DEFAULT_CATEGORIES,
     version: int = 1,
+    attributes: AttributeSet | None = None,
+    attribute_labels: torch.Tensor | None = None,
 ) -> Path:
+    """A prepared dataset on disk; with ``attributes`` (and N×A ``attribute_labels``,
+    -1 unknown) it carries attribute labels like ``prepare --attributes``."""
     out.mkdir(parents=True, exist_ok=True)
-    sha = write_packed(out / PACKED_FILE, images, labels)
+    sha = write_packed(out / PACKED_FILE, images, labels, attribute_labels)
     counts = torch.bincount(labels, minlength=len(categories)).tolist()
+    extra = {"attributes": attributes.to_list()} if attributes else {}
     write_manifest(
         out,
         {
+            **extra,
             "facediff_dataset_version": version,
             "size": int(images.shape[-1]),
             "categories": [{**c, "count": n} for c, n in zip(categories.to_list(), counts)],
