@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +31,15 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
+from facediff.attribute_request import AttributeRequest, resolve_request
+from facediff.attributes import AttributeSet, embedding_sizes
 from facediff.checkpoint import LoadedModel
 from facediff.config import SAMPLERS, SampleConfig
 from facediff.device import enable_fast_math, resolve_device, resolve_precision
 from facediff.errors import UsageError, invalid
 from facediff.guidance import (
     Conditions,
+    attach_attributes,
     blended_row,
     conditions,
     denoise,
@@ -95,6 +98,26 @@ class Denoiser:
     null_label: int
     sample_size: int
     compiled: bool
+    attributes: AttributeSet = dataclasses.field(default_factory=AttributeSet)
+
+    def request(
+        self,
+        attributes: Mapping[str, str | None] | AttributeRequest | None = None,
+        guidance: Mapping[str, float] | None = None,
+    ) -> AttributeRequest:
+        """Check a request of attribute values (and per-attribute guidance scales)
+        against this model's attributes (see :func:`resolve_request`)."""
+        if isinstance(attributes, AttributeRequest):
+            if guidance:
+                return resolve_request(self.attributes, attributes.values, guidance)
+            return attributes
+        return resolve_request(self.attributes, attributes, guidance)
+
+
+def model_attributes(loaded: LoadedModel) -> AttributeSet:
+    """The attributes ``loaded`` was trained with (empty for a category-only model)."""
+    attributes = getattr(loaded, "attributes", None)
+    return attributes if isinstance(attributes, AttributeSet) else AttributeSet()
 
 
 def prepare_denoiser(
@@ -113,7 +136,10 @@ def prepare_denoiser(
     dev = device if isinstance(device, torch.device) else resolve_device(device or "auto")
     dtype = resolve_precision(precision, dev)
     enable_fast_math(dev)
+    attributes = model_attributes(loaded)
     module = loaded.unet
+    if attributes:  # a plain UNet2DModel (an export) sums its class table once attached
+        attach_attributes(module, embedding_sizes(len(loaded.categories), attributes.sizes))
     param = next(module.parameters())
     if param.device != dev or param.dtype != dtype:
         # nn.Module.to, not ModelMixin.to: the latter warns about fp32-only modules (none here).
@@ -131,12 +157,30 @@ def prepare_denoiser(
         null_label=loaded.categories.null_label,
         sample_size=int(loaded.model_config.sample_size),
         compiled=compile,
+        attributes=attributes,
     )
 
 
-def mix_conditions(mix: Mix, mode: str, guidance: float, null_label: int) -> Conditions:
-    """The conditions evaluated for ``mix`` (see :func:`facediff.guidance.conditions`)."""
-    return conditions(mix.indices, mix.weights, mode, guidance, null_label)
+def mix_conditions(
+    mix: Mix,
+    mode: str,
+    guidance: float,
+    null_label: int,
+    request: AttributeRequest | None = None,
+) -> Conditions:
+    """The conditions evaluated for ``mix`` under an attribute ``request`` (see
+    :func:`facediff.guidance.conditions`)."""
+    request = request or AttributeRequest()
+    return conditions(
+        mix.indices,
+        mix.weights,
+        mode,
+        guidance,
+        null_label,
+        attributes=request.indices,
+        nulls=request.nulls,
+        attribute_scales=request.scales,
+    )
 
 
 def seeded_noise(seeds: Sequence[int], size: int) -> tuple[list[torch.Generator], torch.Tensor]:
@@ -200,10 +244,18 @@ def generate(
     seeds: Sequence[int],
     config: SampleConfig | None = None,
     *,
+    attributes: Mapping[str, str | None] | AttributeRequest | None = None,
+    attribute_guidance: Mapping[str, float] | None = None,
     progress: ProgressCallback | None = None,
     **settings: Any,
 ) -> torch.Tensor:
     """Generate ``len(seeds)`` images of ``mix``: uint8 N×3×S×S on the CPU.
+
+    ``attributes`` maps attribute names to requested values (``{"gender": "female",
+    "age": "60-69"}``; an age such as ``"63"`` picks its bucket); the others are left
+    free (their null). They ride along with every category term unless
+    ``attribute_guidance`` gives one its own scale (``{"gender": 5.0}``), which makes it
+    a term of its own. A model without attributes refuses any request.
 
     Sampled with ``config`` (default :class:`SampleConfig`), any ``settings`` replacing
     its fields: ``generate(model, mix, seeds, steps=10)``. Its ``n`` and ``seed`` are not
@@ -228,9 +280,10 @@ def generate(
         )
     seeds = [int(s) for s in seeds]
     check_seeds(seeds)
-    cond = mix_conditions(mix, c.mix_mode, float(c.guidance), den.null_label)
+    request = den.request(attributes, attribute_guidance)
+    cond = mix_conditions(mix, c.mix_mode, float(c.guidance), den.null_label, request)
     chunks = []
-    task = f"sample {mix.label}"
+    task = f"sample {request.label(mix.label)}"
     emit(progress, Progress(task, 0, len(seeds)))
     with blended_row(den.module, cond), torch.inference_mode():
         batch_size = min(c.batch_size, max(1, len(seeds)))
@@ -254,13 +307,17 @@ def generate_each(
     seeds: Sequence[int],
     config: SampleConfig,
     *,
+    attributes: Mapping[str, str | None] | AttributeRequest | None = None,
+    attribute_guidance: Mapping[str, float] | None = None,
     progress: ProgressCallback | None = None,
 ) -> Iterator[tuple[Mix, torch.Tensor]]:
-    """``(mix, images)`` for each mix in turn, sampled with ``config``'s settings.
+    """``(mix, images)`` for each mix in turn, sampled with ``config``'s settings and
+    the attribute request (see :func:`generate`).
 
     Progress is reported as one ``sample`` task over all mixes.
     """
     total = len(mixes) * len(seeds)
+    request = den.request(attributes, attribute_guidance)  # checked before the first mix
     for k, mix in enumerate(mixes):
         done = k * len(seeds)
         relay = (
@@ -270,5 +327,5 @@ def generate_each(
                 Progress("sample", done + e.completed, total, e.info, e.message)
             )
         )
-        images = generate(den, mix, seeds, config, progress=relay)
+        images = generate(den, mix, seeds, config, attributes=request, progress=relay)
         yield mix, images

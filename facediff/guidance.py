@@ -19,6 +19,14 @@ Guidance:
 - ``blend`` — one class embedding ``Σ wᵢ·E[cᵢ]`` guided against ∅; one row of the
   UNet's embedding table holds the blend only while sampling, then is restored.
 
+Attributes (a model whose class embedding is a :class:`SummedEmbedding`): each evaluated
+condition is a label row ``(category, a₁, …, a_A)``, ∅ being every column's null. The
+requested attributes ride along with every category term by default (the joint
+condition ``(cᵢ, A)`` against the all-null ∅); an attribute given its own scale ``sₐ``
+becomes its own term ``sₐ·(ε(x,(∅,a)) − ε(x,∅))`` in the same forward instead
+(composable like the mix's categories). Rows of length 1 (no attributes) are passed to
+the UNet as the plain 1-D labels of a category-only model.
+
 With ``guidance == 1`` the unconditional branch cancels and is not evaluated. For
 ``v_prediction`` models the same linear combination is applied to the model outputs.
 """
@@ -197,28 +205,68 @@ def check_settings(
 
 @dataclass(frozen=True)
 class Conditions:
-    """The labels evaluated at each step and how their outputs are combined."""
+    """The label rows evaluated at each step and how their outputs are combined."""
 
-    labels: tuple[int, ...]  # class labels, conditional ones first, then ∅ if used
-    weights: tuple[float, ...]  # one per conditional label
-    unconditional: bool  # whether the last label is ∅
+    # Label rows (category, then one value index per attribute): the category terms,
+    # then the attribute terms, then ∅ if used. Rows of length 1: no attributes.
+    labels: tuple[tuple[int, ...], ...]
+    weights: tuple[float, ...]  # one per category term (scaled by the guidance)
+    unconditional: bool  # whether the last row is ∅
     blend: tuple[tuple[int, ...], tuple[float, ...]] | None  # blend mode: (indices, weights)
+    attribute_scales: tuple[float, ...] = ()  # one per attribute term: its own scale
 
 
 def conditions(
-    indices: Sequence[int], weights: Sequence[float], mode: str, guidance: float, null_label: int
+    indices: Sequence[int],
+    weights: Sequence[float],
+    mode: str,
+    guidance: float,
+    null_label: int,
+    *,
+    attributes: Sequence[int] = (),
+    nulls: Sequence[int] = (),
+    attribute_scales: Sequence[float | None] = (),
 ) -> Conditions:
     """What to evaluate for a mix of ``indices`` with ``weights`` in mix ``mode``
-    (checked by :func:`check_settings`)."""
+    (checked by :func:`check_settings`).
+
+    For a model with attributes, ``attributes`` holds the requested value index of each
+    (its null, from ``nulls``, when left free) and ``attribute_scales`` (default: all
+    None) each one's own guidance scale, or None to ride along with the category terms.
+    Raises ``ValueError`` for mismatched lengths, a scale for a free attribute or a
+    scale that is not a finite number >= 0.
+    """
     indices, weights = tuple(int(i) for i in indices), tuple(float(w) for w in weights)
-    unconditional = guidance != 1.0
+    attributes, nulls = tuple(int(a) for a in attributes), tuple(int(n) for n in nulls)
+    scales = tuple(attribute_scales) or (None,) * len(nulls)
+    if not len(attributes) == len(nulls) == len(scales):
+        raise ValueError(
+            f"{len(attributes)} attribute values, {len(nulls)} nulls and {len(scales)} "
+            "scales: one of each per attribute"
+        )
+    for j, (a, n, sc) in enumerate(zip(attributes, nulls, scales)):
+        if not 0 <= a <= n:
+            raise ValueError(f"attribute {j}: value index {a} is outside 0..{n}")
+        if sc is not None and not (math.isfinite(sc) and sc >= 0):
+            raise ValueError(f"attribute {j}: guidance scale must be a finite number >= 0")
+        if sc is not None and a == n:
+            raise ValueError(f"attribute {j} has its own guidance scale but no requested value")
+    joint = tuple(n if sc is not None else a for a, n, sc in zip(attributes, nulls, scales))
+    own = [(j, float(sc)) for j, sc in enumerate(scales) if sc is not None]
+    attribute_rows = tuple(
+        (null_label, *(attributes[k] if k == j else n for k, n in enumerate(nulls)))
+        for j, _ in own
+    )
+    unconditional = guidance != 1.0 or bool(own)
     blend = None
     if mode == "blend" and len(indices) > 1:
         # One label whose embedding row holds Σ wᵢ E[cᵢ] while sampling.
         blend = (indices, weights)
         indices, weights = (indices[0],), (1.0,)
-    labels = (*indices, null_label) if unconditional else indices
-    return Conditions(labels, weights, unconditional, blend)
+    rows = tuple((i, *joint) for i in indices) + attribute_rows
+    if unconditional:
+        rows += ((null_label, *nulls),)
+    return Conditions(rows, weights, unconditional, blend, tuple(sc for _, sc in own))
 
 
 @contextlib.contextmanager
@@ -246,9 +294,11 @@ def blended_row(module: torch.nn.Module, cond: Conditions) -> Iterator[None]:
 
 
 def guide(outputs: torch.Tensor, cond: Conditions, guidance: float, batch: int) -> torch.Tensor:
-    """Combine the stacked outputs ``[ε(x,c₁); …; ε(x,c_K); ε(x,∅)]`` (module docstring).
+    """Combine the stacked outputs ``[ε(x,c₁); …; ε(x,c_K); ε(x,a₁); …; ε(x,∅)]`` (module
+    docstring): ``ε(x,∅) + s·Σ wᵢ(ε(x,cᵢ) − ε(x,∅)) + Σ sₐ(ε(x,a) − ε(x,∅))``.
 
-    Without the unconditional branch (guidance 1) this is ``Σ wᵢ ε(x,cᵢ)``.
+    Without the unconditional branch (guidance 1, no attribute terms) this is
+    ``Σ wᵢ ε(x,cᵢ)``.
     """
     parts = outputs.float().split(batch)
     k = len(cond.weights)
@@ -257,11 +307,15 @@ def guide(outputs: torch.Tensor, cond: Conditions, guidance: float, batch: int) 
         for w, e in zip(cond.weights[1:], parts[1:k]):
             out = out + w * e
         return out
-    uncond = parts[k]
+    m = len(cond.attribute_scales)
+    uncond = parts[k + m]
     delta = cond.weights[0] * (parts[0] - uncond)
     for w, e in zip(cond.weights[1:], parts[1:k]):
         delta = delta + w * (e - uncond)
-    return uncond + guidance * delta
+    out = uncond + guidance * delta
+    for sc, e in zip(cond.attribute_scales, parts[k : k + m]):
+        out = out + sc * (e - uncond)
+    return out
 
 
 # ------------------------------------------------------------------ noise and the loop
@@ -305,8 +359,8 @@ def denoise(
 ) -> torch.Tensor:
     """Run a diffusers ``scheduler`` from ``noise`` (on the model's device) to x₀.
 
-    ``net`` is a ``UNet2DModel`` (or compiled one); each step evaluates every label of
-    ``cond`` in one batched forward and combines the outputs with :func:`guide`.
+    ``net`` is a ``UNet2DModel`` (or compiled one); each step evaluates every label row
+    of ``cond`` in one batched forward and combines the outputs with :func:`guide`.
     Stochastic schedulers draw their step noise from ``generator`` (per image when it
     is a list). Returns float32 images in model space ([-1, 1] for a trained model).
     ``progress`` may wrap the step indices (e.g. a progress bar).
@@ -316,7 +370,10 @@ def denoise(
     x = noise * scheduler.init_noise_sigma
     batch = x.shape[0]
     n_cond = len(cond.labels)
-    labels = torch.tensor(cond.labels, device=x.device).repeat_interleave(batch)
+    rows = torch.tensor(cond.labels, dtype=torch.long, device=x.device)
+    if rows.shape[1] == 1:  # no attributes: the 1-D labels of a category-only model
+        rows = rows[:, 0]
+    labels = rows.repeat_interleave(batch, dim=0)
     step_kwargs = {"generator": generator} if generator is not None else {}
     if not _takes_generator(scheduler):
         step_kwargs = {}

@@ -72,17 +72,17 @@ def test_guide_formula():
     b = 3
     c1, c2, u = torch.randn(3, b, 3, 4, 4).unbind(0)
     cond = mix_conditions(parse_mix("O:0.25,E:0.75", CATS), "compose", 4.0, NULL)
-    assert cond.labels == (1, 2, NULL)
+    assert cond.labels == ((1,), (2,), (NULL,))
     got = guide(torch.cat([c1, c2, u]), cond, 4.0, b)
     want = u + 4.0 * (0.25 * (c1 - u) + 0.75 * (c2 - u))
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
     # One category is ordinary classifier-free guidance.
     single = mix_conditions(parse_mix("I", CATS), "compose", 4.0, NULL)
-    assert single.labels == (0, NULL)
+    assert single.labels == ((0,), (NULL,))
     assert torch.equal(guide(torch.cat([c1, u]), single, 4.0, b), u + 4.0 * (c1 - u))
     # guidance 1: no unconditional branch at all.
     g1 = mix_conditions(parse_mix("O:0.25,E:0.75", CATS), "compose", 1.0, NULL)
-    assert g1.labels == (1, 2)
+    assert g1.labels == ((1,), (2,))
     torch.testing.assert_close(guide(torch.cat([c1, c2]), g1, 1.0, b), 0.25 * c1 + 0.75 * c2)
 
 
