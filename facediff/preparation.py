@@ -1,7 +1,8 @@
 """``prepare``: a raw folder of photos → a prepared dataset (docs/architecture.md).
 
 Which category each photo is comes from file-name prefixes, a folder per category or a
-labels file (:mod:`facediff.raw_scan`).
+labels file (:mod:`facediff.raw_scan`); attribute labels (age, gender, …), when asked for,
+from UTKFace file names or a CSV (:mod:`facediff.prepare_attributes`).
 
 The raw folder is only ever read. Every file is accounted for: kept, or skipped with a
 reason recorded in the manifest. The output is a function of the input files alone
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 
 from facediff import __version__
+from facediff.attributes import AttributeSet
 from facediff.categories import DEFAULT_CATEGORIES, CategoryMap
 from facediff.config import (
     DATASET_VERSION,
@@ -40,6 +43,13 @@ from facediff.config import (
 from facediff.dataset import write_manifest, write_packed
 from facediff.errors import ConfigError, FacediffError, UsageError
 from facediff.files import TMP_SUFFIX, atomic_path
+from facediff.prepare_attributes import (
+    ImageAttributes,
+    attribute_counts,
+    attribute_source,
+    label_images,
+    unknown_reasons,
+)
 from facediff.prepare_out import clear_out, remove_empty_folders
 from facediff.prepare_pool import cpu_count, run_jobs
 from facediff.progress import Progress, ProgressCallback, emit
@@ -82,6 +92,11 @@ class PrepareReport:
     layout: str = PREFIXES  # how categories were read: see the module docstring
     upscaled: int = 0  # kept images whose source was smaller than ``size``
     smallest_side: int | None = None  # of the kept sources, in pixels
+    attributes: AttributeSet = field(default_factory=AttributeSet)  # empty: none asked for
+    #: {category name: {attribute: {value: n, …, "unknown": n}}} (manifest "attribute_counts")
+    attribute_counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    #: {attribute: {reason: n}}: why values are unknown, over all kept images
+    attribute_unknown: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def kept(self) -> int:
@@ -144,13 +159,23 @@ def _manifest(
     skipped: list[Skipped],
     packed_sha256: str,
     layout: str,
+    labelled: ImageAttributes | None,
+    kept_labels: list[int],
 ) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if labelled is not None:
+        extra = {
+            "attributes": labelled.attributes.to_list(),
+            "attributes_from": labelled.origin,
+            "attribute_counts": attribute_counts(labelled, kept_labels, categories),
+        }
     return {
         "facediff_dataset_version": DATASET_VERSION,
         "size": size,
         "layout": layout,
         "created_by": f"facediff {__version__}",
         "categories": [{**c.to_dict(), "count": n.kept} for c, n in zip(categories, counts)],
+        **extra,
         "images": images,
         "skipped": [{"source": s.source, "reason": s.reason} for s in skipped],
         "packed": {"file": PACKED_FILE, "sha256": packed_sha256, "count": len(images)},
@@ -158,10 +183,12 @@ def _manifest(
     }
 
 
-def _write_packed(out: Path, images: np.ndarray, labels: list[int]) -> str:
+def _write_packed(
+    out: Path, images: np.ndarray, labels: list[int], attributes: torch.Tensor | None
+) -> str:
     with atomic_path(out / PACKED_FILE) as tmp:
         labels_t = torch.tensor(labels, dtype=torch.int64)
-        return write_packed(tmp, torch.from_numpy(images), labels_t)
+        return write_packed(tmp, torch.from_numpy(images), labels_t, attributes)
 
 
 def _output_files(unique: list[tuple[Source, str]], categories: CategoryMap) -> list[str]:
@@ -210,6 +237,8 @@ def prepare(
     force: bool = _DEFAULTS.force,
     max_pixels: int = _DEFAULTS.max_pixels,
     labels: Path | None = None,
+    attributes: str | Path | None = None,
+    age_edges: str | Sequence[int] | None = None,
     min_side: int = _DEFAULTS.min_side,
     max_aspect: float = _DEFAULTS.max_aspect,
     progress: ProgressCallback | None = None,
@@ -221,6 +250,11 @@ def prepare(
     Sources with a side below ``min_side`` or an aspect ratio beyond ``max_aspect`` are
     skipped; those smaller than ``size`` are upscaled, with a warning.
 
+    ``attributes="utkface"`` reads age and gender from UTKFace file names; a path reads
+    a ``file,<attribute>,…`` CSV (:mod:`facediff.prepare_attributes`). Ages are bucketed
+    by ``age_edges`` (``"10,20,30"``; default decades). Unknown values are recorded with
+    their reason, never guessed.
+
     Writes ``<out>/<Category>/<stem>.png``, the packed file and, last, the manifest.
     ``workers=0`` uses one process per CPU core, ``workers=1`` decodes in-process.
     Never writes inside ``raw``; refuses a non-empty ``out`` unless ``force`` and it
@@ -230,6 +264,9 @@ def prepare(
     _check_options(categories, workers)
     raw_abs, out_abs = _check_paths(Path(raw), Path(out), size)
     listed = read_labels(Path(labels), raw_abs, categories) if labels is not None else None
+    if attributes is None and age_edges is not None:
+        raise UsageError("--age-edges needs --attributes (utkface or a CSV with an age column)")
+    source = attribute_source(attributes, raw_abs, age_edges) if attributes is not None else None
     sources, skipped, layout = scan_raw(raw_abs, categories, listed)
     emit(progress, Progress("prepare", 0, None, message=f"layout: {describe_layout(layout)}"))
     unique, duplicates = dedupe(sources)
@@ -247,13 +284,34 @@ def prepare(
     if not kept:
         remove_empty_folders(out_abs, categories)
         raise FacediffError(f"no usable images in {raw}: {_skip_summary(skipped)}")
+    labelled = None
+    if source is not None:
+        labelled = label_images(source, [e["source"] for e in entries], categories)
+        for entry, values, why in zip(entries, labelled.values, labelled.unknown):
+            entry["attributes"], entry["unknown"] = values, why
+        if labelled.unused_rows:
+            message = (
+                f"warning: {labelled.unused_rows} rows of the attributes file name no kept image"
+            )
+            emit(progress, Progress("prepare", len(jobs), len(jobs), message=message))
     packed = results.images if len(kept) == len(jobs) else results.images[kept]
-    packed_sha256 = _write_packed(out_abs, packed, kept_labels)
-    counts, unmatched = _counts(categories, sources, kept_labels, skipped)
-    write_manifest(
-        out_abs,
-        _manifest(raw_abs, size, categories, counts, entries, skipped, packed_sha256, layout),
+    packed_sha256 = _write_packed(
+        out_abs, packed, kept_labels, labelled.tensor if labelled is not None else None
     )
+    counts, unmatched = _counts(categories, sources, kept_labels, skipped)
+    manifest = _manifest(
+        raw_abs,
+        size,
+        categories,
+        counts,
+        entries,
+        skipped,
+        packed_sha256,
+        layout,
+        labelled,
+        kept_labels,
+    )
+    write_manifest(out_abs, manifest)
     sides = [results.sides[j] for j in kept]
     upscaled = sum(side < size for side in sides)
     if upscaled:
@@ -270,6 +328,9 @@ def prepare(
         layout=layout,
         upscaled=upscaled,
         smallest_side=min(sides),
+        attributes=labelled.attributes if labelled is not None else AttributeSet(),
+        attribute_counts=manifest.get("attribute_counts", {}),
+        attribute_unknown=unknown_reasons(labelled) if labelled is not None else {},
     )
 
 

@@ -43,6 +43,29 @@ def _summary(report):
     return table
 
 
+def _attribute_tables(report):
+    """One table per attribute: images per category × value (unknown last)."""
+    from rich.table import Table
+
+    tables = []
+    for a in report.attributes:
+        values = [*a.values, "unknown"]
+        table = Table(title=f"Attribute {a.name} (images per category)", title_justify="left")
+        table.add_column("category")
+        for v in values:
+            table.add_column(v, justify="right")
+        totals = dict.fromkeys(values, 0)
+        for name, per in report.attribute_counts.items():
+            counts = per[a.name]
+            table.add_row(name, *(str(counts[v]) for v in values))
+            for v in values:
+                totals[v] += counts[v]
+        table.add_section()
+        table.add_row("total", *(str(totals[v]) for v in values))
+        tables.append(table)
+    return tables
+
+
 def _json_summary(report) -> dict:
     return {
         "raw": str(report.raw),
@@ -65,6 +88,9 @@ def _json_summary(report) -> dict:
             for c in report.categories
         ],
         "unmatched": report.unmatched,
+        "attributes": report.attributes.to_list(),
+        "attribute_counts": report.attribute_counts,
+        "attribute_unknown": report.attribute_unknown,
         "seconds": report.seconds,
         "manifest": str(report.out / "manifest.json"),
     }
@@ -96,6 +122,24 @@ def prepare_command(
             "name or code) instead of names or folders.",
         ),
     ] = None,
+    attributes: Annotated[
+        str | None,
+        typer.Option(
+            "--attributes",
+            metavar="utkface|FILE.csv",
+            help="Attribute labels: 'utkface' reads age and gender from UTKFace file names "
+            "(63_1_0_2017….jpg, also behind a category prefix); a CSV has a header row "
+            "file,age,gender,… (any other column is a categorical attribute).",
+        ),
+    ] = None,
+    age_edges: Annotated[
+        str | None,
+        typer.Option(
+            "--age-edges",
+            metavar="10,20,…",
+            help="Lower edges of the age buckets after 0 [default: decades, 10,20,…,90].",
+        ),
+    ] = None,
     workers: Annotated[
         int, typer.Option("--workers", help="Decoder processes (0 = one per CPU core).")
     ] = field_default(PrepareConfig, "workers"),
@@ -119,6 +163,8 @@ def prepare_command(
       facediff prepare ./raw                             # -> data/faces, 64x64
       facediff prepare ./raw --out data/faces32 --size 32
       facediff prepare ./photos --labels labels.csv      # rows: file,category
+      facediff prepare ./utkface --attributes utkface    # age and gender from the names
+      facediff prepare ./raw --attributes attrs.csv --age-edges 20,40,60
       facediff prepare ./raw -c cat=Cat:C -c dog=Dog:D   # your own categories
       facediff prepare ./raw --out data/faces --force    # replace an earlier dataset
     """
@@ -136,12 +182,21 @@ def prepare_command(
             workers=workers,
             force=force,
             labels=labels,
+            attributes=attributes,
+            age_edges=age_edges,
             progress=progress,
         )
     if json:
         print_json(_json_summary(report))
         return
     render.out.print(_summary(report))
+    for table in _attribute_tables(report):
+        render.out.print(table)
+    for name, reasons in report.attribute_unknown.items():
+        if reasons:
+            listed = "; ".join(f"{reason}: {n}" for reason, n in reasons.items())
+            line = f"{name} unknown for {sum(reasons.values())} images ({listed})"
+            render.out.print(line, markup=False)
     if report.skipped:
         render.out.print(f"Skipped files and their reasons are listed in {out / 'manifest.json'}.")
     render.out.print(
