@@ -36,6 +36,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
 from facediff.config import ModelConfig
 from facediff.errors import CheckpointError, FacediffError
@@ -338,9 +339,25 @@ class LoadedModel:
     source: Path  # the checkpoint or export folder it came from
     weights: str  # "ema", "model" or "export"
     warnings: list[str] = field(default_factory=list)  # e.g. a damaged newer checkpoint skipped
+    #: The attributes the model is conditioned on (empty for runs without, and old ones);
+    #: then ``unet`` takes labels N×(1+A) (category, then each value index or its null).
+    attributes: AttributeSet = field(default_factory=AttributeSet)
 
     def __post_init__(self) -> None:
         self.unet.eval().requires_grad_(False)
+
+
+def recorded_attributes(info: dict[str, Any], model_cfg: ModelConfig) -> AttributeSet:
+    """The attribute set a run's ``state.json`` or an export's ``facediff.json`` records
+    (absent: none), checked against the model's ``attribute_sizes``. ``ValueError`` when
+    malformed or inconsistent."""
+    attributes = AttributeSet.from_list(info.get("attributes"))
+    if attributes.sizes != tuple(model_cfg.attribute_sizes):
+        raise ValueError(
+            f"attributes {list(attributes.names)} do not match the model's attribute sizes "
+            f"{list(model_cfg.attribute_sizes)}"
+        )
+    return attributes
 
 
 def resolve_checkpoint(
@@ -399,10 +416,11 @@ def load_for_inference(path: Path, *, step: int | None = None, use_ema: bool = T
         model_cfg = ModelConfig.from_dict(state["model"])
         categories = CategoryMap.from_list(state["categories"])
         sched = dict(state["scheduler"])
+        attributes = recorded_attributes(state, model_cfg)
     except (KeyError, TypeError, ValueError, AttributeError, FacediffError) as e:
         raise CheckpointError(f"checkpoint {ckpt} lacks a valid run config ({e})") from None
     try:
-        unet = build_unet(model_cfg)
+        unet = build_unet(model_cfg)  # with attributes: the summed class embedding attached
     except Exception as e:  # diffusers rejects a bad architecture with many error types
         raise CheckpointError(
             f"checkpoint {ckpt} has an invalid model config ({_first_line(e)})"
@@ -416,4 +434,6 @@ def load_for_inference(path: Path, *, step: int | None = None, use_ema: bool = T
         ) from None
     weights_name = "ema" if use_ema else "model"
     step = int(state["step"])
-    return LoadedModel(unet, categories, model_cfg, sched, step, ckpt, weights_name, warnings)
+    return LoadedModel(
+        unet, categories, model_cfg, sched, step, ckpt, weights_name, warnings, attributes
+    )

@@ -193,6 +193,9 @@ class TrainConfig:
     compile: bool = False
     ema_decay: float = 0.9995  # cap of the warm-up schedule min(decay, (1+t)/(10+t))
     cond_drop: float = 0.1
+    # Attribute labels dropped to their own null, each column independently: one rate
+    # for every attribute, or {name: rate} (names left out, and None: ``cond_drop``).
+    attribute_dropout: float | dict[str, float] | None = None
     prediction_type: str = "v_prediction"  # epsilon | v_prediction
     beta_schedule: str = "squaredcos_cap_v2"
     num_train_timesteps: int = 1000
@@ -252,6 +255,7 @@ def _check_train_config(c: TrainConfig) -> None:
         raise invalid("lr", c.lr, "must be > 0")
     if not 0.0 <= c.cond_drop < 1.0:
         raise invalid("cond_drop", c.cond_drop, "must be in [0, 1)")
+    _check_attribute_dropout(c.attribute_dropout)
     if not 0.0 <= c.ema_decay < 1.0:
         raise invalid("ema_decay", c.ema_decay, "must be in [0, 1)")
     if c.min_snr_gamma is not None and not c.min_snr_gamma > 0:
@@ -264,6 +268,48 @@ def _check_train_config(c: TrainConfig) -> None:
     check_device_name(c.device)
     if c.beta_schedule not in BETA_SCHEDULES:
         raise invalid("beta_schedule", c.beta_schedule, f"use {', '.join(BETA_SCHEDULES)}")
+
+
+def _check_attribute_dropout(value: Any) -> None:
+    rates = value.values() if isinstance(value, dict) else [] if value is None else [value]
+    if isinstance(value, dict) and not all(isinstance(k, str) and k for k in value):
+        raise invalid("attribute_dropout", value, "attribute names must be text")
+    for rate in rates:
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise invalid("attribute_dropout", value, "rates must be in [0, 1)")
+
+
+def parse_attribute_dropout(text: str) -> float | dict[str, float]:
+    """``"0.2"`` (every attribute) or ``"gender=0.3,age=0.1"`` (per attribute)."""
+    try:
+        if "=" not in text:
+            return float(text)
+        pairs = [part.split("=", 1) for part in text.split(",")]
+        rates = {name.strip(): float(rate) for name, rate in pairs}
+        if len(rates) != len(pairs):
+            raise ValueError("an attribute is named twice")
+    except ValueError:
+        raise invalid(
+            "attribute_dropout", text, "use a rate (0.2) or name=rate pairs (gender=0.3,age=0.1)"
+        ) from None
+    return rates
+
+
+def attribute_drop_rates(config: TrainConfig, names: tuple[str, ...]) -> tuple[float, ...]:
+    """The dropout rate of each attribute in ``names`` (a model's attribute order);
+    :class:`ConfigError` when ``attribute_dropout`` names an attribute not there."""
+    value = config.attribute_dropout
+    if value is None:
+        return tuple(config.cond_drop for _ in names)
+    if not isinstance(value, dict):
+        return tuple(float(value) for _ in names)
+    extra = sorted(set(value) - set(names))
+    if extra:
+        have = ", ".join(names) or "none"
+        raise invalid(
+            "attribute_dropout", value, f"no attribute {extra[0]!r} (the data has: {have})"
+        )
+    return tuple(float(value.get(name, config.cond_drop)) for name in names)
 
 
 def _check_positive_int(config: Any, name: str) -> None:

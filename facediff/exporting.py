@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from facediff.attributes import embedding_sizes
 from facediff.categories import CategoryMap
-from facediff.checkpoint import LoadedModel, load_for_inference, read_state
+from facediff.checkpoint import LoadedModel, load_for_inference, read_state, recorded_attributes
 from facediff.config import ModelConfig, SampleConfig
 from facediff.dataset import read_manifest
 from facediff.errors import CheckpointError, FacediffError, UsageError
 from facediff.files import write_json_atomic
+from facediff.guidance import attach_attributes
 from facediff.model import count_parameters
 from facediff.model_card import CardFacts, render_model_card, report_note, shown
 
@@ -203,7 +205,12 @@ def load_export(path: Path) -> LoadedModel:
         categories = CategoryMap.from_list(info["categories"])
         model_cfg = ModelConfig.from_dict(info["model"])
         sched = dict(info["scheduler"])
+        attributes = recorded_attributes(info, model_cfg)
         unet = UNet2DModel.from_pretrained(path / "unet", low_cpu_mem_usage=False)
-    except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+        attach_attributes(unet, embedding_sizes(len(categories), attributes.sizes))
+    except (OSError, KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"cannot load exported model {path}: {e}") from None
-    return LoadedModel(unet, categories, model_cfg, sched, int(info.get("step", 0)), path, "export")
+    step = int(info.get("step", 0))
+    return LoadedModel(
+        unet, categories, model_cfg, sched, step, path, "export", attributes=attributes
+    )

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from facediff.attributes import AttributeSet
 from facediff.config import SampleConfig
 from facediff.files import atomic_path
 from facediff.generation import Denoiser, generate
@@ -33,8 +34,11 @@ def sample_preview(
     steps: int,
     guidance: float,
     device: torch.device,
+    attributes: AttributeSet | None = None,
 ) -> torch.Tensor:
-    """uint8 images (num_categories·columns)×3×size×size, category-major."""
+    """uint8 images (num_categories·columns)×3×size×size, category-major. A model with
+    ``attributes`` is sampled with every attribute free (its null): the rows are the
+    categories alone."""
     den = Denoiser(
         net=unet,
         module=unet,
@@ -44,6 +48,7 @@ def sample_preview(
         null_label=num_categories,
         sample_size=size,
         compiled=False,
+        attributes=attributes or AttributeSet(),
     )
     config = SampleConfig(sampler="ddim", steps=steps, guidance=guidance, batch_size=columns)
     seeds = [PREVIEW_SEED + j for j in range(columns)]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from facediff.attributes import AttributeSet
+from facediff.attributes import AttributeSet, age_attribute, gender_attribute
 from facediff.categories import DEFAULT_CATEGORIES, CategoryMap
 from facediff.config import PACKED_FILE, TrainConfig
 from facediff.dataset import write_manifest, write_packed
@@ -52,6 +52,36 @@ def write_dataset(
         },
     )
     return out
+
+
+#: The attributes of the synthetic attribute datasets: gender, and age in 3 buckets.
+ATTRIBUTES = AttributeSet((gender_attribute(), age_attribute((30, 60))))
+
+
+def attribute_labels(n: int, seed: int = 0, unknown: float = 0.1) -> torch.Tensor:
+    """Random N×2 (gender, age bucket) value indices of :data:`ATTRIBUTES`, about
+    ``unknown`` of them -1."""
+    g = torch.Generator().manual_seed(seed)
+    values = torch.stack([torch.randint(0, s, (n,), generator=g) for s in ATTRIBUTES.sizes], 1)
+    return torch.where(torch.rand(values.shape, generator=g) < unknown, -1, values)
+
+
+def attribute_blocks_dataset(
+    out: Path, per_category: int = 4, size: int = 16, seed: int = 0, **kw
+) -> Path:
+    """:func:`blocks_dataset` images with random gender and age labels (some unknown)
+    whose brightness shifts with the gender and the age bucket."""
+    g = torch.Generator().manual_seed(seed)
+    k = len(kw.get("categories", DEFAULT_CATEGORIES))
+    labels = torch.arange(k).repeat_interleave(per_category)
+    attrs = kw.pop("attribute_labels", None)
+    attrs = attribute_labels(len(labels), seed) if attrs is None else attrs
+    shift = (attrs.clamp(min=0) * torch.tensor([20, 10])).sum(1).view(-1, 1, 1, 1)
+    base = torch.linspace(40, 175, k)[labels].view(-1, 1, 1, 1) + shift
+    noise = torch.randint(-20, 21, (len(labels), 3, size, size), generator=g)
+    images = (base + noise).clamp(0, 255).to(torch.uint8)
+    kw.setdefault("attributes", ATTRIBUTES)
+    return write_dataset(out, images, labels, attribute_labels=attrs, **kw)
 
 
 def blocks_dataset(out: Path, per_category: int = 4, size: int = 16, seed: int = 0, **kw) -> Path:

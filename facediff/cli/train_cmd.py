@@ -18,7 +18,13 @@ import typer
 
 from facediff.cli.app import EXIT_INTERRUPTED, app
 from facediff.cli.options import DEFAULT_DATA, DEFAULT_RUN, DataArg, QuietOpt
-from facediff.config import DEFAULT_EPOCHS, PRESETS, TrainConfig, field_default
+from facediff.config import (
+    DEFAULT_EPOCHS,
+    PRESETS,
+    TrainConfig,
+    field_default,
+    parse_attribute_dropout,
+)
 
 
 def _d(name: str) -> str:
@@ -100,6 +106,14 @@ def train_command(
         float | None,
         typer.Option(help="Probability of training a label as the null class." + _d("cond_drop")),
     ] = None,
+    attribute_dropout: Annotated[
+        str | None,
+        typer.Option(
+            help="Probability of training an attribute label as its null, each attribute "
+            "on its own: one rate (0.2) or per attribute (gender=0.3,age=0.1); attributes "
+            "not named use --cond-drop. [default: --cond-drop; when resuming: the run's value]"
+        ),
+    ] = None,
     checkpoint_every: Annotated[
         int | None, typer.Option(help="Steps between checkpoints." + _d("checkpoint_every"))
     ] = None,
@@ -175,6 +189,8 @@ def train_command(
       torchrun --nproc-per-node 4 -m facediff train data/faces --out runs/faces
     """
     options = {k: v for k, v in locals().items() if k not in _NOT_CONFIG}
+    if attribute_dropout is not None:
+        options["attribute_dropout"] = parse_attribute_dropout(attribute_dropout)
     from facediff.durations import parse_duration, seconds_since_process_start
 
     budget = None if time_budget is None else parse_duration(time_budget, "--time-budget")

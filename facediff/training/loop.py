@@ -178,6 +178,8 @@ def _begin(
     enable_fast_math(setup.device)
     data = setup.data
     data.images, data.labels = data.images.to(setup.device), data.labels.to(setup.device)
+    if data.attribute_labels is not None:
+        data.attribute_labels = data.attribute_labels.to(setup.device)
     parts = build_parts(setup)
     for note in notes if setup.dist.is_main else ():
         emit(progress, Progress("train", 0, None, message=note))

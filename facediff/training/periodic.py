@@ -151,6 +151,7 @@ def preview(loop: Loop, parts: Parts, setup: Setup, preview_unet: torch.nn.Modul
         steps=cfg.preview_steps,
         guidance=cfg.preview_guidance,
         device=setup.device,
+        attributes=setup.data.attributes,
     )
     path = setup.run_dir / PREVIEWS_DIR / f"step-{loop.step:08d}.png"
     save_grid(images, len(setup.data.categories), path)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from facediff import __version__, distributed
+from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
 from facediff.checkpoint import (
     CHECKPOINTS_DIR,
@@ -21,7 +22,13 @@ from facediff.checkpoint import (
     load_training_state,
     load_weights,
 )
-from facediff.config import ARCHITECTURE_FIELDS, ModelConfig, TrainConfig, preset
+from facediff.config import (
+    ARCHITECTURE_FIELDS,
+    ModelConfig,
+    TrainConfig,
+    attribute_drop_rates,
+    preset,
+)
 from facediff.dataset import PreparedData, load_prepared
 from facediff.device import resolve_device, resolve_precision
 from facediff.ema import EMA
@@ -112,7 +119,35 @@ def _check_resumable(state: dict[str, Any], ckpt: Path, data: PreparedData, cfg:
         raise CheckpointError(
             f"cannot resume: the run is {model_cfg.sample_size}px and {data.path} is {data.size}px"
         )
+    _check_same_attributes(state, ckpt, data, model_cfg)
     return model_cfg
+
+
+def _check_same_attributes(
+    state: dict[str, Any], ckpt: Path, data: PreparedData, model_cfg: ModelConfig
+) -> None:
+    """Refuse to resume on another attribute set (runs from before attributes have none)."""
+    try:
+        saved = AttributeSet.from_list(state.get("attributes"))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"checkpoint {ckpt} lacks a valid attribute list ({e})") from None
+    if saved.sizes != tuple(model_cfg.attribute_sizes):
+        raise CheckpointError(
+            f"checkpoint {ckpt} is inconsistent: attributes {list(saved.names)} do not match "
+            f"the model's attribute sizes {list(model_cfg.attribute_sizes)}"
+        )
+    if saved.to_list() != data.attributes.to_list():
+        raise CheckpointError(
+            f"cannot resume {ckpt.parent.parent}: it was trained with attributes "
+            f"{_describe(saved)} and {data.path} has {_describe(data.attributes)} "
+            "(use a new --out folder)"
+        )
+
+
+def _describe(attributes: AttributeSet) -> str:
+    if not attributes:
+        return "none"
+    return "; ".join(f"{a.name} ({', '.join(a.values)})" for a in attributes)
 
 
 def make_setup(
@@ -143,6 +178,9 @@ def make_setup(
         model_cfg = preset(
             config.preset, sample_size=data.size, num_categories=len(data.categories)
         )
+    if state is None:
+        model_cfg = dataclasses.replace(model_cfg, attribute_sizes=data.attributes.sizes)
+    attribute_drop_rates(config, data.attributes.names)  # names the data's attributes?
     sched = scheduler_config(
         num_train_timesteps=config.num_train_timesteps,
         beta_schedule=config.beta_schedule,
@@ -153,7 +191,8 @@ def make_setup(
 
 
 def _arch(cfg: ModelConfig) -> dict[str, Any]:
-    return {k: v for k, v in cfg.to_dict().items() if k not in ("sample_size", "num_categories")}
+    from_data = ("sample_size", "num_categories", "attribute_sizes")
+    return {k: v for k, v in cfg.to_dict().items() if k not in from_data}
 
 
 def run_config(setup: Setup) -> dict[str, Any]:
@@ -163,6 +202,7 @@ def run_config(setup: Setup) -> dict[str, Any]:
         "train": setup.config.to_dict(),
         "model": setup.model_config.to_dict(),
         "categories": setup.data.categories.to_list(),
+        "attributes": setup.data.attributes.to_list(),
         "scheduler": setup.scheduler_config,
         "data": {"path": str(setup.data.path.resolve()), "fingerprint": setup.data.fingerprint},
         "world_size": setup.dist.world_size,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from facediff.batches import IndexStream
-from facediff.config import TrainConfig
+from facediff.config import TrainConfig, attribute_drop_rates
 from facediff.dataset import PreparedData
 from facediff.device import autocast
 from facediff.objective import add_noise, diffusion_loss, loss_weights, target
@@ -28,14 +28,28 @@ def step_seed(seed: int, rank: int, step: int) -> int:
 def make_batch(
     data: PreparedData, idx: torch.Tensor, g: torch.Generator, cfg: TrainConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 images → [-1, 1] floats with random flips; labels dropped to null w.p. cond_drop."""
+    """uint8 images → [-1, 1] floats with random flips; labels dropped to null w.p. cond_drop.
+
+    Without attributes the labels are N (the category). With attributes they are
+    N×(1+A): the category, then each attribute's value index, each column dropped to
+    its own null independently (:func:`~facediff.config.attribute_drop_rates`) and
+    unknown (-1) values always null. The attribute draws come after all the others,
+    so flips and category dropout are those of a run without attributes.
+    """
     x0 = data.images[idx].float().div_(127.5).sub_(1.0)
     n, dev = x0.shape[0], x0.device
     flip = torch.rand(n, generator=g, device=dev) < (0.5 if cfg.flip else 0.0)
     x0 = torch.where(flip.view(-1, 1, 1, 1), x0.flip(3), x0)
     drop = torch.rand(n, generator=g, device=dev) < cfg.cond_drop
     labels = torch.where(drop, len(data.categories), data.labels[idx])
-    return x0, labels
+    if data.attribute_labels is None or not data.attributes:
+        return x0, labels
+    rates = attribute_drop_rates(cfg, data.attributes.names)
+    values = data.attribute_labels[idx]
+    nulls = torch.tensor(data.attributes.nulls(), dtype=values.dtype, device=dev)
+    dropped = torch.rand(values.shape, generator=g, device=dev) < torch.tensor(rates, device=dev)
+    values = torch.where(dropped | (values < 0), nulls, values)
+    return x0, torch.cat([labels.unsqueeze(1), values], dim=1)
 
 
 def train_step(
