@@ -11,11 +11,15 @@ Errors are :class:`~facediff.errors.ConfigError` s naming the option
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from facediff.attributes import AttributeSet
 from facediff.errors import ConfigError
+
+#: Characters a value may keep in a folder name (others become ``-``).
+_SAFE = re.compile(r"[^A-Za-z0-9+.-]")
 
 
 def _escaped(text: str) -> str:
@@ -35,7 +39,7 @@ class AttributeRequest:
     def label(self, mix_label: str) -> str:
         """The sample-folder label of ``mix_label`` under this request: ``I`` with nothing
         requested (the folders of before), ``I_female_60-69`` with gender and age."""
-        return "_".join([mix_label, *self.values.values()])
+        return "_".join([mix_label, *(_SAFE.sub("-", v) for v in self.values.values())])
 
     @property
     def guidance(self) -> dict[str, float]:

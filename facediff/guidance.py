@@ -254,8 +254,7 @@ def conditions(
     joint = tuple(n if sc is not None else a for a, n, sc in zip(attributes, nulls, scales))
     own = [(j, float(sc)) for j, sc in enumerate(scales) if sc is not None]
     attribute_rows = tuple(
-        (null_label, *(attributes[k] if k == j else n for k, n in enumerate(nulls)))
-        for j, _ in own
+        (null_label, *(attributes[k] if k == j else n for k, n in enumerate(nulls))) for j, _ in own
     )
     unconditional = guidance != 1.0 or bool(own)
     blend = None

@@ -1,14 +1,21 @@
 """The sample folder: ``sample`` writes it (PNGs per category and mix, and a JSON
 record); ``grid`` and ``evaluate`` read it back through the functions here.
 
-Layout (one folder per mix label, one file per seed)::
+Layout (one folder per label, one file per seed)::
 
     <out>/<LABEL>/<LABEL>_<seed>.png     e.g. generated_images/OIE/OIE_3.png
     <out>/samples.json                   what was generated, how, and from which model
 
-``LABEL`` is the mix label (``I``, ``OI``, ``O70I30``…). Seeds run from ``seed`` to
+``LABEL`` is the mix label (``I``, ``OI``, ``O70I30``…), followed, when attributes were
+requested, by the requested values in the model's attribute order (``I_female_60-69``,
+``OIE_male``, ``I_90+``): requests for different attributes never share a folder, and
+a request for none writes the folders of before. Seeds run from ``seed`` to
 ``seed + n - 1``; the image for a seed is the same whatever ``n`` or the batch size
 (see :mod:`facediff.generation`). Existing images are never overwritten unless ``force``.
+
+Each ``samples.json`` entry lists its labels with their mix weights (``"mixes"``) and the
+requested attributes (``"attributes": {"gender": "female", "age": "60-69"}``, requested
+ones only; ``"attribute_guidance"`` when some had their own scale).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from facediff.attribute_request import AttributeRequest, resolve_request
 from facediff.categories import CategoryMap
 from facediff.checkpoint import LoadedModel, load_for_inference
 from facediff.config import SampleConfig
@@ -96,18 +105,20 @@ def recorded_labels(folder: Path) -> list[str]:
     return list(_recorded_weights(folder))
 
 
-_LABEL_RE = re.compile(r"[A-Za-z0-9]{1,64}")
+#: A label: the mix label, then an optional ``_<value>`` per requested attribute.
+_LABEL_RE = re.compile(r"[A-Za-z0-9]{1,64}(_[A-Za-z0-9+.-]{1,32}){0,8}")
 
 
 def recorded_mixes(folder: Path, categories: CategoryMap) -> dict[str, Mix]:
     """The mixes the record lists, by label (those that parse with ``categories``).
-    A label is a name, never a path: one that is not letters and digits is refused."""
+    A label is a name, never a path: one that is not a mix label (letters and digits),
+    optionally followed by ``_<attribute value>`` parts, is refused."""
     found: dict[str, Mix] = {}
     for label, weights in _recorded_weights(folder).items():
         if not isinstance(label, str) or not _LABEL_RE.fullmatch(label):
             raise FacediffError(
                 f"{Path(folder) / RECORD_FILE} lists the mix label {label!r}, which is not a "
-                "mix label (letters and digits only)"
+                "mix label (letters and digits, then optional _<attribute value> parts)"
             )
         try:
             spec = ",".join(f"{code}:{w}" for code, w in weights.items())
@@ -148,20 +159,25 @@ def read_images(folder: Path, label: str, size: int, limit: int) -> torch.Tensor
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def _check_free(out: Path, mixes: list[Mix], seeds: list[int], force: bool) -> None:
+def _check_free(out: Path, labels: list[str], seeds: list[int], force: bool) -> None:
     if force:
         return
-    for m in mixes:
+    for label in labels:
         for s in seeds:
-            p = image_path(out, m.label, s)
+            p = image_path(out, label, s)
             if p.exists():
                 raise FacediffError(f"{p} already exists; use --force to overwrite")
 
 
 def _record_entry(
-    loaded: LoadedModel, config: SampleConfig, mixes: list[Mix], seeds: list[int], seconds: float
+    loaded: LoadedModel,
+    config: SampleConfig,
+    mixes: list[Mix],
+    seeds: list[int],
+    seconds: float,
+    request: AttributeRequest,
 ) -> dict[str, Any]:
-    return {
+    entry = {
         "model": str(loaded.source),
         "step": loaded.step,
         "weights": loaded.weights,
@@ -171,9 +187,13 @@ def _record_entry(
         "mix_mode": config.mix_mode,
         "size": loaded.model_config.sample_size,
         "seeds": seeds,
-        "mixes": {m.label: m.to_dict(loaded.categories)["weights"] for m in mixes},
+        "mixes": {request.label(m.label): m.to_dict(loaded.categories)["weights"] for m in mixes},
+        "attributes": dict(request.values),
         "seconds": round(seconds, 3),
     }
+    if request.guidance:
+        entry["attribute_guidance"] = request.guidance
+    return entry
 
 
 def write_record(out: Path, entry: dict[str, Any]) -> Path:
@@ -191,18 +211,26 @@ def sample(
     *,
     mixes: list[str] | None = None,
     categories: list[str] | None = None,
+    attributes: Mapping[str, str | None] | None = None,
+    attribute_guidance: Mapping[str, float] | None = None,
     checkpoint_step: int | None = None,
     force: bool = False,
     progress: ProgressCallback | None = None,
 ) -> SampleResult:
-    """Generate ``config.n`` images for every requested category and mix into ``out``."""
-    from facediff.generation import generate_each, prepare_denoiser  # diffusers is heavy
+    """Generate ``config.n`` images for every requested category and mix into ``out``,
+    with the requested ``attributes`` (see :func:`facediff.generation.generate`)."""
+    from facediff.generation import (  # diffusers is heavy
+        generate_each,
+        model_attributes,
+        prepare_denoiser,
+    )
 
     loaded = load_for_inference(Path(run), step=checkpoint_step, use_ema=config.use_ema)
     plan = resolve_mixes(loaded.categories, mixes, categories)
+    request = resolve_request(model_attributes(loaded), attributes, attribute_guidance)
     seeds = list(range(config.seed, config.seed + config.n))
     out = Path(out)
-    _check_free(out, plan, seeds, force)
+    _check_free(out, [request.label(m.label) for m in plan], seeds, force)
     den = prepare_denoiser(
         loaded, device=config.device, precision=config.precision, compile=config.compile
     )
@@ -212,12 +240,15 @@ def sample(
         emit(progress, Progress("sample", 0, total, message=warning))
     emit(progress, Progress("sample", 0, total))
     start = time.perf_counter()
-    for mix, images in generate_each(den, plan, seeds, config, progress=progress):
-        (out / mix.label).mkdir(parents=True, exist_ok=True)
-        paths = [image_path(out, mix.label, s) for s in seeds]
+    for mix, images in generate_each(
+        den, plan, seeds, config, attributes=request, progress=progress
+    ):
+        label = request.label(mix.label)
+        (out / label).mkdir(parents=True, exist_ok=True)
+        paths = [image_path(out, label, s) for s in seeds]
         for img, p in zip(images, paths):
             save_png(img, p)
-        result.files[mix.label] = paths
+        result.files[label] = paths
     result.seconds = time.perf_counter() - start
-    write_record(out, _record_entry(loaded, config, plan, seeds, result.seconds))
+    write_record(out, _record_entry(loaded, config, plan, seeds, result.seconds, request))
     return result

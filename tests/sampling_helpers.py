@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
+from facediff.attributes import AttributeSet, age_attribute, gender_attribute
 from facediff.categories import DEFAULT_CATEGORIES
 from facediff.checkpoint import save_checkpoint
 from facediff.config import ModelConfig, TrainConfig
@@ -23,6 +25,9 @@ TINY = ModelConfig(
     sample_size=16,
     num_categories=3,
 )
+#: Attributes of the tiny attribute runs: gender (2 values) and age in 3 buckets.
+TINY_ATTRIBUTES = AttributeSet((gender_attribute(), age_attribute((20, 40))))
+TINY_ATTR = dataclasses.replace(TINY, attribute_sizes=TINY_ATTRIBUTES.sizes)
 
 
 def save_tiny_checkpoint(
@@ -34,8 +39,12 @@ def save_tiny_checkpoint(
     prediction_type: str = "epsilon",
     data_path: str = "data/faces",
     fingerprint: str = "0" * 64,
+    attributes: AttributeSet = AttributeSet(),
 ) -> Path:
-    """One checkpoint of the tiny UNet with the state.json a real run writes."""
+    """One checkpoint of the tiny UNet with the state.json a real run writes (with
+    ``attributes``: of the tiny UNet with those attributes)."""
+    model = dataclasses.replace(TINY, attribute_sizes=attributes.sizes)
+    extra = {"attributes": attributes.to_list()} if attributes else {}
     return save_checkpoint(
         run,
         step,
@@ -46,7 +55,7 @@ def save_tiny_checkpoint(
             "step": step,
             "epoch": 1,
             "images_seen": step * 4,
-            "model": TINY.to_dict(),
+            "model": model.to_dict(),
             "categories": DEFAULT_CATEGORIES.to_list(),
             "scheduler": scheduler_config(
                 num_train_timesteps=1000,
@@ -55,6 +64,7 @@ def save_tiny_checkpoint(
             ),
             "train": TrainConfig(preset="tiny").to_dict(),
             "data": {"path": data_path, "fingerprint": fingerprint},
+            **extra,
         },
     )
 
@@ -70,6 +80,17 @@ def make_run(
         # Make class embeddings distinct and large enough to matter.
         ema["class_embedding.weight"] = torch.randn_like(ema["class_embedding.weight"])
         save_tiny_checkpoint(run, step, model.state_dict(), ema, prediction_type=prediction_type)
+    return run
+
+
+def make_attribute_run(run: Path, *, step: int = 10, seed: int = 0) -> Path:
+    """A run folder with one checkpoint of a tiny UNet conditioned on
+    :data:`TINY_ATTRIBUTES`, its class and attribute rows large enough to matter."""
+    torch.manual_seed(seed)
+    model = build_unet(TINY_ATTR)
+    state = model.state_dict()
+    state["class_embedding.weight"] = 3 * torch.randn_like(state["class_embedding.weight"])
+    save_tiny_checkpoint(run, step, state, state, attributes=TINY_ATTRIBUTES)
     return run
 
 

@@ -135,3 +135,49 @@ def sample_config(options: dict[str, Any], *, n: int | None = None) -> SampleCon
     if n is not None:
         settings["n"] = n
     return SampleConfig(use_ema=not options["no_ema"], **settings)
+
+
+# Attribute options shared by `sample` and `grid` (issue 14).
+GenderOpt = Annotated[
+    str | None,
+    typer.Option("--gender", metavar="VALUE", help="Requested gender: female or male (f, m)."),
+]
+AgeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--age", metavar="VALUE", help="Requested age: a bucket (60-69) or an age in it (63)."
+    ),
+]
+AttributeGuidanceOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--attribute-guidance",
+        metavar="NAME=SCALE",
+        help="Give a requested attribute its own guidance term and scale (repeatable), "
+        "e.g. gender=5; by default it rides along with each category.",
+    ),
+]
+
+
+def attribute_options(
+    gender: str | None, age: str | None, guidance: list[str] | None
+) -> tuple[dict[str, str], dict[str, float]]:
+    """The requested attribute values and per-attribute guidance scales of ``--gender``,
+    ``--age`` and ``--attribute-guidance NAME=SCALE``."""
+    wanted = {k: v for k, v in (("gender", gender), ("age", age)) if v is not None}
+    scales: dict[str, float] = {}
+    for item in guidance or []:
+        name, eq, value = item.partition("=")
+        name = name.strip()
+        try:
+            scale = float(value) if eq and name else None
+        except ValueError:
+            scale = None
+        if scale is None:
+            raise typer.BadParameter(
+                f"{item!r} is not NAME=SCALE (e.g. gender=5)", param_hint="--attribute-guidance"
+            )
+        if name in scales:
+            raise typer.BadParameter(f"{name} given twice", param_hint="--attribute-guidance")
+        scales[name] = scale
+    return wanted, scales

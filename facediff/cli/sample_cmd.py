@@ -11,11 +11,14 @@ from facediff.cli.app import app
 from facediff.cli.options import (
     DEFAULT_RUN,
     NO_EMA_DEFAULT,
+    AgeOpt,
+    AttributeGuidanceOpt,
     BatchOpt,
     CheckpointOpt,
     CompileOpt,
     DeviceOpt,
     ForceOpt,
+    GenderOpt,
     GuidanceOpt,
     JsonOpt,
     MixModeOpt,
@@ -27,6 +30,7 @@ from facediff.cli.options import (
     SamplerOpt,
     SeedOpt,
     StepsOpt,
+    attribute_options,
     sample_config,
 )
 from facediff.config import DEFAULT_SAMPLES_DIR, SampleConfig
@@ -44,6 +48,9 @@ def sample_command(
     run: RunArg = DEFAULT_RUN,
     category: CategoryCodeOpt = None,
     mix: MixOpt = None,
+    gender: GenderOpt = None,
+    age: AgeOpt = None,
+    attribute_guidance: AttributeGuidanceOpt = None,
     n: Annotated[int, typer.Option("-n", help="Images per category/mix.")] = _D.n,
     sampler: SamplerOpt = _D.sampler,
     steps: StepsOpt = _D.steps,
@@ -65,7 +72,8 @@ def sample_command(
 ) -> None:
     """Generate faces for each category and mix (default: all categories, OI, OE, IE, OIE).
 
-    Writes OUT/<LABEL>/<LABEL>_<seed>.png and OUT/samples.json.
+    Writes OUT/<LABEL>/<LABEL>_<seed>.png and OUT/samples.json. With --gender/--age
+    (a model trained with attributes) LABEL carries the requested values: I_female_60-69.
 
     Examples:
 
@@ -74,12 +82,15 @@ def sample_command(
       facediff sample runs/faces --category O --guidance 5 --seed 100 -n 64
       facediff sample --mix O:0.7,I:0.3 --mix-mode blend --sampler ddim --steps 50
       facediff sample faces-model --checkpoint 5000 --out samples-5k --json
+      facediff sample runs/utk -c I --gender female --age 60-69   # -> I_female_60-69/
+      facediff sample runs/utk --mix OI --gender f --attribute-guidance gender=5
     """
     from facediff.cli import render
     from facediff.cli.options import print_json
     from facediff.sample_folder import sample
 
     config = sample_config(locals(), n=n)
+    wanted, scales = attribute_options(gender, age, attribute_guidance)
     with render.progress(quiet) as bar:
         result = sample(
             run,
@@ -87,6 +98,8 @@ def sample_command(
             config,
             mixes=mix,
             categories=category,
+            attributes=wanted,
+            attribute_guidance=scales,
             checkpoint_step=checkpoint,
             force=force,
             progress=bar,
