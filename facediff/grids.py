@@ -1,23 +1,28 @@
 """``grid``: one labelled PNG to look at a model — rows are categories and mixes, columns
 are seeds, plus strips that sweep a mix's weights from A to B at a fixed seed.
 
+A model trained with attributes takes the requested attributes for every row, and
+``rows="age"`` (or ``"gender"``) draws one row per value of that attribute for each
+category or mix (``I_0-9``, ``I_10-19``, …), the other attributes as requested or free.
+
 Rows come from a run or export (generated here) or from a sample folder written by
 ``facediff sample`` (read back from ``<dir>/<LABEL>/<LABEL>_<seed>.png``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from facediff.attribute_request import resolve_request
 from facediff.categories import CategoryMap
 from facediff.checkpoint import load_for_inference
 from facediff.config import DEFAULT_GRID_SEEDS, DEFAULT_STRIP_STEPS, SampleConfig
 from facediff.errors import ConfigError, FacediffError
-from facediff.generation import generate, prepare_denoiser
+from facediff.generation import Denoiser, generate, prepare_denoiser
 from facediff.imaging import tensor_to_image
 from facediff.mix import Mix, parse_mix, resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
@@ -104,41 +109,93 @@ def _default_strip(categories: CategoryMap) -> tuple[str, str] | None:
     return categories[hybrid.indices[0]].code, categories[hybrid.indices[1]].code
 
 
+def _row_requests(
+    den: Denoiser,
+    attributes: Mapping[str, str | None] | None,
+    attribute_guidance: Mapping[str, float] | None,
+    by: str | None,
+) -> list[dict[str, str | None]]:
+    """The attribute request of each row of a mix: the request itself, or with ``by``
+    one request per value of that attribute (checked before anything is generated)."""
+    wanted = dict(attributes or {})
+    if by is None:
+        resolve_request(den.attributes, wanted, attribute_guidance)  # one-line errors first
+        return [wanted]
+    if not den.attributes:
+        raise ConfigError("{}: this model was trained without attributes", "rows")
+    try:
+        attribute = den.attributes.get(by)
+    except ValueError as e:
+        raise ConfigError("{}: " + str(e).replace("{", "{{").replace("}", "}}"), "rows") from None
+    if wanted.get(by) is not None:
+        raise ConfigError(
+            f"{{}} {by} and {{}} both set: the rows go through every {by}", "rows", by
+        )
+    requests = [{**wanted, by: value} for value in attribute.values]
+    for request in requests:
+        resolve_request(den.attributes, request, attribute_guidance)
+    return requests
+
+
 def rows_from_run(
     run: Path,
     config: SampleConfig,
     *,
     seeds: int,
     mixes: Sequence[str] | None = None,
+    categories: Sequence[str] | None = None,
     strip: tuple[str, str] | None = None,
     strip_steps: int = DEFAULT_STRIP_STEPS,
+    attributes: Mapping[str, str | None] | None = None,
+    attribute_guidance: Mapping[str, float] | None = None,
+    rows_by: str | None = None,
     checkpoint_step: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> tuple[list[Row], list[str]]:
-    """Generate the grid rows (mixes × seeds, then the strip) from a run or export."""
+    """Generate the grid rows (mixes × seeds, then the strip) from a run or export.
+
+    Rows are the named ``categories`` and ``mixes``; with ``mixes`` alone, every category
+    and then the mixes; with neither, the default categories and mixes (with ``rows_by``,
+    each category). ``rows_by`` draws one row per value of that attribute for each; the
+    default A→B strip is then left out (``strip`` still adds one).
+    """
     loaded = load_for_inference(Path(run), step=checkpoint_step, use_ema=config.use_ema)
     cats = loaded.categories
-    plan = (
-        [] if mixes == [] else resolve_mixes(cats, mixes, [c.code for c in cats] if mixes else None)
-    )
-    strip = strip or _default_strip(cats)
+    codes = [c.code for c in cats]
+    if mixes == []:
+        plan = []
+    elif categories:
+        plan = resolve_mixes(cats, mixes, categories)
+    elif rows_by is not None and not mixes:
+        plan = resolve_mixes(cats, None, codes)
+    else:
+        plan = resolve_mixes(cats, mixes, codes if mixes else None)
+    if strip is None and rows_by is None:
+        strip = _default_strip(cats)
     sweep = strip_mixes(strip[0], strip[1], strip_steps, cats) if strip else []
     den = prepare_denoiser(
         loaded, device=config.device, precision=config.precision, compile=config.compile
     )
+    requests = _row_requests(den, attributes, attribute_guidance, rows_by)
     seed_list = list(range(config.seed, config.seed + seeds))
-    total = len(plan) + (1 if sweep else 0)
+    cells_per_mix = [(mix, request) for mix in plan for request in requests]
+    total = len(cells_per_mix) + (1 if sweep else 0)
     for warning in loaded.warnings:
         emit(progress, Progress("grid", 0, total, message=warning))
     rows: list[Row] = []
-    for k, mix in enumerate(plan):
-        emit(progress, Progress("grid", k, total, {"row": mix.label}))
-        images = generate(den, mix, seed_list, config)
-        rows.append((mix.label, [tensor_to_image(im) for im in images]))
+    for k, (mix, wanted) in enumerate(cells_per_mix):
+        request = den.request(wanted, attribute_guidance)
+        label = request.label(mix.label)
+        emit(progress, Progress("grid", k, total, {"row": label}))
+        images = generate(den, mix, seed_list, config, attributes=request)
+        rows.append((label, [tensor_to_image(im) for im in images]))
     if sweep:
-        emit(progress, Progress("grid", len(plan), total, {"row": "strip"}))
-        cells = [generate(den, m, [config.seed], config)[0] for m in sweep]
-        label = f"{strip[0]}->{strip[1]} (seed {config.seed})"
+        emit(progress, Progress("grid", len(cells_per_mix), total, {"row": "strip"}))
+        fixed = {k: v for k, v in (attributes or {}).items() if v is not None}
+        scales = {k: v for k, v in (attribute_guidance or {}).items() if k in fixed}
+        request = den.request(fixed, scales)  # the strip keeps the requested attributes
+        cells = [generate(den, m, [config.seed], config, attributes=request)[0] for m in sweep]
+        label = f"{request.label(f'{strip[0]}->{strip[1]}')} (seed {config.seed})"
         rows.append((label, [tensor_to_image(im) for im in cells]))
     emit(progress, Progress("grid", total, total))
     return rows, [f"seed {s}" for s in seed_list]
@@ -170,8 +227,12 @@ def grid(
     *,
     seeds: int = DEFAULT_GRID_SEEDS,
     mixes: Sequence[str] | None = None,
+    categories: Sequence[str] | None = None,
     strip: tuple[str, str] | None = None,
     strip_steps: int = DEFAULT_STRIP_STEPS,
+    attributes: Mapping[str, str | None] | None = None,
+    attribute_guidance: Mapping[str, float] | None = None,
+    rows: str | None = None,
     from_samples: Path | None = None,
     checkpoint_step: int | None = None,
     force: bool = False,
@@ -180,22 +241,30 @@ def grid(
     """Write the labelled grid PNG (default ``<run>/grid.png`` or ``<samples>/grid.png``).
 
     With ``from_samples`` the rows are read from that folder; if ``run`` is given too,
-    the A→B strip is generated from it and added below.
+    the A→B strip is generated from it and added below. ``attributes`` (and
+    ``attribute_guidance``) apply to every generated row; ``rows="age"`` draws a row
+    per age bucket of each category or mix (see :func:`rows_from_run`).
     """
     if seeds < 1:
         raise ConfigError(f"{{}} must be at least 1; got {seeds}", "seeds")
+    if rows is not None and from_samples is not None:
+        raise ConfigError("{} needs a model; it cannot be used with {}", "rows", "from_samples")
     base = Path(from_samples) if from_samples is not None else Path(run or ".")
     out = Path(out) if out is not None else base / GRID_FILE
     if out.exists() and not force:
         raise FacediffError(f"{out} already exists; use --force to overwrite")
     if from_samples is None:
-        rows, labels = rows_from_run(
+        grid_rows, labels = rows_from_run(
             Path(run or "."),
             config,
             seeds=seeds,
             mixes=mixes,
+            categories=categories,
             strip=strip,
             strip_steps=strip_steps,
+            attributes=attributes,
+            attribute_guidance=attribute_guidance,
+            rows_by=rows,
             checkpoint_step=checkpoint_step,
             progress=progress,
         )
@@ -204,7 +273,7 @@ def grid(
             raise ConfigError(
                 "{} needs a model; it cannot be used with {}", "strip", "from_samples"
             )
-        rows, labels = rows_from_samples(from_samples, seeds=seeds)
+        grid_rows, labels = rows_from_samples(from_samples, seeds=seeds)
         if run is not None:  # add the strip from the model
             strip_rows, _ = rows_from_run(
                 Path(run),
@@ -213,13 +282,18 @@ def grid(
                 mixes=[],
                 strip=strip,
                 strip_steps=strip_steps,
+                attributes=attributes,
+                attribute_guidance=attribute_guidance,
                 checkpoint_step=checkpoint_step,
                 progress=progress,
             )
-            rows += strip_rows
-    image = compose_grid(rows, column_labels=labels)
+            grid_rows += strip_rows
+    image = compose_grid(grid_rows, column_labels=labels)
     out.parent.mkdir(parents=True, exist_ok=True)
     image.save(out)
     return GridResult(
-        out=out, rows=len(rows), columns=max(len(r[1]) for r in rows), size=image.size
+        out=out,
+        rows=len(grid_rows),
+        columns=max(len(r[1]) for r in grid_rows),
+        size=image.size,
     )

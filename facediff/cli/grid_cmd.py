@@ -11,11 +11,14 @@ from facediff.cli.app import app
 from facediff.cli.options import (
     DEFAULT_RUN,
     NO_EMA_DEFAULT,
+    AgeOpt,
+    AttributeGuidanceOpt,
     BatchOpt,
     CheckpointOpt,
     CompileOpt,
     DeviceOpt,
     ForceOpt,
+    GenderOpt,
     GuidanceOpt,
     MixModeOpt,
     MixOpt,
@@ -26,6 +29,7 @@ from facediff.cli.options import (
     SamplerOpt,
     SeedOpt,
     StepsOpt,
+    attribute_options,
     sample_config,
 )
 from facediff.config import DEFAULT_GRID_SEEDS, DEFAULT_STRIP_STEPS, SampleConfig
@@ -42,7 +46,24 @@ def grid_command(
     seeds: Annotated[
         int, typer.Option("--seeds", help="Columns: seeds per row.")
     ] = DEFAULT_GRID_SEEDS,
+    category: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--category", "-c", metavar="CODE", help="A category row (code or name; repeatable)."
+        ),
+    ] = None,
     mix: MixOpt = None,
+    rows: Annotated[
+        str | None,
+        typer.Option(
+            "--rows",
+            metavar="ATTRIBUTE",
+            help="One row per value of this attribute (age or gender) for each category/mix.",
+        ),
+    ] = None,
+    gender: GenderOpt = None,
+    age: AgeOpt = None,
+    attribute_guidance: AttributeGuidanceOpt = None,
     strip: Annotated[
         tuple[str, str] | None,
         typer.Option("--strip", metavar="A B", help="Sweep weights from mix A to mix B."),
@@ -70,6 +91,9 @@ def grid_command(
 ) -> None:
     """A labelled grid: rows = categories and mixes, columns = seeds, plus an A->B strip.
 
+    With --rows age (or gender), one row per value of that attribute for each category or
+    mix (default: each category; no default strip).
+
     Examples:
 
     \b
@@ -77,6 +101,7 @@ def grid_command(
       facediff grid runs/faces --mix OIE --seeds 4 --out oie.png
       facediff grid runs/faces --strip O I --strip-steps 7  # weights O -> I at one seed
       facediff grid --from-samples generated_images --out grid.png
+      facediff grid runs/utk -c I --rows age --gender female   # a row per age bucket
     """
     from facediff.cli import render
     from facediff.grids import grid
@@ -84,6 +109,7 @@ def grid_command(
     if strip_steps < 2:
         raise typer.BadParameter("must be at least 2", param_hint="--strip-steps")
     config = sample_config(locals())
+    wanted, scales = attribute_options(gender, age, attribute_guidance)
     strip_pair = strip if strip and all(strip) else None
     with render.progress(quiet) as bar:
         result = grid(
@@ -92,7 +118,11 @@ def grid_command(
             config,
             seeds=seeds,
             mixes=mix,
+            categories=category,
             strip=strip_pair,
+            attributes=wanted,
+            attribute_guidance=scales,
+            rows=rows,
             strip_steps=strip_steps,
             from_samples=from_samples,
             checkpoint_step=checkpoint,
