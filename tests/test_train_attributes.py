@@ -27,6 +27,7 @@ from facediff.config import TrainConfig, attribute_drop_rates, parse_attribute_d
 from facediff.dataset import PreparedData, load_prepared
 from facediff.errors import CheckpointError, ConfigError
 from facediff.guidance import SummedEmbedding
+from facediff.objective import add_noise, make_schedule, target
 from facediff.training import step as step_module
 from facediff.training import train
 from facediff.training.step import make_batch
@@ -229,6 +230,11 @@ def test_cli_attribute_dropout_recorded_resumed_and_checked(tmp_path):
         "--attribute-dropout",
     )
     assert "gender, age" in line
+    plain = blocks_dataset(tmp_path / "plain")
+    args = ["train", str(plain), "--out", str(tmp_path / "plain-run"), *FAST, "--max-steps", "1"]
+    noted = cli.invoke(app, [*args, "--attribute-dropout", "0.2"])
+    assert noted.exit_code == 0, noted.output
+    assert "has no attribute labels: the attribute dropout has no effect" in noted.output
 
 
 # ------------------------------------------------------------------ runs without attributes
@@ -330,3 +336,33 @@ def test_previews_of_an_attribute_run_leave_every_attribute_free(tmp_path, monke
     assert rows.shape[1] == 3  # category, gender, age: never bare category rows
     assert set(rows[:, 0].tolist()) == {0, 1, 2, 3}  # the categories and ∅ (guidance)
     assert (rows[:, 1:] == torch.tensor(ATTRIBUTES.nulls())).all()
+
+
+@pytest.mark.slow
+def test_the_model_learns_the_attributes(tmp_path):
+    n = 3 * 16
+    data = attribute_blocks_dataset(
+        tmp_path / "data", per_category=16, attribute_labels=attribute_labels(n, unknown=0.0)
+    )
+    cfg = tiny(max_steps=60, batch_size=16, lr=1e-3, lr_warmup_steps=5, log_every=10)
+    train(data, tmp_path / "run", cfg)
+    model = load_for_inference(tmp_path / "run", use_ema=False)
+    prepared = load_prepared(data)
+    schedule = make_schedule(model.scheduler_config, torch.device("cpu"))
+    x0 = prepared.images.float() / 127.5 - 1
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    t = torch.full((n,), 600)
+    x_t = add_noise(schedule, x0, noise, t)
+    want = target(schedule, x0, noise, t)
+    attrs = prepared.attribute_labels
+    own = torch.cat([prepared.labels.unsqueeze(1), attrs], 1)
+    wrong_gender = own.clone()
+    wrong_gender[:, 1] = 1 - attrs[:, 0]
+    wrong_age = own.clone()
+    wrong_age[:, 2] = (attrs[:, 1] + 1) % 3
+    errors = []
+    with torch.no_grad():
+        for labels in (own, wrong_gender, wrong_age):
+            out = model.unet(x_t, t, labels).sample
+            errors.append(float(((out - want) ** 2).mean()))
+    assert errors[0] < min(errors[1:]), errors
