@@ -11,6 +11,9 @@ Raw values are read from file names (:func:`parse_utkface`, UTKFace's
 ``[age]_[gender]_[race]_[date].jpg``, optionally behind a category prefix such as
 ``white_``) or from a CSV; values that are missing or malformed stay unknown with a
 reason, never guessed.
+
+This module imports only the standard library: ``facediff export`` copies it next to
+``pipeline.py`` and ``guidance.py``, where the pipeline imports it without facediff.
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ Layout::
     <out>/unet/             UNet2DModel (config.json + safetensors)
     <out>/scheduler/        the scheduler `facediff sample` uses by default, with its exact
                             settings, on the run's recorded noise schedule
-    <out>/pipeline.py       copies of facediff/pipeline.py and facediff/guidance.py, for
-    <out>/guidance.py       DiffusionPipeline.from_pretrained(out, custom_pipeline=...)
-    <out>/facediff.json     categories, codes, null label, size, step, model and schedule
+    <out>/pipeline.py       copies of facediff/pipeline.py, facediff/guidance.py and
+    <out>/guidance.py       facediff/attributes.py, for
+    <out>/attributes.py     DiffusionPipeline.from_pretrained(out, custom_pipeline=...)
+    <out>/facediff.json     categories, codes, null label, attributes, size, step, model
+                            and schedule
     <out>/README.md         the model card (Hugging Face front matter)
 
 ``FaceDiffPipeline.from_pretrained(out)`` loads it with facediff installed;
@@ -37,7 +39,11 @@ from facediff.model_card import CardFacts, render_model_card, report_note, shown
 EXPORT_FORMAT_VERSION = 2
 EXPORT_INFO_FILE = "facediff.json"
 #: Files of the facediff package copied into the folder for ``custom_pipeline=``.
-PIPELINE_FILES = {"pipeline.py": "pipeline.py", "guidance.py": "guidance.py"}
+PIPELINE_FILES = {
+    "pipeline.py": "pipeline.py",
+    "guidance.py": "guidance.py",
+    "attributes.py": "attributes.py",
+}
 MODEL_CARD_FILE = "README.md"
 
 
@@ -71,6 +77,7 @@ def build_pipeline(loaded: LoadedModel, config: SampleConfig | None = None) -> A
         scheduler=make_scheduler(config.sampler, loaded.scheduler_config),
         categories=loaded.categories.to_list(),
         sample_defaults=sample_defaults(config),
+        attributes=loaded.attributes.to_list(),
     )
 
 
@@ -128,6 +135,7 @@ def export(
         sample_defaults=sample_defaults(config),
         report=evaluation,
         report_note=report_note(report_path, evaluation, loaded.source, loaded.step),
+        attributes=loaded.attributes,
     )
     (out / MODEL_CARD_FILE).write_text(render_model_card(facts), encoding="utf-8")
     return ExportResult(
@@ -149,6 +157,7 @@ def _export_info(
         "categories": cats.to_list(),
         "codes": {c.code: i for i, c in enumerate(cats)},
         "null_label": cats.null_label,
+        "attributes": loaded.attributes.to_list(),
         "training_counts": counts,
         "size": loaded.model_config.sample_size,
         "step": loaded.step,

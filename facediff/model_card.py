@@ -8,10 +8,11 @@ load it. Built from recorded facts only: anything not recorded is said to be unk
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
 
 
@@ -37,6 +38,7 @@ class CardFacts:
     sample_defaults: dict[str, Any]
     report: dict[str, Any] | None  # report.json of `facediff evaluate`
     report_note: str  # which report, or why there is none
+    attributes: AttributeSet = field(default_factory=AttributeSet)  # empty: category only
 
 
 def _n(v: int | None) -> str:
@@ -109,6 +111,26 @@ def category_lines(f: CardFacts) -> list[str]:
         "used for guidance.",
         "",
         *_table(["code", "name", "file prefix", "training images", "label"], rows),
+    ]
+
+
+def attribute_lines(f: CardFacts) -> list[str]:
+    """The attributes the model is conditioned on, and how to ask for them."""
+    if not f.attributes:
+        return []
+    rows = [[a.name, ", ".join(a.values)] for a in f.attributes]
+    example = ", ".join(f'"{a.name}": "{a.values[-1]}"' for a in f.attributes)
+    options = " ".join(f"--{a.name} {a.values[-1]}" for a in f.attributes)
+    return [
+        "## Attributes",
+        "",
+        "Besides the category, the model is conditioned on these attributes, each with its "
+        "own null value (left free when not requested); their embeddings are summed into the "
+        f"class embedding. Ask for them with `attributes={{{example}}}` in the pipeline or "
+        f"`{options}` with `facediff sample`; `attribute_guidance={{name: scale}}` gives one "
+        "its own guidance term.",
+        "",
+        *_table(["attribute", "values"], rows),
     ]
 
 
@@ -287,7 +309,8 @@ def limitation_lines(f: CardFacts) -> list[str]:
 
 
 def render_model_card(f: CardFacts) -> str:
-    lines = front_matter(f) + summary_lines(f) + category_lines(f) + training_lines(f)
+    lines = front_matter(f) + summary_lines(f) + category_lines(f) + attribute_lines(f)
+    lines += training_lines(f)
     lines += evaluation_lines(f) + usage_lines(f) + limitation_lines(f)
     return "\n".join(lines)
 

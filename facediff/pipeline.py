@@ -7,7 +7,8 @@ With facediff installed::
     images = pipe(mix="OIE", generator=[torch.Generator().manual_seed(s) for s in range(4)]).images
 
 With diffusers alone, from a folder written by ``facediff export`` (it holds a copy of
-this file as ``pipeline.py`` and of ``facediff/guidance.py`` next to it)::
+this file as ``pipeline.py`` and of ``facediff/guidance.py`` and ``facediff/attributes.py``
+next to it)::
 
     from diffusers import DiffusionPipeline
     pipe = DiffusionPipeline.from_pretrained(
@@ -16,8 +17,12 @@ this file as ``pipeline.py`` and of ``facediff/guidance.py`` next to it)::
 
 Guidance, mixes, noise and the denoising loop are those of ``facediff sample`` (the
 functions in :mod:`facediff.guidance`), so the same per-image seeds give the same images.
-This file imports only torch, diffusers and its sibling ``guidance`` module (relatively,
-so the copy in an exported folder finds the copy next to it).
+This file imports only torch, diffusers and its sibling ``guidance`` and ``attributes``
+modules (relatively, so the copy in an exported folder finds the copies next to it).
+
+A model trained with attributes (``config.attributes``, the ``AttributeSet`` list) gets its
+summed class embedding back on load and takes ``attributes={"gender": "female", "age":
+"60-69"}`` and ``attribute_guidance={"gender": 5.0}`` as ``facediff sample`` does.
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from PIL import Image
 
+from .attributes import AttributeSet, embedding_sizes
 from .guidance import (
     Generators,
+    attach_attributes,
     blended_row,
     check_settings,
     conditions,
@@ -52,9 +59,12 @@ class FaceDiffPipeline(DiffusionPipeline):
 
     Components: ``unet`` (a ``UNet2DModel`` with one class embedding per category plus
     a last, null one used for guidance) and ``scheduler`` (any diffusers scheduler).
-    Config: ``categories`` (a list of ``{"prefix", "name", "code"}`` in label order) and
+    Config: ``categories`` (a list of ``{"prefix", "name", "code"}`` in label order),
     ``sample_defaults`` (``num_inference_steps``, ``guidance_scale``, ``mix_mode`` used
-    when a call leaves them out; ``facediff export`` writes facediff's defaults).
+    when a call leaves them out; ``facediff export`` writes facediff's defaults) and
+    ``attributes`` (the model's attributes, ``[{"name", "values", "edges"?}]``; empty for a
+    category-only model). With attributes the UNet's class table (categories + ∅, then
+    each attribute's values + its ∅) is summed by ``SummedEmbedding``, attached here.
     """
 
     model_cpu_offload_seq = "unet"
@@ -65,12 +75,29 @@ class FaceDiffPipeline(DiffusionPipeline):
         scheduler: SchedulerMixin,
         categories: list[dict[str, str]] | None = None,
         sample_defaults: dict[str, Any] | None = None,
+        attributes: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
+        model_attributes = AttributeSet.from_list(attributes)
+        if model_attributes:  # the saved UNet is a plain UNet2DModel: sum its table again
+            sizes = embedding_sizes(len(categories or []), model_attributes.sizes)
+            if sum(sizes) != unet.class_embedding.weight.shape[0]:
+                raise ValueError(
+                    f"the UNet has {unet.class_embedding.weight.shape[0]} class embeddings; "
+                    f"its categories and attributes need {sum(sizes)}"
+                )
+            attach_attributes(unet, sizes)
         self.register_modules(unet=unet, scheduler=scheduler)
         self.register_to_config(
-            categories=list(categories or []), sample_defaults=dict(sample_defaults or {})
+            categories=list(categories or []),
+            sample_defaults=dict(sample_defaults or {}),
+            attributes=model_attributes.to_list(),
         )
+
+    @property
+    def attributes(self) -> AttributeSet:
+        """The attributes the model was trained with (empty: category only)."""
+        return AttributeSet.from_list(getattr(self.config, "attributes", None))
 
     @property
     def codes(self) -> list[str]:
@@ -110,6 +137,28 @@ class FaceDiffPipeline(DiffusionPipeline):
             spec = "+".join(str(k) for k in mix)
         return parse_mix_spec(spec, self.codes, self.names)
 
+    def resolve_attributes(
+        self,
+        attributes: Mapping[str, str | None] | None = None,
+        attribute_guidance: Mapping[str, float] | None = None,
+    ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[float | None, ...]]:
+        """Value index per attribute (its null when free), the nulls, and each one's own
+        guidance scale (None: rides along with the category terms)."""
+        model = self.attributes
+        wanted = {k: v for k, v in (attributes or {}).items() if v is not None}
+        scales = dict(attribute_guidance or {})
+        if (wanted or scales) and not model:
+            raise ValueError("this pipeline's model was trained without attributes")
+        for name in scales:
+            model.get(name)  # ValueError naming the attributes there are
+            if name not in wanted:
+                raise ValueError(
+                    f"attribute_guidance gives {name} its own scale but attributes= does not "
+                    f"request a {name}"
+                )
+        indices = model.request(wanted)
+        return indices, model.nulls(), tuple(scales.get(n) for n in model.names)
+
     def _default(self, name: str, value: Any) -> Any:
         if value is not None:
             return value
@@ -128,6 +177,8 @@ class FaceDiffPipeline(DiffusionPipeline):
         guidance_scale: float | None = None,
         batch_size: int | None = None,
         generator: Generators = None,
+        attributes: Mapping[str, str | None] | None = None,
+        attribute_guidance: Mapping[str, float] | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
     ) -> ImagePipelineOutput | tuple[Any]:
@@ -147,8 +198,15 @@ class FaceDiffPipeline(DiffusionPipeline):
             output_type: ``"pil"`` (list of PIL images), ``"np"`` (N×H×W×3 floats in
                 [0, 1]) or ``"pt"`` (N×3×H×W floats in [0, 1]).
             return_dict: return an ``ImagePipelineOutput`` rather than a tuple.
+            attributes: requested attribute values of a model trained with attributes,
+                e.g. ``{"gender": "female", "age": "60-69"}`` (an age such as ``"63"``
+                picks its bucket); attributes not given are left free.
+            attribute_guidance: an own guidance scale per requested attribute, e.g.
+                ``{"gender": 5.0}``: that attribute becomes its own guidance term instead
+                of riding along with the category terms.
         """
         indices, weights = self.resolve_mix(category, mix)
+        values, nulls, scales = self.resolve_attributes(attributes, attribute_guidance)
         mode = self._default("mix_mode", mix_mode)
         steps = int(self._default("num_inference_steps", num_inference_steps))
         guidance = float(self._default("guidance_scale", guidance_scale))
@@ -161,7 +219,16 @@ class FaceDiffPipeline(DiffusionPipeline):
         shape = (n, self.unet.config.in_channels, height, width)
         device = self._execution_device
         noise = initial_noise(generator, shape).to(device)
-        cond = conditions(indices, weights, mode, guidance, len(self.codes))
+        cond = conditions(
+            indices,
+            weights,
+            mode,
+            guidance,
+            len(self.codes),
+            attributes=values,
+            nulls=nulls,
+            attribute_scales=scales,
+        )
         with blended_row(self.unet, cond):
             x = denoise(
                 self.unet,
