@@ -49,8 +49,9 @@ RECORD_FILE = "samples.json"
 class SampleResult:
     out: Path
     record_path: Path
-    files: dict[str, list[Path]] = field(default_factory=dict)  # by mix label
+    files: dict[str, list[Path]] = field(default_factory=dict)  # by label
     seconds: float = 0.0
+    attributes: dict[str, str] = field(default_factory=dict)  # requested (canonical values)
 
     @property
     def images(self) -> int:
@@ -234,7 +235,7 @@ def sample(
     den = prepare_denoiser(
         loaded, device=config.device, precision=config.precision, compile=config.compile
     )
-    result = SampleResult(out=out, record_path=out / RECORD_FILE)
+    result = SampleResult(out=out, record_path=out / RECORD_FILE, attributes=dict(request.values))
     total = len(plan) * len(seeds)
     for warning in loaded.warnings:
         emit(progress, Progress("sample", 0, total, message=warning))

@@ -42,12 +42,16 @@ def test_attribute_folders_record_and_images(run, tmp_path):
                 "--out", out, *FAST])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "I_female_40+" in r.output
+    res = sample(run, tmp_path / "api", SampleConfig(n=1, steps=2, device="cpu"),
+                 categories=["O"], attributes={"age": "7"})  # fmt: skip
+    assert list(res.files) == ["O_0-19"] and res.attributes == {"age": "0-19"}
     # A second request into the same folder: its own label, nothing overwritten.
     r = invoke(["sample", run, "-c", "I", "--mix", "OI", "--gender", "m", "-n", "2",
                 "--attribute-guidance", "gender=4", "--out", out, *FAST])  # fmt: skip
     assert r.exit_code == 0, r.output
-    r = invoke(["sample", run, "-c", "I", "-n", "2", "--out", out, *FAST])
+    r = invoke(["sample", run, "-c", "I", "-n", "2", "--out", out, "--json", *FAST])
     assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["attributes"] == {}
     labels = ["I_female_40+", "I_male", "OI_male", "I"]
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(labels)
     assert sorted(p.name for p in (out / "I_female_40+").iterdir()) == [

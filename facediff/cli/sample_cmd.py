@@ -111,6 +111,7 @@ def sample_command(
                 "out": result.out,
                 "images": result.images,
                 "files": result.files,
+                "attributes": result.attributes,
                 "seconds": result.seconds,
                 "images_per_second": rate,
                 "record": result.record_path,
