@@ -76,6 +76,7 @@ def test_run_records_attributes_and_loads_a_summed_embedding(tmp_path):
         0
     ] == (4 + 3 + 4)
 
+    assert load_for_inference(result.checkpoint).attributes == ATTRIBUTES  # a checkpoint
     loaded = load_for_inference(run)
     assert loaded.attributes == ATTRIBUTES
     emb = loaded.unet.class_embedding
@@ -219,6 +220,9 @@ def test_cli_attribute_dropout_recorded_resumed_and_checked(tmp_path):
     args = ["train", str(data), "--out", str(run), *FAST]
     first = cli.invoke(app, [*args, "--max-steps", "1", "--attribute-dropout", "gender=0.4"])
     assert first.exit_code == 0, first.output
+    assert "conditioning on attributes gender (male, female); age (0-29, 30-59, 60+)" in (
+        first.output
+    )
     again = cli.invoke(app, ["train", str(data), "--out", str(run), "--max-steps", "2"])
     assert again.exit_code == 0, again.output
     state = read_state(run / "checkpoints" / "step-00000002")

@@ -181,6 +181,8 @@ def make_setup(
     if state is None:
         model_cfg = dataclasses.replace(model_cfg, attribute_sizes=data.attributes.sizes)
     attribute_drop_rates(config, data.attributes.names)  # names the data's attributes?
+    if data.attributes:
+        notes.append(f"conditioning on attributes {_describe(data.attributes)}")
     if config.attribute_dropout is not None and not data.attributes:
         notes.append(
             f"note: {data.path} has no attribute labels: the attribute dropout has no effect"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from facediff.batches import IndexStream
@@ -44,12 +46,22 @@ def make_batch(
     labels = torch.where(drop, len(data.categories), data.labels[idx])
     if data.attribute_labels is None or not data.attributes:
         return x0, labels
-    rates = attribute_drop_rates(cfg, data.attributes.names)
+    rates, nulls = _attribute_tables(
+        attribute_drop_rates(cfg, data.attributes.names), data.attributes.nulls(), dev
+    )
     values = data.attribute_labels[idx]
-    nulls = torch.tensor(data.attributes.nulls(), dtype=values.dtype, device=dev)
-    dropped = torch.rand(values.shape, generator=g, device=dev) < torch.tensor(rates, device=dev)
+    dropped = torch.rand(values.shape, generator=g, device=dev) < rates
     values = torch.where(dropped | (values < 0), nulls, values)
     return x0, torch.cat([labels.unsqueeze(1), values], dim=1)
+
+
+@functools.lru_cache(maxsize=8)
+def _attribute_tables(
+    rates: tuple[float, ...], nulls: tuple[int, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The drop rates and null indices on the device, made once (a host-to-device copy
+    every step would wait for the GPU)."""
+    return torch.tensor(rates, device=device), torch.tensor(nulls, device=device)
 
 
 def train_step(
