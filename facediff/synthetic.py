@@ -10,6 +10,16 @@ shirt colour, position, size, lighting, eye placement and expression. Skin tones
 neighbouring looks overlap under the lighting variation, so no single pixel tells the
 categories apart; the combination of tone, shape and hair does.
 
+Each face can also be a :class:`Person` of an age and a gender, drawn visibly
+(``demo-data`` always does, for attribute controls): children have smaller, rounder faces
+with larger eyes; hair greys from 20 and is white by 70, with lines beside the nose and
+under the eyes from 30, deeper with age; women have long hair falling beside the face
+onto the shoulders and red lips, men shorter hair and, past 15, a stubble shadow on the
+jaw. Ages spread evenly over 0-90 and the genders are balanced within each category.
+``demo-data`` names files the UTKFace way behind the category prefix
+(``white_63_1_0_20170101020000007.png``: age, gender 0 male / 1 female, race, a made-up
+date), so ``prepare --attributes utkface`` reads them back.
+
 Images are drawn with ``PIL.ImageDraw`` at a multiple of the requested size and
 downscaled with a Lanczos filter (supersampling, for anti-aliased edges). Image *i* of
 category *k* depends only on ``(seed, k, i)``, not on how many images are asked for.
@@ -17,6 +27,7 @@ category *k* depends only on ``(seed, k, i)``, not on how many images are asked 
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +36,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw
 
+from facediff.attributes import (
+    DEFAULT_AGE_EDGES,
+    GENDERS,
+    AttributeSet,
+    age_attribute,
+    gender_attribute,
+)
 from facediff.categories import DEFAULT_CATEGORIES, CategoryMap
 from facediff.config import DEMO_PER_CATEGORY, DEMO_SIZE
 from facediff.errors import FacediffError
@@ -130,6 +148,102 @@ def _sample_face(look: Look, rng: np.random.Generator, canvas: int) -> _Face:
     )
 
 
+@dataclass(frozen=True)
+class Person:
+    """Who a face shows: an age in years and a UTKFace gender code (0 male, 1 female)."""
+
+    age: int
+    gender: int
+
+    @property
+    def gender_name(self) -> str:
+        return GENDERS[self.gender]
+
+
+MAX_DEMO_AGE = 90
+_GOLDEN = 0.6180339887498949
+#: UTKFace race codes (0 White, 1 Black, 2 Asian, 3 Indian, 4 Others) by category prefix.
+_RACE_CODES = {"white": 0, "black": 1, "asian": 2, "indian": 3}
+
+
+def person_of(seed: int, label: int, index: int) -> Person:
+    """The person of image ``index`` of category ``label``: ages follow a golden-ratio
+    sequence from a seeded start (evenly spread over 0-90 however many are drawn);
+    genders come in pairs (one man, one woman, in a seeded order)."""
+    start = np.random.default_rng([seed, label, 104_729]).uniform()
+    age = int(((start + index * _GOLDEN) % 1.0) * (MAX_DEMO_AGE + 1))
+    flip = int(np.random.default_rng([seed, label, index // 2, 7_919]).integers(0, 2))
+    return Person(age=age, gender=(index % 2) ^ flip)
+
+
+def _blend(a: RGB, b: RGB, t: float) -> RGB:
+    return tuple(round(x + (y - x) * t) for x, y in zip(a, b))  # type: ignore[return-value]
+
+
+_WHITE_HAIR = (228, 228, 232)
+
+
+def _aged(f: _Face, person: Person) -> _Face:
+    """The face ``f`` made ``person.age`` years old: children's faces smaller and rounder
+    with larger eyes, hair greying from 20 (white at 70)."""
+    child = max(0.0, (16 - person.age) / 16)  # 1 at birth, 0 from 16
+    scale = 1.0 - 0.3 * child
+    rx = f.rx * scale
+    ry = rx * (f.ry / f.rx * (1 - child) + 1.02 * child)
+    grey = float(np.clip((person.age - 20) / 50, 0.0, 1.0))
+    return dataclasses.replace(
+        f,
+        cy=f.cy + (f.ry - ry) * 0.6,  # a smaller head sits lower, on the same shoulders
+        rx=rx,
+        ry=ry,
+        hair=_blend(f.hair, _WHITE_HAIR, grey),
+        eye_r=f.eye_r * (1 + 0.45 * child),
+        eye_dy=f.eye_dy * (1 - 0.6 * child),  # children's eyes sit mid-face
+    )
+
+
+def _draw_long_locks(d: ImageDraw.ImageDraw, f: _Face) -> None:
+    """Women: long hair falling beside the face onto the shoulders (over the shirt)."""
+    for side in (-1, 1):
+        x = f.cx + side * f.rx * 0.98
+        d.rounded_rectangle(
+            (x - f.rx * 0.34, f.cy - f.ry * 0.55, x + f.rx * 0.34, f.cy + f.ry * 1.75),
+            radius=f.rx * 0.3,
+            fill=f.hair,
+        )
+
+
+def _draw_stubble(d: ImageDraw.ImageDraw, f: _Face) -> None:
+    """Men past 15: a stubble shadow over the jaw and chin."""
+    shade = _blend(f.skin, (58, 46, 42), 0.42)
+    d.chord(_box(f.cx, f.cy, f.rx * 0.99, f.ry * 0.99), 22, 158, fill=shade)
+    d.ellipse(_box(f.cx, f.cy + f.ry * 0.45, f.rx * 0.5, f.ry * 0.17), fill=shade)
+
+
+def _draw_wrinkles(d: ImageDraw.ImageDraw, f: _Face, age: int) -> None:
+    """From 30: lines from the nose to the mouth corners and under the eyes, darker with age."""
+    depth = float(np.clip((age - 30) / 45, 0.0, 1.0))
+    if depth <= 0:
+        return
+    line = _scale(f.skin, 0.85 - 0.3 * depth)
+    width = max(1, round(f.rx * (0.07 + 0.07 * depth)))
+    ey = f.cy + f.eye_dy * f.ry
+    r = f.eye_r * f.rx
+    for side in (-1, 1):
+        d.line(
+            (
+                f.cx + side * f.rx * 0.22,
+                f.cy + f.ry * 0.14,
+                f.cx + side * f.rx * 0.46,
+                f.cy + f.ry * 0.5,
+            ),
+            fill=line,
+            width=width,
+        )
+        ex = f.cx + side * f.eye_dx * f.rx
+        d.arc(_box(ex, ey + r * 0.9, r * 1.4, r * 0.9), 20, 160, fill=line, width=width)
+
+
 def _box(cx: float, cy: float, rx: float, ry: float) -> tuple[float, float, float, float]:
     return (cx - rx, cy - ry, cx + rx, cy + ry)
 
@@ -140,10 +254,15 @@ def _draw_body(d: ImageDraw.ImageDraw, f: _Face, shirt: RGB, canvas: int) -> Non
     d.ellipse(_box(f.cx, f.cy + f.ry * 1.05 + f.rx * 1.4, f.rx * 2.1, f.rx * 1.4), fill=shirt)
 
 
-def _draw_hair_back(d: ImageDraw.ImageDraw, f: _Face) -> None:
-    if f.style == LONG:
+def _draw_hair_back(d: ImageDraw.ImageDraw, f: _Face, cropped: bool = False) -> None:
+    if f.style == LONG:  # ``cropped`` (men): ending above the jaw
         d.rounded_rectangle(
-            (f.cx - f.rx * 1.2, f.cy - f.ry * 1.15, f.cx + f.rx * 1.2, f.cy + f.ry * 1.25),
+            (
+                f.cx - f.rx * 1.2,
+                f.cy - f.ry * 1.15,
+                f.cx + f.rx * 1.2,
+                f.cy + f.ry * (0.35 if cropped else 1.25),
+            ),
             radius=f.rx * 0.8,
             fill=f.hair,
         )
@@ -174,7 +293,9 @@ def _draw_hair_front(d: ImageDraw.ImageDraw, f: _Face) -> None:
         d.chord(top, 215, 325, fill=f.hair)
 
 
-def _draw_features(d: ImageDraw.ImageDraw, f: _Face, eye_color: RGB) -> None:
+def _draw_features(
+    d: ImageDraw.ImageDraw, f: _Face, eye_color: RGB, red_lips: bool = False
+) -> None:
     ey = f.cy + f.eye_dy * f.ry
     r = f.eye_r * f.rx
     for side in (-1, 1):
@@ -190,29 +311,44 @@ def _draw_features(d: ImageDraw.ImageDraw, f: _Face, eye_color: RGB) -> None:
     bend = f.ry * 0.14 * f.smile
     box = (f.cx - mw, my - abs(bend), f.cx + mw, my + abs(bend) + 1)
     width = max(1, int(r * 0.45))
+    lips = (150, 50, 50)
+    if red_lips:
+        lips, width = (205, 25, 60), max(1, int(r * 0.8))
     if bend >= 0:
-        d.arc(box, 10, 170, fill=(150, 50, 50), width=width)
+        d.arc(box, 10, 170, fill=lips, width=width)
     else:
-        d.arc(box, 190, 350, fill=(150, 50, 50), width=width)
+        d.arc(box, 190, 350, fill=lips, width=width)
 
 
-def draw_face(look: Look, rng: np.random.Generator, size: int) -> Image.Image:
-    """One face of ``look`` with per-image variation from ``rng``, ``size``×``size`` RGB."""
+def draw_face(
+    look: Look, rng: np.random.Generator, size: int, person: Person | None = None
+) -> Image.Image:
+    """One face of ``look`` with per-image variation from ``rng``, ``size``×``size`` RGB;
+    with ``person``, drawn at that age and gender (the same ``rng`` draws either way)."""
     supersample = 4 if size <= 128 else 2
     canvas = size * supersample
     background = tuple(int(v) for v in rng.integers(40, 225, size=3))
     shirt = tuple(int(v) for v in rng.integers(20, 235, size=3))
     eye_color = tuple(int(v) for v in rng.integers(20, 110, size=3))
     f = _sample_face(look, rng, canvas)
+    if person is not None:
+        f = _aged(f, person)
     im = Image.new("RGB", (canvas, canvas), background)
     d = ImageDraw.Draw(im)
-    _draw_hair_back(d, f)
+    _draw_hair_back(d, f, cropped=person is not None and person.gender == 0)
     _draw_body(d, f, shirt, canvas)  # type: ignore[arg-type]
+    if person is not None and person.gender == 1:
+        _draw_long_locks(d, f)
     for side in (-1, 1):  # ears
         d.ellipse(_box(f.cx + side * f.rx * 0.98, f.cy, f.rx * 0.16, f.ry * 0.2), fill=f.skin)
     d.ellipse(_box(f.cx, f.cy, f.rx, f.ry), fill=f.skin)
+    if person is not None:
+        if person.gender == 0 and person.age >= 16:
+            _draw_stubble(d, f)
+        _draw_wrinkles(d, f, person.age)
     _draw_hair_front(d, f)
-    _draw_features(d, f, eye_color)  # type: ignore[arg-type]
+    woman = person is not None and person.gender == 1
+    _draw_features(d, f, eye_color, red_lips=woman)  # type: ignore[arg-type]
     return im.resize((size, size), Image.LANCZOS)
 
 
@@ -225,11 +361,14 @@ def make_faces(
     size: int = 64,
     seed: int = 0,
     categories: CategoryMap = DEFAULT_CATEGORIES,
+    *,
+    people: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``per_category`` faces of each category: uint8 N×3×S×S images and int64 labels.
 
     The label is the category's index in ``categories``; images are ordered by label,
-    then by index within the category. Deterministic given ``seed``.
+    then by index within the category. Deterministic given ``seed``. ``people`` draws
+    each face at the age and gender of :func:`person_of` (labels: :func:`face_attributes`).
     """
     import torch  # here, so the CLI reads this module's defaults without loading torch
 
@@ -244,9 +383,37 @@ def make_faces(
         look = category_look(label)
         for i in range(per_category):
             j = label * per_category + i
-            images[j] = np.asarray(draw_face(look, _face_rng(seed, label, i), size))
+            person = person_of(seed, label, i) if people else None
+            images[j] = np.asarray(draw_face(look, _face_rng(seed, label, i), size, person))
             labels[j] = label
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
+
+
+def face_attributes(
+    per_category: int,
+    seed: int = 0,
+    categories: CategoryMap = DEFAULT_CATEGORIES,
+    age_edges: tuple[int, ...] = DEFAULT_AGE_EDGES,
+) -> tuple[AttributeSet, torch.Tensor]:
+    """The attributes (age bucketed by ``age_edges``, gender) of ``make_faces(...,
+    people=True)``, in its order: the set and its int64 N×2 value indices."""
+    import torch
+
+    attributes = AttributeSet((age_attribute(age_edges), gender_attribute()))
+    age = attributes.get("age")
+    rows = [
+        [age.index_of_raw(p.age), p.gender]
+        for label in range(len(categories))
+        for p in (person_of(seed, label, i) for i in range(per_category))
+    ]
+    return attributes, torch.tensor(rows, dtype=torch.int64).reshape(-1, 2)
+
+
+def demo_name(prefix: str, label: int, index: int, person: Person) -> str:
+    """``white_63_1_0_20170101020000007.png``: UTKFace's ``[age]_[gender]_[race]_[date]``
+    behind the category prefix (the date is made up, unique per label and index)."""
+    race = _RACE_CODES.get(prefix.lower(), 4)
+    return f"{prefix}_{person.age}_{person.gender}_{race}_20170101{label:02d}{index:07d}.png"
 
 
 def make_demo_data(
@@ -256,10 +423,11 @@ def make_demo_data(
     seed: int = 0,
     categories: CategoryMap = DEFAULT_CATEGORIES,
 ) -> list[Path]:
-    """Write synthetic faces as ``<prefix>_0001.png`` … into a new folder ``out``.
+    """Write synthetic faces of people (:func:`person_of`) into a new folder ``out``,
+    named ``<prefix>_<age>_<gender>_<race>_<date>.png`` (:func:`demo_name`).
 
-    The result is a raw folder for ``facediff prepare``. Refuses an ``out`` that exists
-    and is not an empty folder.
+    The result is a raw folder for ``facediff prepare`` (``--attributes utkface`` reads
+    the ages and genders back). Refuses an ``out`` that exists and is not an empty folder.
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -269,28 +437,43 @@ def make_demo_data(
     for label, category in enumerate(categories):
         look = category_look(label)
         for i in range(per_category):
-            path = out / f"{category.prefix}_{i + 1:04d}.png"
-            draw_face(look, _face_rng(seed, label, i), size).save(path, optimize=False)
+            person = person_of(seed, label, i)
+            path = out / demo_name(category.prefix, label, i, person)
+            draw_face(look, _face_rng(seed, label, i), size, person).save(path, optimize=False)
             paths.append(path)
     return paths
 
 
-def write_synthetic_prepared(out: Path, per_category: int, size: int, seed: int = 0) -> Path:
-    """Draw demo faces into a temporary raw folder and ``prepare`` them into ``out``."""
+def write_synthetic_prepared(
+    out: Path,
+    per_category: int,
+    size: int,
+    seed: int = 0,
+    *,
+    attributes: bool = False,
+    age_edges: tuple[int, ...] | None = None,
+) -> Path:
+    """Draw demo faces into a temporary raw folder and ``prepare`` them into ``out``;
+    ``attributes`` prepares them with their ages and genders (``--attributes utkface``)."""
     from facediff.preparation import prepare  # imported here: prepare is the heavier module
 
     with tempfile.TemporaryDirectory(prefix="facediff-synthetic-") as tmp:
         raw = Path(tmp) / "raw"
         make_demo_data(raw, per_category=per_category, size=size, seed=seed)
-        prepare(raw, Path(out), size=size, workers=1)
+        utk = "utkface" if attributes else None
+        prepare(raw, Path(out), size=size, workers=1, attributes=utk, age_edges=age_edges)
     return Path(out)
 
 
 __all__ = [
     "Look",
+    "Person",
     "category_look",
+    "demo_name",
     "draw_face",
+    "face_attributes",
     "make_demo_data",
     "make_faces",
+    "person_of",
     "write_synthetic_prepared",
 ]

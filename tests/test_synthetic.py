@@ -1,13 +1,24 @@
 """Synthetic faces: deterministic, category-dependent, learnable but not one-pixel trivial."""
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from facediff.attributes import parse_utkface
 from facediff.categories import CategoryMap, make_category
 from facediff.dataset import load_prepared
 from facediff.errors import FacediffError
-from facediff.synthetic import make_demo_data, make_faces, write_synthetic_prepared
+from facediff.synthetic import (
+    Person,
+    category_look,
+    draw_face,
+    face_attributes,
+    make_demo_data,
+    make_faces,
+    person_of,
+    write_synthetic_prepared,
+)
 
 
 def test_shapes_labels_and_determinism():
@@ -91,14 +102,19 @@ def test_extra_categories_get_distinct_looks():
     assert distances[~torch.eye(6, dtype=torch.bool)].min() > 100
 
 
-def test_make_demo_data_writes_prefixed_pngs(tmp_path):
+def test_make_demo_data_writes_prefixed_utkface_pngs(tmp_path):
     out = tmp_path / "raw"
     paths = make_demo_data(out, per_category=3, size=20, seed=0)
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(p.name for p in paths)
-    assert {"indian_0001.png", "asian_0003.png", "white_0002.png"} <= set(names)
     assert len(names) == 9
-    with Image.open(out / "indian_0001.png") as im:
+    for label, (prefix, race) in enumerate((("indian", 3), ("asian", 2), ("white", 0))):
+        for i in range(3):
+            person = person_of(0, label, i)
+            name = f"{prefix}_{person.age}_{person.gender}_{race}_20170101{label:02d}{i:07d}.png"
+            assert name in names
+            assert parse_utkface(name) == ({"age": person.age, "gender": person.gender_name}, {})
+    with Image.open(paths[0]) as im:
         assert im.size == (20, 20) and im.mode == "RGB"
     with pytest.raises(FacediffError, match="not an empty folder"):
         make_demo_data(out, per_category=1)
@@ -109,8 +125,107 @@ def test_write_synthetic_prepared(tmp_path):
     data = load_prepared(out)
     assert len(data) == 12 and data.size == 16
     assert data.labels.bincount().tolist() == [4, 4, 4]
-    expected, _ = make_faces(4, size=16, seed=0)
+    assert data.attribute_labels is None  # not asked for
+    expected, _ = make_faces(4, size=16, seed=0, people=True)
     # prepare keeps the pixels of already-square images at the target size
     assert set(map(bytes, data.images.flatten(1).numpy())) == set(
         map(bytes, expected.flatten(1).numpy())
     )
+
+
+def test_demo_data_attributes_read_back_by_prepare(tmp_path):
+    """`prepare --attributes utkface` on demo-data gives exactly the drawn people."""
+    out = write_synthetic_prepared(
+        tmp_path / "data", per_category=6, size=16, seed=2, attributes=True, age_edges=(30, 60)
+    )
+    data = load_prepared(out)
+    expected, labels = make_faces(6, size=16, seed=2, people=True)
+    attributes, rows = face_attributes(6, seed=2, age_edges=(30, 60))
+    assert data.attributes == attributes and attributes.names == ("age", "gender")
+    drawn = {
+        bytes(im): (int(y), r)
+        for im, y, r in zip(expected.flatten(1).numpy(), labels, rows.tolist())
+    }
+    read = {
+        bytes(im): (int(y), r)
+        for im, y, r in zip(
+            data.images.flatten(1).numpy(), data.labels, data.attribute_labels.tolist()
+        )
+    }
+    assert read == drawn and len(read) == 18
+    assert (data.attribute_labels >= 0).all()  # no unknowns
+    counts = data.manifest["attribute_counts"]
+    assert all(per["gender"] == {"male": 3, "female": 3, "unknown": 0} for per in counts.values())
+
+
+def test_people_ages_spread_and_genders_balanced():
+    for label in range(3):
+        people = [person_of(0, label, i) for i in range(40)]
+        ages = sorted(p.age for p in people)
+        assert ages[0] <= 5 and ages[-1] >= 85 and all(0 <= a <= 90 for a in ages)
+        assert {min(a // 10, 8) for a in ages} == set(range(9))  # every decade (90: the 80s)
+        assert sum(p.gender for p in people) == 20
+        assert sum(p.gender for p in people[:7]) in (3, 4)  # balanced in pairs, any count
+    assert [person_of(0, 0, i) for i in range(9)] == [person_of(0, 0, i) for i in range(9)]
+    assert [person_of(0, 0, i) for i in range(9)] != [person_of(1, 0, i) for i in range(9)]
+
+
+def test_people_cues_change_the_drawing_not_the_plain_faces():
+    plain, _ = make_faces(4, size=24, seed=0)
+    again, _ = make_faces(4, size=24, seed=0, people=False)
+    people, _ = make_faces(4, size=24, seed=0, people=True)
+    assert torch.equal(plain, again) and not torch.equal(plain, people)
+    look, size = category_look(1), 48
+
+    def draw(age, gender):
+        rng = np.random.default_rng([5, 1, 3])  # the same face each time
+        return np.asarray(draw_face(look, rng, size, Person(age, gender))).astype(float)
+
+    # grey hair: the old face's hair is lighter (Oriental hair is black)
+    young, old = draw(25, 1), draw(80, 1)
+    top = slice(0, size // 3)
+    assert old[top].mean() > young[top].mean() + 10
+    # long hair beside the face down to the shoulders for women: dark side columns
+    man, woman = draw(25, 0), draw(25, 1)
+    band = slice(size // 2, size * 3 // 4)
+    assert woman[band].mean() < man[band].mean() - 5
+    # children (a smaller, rounder face) are checked by the learnability test
+
+
+def test_tiny_cnn_learns_gender_and_coarse_age_at_32px(one_thread):
+    """The drawn cues are learnable: a tiny CNN, trained on 600 demo faces of 32 px,
+    tells gender and age bucket (0-29, 30-59, 60+) of 300 held-out faces (chance: 0.5
+    and 0.34)."""
+    torch.manual_seed(0)
+    x, _ = make_faces(200, size=32, seed=0, people=True)
+    _, a = face_attributes(200, seed=0, age_edges=(30, 60))
+    xt, _ = make_faces(100, size=32, seed=1, people=True)
+    _, at = face_attributes(100, seed=1, age_edges=(30, 60))
+    x, xt = x.float() / 255, xt.float() / 255
+    nn = torch.nn
+    net = nn.Sequential(
+        nn.Conv2d(3, 24, 4, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(24, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 48, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(48, 3 + 2),  # age bucket logits, gender logits
+    )
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(800):
+        i = torch.randint(0, len(x), (64,))
+        out = net(x[i])
+        loss = nn.functional.cross_entropy(out[:, :3], a[i, 0])
+        loss = loss + nn.functional.cross_entropy(out[:, 3:], a[i, 1])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        out = net(xt)
+    age = (out[:, :3].argmax(1) == at[:, 0]).float().mean().item()
+    gender = (out[:, 3:].argmax(1) == at[:, 1]).float().mean().item()
+    assert gender >= 0.9 and age >= 0.8, (gender, age)

@@ -99,8 +99,10 @@ def demo_data_command(
 ) -> None:
     """Draw synthetic faces to try facediff without photos.
 
-    Writes indian_0001.png, asian_0001.png, white_0001.png … into OUT, a raw folder for
-    `facediff prepare`.
+    Writes faces of people aged 0-90, half of them women, named by category prefix and
+    then the UTKFace way (white_63_1_0_2017….png: age, gender 0 male / 1 female, race,
+    date) into OUT, a raw folder for `facediff prepare` (`facediff prepare OUT
+    --attributes utkface` reads the ages and genders back).
 
     Examples:
 
