@@ -302,19 +302,29 @@ def test_export_of_an_attribute_run_loads_with_its_attributes(tmp_path):
     export(run, out)
     info_path = out / EXPORT_INFO_FILE
     info = json.loads(info_path.read_text())
-    info.setdefault("attributes", ATTRIBUTES.to_list())  # written by export (sampling side)
-    info_path.write_text(json.dumps(info))
+    assert info["attributes"] == ATTRIBUTES.to_list()
     exported, original = load_for_inference(out), load_for_inference(run)
     assert exported.attributes == ATTRIBUTES
     assert isinstance(exported.unet.class_embedding, SummedEmbedding)
     labels = torch.tensor([[0, 1, 2], [2, 2, 0]])
     assert torch.equal(exported.unet.class_embedding(labels), original.unet.class_embedding(labels))
-    # Without the list (an export of an older facediff) it has none, and says so
-    # when the model's sizes disagree.
+    # Without the list the summed table cannot be read: refused, not guessed.
     del info["attributes"]
     info_path.write_text(json.dumps(info))
     with pytest.raises(CheckpointError, match="attribute sizes"):
         load_for_inference(out)
+
+    # An export of an older facediff (no list, no attributes) loads with none.
+    plain = tmp_path / "plain"
+    train(blocks_dataset(tmp_path / "plain-data"), plain, tiny(max_steps=1))
+    export(plain, tmp_path / "plain-export")
+    info_path = tmp_path / "plain-export" / EXPORT_INFO_FILE
+    info = json.loads(info_path.read_text())
+    del info["attributes"], info["model"]["attribute_sizes"]
+    info_path.write_text(json.dumps(info))
+    old = load_for_inference(tmp_path / "plain-export")
+    assert old.attributes == AttributeSet()
+    assert type(old.unet.class_embedding) is torch.nn.Embedding
 
 
 # ------------------------------------------------------------------ previews
