@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from train_helpers import write_dataset
+from train_helpers import people_dataset, write_dataset
 
 from facediff.attributes import AttributeSet, age_attribute, gender_attribute
 from facediff.config import MANIFEST_FILE, PACKED_FILE
@@ -109,3 +109,11 @@ def test_corrupt_attribute_list_in_manifest(tmp_path, listed):
     with pytest.raises(DataError, match="corrupt manifest") as e:
         load_prepared(data_dir)
     assert "\n" not in str(e.value)
+
+
+def test_people_dataset_carries_the_drawn_attributes(tmp_path):
+    data = load_prepared(people_dataset(tmp_path / "d", per_category=4, size=16, seed=3))
+    assert data.attributes.names == ("age", "gender")
+    assert data.attributes.get("age").values == ("0-29", "30-59", "60+")
+    assert data.attribute_labels.shape == (12, 2) and (data.attribute_labels >= 0).all()
+    assert data.attribute_labels[:, 1].tolist().count(1) == 6  # balanced genders

@@ -95,6 +95,23 @@ def blocks_dataset(out: Path, per_category: int = 4, size: int = 16, seed: int =
     return write_dataset(out, images, labels, **kw)
 
 
+def people_dataset(
+    out: Path,
+    per_category: int = 8,
+    size: int = 16,
+    seed: int = 0,
+    age_edges: tuple[int, ...] = (30, 60),
+    **kw,
+) -> Path:
+    """demo-data's people (``make_faces(..., people=True)``: visible age and gender cues)
+    labelled with their age bucket and gender, as ``prepare --attributes utkface`` would."""
+    from facediff.synthetic import face_attributes, make_faces
+
+    images, labels = make_faces(per_category, size=size, seed=seed, people=True)
+    attributes, rows = face_attributes(per_category, seed=seed, age_edges=age_edges)
+    return write_dataset(out, images, labels, attributes=attributes, attribute_labels=rows, **kw)
+
+
 def faces_dataset(out: Path, per_category: int = 8, size: int = 16, seed: int = 0, **kw) -> Path:
     """Synthetic faces (facediff.synthetic): the look depends on the category."""
     from facediff.synthetic import make_faces
