@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,10 @@ NOT_LISTED = "not in the attributes file"
 MAX_VALUES = 256
 _FILE_HEADERS = ("file", "filename", "path", "image")
 _IGNORED_COLUMNS = ("category",)
+#: Attribute names (CLI options, JSON keys) and categorical values (they name sample
+#: folders, ``I_female_60-69``): letters, digits and a few safe marks.
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+_VALUE = re.compile(r"[A-Za-z0-9+.-]{1,32}")
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,9 @@ def _parse_cell(attribute: Attribute, text: str) -> tuple[Any, str | None]:
         return None, "empty"
     if t.casefold() == UNKNOWN:
         return None, f"{attribute.name} marked unknown"
-    return t, None  # the values are the column's cells: always one of them
+    if not _VALUE.fullmatch(t):
+        return None, f"{attribute.name} {t!r} is not a value name (letters, digits, + . -)"
+    return t, None  # the values are the column's valid cells: always one of them
 
 
 def edges_from(text: str | Sequence[int] | None) -> tuple[int, ...]:
@@ -199,6 +206,11 @@ def _columns(path: Path, number: int, header: list[str]) -> list[str | None]:
             names.append(None)
             continue
         name = key if key in ("age", "gender") else cell
+        if not _NAME.fullmatch(name):
+            raise FacediffError(
+                f"attributes file {path}, row {number}: column name {cell!r} must be a "
+                "letter, then letters, digits, _ or - (at most 32)"
+            )
         if name.casefold() in seen:
             raise FacediffError(f"attributes file {path}: column {cell!r} appears twice")
         seen.add(name.casefold())
@@ -223,9 +235,12 @@ def _relative(path: Path, number: int, cell: str, raw: Path) -> str:
 
 
 def _categorical(path: Path, name: str, cells: list[str]) -> Attribute:
-    values = sorted({c for c in cells if c and c.casefold() != UNKNOWN})
+    values = sorted({c for c in cells if _VALUE.fullmatch(c) and c.casefold() != UNKNOWN})
     if not values:
-        raise FacediffError(f"attributes file {path}: column {name!r} has no values")
+        raise FacediffError(
+            f"attributes file {path}: column {name!r} has no values "
+            "(names of letters, digits, + . -)"
+        )
     if len(values) > MAX_VALUES:
         raise FacediffError(
             f"attributes file {path}: column {name!r} has {len(values)} distinct values "

@@ -234,6 +234,8 @@ def test_csv_images_not_listed_are_unknown(tmp_path):
         ("file,age\n/elsewhere/x.png,30\n", ["row 2", "not inside"]),
         ("file,age\n", ["lists no files"]),
         ("file,mood\nwhite_a.png,\n", ["column 'mood' has no values"]),
+        ("file,mood\nwhite_a.png,so so\n", ["column 'mood' has no values"]),
+        ("file,hair colour\nwhite_a.png,red\n", ["row 1", "column name 'hair colour'"]),
         ("file,id\n" + "".join(f"f{i}.png,{i}\n" for i in range(300)), ["300 distinct"]),
         ("file,age\nwhite_a.png,\xff\n", []),  # written as UTF-8: fine (an unknown age)
     ],
@@ -251,6 +253,23 @@ def test_csv_errors_are_one_line_and_name_file_and_row(tmp_path, text, needles):
     for needle in needles:
         assert needle in message
     assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_csv_values_that_cannot_name_a_folder_are_unknown(tmp_path):
+    """Categorical values name sample folders (I_yes): one with a space or a slash is
+    unknown with its reason, not a value."""
+    raw = _raw(tmp_path / "raw", ["white_a.png", "white_b.png", "white_c.png"])
+    csv_file = _write(
+        tmp_path / "a.csv", "file,glasses\nwhite_a.png,yes\nwhite_b.png,a/b\nwhite_c.png,N A\n"
+    )
+    prepare(raw, tmp_path / "out", size=16, workers=1, attributes=csv_file)
+    data = load_prepared(tmp_path / "out")
+    assert data.attributes.get("glasses").values == ("yes",)
+    assert data.attribute_labels.tolist() == [[0], [-1], [-1]]
+    e = _by_source(tmp_path / "out")
+    assert e["white_b.png"]["unknown"] == {
+        "glasses": "glasses 'a/b' is not a value name (letters, digits, + . -)"
+    }
 
 
 def test_csv_repeated_identical_rows_are_fine(tmp_path):
