@@ -17,7 +17,11 @@ EMA decay from ``step``; the optimizer and grad-scaler states and the global tor
 bit-identical weights to "2N steps" on the CPU.
 
 Class conditioning with classifier-free guidance in mind: labels are replaced by the
-null class with probability ``cond_drop`` (Ho & Salimans 2022, arXiv:2207.12598).
+null class with probability ``cond_drop`` (Ho & Salimans 2022, arXiv:2207.12598). Data
+with attributes (gender, age bucket…) trains labels N×(1+A) whose embeddings are summed
+(:class:`facediff.guidance.SummedEmbedding`); each attribute column is replaced by its
+own null independently (``attribute_dropout``, default ``cond_drop``), and always when
+the value is unknown, so each attribute can be guided or left free when sampling.
 """
 
 from facediff.training.loop import run_loop, train
