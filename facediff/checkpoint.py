@@ -22,12 +22,14 @@ A checkpoint whose state cannot be read or whose files do not match their checks
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -305,9 +307,10 @@ def find_usable(
     )
 
 
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
+def load_weights(path: Path, device: torch.device | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, read straight onto ``device`` (the CPU)."""
     try:
-        return load_file(str(path))
+        return load_file(str(path), device=str(device or "cpu"))
     except (SafetensorError, OSError, ValueError) as e:
         raise DamagedCheckpoint(
             f"checkpoint {Path(path).parent} is damaged: {Path(path).name} cannot be read "
@@ -399,9 +402,40 @@ def _newest_intact(cps: list[tuple[int, Path]], files: tuple[str, ...], but: int
     return None
 
 
-def load_for_inference(path: Path, *, step: int | None = None, use_ema: bool = True) -> LoadedModel:
+@contextlib.contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    """Modules built inside get their parameters on the meta device, so nothing is
+    initialised (seconds for a large UNet); buffers stay real, since those outside the state
+    dict are not loaded (accelerate's ``init_empty_weights``)."""
+    register = torch.nn.Module.register_parameter
+
+    def on_meta(module: torch.nn.Module, name: str, param: torch.nn.Parameter | None) -> None:
+        if param is not None and not param.is_meta:
+            param = torch.nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        register(module, name, param)
+
+    torch.nn.Module.register_parameter = on_meta  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = register  # type: ignore[method-assign]
+
+
+def load_for_inference(
+    path: Path,
+    *,
+    step: int | None = None,
+    use_ema: bool = True,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> LoadedModel:
     """Load a model from a run folder (newest intact checkpoint), a checkpoint folder or an
-    export. Weights are checked against their recorded checksum before use."""
+    export. Weights are checked against their recorded checksum before use.
+
+    A checkpoint's UNet is built without initialising weights (parameters on the meta device) and
+    takes the file's tensors as they are read onto ``device`` (default: the CPU), cast to
+    ``dtype`` (default: as stored), so sampling on a GPU never makes an fp32 CPU copy.
+    """
     from facediff.exporting import EXPORT_INFO_FILE, load_export  # it imports this module
 
     path = Path(path)
@@ -420,14 +454,22 @@ def load_for_inference(path: Path, *, step: int | None = None, use_ema: bool = T
     except (KeyError, TypeError, ValueError, AttributeError, FacediffError) as e:
         raise CheckpointError(f"checkpoint {ckpt} lacks a valid run config ({e})") from None
     try:
-        unet = build_unet(model_cfg)  # with attributes: the summed class embedding attached
+        with _parameters_on_meta():  # no random initialisation: the weights replace it
+            unet = build_unet(model_cfg)  # with attributes: the summed class embedding attached
     except Exception as e:  # diffusers rejects a bad architecture with many error types
         raise CheckpointError(
             f"checkpoint {ckpt} has an invalid model config ({_first_line(e)})"
         ) from None
-    weights = load_weights(ckpt / weights_file)
+    weights = load_weights(ckpt / weights_file, device)
+    if dtype is not None:
+        weights = {k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}
     try:
-        unet.load_state_dict(weights)
+        unet.load_state_dict(weights, assign=True)
+        left = [n for n, t in (*unet.named_parameters(), *unet.named_buffers()) if t.is_meta]
+        if left:
+            raise RuntimeError(f"no weights for {', '.join(left[:3])}")
+        if device is not None:  # buffers outside the state dict (built on the CPU)
+            torch.nn.Module.to(unet, device=device)
     except RuntimeError as e:
         raise CheckpointError(
             f"weights in {ckpt} do not match its config: {_first_line(e)}"

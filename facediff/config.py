@@ -348,7 +348,7 @@ class SampleConfig:
     batch_size: int = 64  # images per batch
     use_ema: bool = True
     precision: str = "auto"
-    compile: bool = False
+    compile: bool | None = None  # None: auto (facediff.compile_cache.should_compile)
     device: str = "auto"
 
     def __post_init__(self) -> None:

@@ -34,6 +34,7 @@ from diffusers import (
 from facediff.attribute_request import AttributeRequest, resolve_request
 from facediff.attributes import AttributeSet, embedding_sizes
 from facediff.checkpoint import LoadedModel
+from facediff.compile_cache import CompileCache, compile_cache, should_compile
 from facediff.config import SAMPLERS, SampleConfig
 from facediff.device import enable_fast_math, resolve_device, resolve_precision
 from facediff.errors import UsageError, invalid
@@ -99,6 +100,9 @@ class Denoiser:
     sample_size: int
     compiled: bool
     attributes: AttributeSet = dataclasses.field(default_factory=AttributeSet)
+    cache: CompileCache | None = None  # the persistent compile cache, when compiled
+    cuda_graphs: bool = False  # compiled with mode="reduce-overhead" (CUDA graphs)
+    warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. a corrupt cache
 
     def request(
         self,
@@ -125,13 +129,25 @@ def prepare_denoiser(
     *,
     device: str | torch.device | None = None,
     precision: str = "auto",
-    compile: bool = False,
+    compile: bool | None = False,
+    images: int = 0,
+    batch_size: int | None = None,
+    cuda_graphs: bool = False,
 ) -> Denoiser:
-    """Put a copy of the UNet on ``device`` in eval mode with weights in the sampling dtype.
+    """Put the UNet on ``device`` in eval mode with weights in the sampling dtype.
 
     On CUDA the weights are cast to bf16 (fp16 where bf16 is unsupported) rather than
-    autocast, and use channels-last memory; ``compile`` wraps it in ``torch.compile``.
-    The :class:`LoadedModel` itself is left untouched unless nothing needs to change.
+    autocast, and use channels-last memory. A model :func:`~facediff.checkpoint.
+    load_for_inference` already placed (``device=``/``dtype=``) is used as it is, else a
+    copy is moved; the :class:`LoadedModel` itself is left untouched unless nothing needs
+    to change.
+
+    ``compile``: ``True``/``False`` or ``None`` for auto, decided by
+    :func:`facediff.compile_cache.should_compile` from the job's ``images`` and whether the
+    compile cache of this model shape (``batch_size`` images per batch) is warm. A
+    compiled model uses the persistent compile cache (:mod:`facediff.compile_cache`);
+    ``cuda_graphs`` (CUDA only) compiles with ``mode="reduce-overhead"``, replaying the
+    UNet forward as a CUDA graph at its fixed shape.
     """
     dev = device if isinstance(device, torch.device) else resolve_device(device or "auto")
     dtype = resolve_precision(precision, dev)
@@ -147,7 +163,20 @@ def prepare_denoiser(
     if dev.type == "cuda":
         module = module.to(memory_format=torch.channels_last)
     module.eval().requires_grad_(False)
-    net = torch.compile(module, dynamic=False) if compile else module
+    graphs = bool(cuda_graphs) and dev.type == "cuda"
+    mode = "reduce-overhead" if graphs else "default"
+    cache = None
+    if compile is not False:
+        batch = max(1, min(batch_size or SampleConfig().batch_size, max(images, 1)))
+        cache = compile_cache(loaded.model_config.to_dict(), dev, dtype, batch, mode)
+        compile = should_compile(compile, dev, images=images, warm=cache.warm)
+    if compile:
+        assert cache is not None
+        cache.activate()
+        cache.load()
+        net = torch.compile(module, dynamic=False, mode=None if mode == "default" else mode)
+    else:
+        net, cache, graphs = module, None, False
     return Denoiser(
         net=net,
         module=module,
@@ -156,8 +185,11 @@ def prepare_denoiser(
         scheduler_config=dict(loaded.scheduler_config),
         null_label=loaded.categories.null_label,
         sample_size=int(loaded.model_config.sample_size),
-        compiled=compile,
+        compiled=bool(compile),
         attributes=attributes,
+        cache=cache,
+        cuda_graphs=graphs,
+        warnings=cache.warnings if cache else [],
     )
 
 
@@ -271,7 +303,14 @@ def generate(
     den = (
         loaded
         if isinstance(loaded, Denoiser)
-        else prepare_denoiser(loaded, device=c.device, precision=c.precision, compile=c.compile)
+        else prepare_denoiser(
+            loaded,
+            device=c.device,
+            precision=c.precision,
+            compile=c.compile,
+            images=len(seeds),
+            batch_size=c.batch_size,
+        )
     )
     limit = max_steps(c.sampler, den.scheduler_config)
     if c.steps > limit:
@@ -295,6 +334,8 @@ def generate(
             )
             chunks.append(images[: len(part)])
             emit(progress, Progress(task, start + len(part), len(seeds)))
+    if den.cache is not None:  # kernels compiled for a new shape: keep them for next time
+        den.cache.save()
     if not chunks:
         size = den.sample_size
         return torch.empty((0, 3, size, size), dtype=torch.uint8)

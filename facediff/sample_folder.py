@@ -36,6 +36,7 @@ from facediff.attribute_request import AttributeRequest, resolve_request
 from facediff.categories import CategoryMap
 from facediff.checkpoint import LoadedModel, load_for_inference
 from facediff.config import SampleConfig
+from facediff.device import resolve_device, resolve_precision
 from facediff.errors import FacediffError
 from facediff.files import read_text_bounded, write_json_atomic
 from facediff.imaging import ImageSkip, load_png_rgb, tensor_to_image
@@ -226,18 +227,27 @@ def sample(
         prepare_denoiser,
     )
 
-    loaded = load_for_inference(Path(run), step=checkpoint_step, use_ema=config.use_ema)
+    device = resolve_device(config.device)  # load straight onto it, in the sampling dtype
+    dtype = resolve_precision(config.precision, device)
+    loaded = load_for_inference(
+        Path(run), step=checkpoint_step, use_ema=config.use_ema, device=device, dtype=dtype
+    )
     plan = resolve_mixes(loaded.categories, mixes, categories)
     request = resolve_request(model_attributes(loaded), attributes, attribute_guidance)
     seeds = list(range(config.seed, config.seed + config.n))
     out = Path(out)
     _check_free(out, [request.label(m.label) for m in plan], seeds, force)
+    total = len(plan) * len(seeds)
     den = prepare_denoiser(
-        loaded, device=config.device, precision=config.precision, compile=config.compile
+        loaded,
+        device=device,
+        precision=config.precision,
+        compile=config.compile,
+        images=total,
+        batch_size=config.batch_size,
     )
     result = SampleResult(out=out, record_path=out / RECORD_FILE, attributes=dict(request.values))
-    total = len(plan) * len(seeds)
-    for warning in loaded.warnings:
+    for warning in [*loaded.warnings, *den.warnings]:
         emit(progress, Progress("sample", 0, total, message=warning))
     emit(progress, Progress("sample", 0, total))
     start = time.perf_counter()

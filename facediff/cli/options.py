@@ -95,7 +95,16 @@ CheckpointOpt = Annotated[
 ]
 NoEmaOpt = Annotated[bool, typer.Option("--no-ema", help="Use the raw weights, not the EMA.")]
 NO_EMA_DEFAULT = not field_default(SampleConfig, "use_ema")
-CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model (GPU).")]
+CompileOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--compile/--no-compile",
+        help="torch.compile the model, with a persistent compile cache. Default: auto "
+        "(on a GPU when this model's compile cache is warm or the job is large; never on "
+        "the CPU).",
+        show_default=False,
+    ),
+]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing results.")]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress output (warnings and results only).")

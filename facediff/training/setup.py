@@ -239,6 +239,7 @@ def build_parts(setup: Setup) -> Parts:
         forward = torch.nn.parallel.DistributedDataParallel(unet, device_ids=ids)
     if cfg.compile:
         forward = torch.compile(forward)
+        _use_compile_cache(setup)
     return Parts(
         unet=unet,
         forward=forward,
@@ -248,6 +249,24 @@ def build_parts(setup: Setup) -> Parts:
         schedule=make_schedule(setup.scheduler_config, setup.device),
         generator=torch.Generator(device=setup.device),
     )
+
+
+def _use_compile_cache(setup: Setup) -> None:
+    """``train --compile`` uses the persistent compile cache of sampling
+    (:mod:`facediff.compile_cache`), keyed by model, dtype and batch; its artifact is
+    written when the process exits (a failure to write is silent: it is only a cache)."""
+    import atexit
+    import warnings
+
+    from facediff.compile_cache import compile_cache
+
+    batch = setup.config.batch_size
+    cache = compile_cache(setup.model_config.to_dict(), setup.device, setup.dtype, batch, "train")
+    cache.activate()
+    cache.load()  # a corrupt artifact is removed: a Python warning, then a cold compile
+    for message in cache.warnings:
+        warnings.warn(message.removeprefix("warning: "), RuntimeWarning, stacklevel=2)
+    atexit.register(cache.save)
 
 
 def training_state(parts: Parts, setup: Setup) -> dict[str, Any]:

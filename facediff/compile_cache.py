@@ -1,0 +1,185 @@
+"""A persistent ``torch.compile`` cache, and when compiling pays (``--compile`` auto).
+
+Compiling the UNet takes over a minute on a GPU. Inductor caches what it compiles (the FX
+graph cache and the autotuning cache) in ``TORCHINDUCTOR_CACHE_DIR``; facediff points that
+at a folder of the user's cache directory, one per machine::
+
+    $XDG_CACHE_HOME/facediff/compile/torch-<version>/<device>/inductor/   (inductor's own)
+    $XDG_CACHE_HOME/facediff/compile/torch-<version>/<device>/<shape key>.bin
+
+so a second process compiling the same model shape on the same machine reuses the kernels
+(``~/.cache`` when ``XDG_CACHE_HOME`` is unset; an explicit ``TORCHINDUCTOR_CACHE_DIR`` is
+respected). The ``.bin`` file is PyTorch's portable "mega-cache"
+(:func:`torch.compiler.save_cache_artifacts`), written after a process compiled a model
+shape (model config, dtype, batch) and loaded back before compiling that shape again; its
+presence is what "a warm cache exists" means to :func:`should_compile`. A corrupt or stale
+artifact is ignored with a warning and removed, never fatal: the compile then runs cold.
+
+The torch version and device are part of the folder name, so an upgrade or another GPU
+never reads kernels built for something else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: ``auto`` compiles a cold model shape only for jobs of at least this many images. On an
+#: H200 (issue 13) eager sampling made ~30 guided images/s and compiled ~168 with 75-90 s of
+#: compilation: compiling pays from about 80 / (1/30 - 1/168) ≈ 2,900 images. Set from
+#: ``benchmarks/sample_throughput.py``'s break-even column when a GPU measures it.
+COLD_MIN_IMAGES = 3000
+#: ... and a shape whose compile cache is warm for jobs of at least this many images
+#: (a warm compile still traces the model: seconds, not minutes).
+WARM_MIN_IMAGES = 256
+
+_SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def should_compile(setting: bool | None, device: torch.device, *, images: int, warm: bool) -> bool:
+    """Whether to ``torch.compile`` the sampling model: the one ``--compile`` policy.
+
+    An explicit ``True``/``False`` (``--compile``/``--no-compile``) is obeyed on any device.
+    ``None`` (auto, the default) never compiles on the CPU — CPU sampling stays exactly as
+    it was — and on CUDA compiles when the job makes up for the compilation: ``images`` of
+    at least :data:`WARM_MIN_IMAGES` when this model shape's cache is ``warm``, else at
+    least :data:`COLD_MIN_IMAGES`.
+    """
+    if setting is not None:
+        return bool(setting)
+    if device.type != "cuda":
+        return False
+    return images >= (WARM_MIN_IMAGES if warm else COLD_MIN_IMAGES)
+
+
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME/facediff/compile`` (``~/.cache/facediff/compile`` by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "facediff" / "compile"
+
+
+def device_slug(device: torch.device) -> str:
+    """A folder name for the machine's compile target (GPU model and capability, or CPU)."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        major, minor = torch.cuda.get_device_capability(index)
+        name = f"{torch.cuda.get_device_name(index)}-sm{major}{minor}"
+    else:
+        name = f"cpu-{platform.machine() or 'unknown'}"
+    return _SLUG.sub("_", name).strip("_") or "device"
+
+
+def shape_key(model_config: dict[str, Any], dtype: torch.dtype, batch: int, mode: str) -> str:
+    """A short hash of what a compiled graph depends on: architecture, dtype, batch, mode."""
+    blob = json.dumps(
+        {"model": model_config, "dtype": str(dtype), "batch": batch, "mode": mode},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def _counter(name: str) -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["inductor"][name])
+
+
+@dataclass
+class CompileCache:
+    """The compile cache of one model shape on one machine (see the module docstring)."""
+
+    folder: Path
+    key: str
+    warnings: list[str] = field(default_factory=list)
+    _misses_before: int = 0
+
+    @property
+    def artifact(self) -> Path:
+        return self.folder / f"{self.key}.bin"
+
+    @property
+    def warm(self) -> bool:
+        """Whether an artifact for this shape exists (it may still turn out unreadable)."""
+        return self.artifact.is_file()
+
+    def activate(self) -> None:
+        """Point inductor's caches into :attr:`folder` (unless the user set their own) and
+        turn the FX graph and autotuning caches on."""
+        import torch._inductor.config as inductor_config
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+        # Importing inductor (diffusers does) sets the variable to its default in /tmp.
+        current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+        if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(self.folder / "inductor")
+        inductor_config.fx_graph_cache = True
+        inductor_config.autotune_local_cache = True
+        self._misses_before = _counter("fxgraph_cache_miss")
+
+    def load(self) -> bool:
+        """Load this shape's artifact into inductor's caches; a corrupt or stale one is
+        removed with a warning (in :attr:`warnings`). Returns whether one was loaded."""
+        path = self.artifact
+        if not path.is_file():
+            return False
+        try:
+            data = path.read_bytes()
+            info = torch.compiler.load_cache_artifacts(data) if data else None
+        except Exception as e:  # torch raises many types for a bad artifact
+            info, why = None, f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}"
+        else:
+            why = "empty" if not data else "unreadable or from another PyTorch"
+        if info is None:
+            self.warnings.append(
+                f"warning: ignored the compile cache {path} ({why}); compiling from scratch"
+            )
+            path.unlink(missing_ok=True)
+            return False
+        return True
+
+    def save(self) -> bool:
+        """Write the process's compile artifacts for this shape if it compiled anything new
+        (atomically; a failure is a warning). Returns whether a file was written."""
+        if _counter("fxgraph_cache_miss") <= self._misses_before and self.artifact.is_file():
+            return False
+        try:
+            saved = torch.compiler.save_cache_artifacts()
+        except Exception as e:  # never fatal: the images are what matters
+            self.warnings.append(f"warning: could not save the compile cache ({e})")
+            return False
+        if saved is None:
+            return False
+        data, _ = saved
+        tmp = self.artifact.with_name(f".{self.artifact.name}.{os.getpid()}.tmp")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, self.artifact)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            self.warnings.append(f"warning: could not save the compile cache {self.artifact} ({e})")
+            return False
+        self._misses_before = _counter("fxgraph_cache_miss")
+        return True
+
+
+def compile_cache(
+    model_config: dict[str, Any],
+    device: torch.device,
+    dtype: torch.dtype,
+    batch: int,
+    mode: str = "default",
+) -> CompileCache:
+    """The :class:`CompileCache` of a model shape on this machine (nothing is written yet)."""
+    version = _SLUG.sub("_", f"torch-{torch.__version__}")
+    folder = cache_root() / version / device_slug(device)
+    return CompileCache(folder, shape_key(model_config, dtype, batch, mode))

@@ -1,0 +1,165 @@
+"""The persistent compile cache and the ``--compile`` auto policy (issue 13)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from sampling_helpers import TINY, make_run
+
+from facediff import compile_cache as cc
+from facediff.checkpoint import load_for_inference
+from facediff.config import SampleConfig
+from facediff.generation import generate, prepare_denoiser
+from facediff.mix import parse_mix
+from facediff.model import build_unet
+
+ROOT = Path(__file__).resolve().parents[1]
+CUDA = torch.device("cuda")  # a device object: no GPU needed to build one
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+
+
+def test_policy_explicit_setting_is_obeyed_everywhere():
+    for dev in (CPU, CUDA):
+        assert cc.should_compile(True, dev, images=1, warm=False)
+        assert not cc.should_compile(False, dev, images=10**6, warm=True)
+
+
+def test_policy_auto_never_compiles_on_the_cpu():
+    assert not cc.should_compile(None, CPU, images=10**7, warm=True)
+
+
+def test_policy_auto_on_cuda_needs_a_big_job_or_a_warm_cache():
+    big, warm_enough = cc.COLD_MIN_IMAGES, cc.WARM_MIN_IMAGES
+    assert warm_enough < big
+    assert cc.should_compile(None, CUDA, images=big, warm=False)
+    assert not cc.should_compile(None, CUDA, images=big - 1, warm=False)
+    assert cc.should_compile(None, CUDA, images=warm_enough, warm=True)
+    assert not cc.should_compile(None, CUDA, images=warm_enough - 1, warm=True)
+
+
+def test_cache_lives_under_xdg_keyed_by_torch_device_and_shape(tmp_path):
+    a = cc.compile_cache(TINY.to_dict(), CPU, torch.float32, 8)
+    assert a.folder.is_relative_to(tmp_path / "xdg" / "facediff" / "compile")
+    assert torch.__version__.split("+")[0] in str(a.folder)
+    assert a.folder.name.startswith("cpu-")
+    other = [
+        cc.compile_cache(TINY.to_dict(), CPU, torch.bfloat16, 8),
+        cc.compile_cache(TINY.to_dict(), CPU, torch.float32, 16),
+        cc.compile_cache({**TINY.to_dict(), "sample_size": 32}, CPU, torch.float32, 8),
+        cc.compile_cache(TINY.to_dict(), CPU, torch.float32, 8, mode="reduce-overhead"),
+    ]
+    assert len({a.key, *(o.key for o in other)}) == 5
+    assert cc.compile_cache(TINY.to_dict(), CPU, torch.float32, 8).key == a.key
+    assert not a.warm and not a.folder.exists()  # nothing is written until a save
+
+
+@pytest.mark.parametrize("content", [b"not a cache artifact", b"", b"\x00" * 64])
+def test_corrupt_artifact_is_ignored_with_a_warning_and_removed(content):
+    cache = cc.compile_cache(TINY.to_dict(), CPU, torch.float32, 4)
+    cache.folder.mkdir(parents=True)
+    cache.artifact.write_bytes(content)
+    assert cache.warm
+    assert cache.load() is False
+    assert len(cache.warnings) == 1 and cache.warnings[0].startswith("warning: ignored")
+    assert str(cache.artifact) in cache.warnings[0]
+    assert not cache.artifact.exists()
+
+
+def test_compiled_denoiser_with_a_corrupt_cache_warns_and_still_samples(tmp_path):
+    loaded = load_for_inference(make_run(tmp_path / "run"))
+    cache = cc.compile_cache(loaded.model_config.to_dict(), CPU, torch.float32, 2)
+    cache.folder.mkdir(parents=True)
+    cache.artifact.write_bytes(b"garbage")
+    den = prepare_denoiser(loaded, device="cpu", compile=True, images=2, batch_size=2)
+    assert den.compiled and den.warnings and "ignored the compile cache" in den.warnings[0]
+    assert not cache.artifact.exists()
+    # torch.compile is lazy: sampling through the plain module shows the denoiser works
+    # (compiling the UNet on the CPU takes minutes; the slow test below compiles).
+    den.net = den.module
+    mix = parse_mix("O", loaded.categories)
+    assert generate(den, mix, [0, 1], steps=2).shape == (2, 3, 16, 16)
+
+
+def test_default_cpu_sampling_is_eager_even_with_a_warm_cache(tmp_path):
+    assert SampleConfig().compile is None  # auto
+    loaded = load_for_inference(make_run(tmp_path / "run"))
+    cache = cc.compile_cache(loaded.model_config.to_dict(), CPU, torch.float32, 64)
+    cache.folder.mkdir(parents=True)
+    cache.artifact.write_bytes(b"anything")
+    den = prepare_denoiser(loaded, device="cpu", compile=None, images=10**6)
+    assert not den.compiled and den.net is den.module and den.cache is None
+    assert not den.warnings and cache.artifact.exists()  # not even read
+
+
+def test_load_to_device_and_dtype_gives_the_same_weights_and_images(tmp_path):
+    run = make_run(tmp_path / "run")
+    plain = load_for_inference(run)
+    bf16 = load_for_inference(run, device=CPU, dtype=torch.bfloat16)
+    assert {p.dtype for p in bf16.unet.parameters()} == {torch.bfloat16}
+    assert not any(t.is_meta for t in (*plain.unet.parameters(), *plain.unet.buffers()))
+    for (name, a), (_, b) in zip(plain.unet.state_dict().items(), bf16.unet.state_dict().items()):
+        assert torch.equal(a.to(torch.bfloat16), b), name
+    # The meta-device build changes nothing: same weights as building and loading.
+    torch.manual_seed(123)
+    reference = build_unet(TINY)
+    reference.load_state_dict(plain.unet.state_dict())
+    for a, b in zip(reference.state_dict().values(), plain.unet.state_dict().values()):
+        assert torch.equal(a, b)
+    mix = parse_mix("I", plain.categories)
+    assert torch.equal(
+        generate(plain, mix, [3, 4], steps=3, device="cpu"),
+        generate(load_for_inference(run), mix, [3, 4], steps=3, device="cpu"),
+    )
+
+
+_CHILD = """
+import json, torch
+from torch._dynamo.utils import counters
+from facediff.compile_cache import compile_cache
+cache = compile_cache({"test": "tiny"}, torch.device("cpu"), torch.float32, 2)
+cache.activate()
+loaded = cache.load()
+net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.SiLU())
+with torch.inference_mode():
+    torch.compile(net, dynamic=False)(torch.randn(2, 3, 8, 8))
+print(json.dumps({"loaded": loaded, "saved": cache.save(), "warnings": cache.warnings,
+                  "folder": str(cache.folder), "hit": counters["inductor"]["fxgraph_cache_hit"],
+                  "miss": counters["inductor"]["fxgraph_cache_miss"]}))
+"""
+
+
+def _child(tmp_path: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TORCHINDUCTOR_", "TRITON_"))}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "xdg"), PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("c++") is None, reason="inductor on the CPU needs a C++ compiler")
+def test_a_second_process_reuses_the_compiled_kernels(tmp_path):
+    cold = _child(tmp_path)
+    assert cold["miss"] >= 1 and cold["hit"] == 0 and cold["saved"] and not cold["loaded"]
+    folder = Path(cold["folder"])
+    assert (folder / "inductor").is_dir()  # inductor's cache went to facediff's folder
+    warm = _child(tmp_path)
+    assert warm["loaded"] and warm["hit"] >= 1 and warm["miss"] == 0 and not warm["warnings"]
+    # The portable artifact alone is enough: without inductor's folder it still hits.
+    shutil.rmtree(folder / "inductor")
+    again = _child(tmp_path)
+    assert again["loaded"] and again["hit"] >= 1 and again["miss"] == 0
