@@ -189,7 +189,7 @@ def _aged(f: _Face, person: Person) -> _Face:
     child = max(0.0, (16 - person.age) / 16)  # 1 at birth, 0 from 16
     scale = 1.0 - 0.3 * child
     rx = f.rx * scale
-    ry = rx * (f.ry / f.rx * (1 - child) + 1.02 * child)
+    ry = rx * f.ry / f.rx * (1 - 0.15 * child)  # rounder, keeping the look's shape
     grey = float(np.clip((person.age - 20) / 50, 0.0, 1.0))
     return dataclasses.replace(
         f,

@@ -192,14 +192,15 @@ def test_people_cues_change_the_drawing_not_the_plain_faces():
     # children (a smaller, rounder face) are checked by the learnability test
 
 
-def test_tiny_cnn_learns_gender_and_coarse_age_at_32px(one_thread):
+def test_tiny_cnn_learns_gender_coarse_age_and_category_at_32px(one_thread):
     """The drawn cues are learnable: a tiny CNN, trained on 600 demo faces of 32 px,
-    tells gender and age bucket (0-29, 30-59, 60+) of 300 held-out faces (chance: 0.5
-    and 0.34)."""
+    tells the gender, the age bucket (0-29, 30-59, 60+) and the category of 300 held-out
+    faces (chance: 0.5, 0.34, 0.33) — the people's cues leave the categories learnable.
+    Measured: gender 0.94, age 0.89, category 0.93."""
     torch.manual_seed(0)
-    x, _ = make_faces(200, size=32, seed=0, people=True)
+    x, y = make_faces(200, size=32, seed=0, people=True)
     _, a = face_attributes(200, seed=0, age_edges=(30, 60))
-    xt, _ = make_faces(100, size=32, seed=1, people=True)
+    xt, yt = make_faces(100, size=32, seed=1, people=True)
     _, at = face_attributes(100, seed=1, age_edges=(30, 60))
     x, xt = x.float() / 255, xt.float() / 255
     nn = torch.nn
@@ -213,19 +214,24 @@ def test_tiny_cnn_learns_gender_and_coarse_age_at_32px(one_thread):
         nn.ReLU(),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
-        nn.Linear(48, 3 + 2),  # age bucket logits, gender logits
+        nn.Linear(48, 3 + 3 + 2),  # category, age bucket and gender logits
+    )
+    heads = (
+        (slice(0, 3), y, yt),
+        (slice(3, 6), a[:, 0], at[:, 0]),
+        (slice(6, 8), a[:, 1], at[:, 1]),
     )
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     for _ in range(800):
         i = torch.randint(0, len(x), (64,))
         out = net(x[i])
-        loss = nn.functional.cross_entropy(out[:, :3], a[i, 0])
-        loss = loss + nn.functional.cross_entropy(out[:, 3:], a[i, 1])
+        loss = sum(nn.functional.cross_entropy(out[:, h], target[i]) for h, target, _ in heads)
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
         out = net(xt)
-    age = (out[:, :3].argmax(1) == at[:, 0]).float().mean().item()
-    gender = (out[:, 3:].argmax(1) == at[:, 1]).float().mean().item()
-    assert gender >= 0.9 and age >= 0.8, (gender, age)
+    category, age, gender = (
+        (out[:, h].argmax(1) == held).float().mean().item() for h, _, held in heads
+    )
+    assert gender >= 0.88 and age >= 0.8 and category >= 0.85, (gender, age, category)
