@@ -1,39 +1,274 @@
-"""Sampling throughput: the original project's loop vs a DDPMPipeline-style loop vs facediff.
+"""Sampling speed of the default path (issue 13), each number against eager in the same run.
 
-One process, one model (a preset with random weights, or a run/export via --weights):
+1. Processes, as a user runs them: ``python -m facediff sample`` subprocesses, each given its
+   own ``XDG_CACHE_HOME`` so "cold" means an empty compile cache and "warm" the cache the
+   previous row left. ``sample RUN`` with no flags at all (cold, then warm), then a throughput
+   job ``-c CODE -n N --batch-size B`` with ``--no-compile`` (the eager baseline), the default
+   (auto) cold, ``--compile`` cold, the default warm and ``--compile`` warm. Columns: time to
+   first image (process launch → first PNG on disk), wall time, images/s of the sampling loop
+   (compilation included, as ``sample --json`` reports it), TFLOP/s, speed-up over eager.
+2. One process, steady state (after a warm-up batch): eager, ``torch.compile`` and, on a
+   GPU, ``torch.compile(mode="reduce-overhead")`` (CUDA graphs), with the uint8 images
+   compared to eager's (max and mean |Δ| over pixels). On a GPU, fp32 eager against bf16
+   eager is the yardstick: a compiled path is "same" when its |Δ| to bf16 eager is at most
+   that of fp32 (bf16's own rounding), else "DIFFERS".
+3. Break-even: the images a cold (and warm) compile must be amortised over, from rows 1
+   and 2 — the numbers for ``facediff.compile_cache.COLD_MIN_IMAGES``/``WARM_MIN_IMAGES``.
+4. ``--sweep WORK``: DPM-Solver++ and UniPC at 10/15/20/25 steps from a
+   ``benchmarks/time_to_fid.py run`` work folder's run, samples proportional to the held-out
+   split written to ``WORK/steps-sweep`` for ``python benchmarks/time_to_fid.py score
+   WORK/steps-sweep`` (FID/KID, colour cast).
 
-(a) the original project's loop: DDPM, 1000 steps, one image at a time, fp32, no
-    guidance; a few steps are timed and extrapolated to 1000;
-(b) diffusers' DDPMPipeline style: DDPM, 1000 steps, a batch of images, fp32 (the
-    pipeline default), no guidance; a subset of steps is timed and extrapolated;
-(c) facediff's default sampling: ``facediff.generation.generate`` with its defaults
-    (DPM-Solver++, 25 steps, classifier-free guidance 3), bf16 weights on a GPU,
-    channels-last, large batches, torch.compile on CUDA; whole batches are timed.
+Compiled rows run on CUDA only unless ``--compile-on-cpu`` (inductor's C++ build takes
+minutes on a small CPU). FLOPs per evaluation are counted with ``torch.utils.flop_counter``.
 
-FLOPs per network evaluation are counted with ``torch.utils.flop_counter`` (one image,
-one forward); achieved TFLOP/s = images/s × evaluations per image × FLOPs per evaluation.
-
-    python benchmarks/sample_throughput.py                       # GPU: the 114M preset
-    python benchmarks/sample_throughput.py --device cpu --preset tiny --size 32  # ~2 min
+    python benchmarks/sample_throughput.py               # GPU: base preset, random weights
+    python benchmarks/sample_throughput.py RUN -n 567 --batch-size 256 --sweep WORK
+    python benchmarks/sample_throughput.py --smoke       # CPU, tiny preset, about a minute
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from facediff.categories import DEFAULT_CATEGORIES
-from facediff.checkpoint import LoadedModel, load_for_inference
-from facediff.config import SampleConfig, preset
-from facediff.device import resolve_device
-from facediff.generation import generate, make_scheduler, prepare_denoiser
-from facediff.mix import parse_mix
-from facediff.model import build_unet, count_parameters, scheduler_config
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from facediff import compile_cache  # noqa: E402
+from facediff.categories import DEFAULT_CATEGORIES  # noqa: E402
+from facediff.checkpoint import LoadedModel, load_for_inference, save_checkpoint  # noqa: E402
+from facediff.config import SampleConfig, TrainConfig, preset  # noqa: E402
+from facediff.device import resolve_device, resolve_precision  # noqa: E402
+from facediff.generation import generate, prepare_denoiser  # noqa: E402
+from facediff.mix import parse_mix, resolve_mixes  # noqa: E402
+from facediff.model import build_unet, count_parameters, scheduler_config  # noqa: E402
+
+COLUMNS = (
+    "row",
+    "flags",
+    "cache",
+    "compiled",
+    "first image s",
+    "wall s",
+    "images/s",
+    "TFLOP/s",
+    "vs eager",
+    "max |Δ|",
+    "mean |Δ|",
+    "note",
+)
+SWEEP = [(s, n) for s in ("dpmsolver++", "unipc") for n in (10, 15, 20, 25)]
+
+
+def random_run(folder: Path, name: str, size: int) -> Path:
+    """A run folder holding one checkpoint of preset ``name`` with random weights."""
+    cfg = preset(name, sample_size=size, num_categories=len(DEFAULT_CATEGORIES))
+    torch.manual_seed(0)
+    weights = build_unet(cfg).state_dict()
+    sched = scheduler_config(
+        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction"
+    )
+    state = {
+        "step": 1,
+        "epoch": 1,
+        "images_seen": 1,
+        "model": cfg.to_dict(),
+        "categories": DEFAULT_CATEGORIES.to_list(),
+        "scheduler": sched,
+        "train": TrainConfig(preset=name).to_dict(),
+        "data": {"path": "random", "fingerprint": "0" * 64},
+    }
+    save_checkpoint(
+        folder, 1, model_state=weights, ema_state=weights, training_state={}, state=state
+    )
+    return folder
+
+
+def flops_per_eval(loaded: LoadedModel) -> float:
+    """Model FLOPs of one forward for one image (convolutions, matmuls, attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    size = loaded.model_config.sample_size
+    x = torch.randn(1, 3, size, size)
+    labels = torch.tensor([loaded.categories.null_label])
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        loaded.unet.float()(x, torch.tensor([500]), class_labels=labels)
+    return float(counter.get_total_flops())
+
+
+def child_env(cache_home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TORCHINDUCTOR_", "TRITON_"))}
+    path = env.get("PYTHONPATH")
+    env.update(
+        XDG_CACHE_HOME=str(cache_home),
+        PYTHONPATH=str(ROOT) + (os.pathsep + path if path else ""),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def run_sample(run: Path, out: Path, flags: list[str], cache_home: Path, device: str) -> dict:
+    """Launch ``facediff sample``; time the first PNG and the exit; its --json summary."""
+    cmd = [sys.executable, "-m", "facediff", "sample", str(run), "--out", str(out), "--json"]
+    cmd += ["--quiet", "--device", device, *flags]
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(cache_home)
+    )
+    first = None
+    while proc.poll() is None:
+        if first is None and next(out.rglob("*.png"), None) is not None:
+            first = time.perf_counter() - start
+        time.sleep(0.02)
+    wall = time.perf_counter() - start
+    stdout, stderr = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{stderr[-3000:]}")
+    if first is None:
+        first = wall
+    summary = json.loads(stdout)
+    return {"first": first, "wall": wall, "rate": summary["images_per_second"], "out": out}
+
+
+def pixels(out: Path) -> torch.Tensor:
+    import numpy as np
+    from PIL import Image
+
+    files = sorted(out.rglob("*.png"))
+    return torch.stack([torch.from_numpy(np.array(Image.open(f).convert("RGB"))) for f in files])
+
+
+def diff(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    d = (a.int() - b.int()).abs().float()
+    return float(d.max()), float(d.mean())
+
+
+def process_rows(args, run: Path, work: Path, flops: float, evals: int) -> list[dict]:
+    """Section 1: subprocesses with cold and warm compile caches."""
+    cold_a, cold_b = work / "cache-a", work / "cache-b"  # default's cache, --compile's
+    job = ["-c", args.category, "-n", str(args.n), "--batch-size", str(args.batch_size)]
+    label = "sample RUN (no flags)" if not args.smoke else "sample RUN -n 1 (smoke)"
+    plain = [] if not args.smoke else ["-n", "1"]
+    plan = [
+        (label, plain, cold_a, "cold", None),
+        (label, plain, cold_a, "warm", None),
+        ("eager baseline", [*job, "--no-compile"], cold_a, "-", False),
+        ("default (auto)", job, work / "cache-c", "cold", None),
+    ]
+    compiled_ok = args.device_obj.type == "cuda" or args.compile_on_cpu
+    if compiled_ok:
+        plan += [
+            ("--compile", [*job, "--compile"], cold_b, "cold", True),
+            ("default (auto)", job, cold_b, "warm", None),
+            ("--compile", [*job, "--compile"], cold_b, "warm", True),
+        ]
+    rows, eager = [], None
+    for k, (label, flags, home, state, setting) in enumerate(plan):
+        # What the policy decides for this job (the same function ``sample`` calls).
+        job_row = "--batch-size" in flags
+        images, batch = (args.n, args.batch_size) if job_row else (args.default_images, 64)
+        key = compile_cache.compile_cache(
+            args.model_config, args.device_obj, args.dtype, min(batch, images)
+        ).key
+        warm = (home / "facediff").exists() and any(home.rglob(f"{key}.bin"))
+        compiled = compile_cache.should_compile(setting, args.device_obj, images=images, warm=warm)
+        r = run_sample(run, work / f"out-{k}", flags, home, args.device)
+        n = len(list(r["out"].rglob("*.png")))
+        written = bool(list(home.rglob("*.bin"))) if home.exists() else False
+        row = {
+            "row": label,
+            "flags": " ".join(flags) if job_row else "(none)",
+            "cache": state,
+            "compiled": "yes" if compiled else "no",
+            "first image s": r["first"],
+            "wall s": r["wall"],
+            "images/s": r["rate"],
+            "TFLOP/s": r["rate"] * evals * flops / 1e12,
+            "images": n,
+            "note": f"{n} images" + ("; compile cache written" if compiled and written else ""),
+        }
+        if setting is False:
+            eager = row
+        rows.append(row)
+        print(json.dumps(row, default=str), flush=True)
+    base = pixels(work / f"out-{rows.index(eager)}") if eager is not None else None
+    for k, row in enumerate(rows):
+        if base is not None and row["flags"] != "(none)":
+            row["vs eager"] = row["images/s"] / eager["images/s"]
+            row["max |Δ|"], row["mean |Δ|"] = diff(pixels(work / f"out-{k}"), base)
+    return rows
+
+
+def steady_rows(args, run: Path, flops: float, evals: int) -> list[dict]:
+    """Section 2: steady-state images/s in one process; images compared to eager."""
+    dev = args.device_obj
+    cfg = dataclasses.replace(SampleConfig(), batch_size=args.batch_size, device=args.device)
+    seeds = list(range(args.batch_size * args.batches))
+    variants = [("eager", False, False, "auto")]
+    if dev.type == "cuda":
+        variants.append(("eager fp32 (yardstick)", False, False, "fp32"))
+    if dev.type == "cuda" or args.compile_on_cpu:
+        variants.append(("torch.compile", True, False, "auto"))
+    if dev.type == "cuda":
+        variants.append(("torch.compile + CUDA graphs", True, True, "auto"))
+    rows, ref, fp32_gap = [], None, None
+    for label, comp, graphs, precision in variants:
+        loaded = load_for_inference(run, device=dev, dtype=resolve_precision(precision, dev))
+        mix = parse_mix(loaded.categories[0].code, loaded.categories)
+        den = prepare_denoiser(
+            loaded,
+            device=dev,
+            precision=precision,
+            compile=comp,
+            batch_size=args.batch_size,
+            images=len(seeds),
+            cuda_graphs=graphs,
+        )
+        start = time.perf_counter()
+        generate(den, mix, seeds[: args.batch_size], cfg, steps=2)  # warm-up / compilation
+        sync(dev)
+        warmup = time.perf_counter() - start
+        start = time.perf_counter()
+        images = generate(den, mix, seeds, cfg)
+        sync(dev)
+        rate = len(seeds) / (time.perf_counter() - start)
+        row = {
+            "row": f"steady: {label}",
+            "flags": f"batch {args.batch_size}",
+            "cache": "-",
+            "compiled": "yes" if den.compiled else "no",
+            "first image s": None,
+            "wall s": warmup,
+            "images/s": rate,
+            "TFLOP/s": rate * evals * flops / 1e12,
+            "note": f"wall s = warm-up batch (compilation); {len(seeds)} images timed",
+        }
+        if ref is None:
+            ref = images
+        else:
+            row["max |Δ|"], row["mean |Δ|"] = diff(images, ref)
+            row["vs eager"] = rate / rows[0]["images/s"]
+            if precision == "fp32":
+                fp32_gap = row["mean |Δ|"]
+            elif fp32_gap is not None:
+                same = row["mean |Δ|"] <= fp32_gap
+                row["note"] += "; same as eager within bf16" if same else "; DIFFERS from eager"
+        rows.append(row)
+        print(json.dumps(row, default=str), flush=True)
+        del den, loaded
+    rows[0]["vs eager"] = 1.0
+    return rows
 
 
 def sync(device: torch.device) -> None:
@@ -41,173 +276,175 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def load_model(args: argparse.Namespace) -> LoadedModel:
-    if args.weights:
-        return load_for_inference(args.weights)
-    torch.manual_seed(0)
-    cfg = preset(args.preset, sample_size=args.size, num_categories=len(DEFAULT_CATEGORIES))
-    sched = scheduler_config(
-        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon"
-    )
-    unet = build_unet(cfg).eval().requires_grad_(False)
-    return LoadedModel(unet, DEFAULT_CATEGORIES, cfg, sched, 0, None, "random")  # type: ignore[arg-type]
+def break_even(process: list[dict], steady: list[dict]) -> list[str]:
+    """Images from which compiling pays: compile seconds / (1/eager − 1/compiled)."""
+    rate = {r["row"]: r["images/s"] for r in steady}
+    eager, comp = rate.get("steady: eager"), rate.get("steady: torch.compile")
+    if not eager or not comp or comp <= eager:
+        return ["break-even: no compiled row faster than eager (nothing to amortise)"]
+    saved = 1 / eager - 1 / comp
+    base = next(r for r in process if r["row"] == "eager baseline")
+    out = []
+    for state in ("cold", "warm"):
+        row = next((r for r in process if r["row"] == "--compile" and r["cache"] == state), None)
+        if row is None:
+            continue
+        extra = max(0.0, row["wall s"] - base["wall s"] + base["images"] * saved)
+        out.append(
+            f"break-even, {state} cache: ~{extra:.0f} s of compilation → compiling pays from "
+            f"{extra / saved:.0f} images (COLD_MIN_IMAGES/WARM_MIN_IMAGES are "
+            f"{compile_cache.COLD_MIN_IMAGES}/{compile_cache.WARM_MIN_IMAGES})"
+        )
+    return out
 
 
-def flops_per_eval(unet: torch.nn.Module, size: int, device: torch.device) -> float:
-    """Model FLOPs of one forward for one image (convolutions, matmuls, attention)."""
-    x = torch.randn(1, 3, size, size, device=device, dtype=next(unet.parameters()).dtype)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        unet(x, torch.tensor([500], device=device), class_labels=torch.tensor([0], device=device))
-    return float(counter.get_total_flops())
+def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:
+    """Section 4: samples at 10-25 steps in a folder ``time_to_fid.py score`` reads."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from safetensors.torch import save_file
+    from time_to_fid import proportional
+
+    info = json.loads((ttf_work / "split.json").read_text())
+    per_category = proportional(info["heldout_per_category"], args.sweep_samples)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("data", "heldout.safetensors"):
+        link = out / name
+        if not link.exists():
+            link.symlink_to((ttf_work / name).resolve())
+    shutil.copy(ttf_work / "split.json", out / "split.json")
+    dev = args.device_obj
+    loaded = load_for_inference(run, device=dev, dtype=args.dtype)
+    total = sum(per_category) * len(SWEEP)
+    cfg = dataclasses.replace(SampleConfig(), batch_size=args.batch_size, device=args.device)
+    den = prepare_denoiser(loaded, device=dev, images=total, batch_size=args.batch_size)
+    rows = []
+    for sampler, steps in SWEEP:
+        images, labels = [], []
+        start = time.perf_counter()
+        for k, n in enumerate(per_category):
+            if n == 0:
+                continue
+            mix = parse_mix(loaded.categories[k].code, loaded.categories)
+            images.append(generate(den, mix, list(range(n)), cfg, sampler=sampler, steps=steps))
+            labels.append(torch.full((n,), k, dtype=torch.int64))
+        sync(dev)
+        rate = sum(per_category) / (time.perf_counter() - start)
+        samples = f"samples-{sampler}-{steps}.safetensors"
+        save_file({"images": torch.cat(images), "labels": torch.cat(labels)}, str(out / samples))
+        row = {
+            "recipe": f"{sampler} {steps} steps",
+            "step": loaded.step,
+            "samples": samples,
+            "per_category": per_category,
+            "sample_images_per_s": rate,
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    (out / "rows.json").write_text(json.dumps(rows, indent=2))
+    return rows
 
 
-def ddpm_loop(
-    unet: torch.nn.Module,
-    loaded: LoadedModel,
-    batch: int,
-    timed_steps: int,
-    device: torch.device,
-) -> float:
-    """Seconds per image for a 1000-step fp32 DDPM loop, extrapolated from ``timed_steps``.
+def smoke_work(work: Path) -> Path:
+    """A tiny time_to_fid work folder (synthetic faces, 30% held out) for ``--smoke``."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from time_to_fid import prepare_work
 
-    Mirrors DDPMPipeline: a scheduler step per timestep with a torch.Generator, no guidance
-    (the null label, as the original's unconditional model).
-    """
-    size = loaded.model_config.sample_size
-    sched = make_scheduler("ddpm", loaded.scheduler_config)
-    sched.set_timesteps(1000)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 3, size, size, generator=gen).to(device)
-    labels = torch.full((batch,), loaded.categories.null_label, device=device)
-    ts = sched.timesteps[: timed_steps + 2]
-    with torch.inference_mode():
-        for i, t in enumerate(ts):
-            if i == 2:  # two warm-up steps
-                sync(device)
-                start = time.perf_counter()
-            eps = unet(x, t.to(device), class_labels=labels).sample
-            x = sched.step(eps, t, x, generator=gen).prev_sample
-        sync(device)
-    per_step = (time.perf_counter() - start) / timed_steps
-    return per_step * len(sched.timesteps) / batch
+    from facediff.synthetic import write_synthetic_prepared
+
+    data = write_synthetic_prepared(work / "prepared", per_category=6, size=16)
+    ttf = work / "ttf"
+    prepare_work(data, ttf, 0.3)
+    return ttf
 
 
-def facediff_default(loaded: LoadedModel, args, batch: int, device: torch.device) -> float:
-    """Seconds per image for facediff's default guided sampling (timed after a warm-up)."""
-    cfg = SampleConfig()
-    den = prepare_denoiser(loaded, device=device, precision=cfg.precision, compile=args.compile)
-    mix = parse_mix(loaded.categories[0].code, loaded.categories)
-    cfg = dataclasses.replace(cfg, batch_size=batch)
-    # Warm-up: compilation and cuDNN autotuning see the same shapes with fewer steps.
-    generate(den, mix, list(range(batch)), cfg, steps=2)
-    sync(device)
-    n = batch * args.batches
-    start = time.perf_counter()
-    generate(den, mix, list(range(n)), cfg)
-    sync(device)
-    return (time.perf_counter() - start) / n
+def fmt(v) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
+    return str(v)
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        lines.append("| " + " | ".join(fmt(r.get(c)) for c in COLUMNS) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--preset", default="diffusers-example")
+    p.add_argument("run", nargs="?", help="a run or export (default: random weights of --preset)")
+    p.add_argument("--preset", default="base")
     p.add_argument("--size", type=int, default=64)
-    p.add_argument("--weights", help="a run or export folder instead of random weights")
-    p.add_argument("--batch-size", type=int, nargs="+", help="(c) batch sizes to try")
-    p.add_argument("--pipeline-batch-size", type=int, help="(b) batch size")
-    p.add_argument("--timed-steps", type=int, help="DDPM steps timed for (a) and (b)")
-    p.add_argument("--batches", type=int, help="(c) timed batches (GPU 3, CPU 1)")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("-c", "--category", default="O", help="category of the throughput job")
+    p.add_argument("-n", type=int, help="images of the throughput job (GPU 1024, CPU 8)")
+    p.add_argument("--batch-size", type=int, help="(GPU 256, CPU 8)")
+    p.add_argument("--batches", type=int, default=3, help="timed batches in section 2")
+    p.add_argument("--sweep", metavar="WORK", help="a time_to_fid.py work folder to sweep steps")
+    p.add_argument("--sweep-run", help="the run to sweep (default WORK/runs/default)")
+    p.add_argument("--sweep-samples", type=int, default=1000)
+    p.add_argument("--compile-on-cpu", action="store_true", help="compiled rows on the CPU too")
+    p.add_argument("--work", help="keep outputs and caches here (default: a temporary folder)")
+    p.add_argument("--json", help="write all rows here")
+    p.add_argument("--smoke", action="store_true", help="CPU, tiny preset at 16 px, 4 images")
     args = p.parse_args()
-    device = resolve_device(args.device)
-    gpu = device.type == "cuda"
-    args.compile = gpu if args.compile is None else args.compile
-    batches = args.batch_size or ([256] if gpu else [8])
-    pipe_batch = args.pipeline_batch_size or (64 if gpu else 8)
-    timed = args.timed_steps or (20 if gpu else 2)
-    args.batches = args.batches or (3 if gpu else 1)
+    if args.smoke:
+        args.device, args.preset, args.size = "cpu", "tiny", 16
+        args.n, args.batch_size, args.batches, args.sweep_samples = 4, 4, 1, 8
+    args.device_obj = resolve_device(args.device)
+    args.device = str(args.device_obj)
+    gpu = args.device_obj.type == "cuda"
+    args.n = args.n or (1024 if gpu else 8)
+    args.batch_size = args.batch_size or (256 if gpu else 8)
+    args.dtype = resolve_precision("auto", args.device_obj)
 
-    loaded = load_model(args)
-    size = loaded.model_config.sample_size
-    # (a) and (b) run the model as the pipeline would: fp32, default memory format.
-    fp32 = copy.deepcopy(loaded.unet).to(device).eval()
-    flops = flops_per_eval(fp32, size, device)
-    name = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
-    print(
-        f"device: {name}; model: {args.weights or args.preset} at {size}x{size}, "
-        f"{count_parameters(fp32) / 1e6:.1f}M parameters, {flops / 1e9:.2f} GFLOP per image "
-        f"per evaluation"
-    )
+    work = Path(args.work or tempfile.mkdtemp(prefix="facediff-throughput-"))
+    work.mkdir(parents=True, exist_ok=True)
+    run = Path(args.run) if args.run else random_run(work / "run", args.preset, args.size)
+    loaded = load_for_inference(run)
+    args.model_config = loaded.model_config.to_dict()
+    n_default = 1 if args.smoke else SampleConfig().n
+    args.default_images = n_default * len(resolve_mixes(loaded.categories))
+    flops = flops_per_eval(loaded)
     cfg = SampleConfig()
-    rows = []
-    sec = ddpm_loop(fp32, loaded, 1, timed, device)
-    rows.append(
-        (
-            "(a) original loop: DDPM, batch 1",
-            "ddpm",
-            1000,
-            1.0,
-            1,
-            "fp32",
-            sec,
-            1000,
-            f"extrapolated from {timed} of 1000 steps",
-        )
-    )
-    print(f"(a) {1 / sec:.4f} images/s")
-    sec = ddpm_loop(fp32, loaded, pipe_batch, timed, device)
-    rows.append(
-        (
-            f"(b) DDPMPipeline-style, batch {pipe_batch}",
-            "ddpm",
-            1000,
-            1.0,
-            pipe_batch,
-            "fp32",
-            sec,
-            1000,
-            f"extrapolated from {timed} of 1000 steps",
-        )
-    )
-    print(f"(b) {1 / sec:.4f} images/s")
-    del fp32
-    prec = "bf16" if gpu else "fp32"
-    for b in batches:
-        sec = facediff_default(loaded, args, b, device)
-        evals = cfg.steps * (2 if cfg.guidance != 1 else 1)
-        note = f"{args.batches} batches timed after warm-up" + (
-            ", compiled" if args.compile else ""
-        )
-        rows.append(
-            (
-                f"(c) facediff default, batch {b}",
-                cfg.sampler,
-                cfg.steps,
-                cfg.guidance,
-                b,
-                prec,
-                sec,
-                evals,
-                note,
-            )
-        )
-        print(f"(c) batch {b}: {1 / sec:.3f} images/s")
-
-    base = rows[0][6]
-    pipe = rows[1][6]
-    print()
+    evals = cfg.steps * (2 if cfg.guidance != 1 else 1)
+    name = torch.cuda.get_device_name(args.device_obj) if gpu else "CPU"
     print(
-        "| method | sampler | steps | guidance | batch | precision | images/s | vs (a) "
-        "| vs (b) | TFLOP/s | note |"
+        f"device: {name}, {torch.get_num_threads()} threads; model: {args.run or args.preset} at "
+        f"{loaded.model_config.sample_size} px, {count_parameters(loaded.unet) / 1e6:.1f}M "
+        f"parameters, {flops / 1e9:.3g} GFLOP per image per evaluation; default sampling: "
+        f"{cfg.sampler}, {cfg.steps} steps, guidance {cfg.guidance:g} ({evals} evaluations)",
+        flush=True,
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for label, sampler, steps, g, b, prec_, sec, evals, note in rows:
-        tflops = evals * flops / sec / 1e12
-        print(
-            f"| {label} | {sampler} | {steps} | {g:g} | {b} | {prec_} | {1 / sec:.3f} "
-            f"| {base / sec:.1f}x | {pipe / sec:.2f}x | {tflops:.3g} | {note} |"
+    del loaded
+    process = process_rows(args, run, work, flops, evals)
+    # This process compiles with the cache the --compile rows left (warm on a GPU).
+    os.environ["XDG_CACHE_HOME"] = str(work / "cache-b")
+    steady = steady_rows(args, run, flops, evals)
+    rows = process + steady
+    print()
+    print(table(rows))
+    notes = break_even(process, steady)
+    for line in notes:
+        print(line)
+    sweep = []
+    if args.sweep or args.smoke:
+        ttf = Path(args.sweep) if args.sweep else smoke_work(work)
+        sweep_run = Path(args.sweep_run) if args.sweep_run else None
+        if sweep_run is None:
+            sweep_run = run if args.smoke else ttf / "runs" / "default"
+        out = ttf / "steps-sweep"
+        sweep = steps_sweep(args, sweep_run, ttf, out)
+        print(f"steps sweep: {len(sweep)} sample sets in {out}; score them with")
+        print(f"  python benchmarks/time_to_fid.py score {out}")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"rows": rows, "notes": notes, "sweep": sweep}, indent=2, default=str)
         )
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,65 @@
+"""benchmarks/sample_throughput.py --smoke: the table, the CPU default path and the sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "sample_throughput.py"
+COLUMNS = (
+    "row | flags | cache | compiled | first image s | wall s | images/s | TFLOP/s | vs eager "
+    "| max |Δ| | mean |Δ| | note"
+)
+
+
+@pytest.mark.slow
+def test_smoke_mode_reports_the_default_path_against_eager_and_writes_the_sweep(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--work", str(tmp_path / "w"), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"| {COLUMNS} |" in proc.stdout
+    result = json.loads(out.read_text())
+    rows = {(r["row"], r["cache"]): r for r in result["rows"]}
+    assert set(rows) == {
+        ("sample RUN -n 1 (smoke)", "cold"),
+        ("sample RUN -n 1 (smoke)", "warm"),
+        ("eager baseline", "-"),
+        ("default (auto)", "cold"),
+        ("steady: eager", "-"),
+    }
+    for r in result["rows"]:
+        assert r["images/s"] > 0 and r["TFLOP/s"] > 0 and r["wall s"] > 0
+        assert r["compiled"] == "no"  # the CPU default never compiles
+    for key in (("sample RUN -n 1 (smoke)", "cold"), ("eager baseline", "-")):
+        assert 0 < rows[key]["first image s"] <= rows[key]["wall s"]
+    assert rows[("sample RUN -n 1 (smoke)", "cold")]["images"] == 7  # 3 categories + 4 mixes
+    eager, default = rows[("eager baseline", "-")], rows[("default (auto)", "cold")]
+    assert eager["vs eager"] == 1.0 and eager["images"] == default["images"] == 4
+    # On the CPU the default path is the eager path: the very same pixels.
+    assert default["max |Δ|"] == 0.0 and default["mean |Δ|"] == 0.0
+    # The steps sweep: a folder `time_to_fid.py score` reads (rows, samples, data, split).
+    sweep = tmp_path / "w" / "ttf" / "steps-sweep"
+    recipes = [r["recipe"] for r in result["sweep"]]
+    assert recipes == [f"{s} {n} steps" for s in ("dpmsolver++", "unipc") for n in (10, 15, 20, 25)]
+    assert json.loads((sweep / "rows.json").read_text()) == result["sweep"]
+    for name in ("data", "heldout.safetensors", "split.json"):
+        assert (sweep / name).exists()
+    for r in result["sweep"]:
+        tensors = load_file(str(sweep / r["samples"]))
+        assert tensors["images"].shape[0] == sum(r["per_category"]) == 8
+        assert tensors["labels"].tolist() == sorted(tensors["labels"].tolist())
