@@ -5,8 +5,10 @@
    previous row left. ``sample RUN`` with no flags at all (cold, then warm), then a throughput
    job ``-c CODE -n N --batch-size B`` with ``--no-compile`` (the eager baseline), the default
    (auto) cold, ``--compile`` cold, the default warm and ``--compile`` warm. Columns: time to
-   first image (process launch → first PNG on disk), wall time, images/s of the sampling loop
-   (compilation included, as ``sample --json`` reports it), TFLOP/s, speed-up over eager.
+   first image (process launch → first PNG on disk; ``sample`` writes a mix's PNGs when the
+   mix is done, so for the one-category job it is nearly the job's time), wall time, images/s
+   of the sampling loop (compilation included, as ``sample --json`` reports it), TFLOP/s,
+   speed-up over eager, and pixel |Δ| against the eager job (same seeds).
 2. One process, steady state (after a warm-up batch): eager, ``torch.compile`` and, on a
    GPU, ``torch.compile(mode="reduce-overhead")`` (CUDA graphs), with the uint8 images
    compared to eager's (max and mean |Δ| over pixels). On a GPU, fp32 eager against bf16

@@ -163,3 +163,30 @@ def test_a_second_process_reuses_the_compiled_kernels(tmp_path):
     shutil.rmtree(folder / "inductor")
     again = _child(tmp_path)
     assert again["loaded"] and again["hit"] >= 1 and again["miss"] == 0
+
+
+def test_train_compile_uses_the_same_cache_and_survives_a_corrupt_artifact(monkeypatch, tmp_path):
+    import atexit
+    from types import SimpleNamespace
+
+    from facediff.config import TrainConfig
+    from facediff.training import setup as training_setup
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)  # restored after the test
+    setup = SimpleNamespace(
+        config=TrainConfig(preset="tiny", batch_size=8, compile=True),
+        model_config=TINY,
+        device=CPU,
+        dtype=torch.float32,
+    )
+    cache = cc.compile_cache(TINY.to_dict(), CPU, torch.float32, 8, "train")
+    cache.folder.mkdir(parents=True)
+    cache.artifact.write_bytes(b"corrupt")
+    saved = []
+    monkeypatch.setattr(atexit, "register", saved.append)
+    with pytest.warns(RuntimeWarning, match="ignored the compile cache"):
+        training_setup._use_compile_cache(setup)
+    assert not cache.artifact.exists()
+    assert Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]) == cache.folder / "inductor"
+    ours = [f for f in saved if getattr(f, "__self__", None).__class__ is cc.CompileCache]
+    assert len(ours) == 1 and ours[0].__self__.artifact == cache.artifact  # saved at exit
