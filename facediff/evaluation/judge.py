@@ -6,6 +6,10 @@ torchvision's ``BasicBlock`` with a 3×3 stem and no max-pool, as for CIFAR-size
 is trained on a deterministic, stratified train / held-out split of the prepared data.
 Its held-out accuracy says how far its verdicts on samples can be trusted.
 
+When the data carries attributes (:mod:`facediff.attributes`: gender, age bucket), the
+judge has one more linear head per attribute on the same features, trained jointly and
+only on known labels (``-1`` is masked from the loss), with its own held-out accuracy.
+
 The judge is cached in ``<run>/judge/``: ``judge.safetensors`` (weights) and
 ``judge.json`` (config, split, data fingerprint, held-out accuracies). It is reused
 when the data fingerprint and the requested settings match.
@@ -29,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
+from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
 from facediff.dataset import PreparedData
 from facediff.device import autocast, enable_fast_math, resolve_precision
@@ -62,9 +67,16 @@ class JudgeConfig:
 
 
 class JudgeNet(nn.Module):
-    """A narrow ResNet for small images: 3×3 stem, no max-pool, stages of BasicBlocks."""
+    """A narrow ResNet for small images: 3×3 stem, no max-pool, stages of BasicBlocks;
+    ``fc`` predicts the category, ``attribute_heads[name]`` each attribute (if any)."""
 
-    def __init__(self, num_classes: int, width: int = 32, blocks: tuple[int, ...] = (1, 1, 1, 1)):
+    def __init__(
+        self,
+        num_classes: int,
+        width: int = 32,
+        blocks: tuple[int, ...] = (1, 1, 1, 1),
+        attributes: dict[str, int] | None = None,  # name -> number of values
+    ):
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(True)
@@ -86,6 +98,18 @@ class JudgeNet(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.fc = nn.Linear(cin, num_classes)
         self.feature_dim = cin
+        # Absent without attributes, so a judge cached before attributes existed loads as is.
+        if attributes:
+            self.attribute_heads = nn.ModuleDict(
+                {name: nn.Linear(cin, n) for name, n in attributes.items()}
+            )
+        else:
+            self.attribute_heads = None
+
+    def attribute_logits(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.attribute_heads is None:
+            return {}
+        return {name: head(features) for name, head in self.attribute_heads.items()}
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate-layer features (global average pool), ``N×feature_dim``."""
@@ -101,10 +125,15 @@ def to_input(images: torch.Tensor) -> torch.Tensor:
 
 
 def split_indices(
-    labels: torch.Tensor, heldout_fraction: float, seed: int
+    labels: torch.Tensor, heldout_fraction: float, seed: int, cells: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic stratified split: per class, a seeded permutation of its indices puts
-    ``round(fraction × count)`` images (at least one when the class has two) in held-out."""
+    ``round(fraction × count)`` images (at least one when the class has two) in held-out.
+
+    With ``cells`` (an attribute cell key per image, see :func:`attribute_cells`) the
+    class's held-out images are drawn evenly across its cells instead of from the front
+    of the permutation: the permutation is sorted (stably) by cell and every
+    ``count / n_held``-th image is held out, so each cell is held out in proportion."""
     g = torch.Generator().manual_seed(seed)
     train, held = [], []
     for k in range(int(labels.max()) + 1):
@@ -112,9 +141,28 @@ def split_indices(
         idx = idx[torch.randperm(len(idx), generator=g)]
         n_held = round(heldout_fraction * len(idx))
         n_held = min(max(n_held, 1), len(idx) - 1) if len(idx) >= 2 else 0
+        if cells is not None and n_held:
+            idx = idx[torch.sort(cells[idx], stable=True).indices]
+            picked = torch.zeros(len(idx), dtype=torch.bool)
+            picked[((torch.arange(n_held) + 0.5) * len(idx) / n_held).long()] = True
+            held.append(idx[picked])
+            train.append(idx[~picked])
+            continue
         held.append(idx[:n_held])
         train.append(idx[n_held:])
     return torch.cat(train).sort().values, torch.cat(held).sort().values
+
+
+def attribute_cells(data: PreparedData) -> torch.Tensor | None:
+    """Each image's attribute cell (the combination of its attribute values, unknown
+    counting as a value) as one integer; None for data without attributes."""
+    if data.attribute_labels is None:
+        return None
+    key = torch.zeros(len(data), dtype=torch.int64)
+    for j, a in enumerate(data.attributes):
+        column = data.attribute_labels[:, j]
+        key = key * (len(a.values) + 1) + torch.where(column < 0, a.null, column)
+    return key
 
 
 def auto_epochs(n_train: int) -> int:
@@ -151,10 +199,27 @@ def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 
 def _class_weights(labels: torch.Tensor, k: int) -> torch.Tensor:
-    """Inverse-frequency loss weights (mean 1 over the data), so rare classes count as much."""
+    """Inverse-frequency loss weights (mean 1 over the data), so rare classes count as much.
+    Unknown labels (-1) are left out."""
+    labels = labels[labels >= 0]
+    if len(labels) == 0:
+        return torch.ones(k)
     counts = torch.bincount(labels, minlength=k).float().clamp(min=1)
     w = 1.0 / counts
     return w * len(labels) / (w[labels].sum())
+
+
+def _attribute_loss(
+    logits: dict[str, torch.Tensor], targets: torch.Tensor, weights: list[torch.Tensor]
+) -> torch.Tensor:
+    """Sum over attributes of the class-balanced cross-entropy on the known labels only."""
+    total = torch.zeros((), device=targets.device)
+    for j, out in enumerate(logits.values()):
+        y = targets[:, j]
+        known = y >= 0
+        if bool(known.any()):  # all unknown: no term (cross_entropy would give nan)
+            total = total + F.cross_entropy(out.float()[known], y[known], weight=weights[j])
+    return total
 
 
 def train_judge(
@@ -164,13 +229,23 @@ def train_judge(
     config: JudgeConfig,
     device: torch.device,
     progress: ProgressCallback | None = None,
+    *,
+    attributes: AttributeSet | None = None,
+    attribute_labels: torch.Tensor | None = None,
 ) -> JudgeNet:
-    """Train a :class:`JudgeNet` (AdamW, one-cycle LR, class-balanced loss, autocast)."""
+    """Train a :class:`JudgeNet` (AdamW, one-cycle LR, class-balanced loss, autocast).
+
+    With ``attributes`` (and ``attribute_labels``, N×A with -1 unknown) each attribute's
+    head adds its class-balanced cross-entropy over the known labels to the loss."""
+    attributes = attributes or AttributeSet()
+    if attributes and attribute_labels is None:
+        raise ValueError("attribute_labels are needed with attributes")
     torch.manual_seed(config.seed)
     g = torch.Generator().manual_seed(config.seed + 1)
     enable_fast_math(device)
     dtype = resolve_precision(config.precision, device)
-    net = JudgeNet(num_classes, config.width or 16, config.blocks).to(device)
+    heads = {a.name: len(a.values) for a in attributes}
+    net = JudgeNet(num_classes, config.width or 16, config.blocks, heads).to(device)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     data, y = images.to(device), labels.to(device)  # uint8 stays small on the device
@@ -185,6 +260,12 @@ def train_judge(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=total, pct_start=0.2)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     weights = _class_weights(labels, num_classes).to(device)
+    if attributes:
+        attr_y = attribute_labels.to(device)  # type: ignore[union-attr]
+        attr_w = [
+            _class_weights(attribute_labels[:, j], len(a.values)).to(device)  # type: ignore[index]
+            for j, a in enumerate(attributes)
+        ]
     net.train()
     step = 0
     for _epoch in range(config.epochs or 1):
@@ -195,7 +276,11 @@ def train_judge(
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, dtype):
-                loss = F.cross_entropy(net(x).float(), y[idx], weight=weights)
+                feats = net.features(x)
+                loss = F.cross_entropy(net.fc(feats).float(), y[idx], weight=weights)
+                if attributes:
+                    logits = net.attribute_logits(feats)
+                    loss = loss + _attribute_loss(logits, attr_y[idx], attr_w)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -226,12 +311,25 @@ class Judge:
     def train_indices(self) -> torch.Tensor:
         return torch.tensor(self.info["split"]["train_indices"], dtype=torch.int64)
 
-    @torch.no_grad()
+    @property
+    def attributes(self) -> AttributeSet:
+        """The attributes the judge predicts (empty for a judge of data without them)."""
+        return AttributeSet.from_list(self.info.get("attributes"))
+
     def run(self, images: torch.Tensor, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
         """(probabilities ``N×K``, penultimate features ``N×D``), float32 on the CPU.
 
         Images (uint8) are resized to the judge's resolution when they differ."""
+        probs, feats, _ = self.run_all(images, batch_size)
+        return probs, feats
+
+    @torch.no_grad()
+    def run_all(
+        self, images: torch.Tensor, batch_size: int = 512
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """:meth:`run` plus each attribute's probabilities (``N×V``, by name)."""
         probs, feats = [], []
+        attrs: dict[str, list[torch.Tensor]] = {a.name: [] for a in self.attributes}
         for start in range(0, images.shape[0], batch_size):
             x = to_input(images[start : start + batch_size].to(self.device))
             if x.shape[-1] != self.size or x.shape[-2] != self.size:
@@ -243,10 +341,12 @@ class Judge:
             logits = self.net.fc(f)
             probs.append(logits.float().softmax(dim=1).cpu())
             feats.append(f.float().cpu())
-        k = len(self.categories)
+            for name, out in self.net.attribute_logits(f).items():
+                attrs[name].append(out.float().softmax(dim=1).cpu())
         if not probs:
-            return torch.zeros(0, k), torch.zeros(0, self.net.feature_dim)
-        return torch.cat(probs), torch.cat(feats)
+            empty = {a.name: torch.zeros(0, len(a.values)) for a in self.attributes}
+            return torch.zeros(0, len(self.categories)), torch.zeros(0, self.net.feature_dim), empty
+        return torch.cat(probs), torch.cat(feats), {k: torch.cat(v) for k, v in attrs.items()}
 
 
 def heldout_accuracy(
@@ -270,6 +370,52 @@ def heldout_accuracy(
     }
 
 
+def _value_accuracy(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
+    n = len(truth)
+    return {"n": n, "accuracy": float((pred == truth).float().mean()) if n else None}
+
+
+def attribute_accuracy(
+    probs: dict[str, torch.Tensor],
+    attribute_labels: torch.Tensor,
+    category_labels: torch.Tensor,
+    attributes: AttributeSet,
+    categories: CategoryMap,
+) -> dict[str, dict[str, Any]]:
+    """Per attribute, on the images whose label is known: overall and balanced accuracy,
+    accuracy per value and per category × value, and the confusion matrix."""
+    out = {}
+    for j, a in enumerate(attributes):
+        truth = attribute_labels[:, j]
+        known = truth >= 0
+        y, pred, cat = truth[known], probs[a.name][known].argmax(dim=1), category_labels[known]
+        v = len(a.values)
+        confusion = torch.zeros(v, v, dtype=torch.int64)
+        confusion.index_put_((y, pred), torch.ones_like(y), accumulate=True)
+        per_value = {
+            name: _value_accuracy(pred[y == i], y[y == i]) for i, name in enumerate(a.values)
+        }
+        per_category = {
+            c.code: {
+                name: _value_accuracy(pred[(cat == k) & (y == i)], y[(cat == k) & (y == i)])
+                for i, name in enumerate(a.values)
+            }
+            for k, c in enumerate(categories)
+        }
+        accs = [r["accuracy"] for r in per_value.values() if r["accuracy"] is not None]
+        out[a.name] = {
+            "values": list(a.values),
+            "n": len(y),
+            "unknown": int((~known).sum()),
+            "overall": float((pred == y).float().mean()) if len(y) else None,
+            "balanced": float(np.mean(accs)) if accs else None,
+            "per_value": per_value,
+            "per_category": per_category,
+            "confusion": confusion.tolist(),  # rows: true value, columns: predicted
+        }
+    return out
+
+
 def _indices_sha(idx: torch.Tensor) -> str:
     return hashlib.sha256(np.asarray(idx.tolist(), dtype=np.int64).tobytes()).hexdigest()
 
@@ -281,6 +427,8 @@ def _cache_matches(info: dict[str, Any], data: PreparedData, config: JudgeConfig
         return False
     if info.get("categories") != data.categories.to_list():
         return False
+    if info.get("attributes", []) != data.attributes.to_list():
+        return False  # judges cached before attributes existed have none
     cached = info.get("config", {})
     for key, want in config.to_dict().items():
         if want is None or key == "precision":
@@ -301,12 +449,13 @@ def _read_cache(judge_dir: Path) -> dict[str, Any] | None:
 def _load_cached(
     judge_dir: Path, info: dict[str, Any], data: PreparedData, device: torch.device
 ) -> Judge | None:
-    cfg = info["config"]
-    net = JudgeNet(len(data.categories), int(cfg["width"]), tuple(cfg["blocks"]))
     try:
+        cfg = info["config"]
+        heads = {a.name: len(a.values) for a in data.attributes}
+        net = JudgeNet(len(data.categories), int(cfg["width"]), tuple(cfg["blocks"]), heads)
         net.load_state_dict(load_file(str(judge_dir / JUDGE_WEIGHTS)))
-    except (SafetensorError, OSError, RuntimeError, ValueError):
-        return None  # a damaged cache is simply retrained
+    except (SafetensorError, OSError, RuntimeError, ValueError, KeyError, TypeError):
+        return None  # a damaged or unreadable cache is simply retrained
     net = net.to(device).eval()
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
@@ -331,18 +480,30 @@ def load_or_train_judge(
         judge = _load_cached(judge_dir, info, data, device)
         if judge is not None:
             return judge
-    train_idx, held_idx = split_indices(data.labels, config.heldout_fraction, config.seed)
+    train_idx, held_idx = split_indices(
+        data.labels, config.heldout_fraction, config.seed, attribute_cells(data)
+    )
     if len(train_idx) == 0:
         raise FacediffError("too few images to train the judge")
     cfg = resolve_config(config, len(train_idx), device)
     start = time.perf_counter()
     emit(progress, Progress("judge", 0, None, message=f"training the judge ({cfg.epochs} epochs)"))
+    attr_labels = data.attribute_labels
     net = train_judge(
-        data.images[train_idx], data.labels[train_idx], len(data.categories), cfg, device, progress
+        data.images[train_idx],
+        data.labels[train_idx],
+        len(data.categories),
+        cfg,
+        device,
+        progress,
+        attributes=data.attributes,
+        attribute_labels=None if attr_labels is None else attr_labels[train_idx],
     )
     seconds = time.perf_counter() - start
-    judge = Judge(net, data.categories, data.size, {}, True, device)
-    held_probs, _ = judge.run(data.images[held_idx])
+    judge = Judge(
+        net, data.categories, data.size, {"attributes": data.attributes.to_list()}, True, device
+    )
+    held_probs, _, held_attr = judge.run_all(data.images[held_idx])
     judge.info = {
         "version": JUDGE_VERSION,
         "data": {"path": str(data.path), "fingerprint": data.fingerprint, "count": len(data)},
@@ -364,6 +525,15 @@ def load_or_train_judge(
         "device": str(device),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if data.attributes:
+        judge.info["attributes"] = data.attributes.to_list()
+        judge.info["attribute_accuracy"] = attribute_accuracy(
+            held_attr,
+            attr_labels[held_idx],  # type: ignore[index]
+            data.labels[held_idx],
+            data.attributes,
+            data.categories,
+        )
     _save(judge_dir, judge)
     return judge
 
@@ -381,6 +551,8 @@ __all__ = [
     "Judge",
     "JudgeConfig",
     "JudgeNet",
+    "attribute_accuracy",
+    "attribute_cells",
     "augment",
     "auto_epochs",
     "heldout_accuracy",
