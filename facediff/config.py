@@ -29,6 +29,10 @@ DEMO_SIZE = 64
 #: Columns (seeds) of a grid, and samples per category and mix that evaluate judges.
 DEFAULT_GRID_SEEDS = 8
 DEFAULT_SAMPLES_PER_GROUP = 100
+#: Samples evaluate draws per category × requested attribute value (models with attributes):
+#: 3 categories × (2 genders + 10 age decades) × 32 = 1152 samples; 32 puts a hit rate's
+#: 95% interval within about ±0.17.
+DEFAULT_SAMPLES_PER_CELL = 32
 #: Images in a grid's mix strip.
 DEFAULT_STRIP_STEPS = 7
 

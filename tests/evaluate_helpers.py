@@ -11,10 +11,40 @@ from sampling_helpers import TINY, save_tiny_checkpoint
 from train_helpers import write_dataset as write_prepared
 
 from facediff.model import build_unet
+from facediff.synthetic import make_faces
 
 SIZE = TINY.sample_size
 
-__all__ = ["SIZE", "make_untrained_run", "write_prepared", "write_samples"]
+__all__ = [
+    "SIZE",
+    "attribute_faces",
+    "make_untrained_run",
+    "mark_attributes",
+    "write_prepared",
+    "write_samples",
+]
+
+
+def mark_attributes(images: torch.Tensor, age: torch.Tensor, gender: torch.Tensor) -> torch.Tensor:
+    """Visible attribute cues on synthetic faces: a top band whose colour says the gender
+    (blue / red) and a bottom band whose colour says the age bucket (green, yellow, white)."""
+    out = images.clone()
+    genders = torch.tensor([[30, 60, 230], [230, 40, 40]], dtype=torch.uint8)
+    ages = torch.tensor([[20, 200, 40], [240, 220, 20], [250, 250, 250]], dtype=torch.uint8)
+    band = images.shape[-1] // 5
+    out[:, :, :band, :] = genders[gender].view(-1, 3, 1, 1)
+    out[:, :, -band:, :] = ages[age].view(-1, 3, 1, 1)
+    return out
+
+
+def attribute_faces(n: int, seed: int, size: int = 32):
+    """``make_faces`` with random age buckets (3) and genders drawn on: (images, labels,
+    N×2 attribute values in the order age, gender)."""
+    images, labels = make_faces(n, size=size, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    age = torch.randint(0, 3, (len(labels),), generator=g)
+    gender = torch.randint(0, 2, (len(labels),), generator=g)
+    return mark_attributes(images, age, gender), labels, torch.stack([age, gender], dim=1)
 
 
 def make_untrained_run(run, data_path):

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from evaluate_helpers import attribute_faces
 from train_helpers import write_dataset
 
 from facediff.attributes import AttributeSet, age_attribute, gender_attribute
@@ -22,26 +23,6 @@ from facediff.synthetic import make_faces
 CPU = torch.device("cpu")
 FAST = JudgeConfig(width=8, epochs=8)
 ATTRS = AttributeSet((age_attribute((30, 60)), gender_attribute()))
-
-
-def mark(images: torch.Tensor, age: torch.Tensor, gender: torch.Tensor) -> torch.Tensor:
-    """Visible cues: a top band whose colour says the gender (blue / red) and a bottom
-    band whose colour says the age bucket (green, yellow, white)."""
-    out = images.clone()
-    genders = torch.tensor([[30, 60, 230], [230, 40, 40]], dtype=torch.uint8)
-    ages = torch.tensor([[20, 200, 40], [240, 220, 20], [250, 250, 250]], dtype=torch.uint8)
-    band = images.shape[-1] // 5
-    out[:, :, :band, :] = genders[gender].view(-1, 3, 1, 1)
-    out[:, :, -band:, :] = ages[age].view(-1, 3, 1, 1)
-    return out
-
-
-def attribute_faces(n: int, seed: int, size: int = 32):
-    images, labels = make_faces(n, size=size, seed=seed)
-    g = torch.Generator().manual_seed(seed)
-    age = torch.randint(0, 3, (len(labels),), generator=g)
-    gender = torch.randint(0, 2, (len(labels),), generator=g)
-    return mark(images, age, gender), labels, torch.stack([age, gender], dim=1)
 
 
 @pytest.fixture(scope="module")

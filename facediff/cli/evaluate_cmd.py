@@ -28,7 +28,7 @@ from facediff.cli.options import (
     StepsOpt,
     sample_config,
 )
-from facediff.config import DEFAULT_SAMPLES_PER_GROUP, SampleConfig
+from facediff.config import DEFAULT_SAMPLES_PER_CELL, DEFAULT_SAMPLES_PER_GROUP, SampleConfig
 
 if TYPE_CHECKING:
     from facediff.evaluation.report import Report
@@ -60,6 +60,22 @@ def evaluate_command(
         typer.Option("--samples", help="Judge a `facediff sample` folder instead of sampling."),
     ] = None,
     mix: MixOpt = None,
+    attribute_n: Annotated[
+        int,
+        typer.Option(
+            "--attribute-n",
+            help="Samples per category × requested attribute value, for a model with "
+            "attributes (0: none).",
+        ),
+    ] = DEFAULT_SAMPLES_PER_CELL,
+    attribute_cells: Annotated[
+        str,
+        typer.Option(
+            "--attribute-cells",
+            help="Request each attribute value alone ('each') or every combination ('joint', "
+            "e.g. gender × age decade).",
+        ),
+    ] = "each",
     sampler: SamplerOpt = _D.sampler,
     steps: StepsOpt = _D.steps,
     guidance: GuidanceOpt = _D.guidance,
@@ -99,6 +115,7 @@ def evaluate_command(
       facediff evaluate runs/faces --checkpoint 5000   # -> runs/faces/evaluation-step-5000/
       facediff evaluate faces-model --data data/faces  # an export: only read, never written
       facediff evaluate runs/faces --samples generated_images --out eval-samples
+      facediff evaluate runs/utk --attribute-n 50 --attribute-cells joint
     """
     from facediff.cli import render
     from facediff.cli.options import print_json
@@ -108,6 +125,10 @@ def evaluate_command(
     for name, value in (("--judge-epochs", judge_epochs), ("--judge-width", judge_width)):
         if value is not None and value < 1:
             raise typer.BadParameter("must be at least 1", param_hint=name)
+    if attribute_n < 0:
+        raise typer.BadParameter("must be 0 or more", param_hint="--attribute-n")
+    if attribute_cells not in ("each", "joint"):
+        raise typer.BadParameter("choose 'each' or 'joint'", param_hint="--attribute-cells")
     config = sample_config(locals(), n=n)
     judge = JudgeConfig(epochs=judge_epochs, width=judge_width, precision=precision)
     with render.progress(quiet) as bar:
@@ -124,6 +145,8 @@ def evaluate_command(
             device=device,
             force=force,
             checkpoint_step=checkpoint,
+            per_cell=attribute_n,
+            attribute_cells=attribute_cells,
             progress=bar,
         )
     for warning in result.summary.warnings:
@@ -149,6 +172,15 @@ def print_tables(report: Report, console: Any) -> None:
     for code, v in acc.per_category.items():
         t.add_row(f"{code} {v.name}", str(v.n), _fmt(v.accuracy))
     console.print(t)
+    if report.judge.attribute_accuracy:
+        t = Table(title="Judge held-out attribute accuracy (known labels)")
+        for col in ("attribute", "value", "held-out", "accuracy"):
+            t.add_column(col)
+        for name, a in report.judge.attribute_accuracy.items():
+            t.add_row(name, f"all (balanced {_fmt(a.balanced)})", str(a.n), _fmt(a.overall))
+            for value, r in a.per_value.items():
+                t.add_row("", value, str(r.n), _fmt(r.accuracy))
+        console.print(t)
 
     t = Table(title="Category hit rate (95% CI)")
     for col in ("category", "samples", "hit rate", "95% CI"):
@@ -186,12 +218,52 @@ def print_tables(report: Report, console: Any) -> None:
     real_rgb = "/".join(f"{x:.0f}" for x in c.real_mean_rgb)
     t.add_row("held-out photos", "", _fmt(c.real_cast_rate), real_rgb)
     console.print(t)
+    print_attribute_tables(report, console)
     m = report.memorisation
     console.print(
         f"memorisation (pixel space): {m.memorised_share:.3f} of samples are closer to a "
         f"training image than {m.quantile:.0%} of held-out photos are "
         f"(threshold {m.threshold:.4f})"
     )
+
+
+def print_attribute_tables(report: Report, console: Any) -> None:
+    """Attribute hit rates per category × requested value, the worst cell, and the
+    free-attribute mix against the data's (models with attributes only)."""
+    from rich.table import Table
+
+    a = report.attributes
+    if a is None:
+        return
+    if a.cells:
+        t = Table(title="Attribute hit rate (95% CI) vs the attribute left free")
+        for col in ("category", "requested", "samples", "hit rate", "95% CI", "free", "judge acc"):
+            t.add_column(col)
+        for c in a.cells:
+            lo, hi = c.ci95
+            hits = c.per_attribute.values()
+            t.add_row(
+                c.category,
+                ", ".join(f"{k} {v}" for k, v in c.requested.items()),
+                str(c.n),
+                _fmt(c.hit_rate),
+                f"{lo:.2f}–{hi:.2f}",
+                "/".join(_fmt(h.free_rate) for h in hits),
+                "/".join(_fmt(h.judge_accuracy) for h in hits),
+            )
+        console.print(t)
+    if a.worst_cell is not None:
+        w = a.worst_cell
+        asked = ", ".join(f"{k} {v}" for k, v in w.requested.items())
+        console.print(f"worst attribute cell: {w.category} {asked}: hit rate {w.hit_rate:.3f}")
+    if a.free:
+        t = Table(title="Attributes left free: samples / data share per value")
+        for col in ("category", "attribute", "shares", "TVD"):
+            t.add_column(col)
+        for f in a.free:
+            shares = ", ".join(f"{v} {f.samples[v]:.2f}/{f.data[v]:.2f}" for v in f.data)
+            t.add_row(f.category, f.attribute, shares, _fmt(f.tvd))
+        console.print(t)
 
 
 def _fmt(v: Any, digits: int = 3) -> str:

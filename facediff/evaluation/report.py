@@ -36,6 +36,37 @@ class Accuracy:
 
 
 @dataclass
+class ValueAccuracy:
+    n: int
+    accuracy: float | None
+
+
+@dataclass
+class AttributeAccuracy:
+    """The judge's accuracy on one attribute, on held-out images whose label is known."""
+
+    values: list[str]
+    n: int
+    unknown: int  # held-out images whose label is unknown (not scored)
+    overall: float | None
+    balanced: float | None  # mean over values
+    per_value: dict[str, ValueAccuracy]
+    per_category: dict[str, dict[str, ValueAccuracy]]  # by code, then value
+    confusion: list[list[int]]  # rows: true value, columns: predicted
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AttributeAccuracy:
+        def values(m: dict[str, Any]) -> dict[str, ValueAccuracy]:
+            return {k: ValueAccuracy(**v) for k, v in m.items()}
+
+        per_category = {code: values(m) for code, m in d["per_category"].items()}
+        return cls(
+            d["values"], d["n"], d["unknown"], d["overall"], d["balanced"],
+            values(d["per_value"]), per_category, d["confusion"],
+        )  # fmt: skip
+
+
+@dataclass
 class JudgeSection:
     trained_now: bool
     architecture: str
@@ -44,6 +75,7 @@ class JudgeSection:
     heldout_accuracy: Accuracy
     train_seconds: float | None
     data_fingerprint: str
+    attribute_accuracy: dict[str, AttributeAccuracy] = field(default_factory=dict)  # by name
 
 
 @dataclass
@@ -153,6 +185,60 @@ class ColourSection:
 
 
 @dataclass
+class AttributeHit:
+    """How often the judge sees one requested attribute value in a cell's samples."""
+
+    value: str
+    hits: int
+    hit_rate: float
+    ci95: list[float]  # Wilson 95% interval
+    free_rate: float | None  # share of the category's free samples judged as this value
+    judge_accuracy: float | None  # judge's held-out accuracy on photos of this category+value
+
+
+@dataclass
+class AttributeCell:
+    """Samples of one category with some attribute values requested (the others free)."""
+
+    category: str  # code
+    name: str  # category name
+    requested: dict[str, str]  # attribute name -> value
+    n: int
+    hits: int  # samples judged as every requested value
+    hit_rate: float
+    ci95: list[float]
+    per_attribute: dict[str, AttributeHit]  # by attribute name
+    category_hit_rate: float  # share still judged as the category
+
+    @property
+    def label(self) -> str:
+        return " ".join([self.category, *(f"{k}={v}" for k, v in self.requested.items())])
+
+
+@dataclass
+class FreeAttributeMix:
+    """An attribute left free: the judge's view of a category's samples vs the data."""
+
+    category: str  # code
+    attribute: str
+    n: int  # samples
+    samples: dict[str, float]  # share of samples the judge assigns each value
+    judged_real: dict[str, float]  # the same on the category's held-out photos
+    data: dict[str, float]  # share of each value among the category's known labels
+    tvd: float  # total variation distance samples vs data (0 = the data's mix)
+
+
+@dataclass
+class AttributeSection:
+    attributes: list[dict[str, Any]]  # AttributeSet.to_list()
+    cells_requested: str  # "each" (one attribute at a time) or "joint" (all combinations)
+    per_cell: int
+    cells: list[AttributeCell]
+    free: list[FreeAttributeMix]
+    worst_cell: AttributeCell | None  # lowest hit rate
+
+
+@dataclass
 class Report:
     run: str
     data: dict[str, str]  # path, fingerprint
@@ -165,6 +251,7 @@ class Report:
     memorisation: Memorisation
     colour: ColourSection
     notes: list[str]
+    attributes: AttributeSection | None = None  # only for a model with attributes
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     files: dict[str, str] = field(default_factory=dict)  # chart name -> file name
@@ -182,4 +269,8 @@ class Report:
             del d["samples"]["checkpoint_step"]
         if not d["files"]:
             del d["files"]
+        if d["attributes"] is None:  # reports of models without attributes are unchanged
+            del d["attributes"]
+        if not d["judge"]["attribute_accuracy"]:
+            del d["judge"]["attribute_accuracy"]
         return d

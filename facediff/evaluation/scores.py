@@ -24,6 +24,7 @@ from facediff.evaluation.maths import (
 )
 from facediff.evaluation.report import (
     Accuracy,
+    AttributeAccuracy,
     ColourSection,
     Distribution,
     FeatureSpace,
@@ -50,6 +51,10 @@ def judge_section(judge: Judge) -> JudgeSection:
         heldout_accuracy=Accuracy.from_dict(info["heldout_accuracy"]),
         train_seconds=info.get("train_seconds"),
         data_fingerprint=info["data"]["fingerprint"],
+        attribute_accuracy={
+            name: AttributeAccuracy.from_dict(d)
+            for name, d in info.get("attribute_accuracy", {}).items()
+        },
     )
 
 
