@@ -14,6 +14,7 @@ from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
 from facediff.checkpoint import RUN_CONFIG_FILE, latest_checkpoint, load_for_inference, read_state
 from facediff.config import DEFAULT_DATA_DIR, SampleConfig
+from facediff.device import resolve_precision
 from facediff.errors import CheckpointError, FacediffError
 from facediff.mix import Mix, default_mixes, resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
@@ -124,7 +125,8 @@ def generate_groups(
     samples per category × attribute request (see :func:`cell_requests`)."""
     from facediff.generation import generate, generate_each, prepare_denoiser  # heavy
 
-    loaded = load_for_inference(run, step=step, use_ema=config.use_ema)
+    dtype = resolve_precision(config.precision, device)  # load straight onto the device
+    loaded = load_for_inference(run, step=step, use_ema=config.use_ema, device=device, dtype=dtype)
     for warning in loaded.warnings:  # e.g. a damaged newest checkpoint was skipped
         emit(progress, Progress("sample", 0, None, message=warning))
     if loaded.categories.to_list() != categories.to_list():
@@ -135,8 +137,15 @@ def generate_groups(
     model_attributes = loaded.attributes
     check_attributes(model_attributes, attributes or AttributeSet())
     den = prepare_denoiser(
-        loaded, device=device, precision=config.precision, compile=config.compile
+        loaded,
+        device=device,
+        precision=config.precision,
+        compile=config.compile,
+        images=len(mixes) * per_group,
+        batch_size=config.batch_size,
     )
+    for warning in den.warnings:  # e.g. a corrupt compile cache was ignored
+        emit(progress, Progress("sample", 0, None, message=warning))
     seeds = list(range(config.seed, config.seed + per_group))
     groups = [
         Group(mix, images)
