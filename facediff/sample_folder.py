@@ -244,7 +244,7 @@ def sample(
         precision=config.precision,
         compile=config.compile,
         images=total,
-        batch_size=config.batch_size,
+        batch_size=min(config.batch_size, config.n),  # the shape each mix runs at
     )
     result = SampleResult(out=out, record_path=out / RECORD_FILE, attributes=dict(request.values))
     for warning in [*loaded.warnings, *den.warnings]:

@@ -142,7 +142,7 @@ def generate_groups(
         precision=config.precision,
         compile=config.compile,
         images=len(mixes) * per_group,
-        batch_size=config.batch_size,
+        batch_size=min(config.batch_size, per_group),  # the shape each mix runs at
     )
     for warning in den.warnings:  # e.g. a corrupt compile cache was ignored
         emit(progress, Progress("sample", 0, None, message=warning))
