@@ -97,7 +97,11 @@ def train_command(
     ] = None,
     compile: Annotated[
         bool | None,
-        typer.Option("--compile/--no-compile", help="torch.compile the UNet." + _d("compile")),
+        typer.Option(
+            "--compile/--no-compile",
+            help="torch.compile the UNet (compiled once per machine: ~/.cache/facediff/compile)."
+            + _d("compile"),
+        ),
     ] = None,
     ema_decay: Annotated[
         float | None, typer.Option(help="EMA decay cap." + _d("ema_decay"))
