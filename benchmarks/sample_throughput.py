@@ -156,6 +156,11 @@ def diff(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
     return float(d.max()), float(d.mean())
 
 
+def artifacts(home: Path) -> dict[str, int]:
+    """The compile-cache artifacts under a cache home, with their modification times."""
+    return {str(f): f.stat().st_mtime_ns for f in home.rglob("*.bin")} if home.exists() else {}
+
+
 def process_rows(args, run: Path, work: Path, flops: float, evals: int) -> list[dict]:
     """Section 1: subprocesses with cold and warm compile caches."""
     cold_a, cold_b = work / "cache-a", work / "cache-b"  # default's cache, --compile's
@@ -185,9 +190,10 @@ def process_rows(args, run: Path, work: Path, flops: float, evals: int) -> list[
         ).key
         warm = (home / "facediff").exists() and any(home.rglob(f"{key}.bin"))
         compiled = compile_cache.should_compile(setting, args.device_obj, images=images, warm=warm)
+        before = artifacts(home)
         r = run_sample(run, work / f"out-{k}", flags, home, args.device)
         n = len(list(r["out"].rglob("*.png")))
-        written = bool(list(home.rglob("*.bin"))) if home.exists() else False
+        written = artifacts(home) != before
         row = {
             "row": label,
             "flags": " ".join(flags) if job_row else "(none)",
