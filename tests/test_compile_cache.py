@@ -28,6 +28,7 @@ CPU = torch.device("cpu")
 @pytest.fixture(autouse=True)
 def _cache_home(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)  # compiling tests set it
 
 
 def test_policy_explicit_setting_is_obeyed_everywhere():
@@ -172,7 +173,6 @@ def test_train_compile_uses_the_same_cache_and_survives_a_corrupt_artifact(monke
     from facediff.config import TrainConfig
     from facediff.training import setup as training_setup
 
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)  # restored after the test
     setup = SimpleNamespace(
         config=TrainConfig(preset="tiny", batch_size=8, compile=True),
         model_config=TINY,
@@ -190,3 +190,12 @@ def test_train_compile_uses_the_same_cache_and_survives_a_corrupt_artifact(monke
     assert Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]) == cache.folder / "inductor"
     ours = [f for f in saved if getattr(f, "__self__", None).__class__ is cc.CompileCache]
     assert len(ours) == 1 and ours[0].__self__.artifact == cache.artifact  # saved at exit
+
+
+def test_cuda_graphs_are_gpu_only(tmp_path):
+    loaded = load_for_inference(make_run(tmp_path / "run"))
+    den = prepare_denoiser(loaded, device="cpu", compile=True, cuda_graphs=True, images=4)
+    assert den.compiled and not den.cuda_graphs
+    assert den.cache.key == cc.compile_cache(TINY.to_dict(), CPU, torch.float32, 4).key
+    eager = prepare_denoiser(loaded, device="cpu", compile=False, cuda_graphs=True)
+    assert not eager.cuda_graphs and eager.net is eager.module
