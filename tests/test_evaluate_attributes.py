@@ -10,14 +10,17 @@ import torch
 from evaluate_helpers import attribute_faces, make_untrained_run, mark_attributes, write_samples
 from rich.console import Console
 from train_helpers import write_dataset
+from typer.testing import CliRunner
 
 from facediff.attributes import AttributeSet, age_attribute, gender_attribute
 from facediff.categories import DEFAULT_CATEGORIES
+from facediff.cli import app
 from facediff.cli.evaluate_cmd import print_tables
 from facediff.dataset import load_prepared
+from facediff.errors import FacediffError
 from facediff.evaluation import evaluate
 from facediff.evaluation.attribute_scores import attribute_section
-from facediff.evaluation.inputs import CellGroup, Group, cell_requests
+from facediff.evaluation.inputs import CellGroup, Group, cell_requests, check_attributes
 from facediff.evaluation.judge import JudgeConfig, load_or_train_judge
 from facediff.evaluation.markdown import render_markdown
 from facediff.mix import Mix
@@ -173,3 +176,27 @@ def test_report_json_markdown_and_cli_show_attributes(env, tmp_path):
     assert "Judge held-out attribute accuracy" in text
     assert "worst attribute cell: O gender male" in text
     assert "Attributes left free" in text
+
+
+def test_a_run_whose_attributes_differ_from_the_data_is_refused():
+    check_attributes(AttributeSet(), ATTRS)  # a model without attributes: categories only
+    check_attributes(ATTRS, ATTRS)
+    other = AttributeSet((age_attribute((20, 40)), gender_attribute()))
+    with pytest.raises(FacediffError, match=r"differ from the data's .*--data"):
+        check_attributes(other, ATTRS)
+    with pytest.raises(FacediffError, match=r"\[none\]"):
+        check_attributes(ATTRS, AttributeSet())
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [(["--attribute-n", "-1"], "--attribute-n"), (["--attribute-cells", "both"], "each")],
+)
+def test_cli_refuses_bad_attribute_options(tmp_path, args, match):
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path), *args])
+    out = result.output  # typer's runner mixes stderr into output
+    if "facediff: error:" not in out:
+        out += getattr(result, "stderr", "") or ""
+    assert result.exit_code != 0 and "Traceback" not in out
+    errors = [line for line in out.splitlines() if line.startswith("facediff: error:")]
+    assert len(errors) == 1 and match in errors[0], out

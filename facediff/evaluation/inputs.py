@@ -136,12 +136,16 @@ def generate_groups(
         )
     model_attributes = loaded.attributes
     check_attributes(model_attributes, attributes or AttributeSet())
+    requests = []
+    if model_attributes and per_cell > 0:
+        wanted = cell_requests(model_attributes, cells)
+        requests = [(k, r) for k in range(len(categories)) for r in wanted]
     den = prepare_denoiser(
         loaded,
         device=device,
         precision=config.precision,
         compile=config.compile,
-        images=len(mixes) * per_group,
+        images=len(mixes) * per_group + len(requests) * per_cell,
         batch_size=min(config.batch_size, per_group),  # the shape each mix runs at
     )
     for warning in den.warnings:  # e.g. a corrupt compile cache was ignored
@@ -152,11 +156,6 @@ def generate_groups(
         for mix, images in generate_each(den, mixes, seeds, config, progress=progress)
     ]
     out = Generated(groups, loaded.step, model_attributes)
-    if not model_attributes or per_cell <= 0:
-        return out
-    requests = [
-        (k, r) for k in range(len(categories)) for r in cell_requests(model_attributes, cells)
-    ]
     cell_seeds = list(range(config.seed, config.seed + per_cell))
     total = len(requests) * per_cell
     for i, (k, request) in enumerate(requests):
