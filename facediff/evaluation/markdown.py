@@ -193,7 +193,8 @@ def attribute_lines(report: Report) -> list[str]:
         "interval); free rate = share of the category's samples with the attribute left free "
         "that the judge gives the same value (what a model ignoring the request would "
         "score); judge accuracy = the judge's held-out accuracy on photos of that category "
-        "and value.",
+        "and value. Where several values are requested, free rate and judge accuracy are "
+        "given for each, in the order requested.",
         "",
     ]
     rows = []
