@@ -17,6 +17,7 @@ from facediff.evaluation.judge import (
     attribute_cells,
     load_or_train_judge,
     split_indices,
+    train_judge,
 )
 from facediff.synthetic import make_faces
 
@@ -120,3 +121,11 @@ def test_judge_cached_before_attributes_is_retrained_not_crashed(tmp_path, attr_
     del info["attributes"]
     path.write_text(json.dumps(info))
     assert load_or_train_judge(tmp_path, data, cfg, device=CPU).trained
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_very_short_judge_training_does_not_crash(epochs):
+    # 80 images: batch 16, 5 steps per epoch (0.2 × 5 steps once divided by zero).
+    images, labels = make_faces(27, size=16, seed=0)
+    net = train_judge(images[:80], labels[:80], 3, JudgeConfig(width=4, epochs=epochs), CPU)
+    assert not net.training

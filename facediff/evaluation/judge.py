@@ -257,7 +257,12 @@ def train_judge(
         net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
         fused=device.type == "cuda",
     )  # fmt: skip
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, config.lr, total_steps=total, pct_start=0.2)
+    # OneCycleLR divides by (pct_start × total − 1): 0.2 of 5 steps would be 0/0, so very
+    # short runs warm up for 0.45 of their steps (never a whole step count).
+    pct_start = 0.2 if total >= 8 else 0.45
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, config.lr, total_steps=total, pct_start=pct_start
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     weights = _class_weights(labels, num_classes).to(device)
     if attributes:
