@@ -220,7 +220,9 @@ def attribute_lines(report: Report) -> list[str]:
         lines += [
             "Attributes left free: share of each value among the samples / in the data's "
             "known labels of the category / among its held-out photos as the judge sees "
-            "them; TVD = total variation distance samples vs data (0 = the data's mix).",
+            "them; TVD = total variation distance samples vs data (0 = the data's mix). "
+            "Guidance above 1 sharpens each category toward its mode and can narrow this "
+            "mix; `--guidance 1` measures the model's own conditional mix.",
             "",
         ]
         for attr in dict.fromkeys(f.attribute for f in a.free):
