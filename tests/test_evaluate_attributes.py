@@ -19,7 +19,7 @@ from facediff.cli.evaluate_cmd import print_tables
 from facediff.dataset import load_prepared
 from facediff.errors import FacediffError
 from facediff.evaluation import evaluate
-from facediff.evaluation.attribute_scores import attribute_section
+from facediff.evaluation.attribute_scores import attribute_section, free_mixes
 from facediff.evaluation.inputs import CellGroup, Group, cell_requests, check_attributes
 from facediff.evaluation.judge import JudgeConfig, load_or_train_judge
 from facediff.evaluation.markdown import render_markdown
@@ -200,3 +200,23 @@ def test_cli_refuses_bad_attribute_options(tmp_path, args, match):
     assert result.exit_code != 0 and "Traceback" not in out
     errors = [line for line in out.splitlines() if line.startswith("facediff: error:")]
     assert len(errors) == 1 and match in errors[0], out
+
+
+def test_free_mix_of_a_category_without_known_labels_has_no_distance(env):
+    _, data, _, judge = env
+    images, _ = _category(2, seed=4)
+    group = Group(Mix("E", (2,), (1.0,)), images)
+    group.probs, _, group.attributes = judge.run_all(images)
+    unknown = data.attribute_labels.clone()
+    unknown[data.labels == 2, 1] = -1  # no gender known for E
+    held = judge.heldout_indices
+    [age, gender] = free_mixes(
+        [group],
+        ATTRS,
+        data.categories,
+        unknown,
+        data.labels,
+        (judge.run_all(data.images[held])[2], data.labels[held]),
+    )
+    assert gender.known == 0 and gender.tvd is None
+    assert age.known == int((data.labels == 2).sum()) and age.tvd is not None

@@ -139,7 +139,8 @@ def free_mixes(
                     samples=_named(a.values, samples),
                     judged_real=_named(a.values, judged),
                     data=_named(a.values, data),
-                    tvd=total_variation(samples, data),
+                    known=int((known >= 0).sum()),
+                    tvd=total_variation(samples, data) if bool((known >= 0).any()) else None,
                 )
             )
     return rows

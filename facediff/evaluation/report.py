@@ -225,7 +225,8 @@ class FreeAttributeMix:
     samples: dict[str, float]  # share of samples the judge assigns each value
     judged_real: dict[str, float]  # the same on the category's held-out photos
     data: dict[str, float]  # share of each value among the category's known labels
-    tvd: float  # total variation distance samples vs data (0 = the data's mix)
+    known: int  # the category's images whose label is known
+    tvd: float | None  # total variation distance samples vs data (0 = the data's mix)
 
 
 @dataclass
