@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 from evaluate_helpers import attribute_faces, make_untrained_run, mark_attributes, write_samples
+from PIL import Image
 from rich.console import Console
 from train_helpers import write_dataset
 from typer.testing import CliRunner
@@ -18,7 +19,7 @@ from facediff.cli import app
 from facediff.cli.evaluate_cmd import print_tables
 from facediff.dataset import load_prepared
 from facediff.errors import FacediffError
-from facediff.evaluation import evaluate
+from facediff.evaluation import charts, evaluate
 from facediff.evaluation.attribute_scores import attribute_section, free_mixes
 from facediff.evaluation.inputs import CellGroup, Group, cell_requests, check_attributes
 from facediff.evaluation.judge import JudgeConfig, load_or_train_judge
@@ -170,6 +171,9 @@ def test_report_json_markdown_and_cli_show_attributes(env, tmp_path):
     md = render_markdown(report)
     assert "## 7. Attributes" in md and "Worst cell: **O gender male**" in md
     assert "Attribute heads" in md and "| gender | female |" in md
+    charts.attribute_hit_rates(report, tmp_path / "attribute_hit_rate.png")
+    with Image.open(tmp_path / "attribute_hit_rate.png") as chart:
+        assert chart.height > len(report.attributes.cells) * charts.ROW_H
     console = Console(file=io.StringIO(), width=200)
     print_tables(report, console)
     text = console.file.getvalue()

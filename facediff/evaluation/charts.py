@@ -120,6 +120,39 @@ def hit_rates(report: Report, path: Path) -> None:
     im.save(path)
 
 
+def attribute_hit_rates(report: Report, path: Path) -> None:
+    """Per category × requested attribute value: the hit rate with its Wilson 95%
+    interval; the grey bar marks the free rate (what a model ignoring the request would
+    score), the diamond the judge's held-out accuracy on photos of that category and value
+    (one requested value only)."""
+    section = report.attributes
+    rows = section.cells if section is not None else []
+    title = "Attribute hit rate (whisker: 95% CI; grey: free rate; diamond: judge accuracy)"
+    im, d = _canvas(len(rows), title)
+    top = PAD * 2 + 34
+    _axis(d, LABEL_W, top, top + max(len(rows), 1) * ROW_H)
+    codes = report.codes
+    for r, cell in enumerate(rows):
+        y = top + r * ROW_H + 6
+        label = f"{cell.category} " + " ".join(cell.requested.values())
+        d.text((PAD, y + 2), label, fill=FG, font=_font())
+        colour = _colour(codes.index(cell.category)) if cell.category in codes else MUTED
+        d.rectangle([LABEL_W, y, LABEL_W + round(cell.hit_rate * BAR_W), y + 18], fill=colour)
+        lo, hi = (LABEL_W + round(v * BAR_W) for v in cell.ci95)
+        d.line([(lo, y + 9), (hi, y + 9)], fill=FG, width=2)
+        d.line([(lo, y + 4), (lo, y + 14)], fill=FG, width=2)
+        d.line([(hi, y + 4), (hi, y + 14)], fill=FG, width=2)
+        hits = list(cell.per_attribute.values())
+        if len(hits) == 1 and hits[0].free_rate is not None:
+            xf = LABEL_W + round(hits[0].free_rate * BAR_W)
+            d.rectangle([xf - 2, y - 2, xf + 2, y + 20], fill=MUTED)
+        if len(hits) == 1 and hits[0].judge_accuracy is not None:
+            xa = LABEL_W + round(hits[0].judge_accuracy * BAR_W)
+            d.polygon([(xa, y + 2), (xa + 6, y + 9), (xa, y + 16), (xa - 6, y + 9)], fill=FG)
+        d.text((LABEL_W + BAR_W + 10, y + 2), f"{cell.hit_rate:.2f}", fill=FG, font=_font())
+    im.save(path)
+
+
 def _value_bars(
     d: ImageDraw.ImageDraw, top: int, items: list[tuple[str, float | None]], colour
 ) -> int:

@@ -356,6 +356,9 @@ def _write_outputs(
         for dist, gi, j, t in pairs[:8]
     ]
     charts.memorisation_pairs(close, report.memorisation.threshold, files["memorisation"])
+    if report.attributes is not None and report.attributes.cells:
+        files["attribute_hit_rate"] = out / "attribute_hit_rate.png"
+        charts.attribute_hit_rates(report, files["attribute_hit_rate"])
     report.memorisation.closest_pairs = [
         {"mix": groups[gi].mix.label, "sample": j, "train_index": t, "distance": dist}
         | _source_of(data, t)
