@@ -47,8 +47,8 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from facediff.checkpoint import load_for_inference
     from facediff.generation import generate, prepare_denoiser
+    from facediff.loading import load_for_inference
     from facediff.mix import parse_mix
     from facediff.preparation import prepare
     from facediff.synthetic import make_demo_data

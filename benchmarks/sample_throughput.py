@@ -53,10 +53,11 @@ sys.path.insert(0, str(ROOT))
 
 from facediff import compile_cache  # noqa: E402
 from facediff.categories import DEFAULT_CATEGORIES  # noqa: E402
-from facediff.checkpoint import LoadedModel, load_for_inference, save_checkpoint  # noqa: E402
+from facediff.checkpoint import save_checkpoint  # noqa: E402
 from facediff.config import SampleConfig, TrainConfig, preset  # noqa: E402
 from facediff.device import resolve_device, resolve_precision  # noqa: E402
 from facediff.generation import generate, prepare_denoiser  # noqa: E402
+from facediff.loading import LoadedModel, load_for_inference  # noqa: E402
 from facediff.mix import parse_mix, resolve_mixes  # noqa: E402
 from facediff.model import build_unet, count_parameters, scheduler_config  # noqa: E402
 

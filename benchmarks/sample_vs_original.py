@@ -28,10 +28,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from facediff.categories import DEFAULT_CATEGORIES
-from facediff.checkpoint import LoadedModel, load_for_inference
 from facediff.config import SampleConfig, preset
 from facediff.device import resolve_device
 from facediff.generation import generate, make_scheduler, prepare_denoiser
+from facediff.loading import LoadedModel, load_for_inference
 from facediff.mix import parse_mix
 from facediff.model import build_unet, count_parameters, scheduler_config
 

@@ -148,8 +148,8 @@ def sample_run(
     guidance: float | None = None,
     batch_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    from facediff.checkpoint import load_for_inference
     from facediff.generation import generate_each, prepare_denoiser
+    from facediff.loading import load_for_inference
     from facediff.mix import parse_mix
 
     config = SampleConfig(device="cpu" if cpu else "auto")

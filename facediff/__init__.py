@@ -28,7 +28,7 @@ _API = {
     "export": "facediff.exporting",
     "FaceDiffPipeline": "facediff.pipeline",
     "evaluate": "facediff.evaluation",
-    "load_for_inference": "facediff.checkpoint",
+    "load_for_inference": "facediff.loading",
     "parse_mix": "facediff.mix",
     "DEFAULT_CATEGORIES": "facediff.categories",
 }

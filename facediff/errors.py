@@ -51,3 +51,9 @@ class CheckpointError(FacediffError):
 
 class TrainingDiverged(FacediffError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its OS reason when it has one)."""
+    text = (getattr(e, "strerror", None) or str(e)).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -27,12 +27,13 @@ from typing import Any
 
 from facediff.attributes import embedding_sizes
 from facediff.categories import CategoryMap
-from facediff.checkpoint import LoadedModel, load_for_inference, read_state, recorded_attributes
+from facediff.checkpoint import read_state
 from facediff.config import ModelConfig, SampleConfig
 from facediff.dataset import read_manifest
 from facediff.errors import CheckpointError, FacediffError, UsageError
 from facediff.files import write_json_atomic
 from facediff.guidance import attach_attributes
+from facediff.loading import LoadedModel, load_for_inference, recorded_attributes
 from facediff.model import count_parameters
 from facediff.model_card import CardFacts, render_model_card, report_note, shown
 

@@ -33,7 +33,6 @@ from diffusers import (
 
 from facediff.attribute_request import AttributeRequest, resolve_request
 from facediff.attributes import AttributeSet, embedding_sizes
-from facediff.checkpoint import LoadedModel
 from facediff.compile_cache import CompileCache, compile_cache, should_compile
 from facediff.config import SAMPLERS, SampleConfig
 from facediff.device import enable_fast_math, resolve_device, resolve_precision
@@ -47,6 +46,7 @@ from facediff.guidance import (
     initial_noise,
     to_uint8,
 )
+from facediff.loading import LoadedModel
 from facediff.mix import Mix
 from facediff.progress import Progress, ProgressCallback, emit
 

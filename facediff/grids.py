@@ -19,11 +19,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from facediff.attribute_request import resolve_request
 from facediff.categories import CategoryMap
-from facediff.checkpoint import load_for_inference
 from facediff.config import DEFAULT_GRID_SEEDS, DEFAULT_STRIP_STEPS, SampleConfig
 from facediff.errors import ConfigError, FacediffError
 from facediff.generation import Denoiser, generate, prepare_denoiser
 from facediff.imaging import tensor_to_image
+from facediff.loading import load_for_inference
 from facediff.mix import Mix, parse_mix, resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
 from facediff.sample_folder import read_sample_png, recorded_labels, seed_files

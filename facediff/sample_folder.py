@@ -34,12 +34,12 @@ from PIL import Image
 
 from facediff.attribute_request import AttributeRequest, resolve_request
 from facediff.categories import CategoryMap
-from facediff.checkpoint import LoadedModel, load_for_inference
 from facediff.config import SampleConfig
 from facediff.device import resolve_device, resolve_precision
 from facediff.errors import FacediffError
 from facediff.files import read_text_bounded, write_json_atomic
 from facediff.imaging import ImageSkip, load_png_rgb, tensor_to_image
+from facediff.loading import LoadedModel, load_for_inference
 from facediff.mix import Mix, parse_mix, resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
 

@@ -14,9 +14,9 @@ import torch
 from sampling_helpers import TINY, make_run
 
 from facediff import compile_cache as cc
-from facediff.checkpoint import load_for_inference
 from facediff.config import SampleConfig
 from facediff.generation import generate, prepare_denoiser
+from facediff.loading import load_for_inference
 from facediff.mix import parse_mix
 from facediff.model import build_unet
 

@@ -12,7 +12,6 @@ from evaluate_helpers import write_prepared, write_samples
 from sampling_helpers import TINY as TINY_MODEL
 from sampling_helpers import error_lines, invoke, make_run, save_tiny_checkpoint
 
-from facediff.checkpoint import load_for_inference
 from facediff.config import SampleConfig
 from facediff.dataset import read_manifest
 from facediff.errors import FacediffError
@@ -20,6 +19,7 @@ from facediff.evaluation import evaluate
 from facediff.evaluation.judge import JudgeConfig
 from facediff.exporting import export
 from facediff.generation import generate, make_scheduler
+from facediff.loading import load_for_inference
 from facediff.mix import parse_mix
 from facediff.model import build_unet
 from facediff.sample_folder import sample

@@ -9,10 +9,10 @@ from PIL import Image
 from sampling_helpers import error_lines, invoke, make_attribute_run, make_run
 
 from facediff.categories import DEFAULT_CATEGORIES
-from facediff.checkpoint import load_for_inference
 from facediff.config import DEFAULT_STRIP_STEPS, SampleConfig
 from facediff.generation import generate
 from facediff.grids import compose_grid, rows_from_run, rows_from_samples
+from facediff.loading import load_for_inference
 from facediff.mix import parse_mix
 
 FAST = ["--steps", "2", "--device", "cpu"]

@@ -15,7 +15,8 @@ from sampling_helpers import error_lines, invoke, make_run
 from train_helpers import blocks_dataset
 
 import facediff.checkpoint as checkpoint
-from facediff.checkpoint import list_checkpoints, load_for_inference, verify_checkpoint
+from facediff.checkpoint import list_checkpoints, verify_checkpoint
+from facediff.loading import load_for_inference
 
 FAST = ["--preset", "tiny", "--batch-size", "4", "--preview-every", "0", "--device", "cpu"]
 

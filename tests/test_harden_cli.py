@@ -108,7 +108,7 @@ def test_huge_seed_in_train(data, tmp_path):
 
 
 def test_seed_checked_in_the_api(run):
-    from facediff.checkpoint import load_for_inference
+    from facediff.loading import load_for_inference
 
     loaded = load_for_inference(run)
     with pytest.raises(FacediffError, match="seed"):
@@ -221,7 +221,7 @@ def test_guidance_must_be_finite(run, tmp_path, value):
 
 
 def test_guidance_checked_in_the_api(run):
-    from facediff.checkpoint import load_for_inference
+    from facediff.loading import load_for_inference
 
     loaded = load_for_inference(run)
     for value in (float("inf"), float("nan")):

@@ -24,9 +24,9 @@ from diffusers.utils import dynamic_modules_utils
 from PIL import Image
 from sampling_helpers import invoke, make_run
 
-from facediff.checkpoint import load_for_inference
 from facediff.config import SampleConfig
 from facediff.generation import generate, make_scheduler
+from facediff.loading import load_for_inference
 from facediff.mix import parse_mix
 from facediff.pipeline import FaceDiffPipeline
 

@@ -12,8 +12,8 @@ from diffusers.utils import dynamic_modules_utils
 from PIL import Image
 from sampling_helpers import TINY_ATTRIBUTES, invoke, make_attribute_run, make_run
 
-from facediff.checkpoint import load_for_inference
 from facediff.guidance import SummedEmbedding
+from facediff.loading import load_for_inference
 from facediff.pipeline import FaceDiffPipeline
 
 SEEDS = [5, 6, 7]

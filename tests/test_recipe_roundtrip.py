@@ -7,10 +7,11 @@ import json
 from train_helpers import blocks_dataset, tiny
 from typer.testing import CliRunner
 
-from facediff.checkpoint import load_for_inference, read_state
+from facediff.checkpoint import read_state
 from facediff.cli import app
 from facediff.exporting import export
 from facediff.generation import make_scheduler
+from facediff.loading import load_for_inference
 from facediff.training import train
 
 RECIPE = {

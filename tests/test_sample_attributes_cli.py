@@ -9,11 +9,11 @@ import torch
 from sampling_helpers import error_lines, invoke, make_attribute_run, make_run
 
 from facediff.categories import DEFAULT_CATEGORIES
-from facediff.checkpoint import load_for_inference
 from facediff.config import SampleConfig
 from facediff.errors import ConfigError
 from facediff.generation import generate
 from facediff.imaging import load_png_rgb
+from facediff.loading import load_for_inference
 from facediff.mix import parse_mix
 from facediff.sample_folder import recorded_labels, recorded_mixes, sample
 

@@ -7,10 +7,10 @@ import torch
 from sampling_helpers import TINY, LinearFakeUNet, make_run
 
 from facediff.categories import DEFAULT_CATEGORIES
-from facediff.checkpoint import LoadedModel, load_for_inference
 from facediff.errors import FacediffError
 from facediff.generation import SAMPLERS, generate, make_scheduler, mix_conditions
 from facediff.guidance import guide
+from facediff.loading import LoadedModel, load_for_inference
 from facediff.mix import parse_mix
 from facediff.model import scheduler_config
 

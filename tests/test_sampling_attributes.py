@@ -10,10 +10,10 @@ from sampling_helpers import TINY, LinearFakeUNet
 
 from facediff.attributes import AttributeSet, age_attribute, embedding_sizes, gender_attribute
 from facediff.categories import DEFAULT_CATEGORIES
-from facediff.checkpoint import LoadedModel
 from facediff.errors import ConfigError
 from facediff.generation import generate
 from facediff.guidance import attach_attributes, conditions, guide
+from facediff.loading import LoadedModel
 from facediff.mix import parse_mix
 from facediff.model import build_unet, scheduler_config
 

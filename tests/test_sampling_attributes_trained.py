@@ -7,8 +7,8 @@ import pytest
 import torch
 from train_helpers import attribute_blocks_dataset, attribute_labels, tiny
 
-from facediff.checkpoint import load_for_inference
 from facediff.generation import generate
+from facediff.loading import load_for_inference
 from facediff.mix import parse_mix
 from facediff.training import train
 

@@ -13,9 +13,10 @@ import torch
 from safetensors.torch import load_file
 from train_helpers import blocks_dataset, faces_dataset, tiny
 
-from facediff.checkpoint import list_checkpoints, load_for_inference, load_training_state
+from facediff.checkpoint import list_checkpoints, load_training_state
 from facediff.dataset import load_prepared
 from facediff.errors import TrainingDiverged
+from facediff.loading import load_for_inference
 from facediff.objective import add_noise, make_schedule
 from facediff.training import train
 

@@ -21,12 +21,13 @@ from typer.testing import CliRunner
 
 from facediff.attributes import AttributeSet, age_attribute, gender_attribute
 from facediff.categories import DEFAULT_CATEGORIES
-from facediff.checkpoint import load_for_inference, read_state
+from facediff.checkpoint import read_state
 from facediff.cli import app
 from facediff.config import TrainConfig, attribute_drop_rates, parse_attribute_dropout
 from facediff.dataset import PreparedData, load_prepared
 from facediff.errors import CheckpointError, ConfigError
 from facediff.guidance import SummedEmbedding
+from facediff.loading import load_for_inference
 from facediff.objective import add_noise, make_schedule, target
 from facediff.training import step as step_module
 from facediff.training import train

@@ -12,10 +12,11 @@ import torch
 
 from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
-from facediff.checkpoint import RUN_CONFIG_FILE, latest_checkpoint, load_for_inference, read_state
+from facediff.checkpoint import RUN_CONFIG_FILE, latest_checkpoint, read_state
 from facediff.config import DEFAULT_DATA_DIR, SampleConfig
 from facediff.device import resolve_precision
 from facediff.errors import CheckpointError, FacediffError
+from facediff.loading import load_for_inference
 from facediff.mix import Mix, default_mixes, resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
 from facediff.sample_folder import read_images, recorded_mixes
