@@ -29,7 +29,8 @@ from facediff.config import SampleConfig
 from facediff.dataset import PreparedData, load_prepared
 from facediff.evaluation import evaluate
 from facediff.evaluation.inputs import recorded_data_path
-from facediff.evaluation.judge import Judge, JudgeConfig, load_or_train_judge
+from facediff.evaluation.judge import Judge, load_or_train_judge
+from facediff.evaluation.judge_training import JudgeConfig
 from facediff.evaluation.pipeline import judge_home
 from facediff.evaluation.report import AttributeCell
 

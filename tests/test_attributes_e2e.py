@@ -22,7 +22,7 @@ import pytest
 
 from facediff.config import SampleConfig, TrainConfig
 from facediff.evaluation import evaluate
-from facediff.evaluation.judge import JudgeConfig
+from facediff.evaluation.judge_training import JudgeConfig
 from facediff.evaluation.maths import total_variation
 
 CHANCE = {"gender": 1 / 2, "age": 1 / 3}

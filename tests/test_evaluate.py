@@ -15,7 +15,7 @@ from facediff.config import SampleConfig
 from facediff.errors import FacediffError
 from facediff.evaluation import InceptionFeatures, evaluate, inception_weights, recorded_data_path
 from facediff.evaluation.inputs import read_groups
-from facediff.evaluation.judge import JudgeConfig
+from facediff.evaluation.judge_training import JudgeConfig
 from facediff.synthetic import make_faces
 
 JUDGE = JudgeConfig(width=8, epochs=10)

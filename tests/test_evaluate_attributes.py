@@ -22,7 +22,8 @@ from facediff.errors import FacediffError
 from facediff.evaluation import charts, evaluate
 from facediff.evaluation.attribute_scores import attribute_section, free_mixes
 from facediff.evaluation.inputs import CellGroup, Group, cell_requests, check_attributes
-from facediff.evaluation.judge import JudgeConfig, load_or_train_judge
+from facediff.evaluation.judge import load_or_train_judge
+from facediff.evaluation.judge_training import JudgeConfig
 from facediff.evaluation.markdown import render_markdown
 from facediff.mix import Mix
 

@@ -6,7 +6,7 @@ from evaluate_helpers import make_untrained_run, write_prepared
 
 from facediff.config import SampleConfig, TrainConfig
 from facediff.evaluation import evaluate
-from facediff.evaluation.judge import JudgeConfig
+from facediff.evaluation.judge_training import JudgeConfig
 from facediff.synthetic import make_faces
 
 MIXES = ["O", "I", "E", "O:0.8,I:0.2", "O:0.2,I:0.8"]

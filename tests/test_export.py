@@ -16,7 +16,7 @@ from facediff.config import SampleConfig
 from facediff.dataset import read_manifest
 from facediff.errors import FacediffError
 from facediff.evaluation import evaluate
-from facediff.evaluation.judge import JudgeConfig
+from facediff.evaluation.judge_training import JudgeConfig
 from facediff.exporting import export
 from facediff.generation import generate, make_scheduler
 from facediff.loading import load_for_inference

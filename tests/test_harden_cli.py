@@ -21,7 +21,7 @@ from facediff.categories import DEFAULT_CATEGORIES
 from facediff.config import MANIFEST_FILE
 from facediff.errors import FacediffError
 from facediff.evaluation import evaluate
-from facediff.evaluation.judge import JudgeConfig
+from facediff.evaluation.judge_training import JudgeConfig
 from facediff.mix import parse_mix, resolve_mixes
 from facediff.synthetic import make_faces
 

@@ -5,13 +5,8 @@ import torch
 from evaluate_helpers import write_prepared
 
 from facediff.dataset import load_prepared
-from facediff.evaluation.judge import (
-    JUDGE_DIR,
-    JUDGE_INFO,
-    JudgeConfig,
-    load_or_train_judge,
-    split_indices,
-)
+from facediff.evaluation.judge import JUDGE_DIR, JUDGE_INFO, load_or_train_judge, split_indices
+from facediff.evaluation.judge_training import JudgeConfig
 from facediff.synthetic import make_faces
 
 CPU = torch.device("cpu")

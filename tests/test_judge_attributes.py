@@ -13,12 +13,11 @@ from facediff.dataset import load_prepared
 from facediff.evaluation.judge import (
     JUDGE_DIR,
     JUDGE_INFO,
-    JudgeConfig,
     attribute_cells,
     load_or_train_judge,
     split_indices,
-    train_judge,
 )
+from facediff.evaluation.judge_training import JudgeConfig, train_judge
 from facediff.synthetic import make_faces
 
 CPU = torch.device("cpu")

@@ -120,7 +120,7 @@ def evaluate_command(
     from facediff.cli import render
     from facediff.cli.options import print_json
     from facediff.evaluation import evaluate
-    from facediff.evaluation.judge import JudgeConfig
+    from facediff.evaluation.judge_training import JudgeConfig
 
     for name, value in (("--judge-epochs", judge_epochs), ("--judge-width", judge_width)):
         if value is not None and value < 1:

@@ -49,7 +49,8 @@ from facediff.evaluation.inputs import (
     read_groups,
     recorded_data_path,
 )
-from facediff.evaluation.judge import Judge, JudgeConfig, load_or_train_judge
+from facediff.evaluation.judge import Judge, load_or_train_judge
+from facediff.evaluation.judge_training import JudgeConfig
 from facediff.evaluation.report import AttributeSection, Report, SampleGroup, SamplesSection
 from facediff.evaluation.scores import (
     colour_section,
