@@ -10,15 +10,13 @@ from facediff.categories import CategoryMap, make_category
 from facediff.dataset import load_prepared
 from facediff.errors import FacediffError
 from facediff.synthetic import (
-    Person,
     category_look,
     draw_face,
-    face_attributes,
     make_demo_data,
     make_faces,
-    person_of,
     write_synthetic_prepared,
 )
+from facediff.synthetic_people import Person, face_attributes, person_of
 
 
 def test_shapes_labels_and_determinism():

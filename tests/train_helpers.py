@@ -105,7 +105,8 @@ def people_dataset(
 ) -> Path:
     """demo-data's people (``make_faces(..., people=True)``: visible age and gender cues)
     labelled with their age bucket and gender, as ``prepare --attributes utkface`` would."""
-    from facediff.synthetic import face_attributes, make_faces
+    from facediff.synthetic import make_faces
+    from facediff.synthetic_people import face_attributes
 
     images, labels = make_faces(per_category, size=size, seed=seed, people=True)
     attributes, rows = face_attributes(per_category, seed=seed, age_edges=age_edges)
