@@ -146,18 +146,23 @@ def _open(data: bytes, max_pixels: int, formats: tuple[str, ...] = RASTER_FORMAT
     return im
 
 
-def _decode(im: Image.Image, size: int) -> Image.Image:
-    """Force the full decode (truncated files fail here) and make it upright."""
-    if im.format == "JPEG":
-        # Let the JPEG decoder downscale by 1/2, 1/4 or 1/8 while keeping >= size
-        # (what Image.thumbnail does): much less to decode for big photos.
-        im.draft(None, (size, size))
+def _load_pixels(im: Image.Image) -> None:
+    """Decode every pixel now: a truncated, corrupt or bomb file fails here, as a skip."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im.load()
     except (*_DECODE_ERRORS, Image.DecompressionBombWarning):
         raise ImageSkip("truncated or corrupt") from None
+
+
+def _decode(im: Image.Image, size: int) -> Image.Image:
+    """Force the full decode (truncated files fail here) and make it upright."""
+    if im.format == "JPEG":
+        # Let the JPEG decoder downscale by 1/2, 1/4 or 1/8 while keeping >= size
+        # (what Image.thumbnail does): much less to decode for big photos.
+        im.draft(None, (size, size))
+    _load_pixels(im)
     try:
         return ImageOps.exif_transpose(im)
     except (*_DECODE_ERRORS, KeyError, TypeError):
@@ -265,12 +270,7 @@ def load_png_rgb(path: Path, max_pixels: int) -> Image.Image:
     ``prepare``: a regular file, bounded size, PNG decoder only, pixel bound before decoding.
     """
     im = _open(read_regular(path), max_pixels, formats=("PNG",))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im.load()
-    except (*_DECODE_ERRORS, Image.DecompressionBombWarning):
-        raise ImageSkip("truncated or corrupt") from None
+    _load_pixels(im)
     return to_rgb(im)
 
 

@@ -54,6 +54,20 @@ def _axis(d: ImageDraw.ImageDraw, x0: int, y0: int, y1: int, ticks=(0, 0.25, 0.5
         d.text((x - 8, y1 + 3), f"{t:g}", fill=MUTED, font=_font(11))
 
 
+def _whisker(d: ImageDraw.ImageDraw, ci95: list[float], y: int) -> None:
+    """A 95% interval on a bar drawn at row top ``y``: a line with end caps."""
+    lo, hi = (LABEL_W + round(v * BAR_W) for v in ci95)
+    d.line([(lo, y + 9), (hi, y + 9)], fill=FG, width=2)
+    d.line([(lo, y + 4), (lo, y + 14)], fill=FG, width=2)
+    d.line([(hi, y + 4), (hi, y + 14)], fill=FG, width=2)
+
+
+def _diamond(d: ImageDraw.ImageDraw, value: float, y: int) -> None:
+    """The judge's accuracy marker at ``value`` (0..1) on the row drawn at ``y``."""
+    x = LABEL_W + round(value * BAR_W)
+    d.polygon([(x, y + 2), (x + 6, y + 9), (x, y + 16), (x - 6, y + 9)], fill=FG)
+
+
 def _colour(i: int) -> tuple[int, int, int]:
     return PALETTE[i % len(PALETTE)]
 
@@ -108,14 +122,10 @@ def hit_rates(report: Report, path: Path) -> None:
         d.text((PAD, y + 2), f"{row.category} {row.name}", fill=FG, font=_font())
         colour = _colour(codes.index(row.category))
         d.rectangle([LABEL_W, y, LABEL_W + round(row.hit_rate * BAR_W), y + 18], fill=colour)
-        lo, hi = (LABEL_W + round(v * BAR_W) for v in row.ci95)
-        d.line([(lo, y + 9), (hi, y + 9)], fill=FG, width=2)
-        d.line([(lo, y + 4), (lo, y + 14)], fill=FG, width=2)
-        d.line([(hi, y + 4), (hi, y + 14)], fill=FG, width=2)
+        _whisker(d, row.ci95, y)
         real = acc[row.category].accuracy if row.category in acc else None
         if real is not None:
-            xa = LABEL_W + round(real * BAR_W)
-            d.polygon([(xa, y + 2), (xa + 6, y + 9), (xa, y + 16), (xa - 6, y + 9)], fill=FG)
+            _diamond(d, real, y)
         d.text((LABEL_W + BAR_W + 10, y + 2), f"{row.hit_rate:.2f}", fill=FG, font=_font())
     im.save(path)
 
@@ -138,17 +148,13 @@ def attribute_hit_rates(report: Report, path: Path) -> None:
         d.text((PAD, y + 2), label, fill=FG, font=_font())
         colour = _colour(codes.index(cell.category)) if cell.category in codes else MUTED
         d.rectangle([LABEL_W, y, LABEL_W + round(cell.hit_rate * BAR_W), y + 18], fill=colour)
-        lo, hi = (LABEL_W + round(v * BAR_W) for v in cell.ci95)
-        d.line([(lo, y + 9), (hi, y + 9)], fill=FG, width=2)
-        d.line([(lo, y + 4), (lo, y + 14)], fill=FG, width=2)
-        d.line([(hi, y + 4), (hi, y + 14)], fill=FG, width=2)
+        _whisker(d, cell.ci95, y)
         hits = list(cell.per_attribute.values())
         if len(hits) == 1 and hits[0].free_rate is not None:
             xf = LABEL_W + round(hits[0].free_rate * BAR_W)
             d.rectangle([xf - 2, y - 2, xf + 2, y + 20], fill=MUTED)
         if len(hits) == 1 and hits[0].judge_accuracy is not None:
-            xa = LABEL_W + round(hits[0].judge_accuracy * BAR_W)
-            d.polygon([(xa, y + 2), (xa + 6, y + 9), (xa, y + 16), (xa - 6, y + 9)], fill=FG)
+            _diamond(d, hits[0].judge_accuracy, y)
         d.text((LABEL_W + BAR_W + 10, y + 2), f"{cell.hit_rate:.2f}", fill=FG, font=_font())
     im.save(path)
 
