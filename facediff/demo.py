@@ -3,7 +3,7 @@
 demo-data → prepare → train (the ``tiny`` preset, a few minutes on a laptop CPU) →
 sample every category and mix → grid. Everything is written under one folder::
 
-    <out>/raw/        synthetic photos named by category prefix (indian_34_1_3_….png …)
+    <out>/raw/        synthetic photos named by category prefix (indian_0001.png …; no age or gender cues)
     <out>/data/       the prepared dataset
     <out>/run/        the training run (checkpoints, metrics)
     <out>/samples/    <LABEL>/<LABEL>_<seed>.png and samples.json
@@ -119,7 +119,9 @@ def demo(
     _clear(out, force)
     began = time.perf_counter()
     say = lambda text: emit(progress, Progress("demo", 0, None, message=text))  # noqa: E731
-    paths = make_demo_data(out / "raw", per_category=c.per_category, size=c.size, seed=c.seed)
+    paths = make_demo_data(
+        out / "raw", per_category=c.per_category, size=c.size, seed=c.seed, people=False
+    )
     say(f"wrote {len(paths)} synthetic faces to {out / 'raw'}")
     prepare(out / "raw", out / "data", size=c.size, progress=progress)
     say(f"prepared {out / 'data'}; training the {c.preset!r} preset for up to {c.minutes:g} min")

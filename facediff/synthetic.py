@@ -355,12 +355,16 @@ def make_demo_data(
     size: int = DEMO_SIZE,
     seed: int = 0,
     categories: CategoryMap = DEFAULT_CATEGORIES,
+    people: bool = True,
 ) -> list[Path]:
     """Write synthetic faces of people (:func:`person_of`) into a new folder ``out``,
     named ``<prefix>_<age>_<gender>_<race>_<date>.png`` (:func:`demo_name`).
 
     The result is a raw folder for ``facediff prepare`` (``--attributes utkface`` reads
-    the ages and genders back). Refuses an ``out`` that exists and is not an empty folder.
+    the ages and genders back). With ``people=False`` the faces show their category
+    only (no age or gender cues, which a 3-minute CPU run cannot learn as well) and
+    are named ``<prefix>_0001.png``. Refuses an ``out`` that exists and is not an
+    empty folder.
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -370,8 +374,11 @@ def make_demo_data(
     for label, category in enumerate(categories):
         look = category_look(label)
         for i in range(per_category):
-            person = person_of(seed, label, i)
-            path = out / demo_name(category.prefix, label, i, person)
+            person = person_of(seed, label, i) if people else None
+            if person is None:
+                path = out / f"{category.prefix}_{i + 1:04d}.png"
+            else:
+                path = out / demo_name(category.prefix, label, i, person)
             draw_face(look, _face_rng(seed, label, i), size, person).save(path, optimize=False)
             paths.append(path)
     return paths

@@ -233,3 +233,26 @@ def test_tiny_cnn_learns_gender_coarse_age_and_category_at_32px(one_thread):
         (out[:, h].argmax(1) == held).float().mean().item() for h, _, held in heads
     )
     assert gender >= 0.88 and age >= 0.8 and category >= 0.85, (gender, age, category)
+
+
+def test_demo_data_without_people_draws_the_category_faces(tmp_path):
+    """`facediff demo` trains on faces without age/gender cues (people=False): the same
+    pixels as make_faces(), named by prefix only, so no attribute can be read from them."""
+    import numpy as np
+    from PIL import Image
+
+    from facediff.attributes import parse_utkface
+    from facediff.synthetic import make_demo_data, make_faces
+
+    paths = make_demo_data(tmp_path / "raw", per_category=3, size=24, seed=2, people=False)
+    images, _ = make_faces(3, size=24, seed=2)
+    assert [p.name for p in paths[:3]] == ["indian_0001.png", "indian_0002.png", "indian_0003.png"]
+    for k, p in enumerate(paths):
+        assert parse_utkface(p.name)[0] == {}
+        pixels = np.asarray(Image.open(p).convert("RGB"))
+        assert (pixels == images[k].permute(1, 2, 0).numpy()).all()
+    people = make_demo_data(tmp_path / "people", per_category=3, size=24, seed=2)
+    assert any(
+        (np.asarray(Image.open(p)) != np.asarray(Image.open(q))).any()
+        for p, q in zip(paths, people)
+    )
