@@ -3,7 +3,7 @@
 demo-data → prepare → train (the ``tiny`` preset, a few minutes on a laptop CPU) →
 sample every category and mix → grid. Everything is written under one folder::
 
-    <out>/raw/        synthetic photos named by category prefix (indian_0001.png …; no age or gender cues)
+    <out>/raw/        synthetic category faces named by prefix (indian_0001.png …)
     <out>/data/       the prepared dataset
     <out>/run/        the training run (checkpoints, metrics)
     <out>/samples/    <LABEL>/<LABEL>_<seed>.png and samples.json
