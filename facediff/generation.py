@@ -32,14 +32,13 @@ from diffusers import (
 )
 
 from facediff.attribute_request import AttributeRequest, resolve_request
-from facediff.attributes import AttributeSet, embedding_sizes
+from facediff.attributes import AttributeSet
 from facediff.compile_cache import CompileCache, compile_cache, should_compile
 from facediff.config import SAMPLERS, SampleConfig
 from facediff.device import enable_fast_math, resolve_device, resolve_precision
 from facediff.errors import UsageError, invalid
 from facediff.guidance import (
     Conditions,
-    attach_attributes,
     blended_row,
     conditions,
     denoise,
@@ -118,12 +117,6 @@ class Denoiser:
         return resolve_request(self.attributes, attributes, guidance)
 
 
-def model_attributes(loaded: LoadedModel) -> AttributeSet:
-    """The attributes ``loaded`` was trained with (empty for a category-only model)."""
-    attributes = getattr(loaded, "attributes", None)
-    return attributes if isinstance(attributes, AttributeSet) else AttributeSet()
-
-
 def prepare_denoiser(
     loaded: LoadedModel,
     *,
@@ -152,10 +145,7 @@ def prepare_denoiser(
     dev = device if isinstance(device, torch.device) else resolve_device(device or "auto")
     dtype = resolve_precision(precision, dev)
     enable_fast_math(dev)
-    attributes = model_attributes(loaded)
-    module = loaded.unet
-    if attributes:  # a plain UNet2DModel (an export) sums its class table once attached
-        attach_attributes(module, embedding_sizes(len(loaded.categories), attributes.sizes))
+    module = loaded.unet  # with attributes, loading attached its summed class embedding
     param = next(module.parameters())
     if param.device != dev or param.dtype != dtype:
         # nn.Module.to, not ModelMixin.to: the latter warns about fp32-only modules (none here).
@@ -186,7 +176,7 @@ def prepare_denoiser(
         null_label=loaded.categories.null_label,
         sample_size=int(loaded.model_config.sample_size),
         compiled=bool(compile),
-        attributes=attributes,
+        attributes=loaded.attributes,
         cache=cache,
         cuda_graphs=graphs,
         warnings=cache.warnings if cache else [],

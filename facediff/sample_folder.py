@@ -223,7 +223,6 @@ def sample(
     with the requested ``attributes`` (see :func:`facediff.generation.generate`)."""
     from facediff.generation import (  # diffusers is heavy
         generate_each,
-        model_attributes,
         prepare_denoiser,
     )
 
@@ -233,7 +232,7 @@ def sample(
         Path(run), step=checkpoint_step, use_ema=config.use_ema, device=device, dtype=dtype
     )
     plan = resolve_mixes(loaded.categories, mixes, categories)
-    request = resolve_request(model_attributes(loaded), attributes, attribute_guidance)
+    request = resolve_request(loaded.attributes, attributes, attribute_guidance)
     seeds = list(range(config.seed, config.seed + config.n))
     out = Path(out)
     _check_free(out, [request.label(m.label) for m in plan], seeds, force)
