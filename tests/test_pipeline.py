@@ -20,8 +20,11 @@ from diffusers import (
     ImagePipelineOutput,
     UNet2DModel,
 )
-from diffusers.utils import dynamic_modules_utils
 from PIL import Image
+from pipeline_helpers import SEEDS
+from pipeline_helpers import gens as _gens
+from pipeline_helpers import pixels as _pixels
+from pipeline_helpers import quiet as _quiet
 from sampling_helpers import invoke, make_run
 
 from facediff.config import SampleConfig
@@ -29,8 +32,6 @@ from facediff.generation import generate, make_scheduler
 from facediff.loading import load_for_inference
 from facediff.mix import parse_mix
 from facediff.pipeline import FaceDiffPipeline
-
-SEEDS = [5, 6, 7]
 
 
 @pytest.fixture(scope="module")
@@ -40,27 +41,6 @@ def folder(tmp_path_factory):
     out = root / "faces-model"
     assert invoke(["export", run, "--out", out]).exit_code == 0
     return out
-
-
-@pytest.fixture(scope="module")
-def modules_cache(tmp_path_factory):
-    """diffusers copies custom pipeline code into its modules cache: keep it in tmp."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(dynamic_modules_utils, "HF_MODULES_CACHE", str(tmp_path_factory.mktemp("hf")))
-        yield
-
-
-def _gens(seeds=SEEDS):
-    return [torch.Generator().manual_seed(s) for s in seeds]
-
-
-def _pixels(images) -> torch.Tensor:
-    return torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in images])
-
-
-def _quiet(pipe):
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def test_diffusers_alone_loads_it_and_matches_facediff_sample(folder, modules_cache, tmp_path):

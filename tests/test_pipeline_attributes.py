@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DiffusionPipeline
-from diffusers.utils import dynamic_modules_utils
 from PIL import Image
+from pipeline_helpers import SEEDS
+from pipeline_helpers import gens as _gens
+from pipeline_helpers import pixels as _pixels
+from pipeline_helpers import quiet as _quiet
 from sampling_helpers import TINY_ATTRIBUTES, invoke, make_attribute_run, make_run
 
 from facediff.guidance import SummedEmbedding
 from facediff.loading import load_for_inference
 from facediff.pipeline import FaceDiffPipeline
-
-SEEDS = [5, 6, 7]
 
 
 @pytest.fixture(scope="module")
@@ -26,27 +27,6 @@ def folders(tmp_path_factory):
     out = root / "utk-model"
     assert invoke(["export", run, "--out", out]).exit_code == 0
     return run, out
-
-
-@pytest.fixture(scope="module")
-def modules_cache(tmp_path_factory):
-    """diffusers copies custom pipeline code into its modules cache: keep it in tmp."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(dynamic_modules_utils, "HF_MODULES_CACHE", str(tmp_path_factory.mktemp("hf")))
-        yield
-
-
-def _gens(seeds=SEEDS):
-    return [torch.Generator().manual_seed(s) for s in seeds]
-
-
-def _pixels(images) -> torch.Tensor:
-    return torch.stack([torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in images])
-
-
-def _quiet(pipe):
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def test_export_records_and_reloads_the_attributes(folders):
