@@ -42,6 +42,7 @@ from facediff.attributes import (
 from facediff.categories import CategoryMap
 from facediff.errors import FacediffError, UsageError
 from facediff.files import read_text_bounded
+from facediff.raw_scan import csv_path_cell
 
 UTKFACE = "utkface"
 UNKNOWN = "unknown"  # the key counting unknown values in "attribute_counts"
@@ -223,15 +224,9 @@ def _columns(path: Path, number: int, header: list[str]) -> list[str | None]:
 
 
 def _relative(path: Path, number: int, cell: str, raw: Path) -> str:
-    name = cell.strip().replace("\\", "/")
-    if Path(name).is_absolute():
-        try:
-            name = Path(name).resolve().relative_to(raw).as_posix()
-        except ValueError:
-            raise FacediffError(
-                f"attributes file {path}, row {number}: {name} is not inside {raw}"
-            ) from None
-    return Path(name).as_posix().removeprefix("./") if name else ""
+    if not cell.strip():
+        return ""
+    return csv_path_cell(cell, raw, f"attributes file {path}, row {number}")
 
 
 def _categorical(path: Path, name: str, cells: list[str]) -> Attribute:

@@ -90,6 +90,19 @@ def category_folders(raw: Path, categories: CategoryMap) -> dict[str, int]:
     return folders
 
 
+def csv_path_cell(cell: str, raw: Path, where: str) -> str:
+    """A CSV cell naming a photo → its path relative to ``raw`` (POSIX, no ``./``):
+    backslashes read as slashes, absolute paths must lie inside ``raw``; ``where`` (the
+    file and row) starts the error message. Shared by ``--labels`` and ``--attributes``."""
+    name = cell.strip().replace("\\", "/")
+    if Path(name).is_absolute():
+        try:
+            name = Path(name).resolve().relative_to(raw).as_posix()
+        except ValueError:
+            raise FacediffError(f"{where}: {name} is not inside {raw}") from None
+    return Path(name).as_posix().removeprefix("./")
+
+
 def read_labels(path: Path, raw: Path, categories: CategoryMap) -> dict[str, int | str]:
     """``file,category`` rows → {path relative to raw: label, or the unknown category's name}."""
     try:
@@ -107,15 +120,7 @@ def read_labels(path: Path, raw: Path, categories: CategoryMap) -> dict[str, int
     for number, row in enumerate(rows, 1):
         if len(row) < 2:
             raise FacediffError(f"labels file {path}, row {number}: expected file,category")
-        name = row[0].strip().replace("\\", "/")
-        if Path(name).is_absolute():
-            try:
-                name = Path(name).resolve().relative_to(raw).as_posix()
-            except ValueError:
-                raise FacediffError(
-                    f"labels file {path}, row {number}: {name} is not inside {raw}"
-                ) from None
-        rel = Path(name).as_posix().removeprefix("./")
+        rel = csv_path_cell(row[0], raw, f"labels file {path}, row {number}")
         label = _category_named(row[1], categories)
         value: int | str = label if label is not None else row[1].strip()
         if labels.get(rel, value) != value:
