@@ -15,6 +15,10 @@ shape (model config, dtype, batch) and loaded back before compiling that shape a
 presence is what "a warm cache exists" means to :func:`should_compile`. A corrupt or stale
 artifact is ignored with a warning and removed, never fatal: the compile then runs cold.
 
+A compiled model is wrapped in :class:`CompiledOrEager`: when compiling itself fails (no
+Triton, an unsupported GPU, an inductor bug), the auto default goes on eagerly with a
+warning, and an explicit ``--compile`` stops with a one-line :class:`CompileFailed`.
+
 The torch version and device are part of the folder name, so an upgrade or another GPU
 never reads kernels built for something else.
 """
@@ -26,11 +30,14 @@ import json
 import os
 import platform
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from facediff.errors import FacediffError, first_line
 
 #: ``auto`` compiles a cold model shape only for jobs of at least this many images. On an
 #: H200 (issue 13) eager sampling made ~30 guided images/s and compiled ~168 with 75-90 s of
@@ -41,23 +48,91 @@ COLD_MIN_IMAGES = 3000
 #: (a warm compile still traces the model: seconds, not minutes).
 WARM_MIN_IMAGES = 256
 
+#: Training (``train`` without ``--compile``/``--no-compile``) compiles a cold model shape
+#: for runs of at least this many images. On an H200 (issue 13) eager training made ~595
+#: images/s and compiled ~1,681 (batch 64), with 75-90 s of compilation: compiling pays from
+#: about 80 / (1/595 - 1/1681) ≈ 74,000 images (under 3 minutes of eager training).
+TRAIN_COLD_MIN_IMAGES = 75_000
+#: ... and a warm shape (the backward graph too is cached; ~15-20 s left) from this many.
+TRAIN_WARM_MIN_IMAGES = 20_000
+#: A ``--time-budget`` run plans this many images per second of its budget (the eager rate
+#: above), so a budget under ~2 minutes trains eagerly on a cold cache.
+TRAIN_BUDGET_IMAGES_PER_S = 600
+
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def should_compile(setting: bool | None, device: torch.device, *, images: int, warm: bool) -> bool:
-    """Whether to ``torch.compile`` the sampling model: the one ``--compile`` policy.
+def should_compile(
+    setting: bool | None,
+    device: torch.device,
+    *,
+    images: int,
+    warm: bool,
+    training: bool = False,
+) -> bool:
+    """Whether to ``torch.compile`` the model: the one ``--compile`` policy.
 
     An explicit ``True``/``False`` (``--compile``/``--no-compile``) is obeyed on any device.
-    ``None`` (auto, the default) never compiles on the CPU — CPU sampling stays exactly as
-    it was — and on CUDA compiles when the job makes up for the compilation: ``images`` of
-    at least :data:`WARM_MIN_IMAGES` when this model shape's cache is ``warm``, else at
-    least :data:`COLD_MIN_IMAGES`.
+    ``None`` (auto, the default) never compiles on the CPU — CPU sampling and training stay
+    exactly as they were — and on CUDA compiles when the job makes up for the compilation:
+    ``images`` (sampled, or trained on when ``training``) of at least :data:`WARM_MIN_IMAGES`
+    (:data:`TRAIN_WARM_MIN_IMAGES`) when this model shape's cache is ``warm``, else at least
+    :data:`COLD_MIN_IMAGES` (:data:`TRAIN_COLD_MIN_IMAGES`).
     """
     if setting is not None:
         return bool(setting)
     if device.type != "cuda":
         return False
+    if training:
+        return images >= (TRAIN_WARM_MIN_IMAGES if warm else TRAIN_COLD_MIN_IMAGES)
     return images >= (WARM_MIN_IMAGES if warm else COLD_MIN_IMAGES)
+
+
+class CompileFailed(FacediffError):
+    """``torch.compile`` could not compile the model and ``--compile`` was asked for."""
+
+
+class CompiledOrEager(torch.nn.Module):
+    """Calls ``compiled``; if its first call fails while the same call runs eagerly, the
+    compiler is at fault: ``strict`` (an explicit ``--compile``) raises
+    :class:`CompileFailed`, else (auto) a :class:`RuntimeWarning` says so and every call
+    from then on runs ``eager``. An error the eager model raises too is the caller's, and
+    propagates as it is; so does running out of memory."""
+
+    def __init__(self, compiled, eager: torch.nn.Module, *, strict: bool) -> None:
+        super().__init__()
+        self._modules_called = (compiled, eager)  # a tuple: not registered as submodules
+        self.strict = strict
+        self.proven = False  # the compiled model has run once
+        self.fell_back: str | None = None  # why it is not used any more
+
+    def forward(self, *args, **kwargs):
+        compiled, eager = self._modules_called
+        if self.fell_back is not None:
+            return eager(*args, **kwargs)
+        if self.proven:
+            return compiled(*args, **kwargs)
+        try:
+            out = compiled(*args, **kwargs)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as e:
+            out = eager(*args, **kwargs)  # raises if the inputs, not the compiler, are at fault
+            reason = f"{type(e).__name__}: {first_line(e)[:200]}"
+            if self.strict:
+                raise CompileFailed(
+                    f"torch.compile failed ({reason}); run again with --no-compile"
+                ) from None
+            self.fell_back = reason
+            warnings.warn(
+                f"torch.compile failed ({reason}); going on without compiling "
+                "(--no-compile skips the attempt)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return out
+        self.proven = True
+        return out
 
 
 def cache_root() -> Path:

@@ -33,7 +33,12 @@ from diffusers import (
 
 from facediff.attribute_request import AttributeRequest, resolve_request
 from facediff.attributes import AttributeSet
-from facediff.compile_cache import CompileCache, compile_cache, should_compile
+from facediff.compile_cache import (
+    CompileCache,
+    CompiledOrEager,
+    compile_cache,
+    should_compile,
+)
 from facediff.config import SAMPLERS, SampleConfig
 from facediff.device import enable_fast_math, resolve_device, resolve_precision
 from facediff.errors import UsageError, invalid
@@ -140,7 +145,10 @@ def prepare_denoiser(
     compile cache of this model shape (``batch_size`` images per batch) is warm. A
     compiled model uses the persistent compile cache (:mod:`facediff.compile_cache`);
     ``cuda_graphs`` (CUDA only) compiles with ``mode="reduce-overhead"``, replaying the
-    UNet forward as a CUDA graph at its fixed shape.
+    UNet forward as a CUDA graph at its fixed shape. If compiling fails, auto goes on
+    eagerly with a warning and ``compile=True`` raises
+    :class:`~facediff.compile_cache.CompileFailed` (see
+    :class:`~facediff.compile_cache.CompiledOrEager`).
     """
     dev = device if isinstance(device, torch.device) else resolve_device(device or "auto")
     dtype = resolve_precision(precision, dev)
@@ -155,7 +163,7 @@ def prepare_denoiser(
     module.eval().requires_grad_(False)
     graphs = bool(cuda_graphs) and dev.type == "cuda"
     mode = "reduce-overhead" if graphs else "default"
-    cache = None
+    cache, asked = None, compile
     if compile is not False:
         batch = max(1, min(batch_size or SampleConfig().batch_size, max(images, 1)))
         cache = compile_cache(loaded.model_config.to_dict(), dev, dtype, batch, mode)
@@ -164,7 +172,8 @@ def prepare_denoiser(
         assert cache is not None
         cache.activate()
         cache.load()
-        net = torch.compile(module, dynamic=False, mode=None if mode == "default" else mode)
+        compiled = torch.compile(module, dynamic=False, mode=None if mode == "default" else mode)
+        net = CompiledOrEager(compiled, module, strict=asked is True)
     else:
         net, cache, graphs = module, None, False
     return Denoiser(

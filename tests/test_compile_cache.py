@@ -185,7 +185,7 @@ def test_train_compile_uses_the_same_cache_and_survives_a_corrupt_artifact(monke
     saved = []
     monkeypatch.setattr(atexit, "register", saved.append)
     with pytest.warns(RuntimeWarning, match="ignored the compile cache"):
-        training_setup._use_compile_cache(setup)
+        training_setup._use_compile_cache(training_setup._compile_cache(setup))
     assert not cache.artifact.exists()
     assert Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]) == cache.folder / "inductor"
     ours = [f for f in saved if getattr(f, "__self__", None).__class__ is cc.CompileCache]

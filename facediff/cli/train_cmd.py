@@ -99,8 +99,9 @@ def train_command(
         bool | None,
         typer.Option(
             "--compile/--no-compile",
-            help="torch.compile the UNet (compiled once per machine: ~/.cache/facediff/compile)."
-            + _d("compile"),
+            help="torch.compile the training step, with a persistent compile cache "
+            "(~/.cache/facediff/compile). [default: auto: on a GPU when the run is long "
+            "enough to pay for compiling, never on the CPU; when resuming: the run's value]",
         ),
     ] = None,
     ema_decay: Annotated[

@@ -13,6 +13,7 @@ import torch
 from facediff import distributed
 from facediff.batches import IndexStream
 from facediff.checkpoint import RUN_CONFIG_FILE
+from facediff.compile_cache import TRAIN_BUDGET_IMAGES_PER_S, CompiledOrEager
 from facediff.config import DEFAULT_EPOCHS, ModelConfig, TrainConfig
 from facediff.device import enable_fast_math
 from facediff.durations import seconds_since_process_start
@@ -45,6 +46,24 @@ def target_step(cfg: TrainConfig, step: int, images_seen: int, n: int, global_ba
         return cfg.max_steps
     remaining = max(0, (cfg.epochs or DEFAULT_EPOCHS) * n - images_seen)
     return step + math.ceil(remaining / global_batch)
+
+
+def planned_images(
+    cfg: TrainConfig,
+    state: dict[str, Any] | None,
+    n: int,
+    global_batch: int,
+    time_budget_s: float | None,
+) -> int:
+    """Images this session will train on: up to the target step, and no more than a time
+    budget allows at :data:`~facediff.compile_cache.TRAIN_BUDGET_IMAGES_PER_S` (what the
+    ``--compile`` auto policy weighs against the cost of compiling)."""
+    step = int(state["step"]) if state else 0
+    seen = int(state["images_seen"]) if state else 0
+    images = max(0, target_step(cfg, step, seen, n, global_batch) - step) * global_batch
+    if time_budget_s is not None:
+        images = min(images, int(time_budget_s * TRAIN_BUDGET_IMAGES_PER_S))
+    return images
 
 
 def _out_of_time(loop: Loop) -> bool:
@@ -169,10 +188,15 @@ def _write_run_config(setup: Setup, parts: Parts) -> None:
 
 
 def _begin(
-    setup: Setup, state: dict[str, Any] | None, notes: list[str], progress, log: str
+    setup: Setup,
+    state: dict[str, Any] | None,
+    notes: list[str],
+    progress,
+    log: str,
+    time_budget_s: float | None = None,
 ) -> tuple[Parts, Loop]:
-    """Data on the device, the model and optimizer, the loop's starting point, the run's
-    warnings and ``config.json``: everything before the first step."""
+    """Data on the device, the model and optimizer (compiled or not), the loop's starting
+    point, the run's warnings and ``config.json``: everything before the first step."""
     if setup.dist.is_main:
         setup.tracker = open_tracker(log, setup.run_dir)
     enable_fast_math(setup.device)
@@ -180,7 +204,11 @@ def _begin(
     data.images, data.labels = data.images.to(setup.device), data.labels.to(setup.device)
     if data.attribute_labels is not None:
         data.attribute_labels = data.attribute_labels.to(setup.device)
-    parts = build_parts(setup)
+    planned = planned_images(setup.config, state, len(data), setup.global_batch, time_budget_s)
+    parts = build_parts(setup, planned)
+    if isinstance(parts.forward, CompiledOrEager):
+        why = "--compile" if setup.config.compile else f"auto: {planned:,} images planned"
+        notes = [*notes, f"compiling the training step ({why}); the first step takes longer"]
     for note in notes if setup.dist.is_main else ():
         emit(progress, Progress("train", 0, None, message=note))
     loop = _start(setup, parts, state, progress)
@@ -242,7 +270,7 @@ def train(
     setup, state, notes = make_setup(Path(data_dir), Path(run_dir), config, model)
     created = distributed.init(setup.dist, setup.device)
     try:
-        parts, loop = _begin(setup, state, notes, progress, log)
+        parts, loop = _begin(setup, state, notes, progress, log, time_budget_s)
         if time_budget_s is not None:
             loop.deadline = began + float(time_budget_s)
         cfg, first_step = setup.config, loop.step

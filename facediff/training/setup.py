@@ -22,6 +22,12 @@ from facediff.checkpoint import (
     load_training_state,
     load_weights,
 )
+from facediff.compile_cache import (
+    CompileCache,
+    CompiledOrEager,
+    compile_cache,
+    should_compile,
+)
 from facediff.config import (
     ARCHITECTURE_FIELDS,
     ModelConfig,
@@ -217,8 +223,12 @@ def run_config(setup: Setup) -> dict[str, Any]:
     }
 
 
-def build_parts(setup: Setup) -> Parts:
-    """Model, EMA, optimizer (fused AdamW on CUDA), grad scaler (fp16 only), schedule."""
+def build_parts(setup: Setup, planned_images: int = 0) -> Parts:
+    """Model, EMA, optimizer (fused AdamW on CUDA), grad scaler (fp16 only), schedule.
+
+    The step is compiled when :attr:`TrainConfig.compile` says so, or when it is ``None``
+    (auto) and :func:`~facediff.compile_cache.should_compile` finds that a run of
+    ``planned_images`` pays for the compilation (never on the CPU)."""
     cfg = setup.config
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     unet = build_unet(setup.model_config).to(setup.device)
@@ -237,9 +247,16 @@ def build_parts(setup: Setup) -> Parts:
     if setup.dist.enabled:
         ids = [setup.device.index] if setup.device.type == "cuda" else None
         forward = torch.nn.parallel.DistributedDataParallel(unet, device_ids=ids)
-    if cfg.compile:
-        forward = torch.compile(forward)
-        _use_compile_cache(setup)
+    cache = None
+    if cfg.compile is not False:
+        cache = _compile_cache(setup)
+        wanted = should_compile(
+            cfg.compile, setup.device, images=planned_images, warm=cache.warm, training=True
+        )
+        cache = cache if wanted else None
+    if cache is not None:
+        _use_compile_cache(cache)
+        forward = CompiledOrEager(torch.compile(forward), forward, strict=cfg.compile is True)
     return Parts(
         unet=unet,
         forward=forward,
@@ -251,17 +268,19 @@ def build_parts(setup: Setup) -> Parts:
     )
 
 
-def _use_compile_cache(setup: Setup) -> None:
-    """``train --compile`` uses the persistent compile cache of sampling
-    (:mod:`facediff.compile_cache`), keyed by model, dtype and batch; its artifact is
-    written when the process exits (a failure to write is silent: it is only a cache)."""
+def _compile_cache(setup: Setup) -> CompileCache:
+    """The training step's compile cache (:mod:`facediff.compile_cache`), keyed by model,
+    dtype and batch, like sampling's."""
+    batch = setup.config.batch_size
+    return compile_cache(setup.model_config.to_dict(), setup.device, setup.dtype, batch, "train")
+
+
+def _use_compile_cache(cache: CompileCache) -> None:
+    """Compile through ``cache``; its artifact is written when the process exits (a
+    failure to write is silent: it is only a cache)."""
     import atexit
     import warnings
 
-    from facediff.compile_cache import compile_cache
-
-    batch = setup.config.batch_size
-    cache = compile_cache(setup.model_config.to_dict(), setup.device, setup.dtype, batch, "train")
     cache.activate()
     cache.load()  # a corrupt artifact is removed: a Python warning, then a cold compile
     for message in cache.warnings:

@@ -1,0 +1,158 @@
+"""Training speed of the default path (issue 13): ``facediff train`` as a user runs it,
+against the eager path in the same run.
+
+Three ``python -m facediff train DATA --max-steps S`` processes, each with its own run
+folder and a chosen ``XDG_CACHE_HOME`` (so "cold" means an empty compile cache, "warm" the
+cache the previous process left):
+
+1. ``--no-compile``: the eager baseline;
+2. no flags (``--compile`` auto), cold cache;
+3. no flags again, warm cache.
+
+``--extra "FLAGS"`` adds rows with more flags (e.g. ``--extra "--batch-size 64"``), each
+cold then warm; ``--common "FLAGS"`` goes to every row. Columns: whether the process
+compiled (its "compiling the training step" note), seconds from launch to the end of the
+first step (``metrics.jsonl``'s ``first_step_s``: start-up and compilation), wall time,
+steady images/s (the median of the logged windows after the first), images per wall second
+(everything included), the speed-up of the steady rate over eager, and the last logged loss.
+
+The default's auto policy compiles a cold cache only for runs of at least
+``TRAIN_COLD_MIN_IMAGES`` images (``TRAIN_WARM_MIN_IMAGES`` warm): ``--steps`` should plan
+that many (3,000 steps of the default batch 32 is 96,000 images) for the default rows to
+show the compiled path.
+
+    python benchmarks/train_default.py DATA --steps 3000 --json rows.json    # GPU, ~6 min
+    python benchmarks/train_default.py --smoke        # CPU: tiny preset, batch 8, 6 steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from sample_throughput import child_env  # noqa: E402
+
+from facediff import compile_cache  # noqa: E402
+
+COLUMNS = (
+    "row",
+    "flags",
+    "cache",
+    "compiled",
+    "first step s",
+    "wall s",
+    "steady images/s",
+    "images/wall s",
+    "vs eager",
+    "loss",
+)
+COMPILING_NOTE = "compiling the training step"
+
+
+def run_train(data: Path, out: Path, flags: list[str], cache_home: Path, args) -> dict:
+    """One ``facediff train`` process; its timings from ``metrics.jsonl``."""
+    cmd = [sys.executable, "-m", "facediff", "train", str(data), "--out", str(out)]
+    cmd += ["--max-steps", str(args.steps), "--log-every", str(args.log_every)]
+    cmd += ["--preview-every", "0", "--checkpoint-every", str(args.steps)]
+    cmd += ["--device", args.device, *shlex.split(args.common), *flags]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(cache_home))
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {shlex.join(cmd)}\n{proc.stderr[-3000:]}")
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    windows = [r["images_per_s"] for r in records if "images_per_s" in r]
+    steady = windows[1:] or windows
+    first = next((r["first_step_s"] for r in records if "first_step_s" in r), None)
+    images = max((r.get("images_seen", 0) for r in records), default=0)
+    return {
+        "compiled": COMPILING_NOTE in proc.stdout + proc.stderr,
+        "first step s": first,
+        "wall s": wall,
+        "steady images/s": statistics.median(steady) if steady else None,
+        "images/wall s": images / wall,
+        "loss": next((r["loss"] for r in reversed(records) if "loss" in r), None),
+    }
+
+
+def rows(data: Path, work: Path, args) -> list[dict]:
+    plan = [("eager baseline", ["--no-compile"], "eager", "-")]
+    plan += [("default (auto)", [], "default", "cold"), ("default (auto)", [], "default", "warm")]
+    for k, extra in enumerate(args.extra):
+        flags = shlex.split(extra)
+        plan += [(extra, flags, f"extra{k}", "cold"), (extra, flags, f"extra{k}", "warm")]
+    out, eager = [], None
+    for i, (row, flags, home, cache) in enumerate(plan):
+        print(f"[{i + 1}/{len(plan)}] {row} ({cache} cache) …", file=sys.stderr, flush=True)
+        r = run_train(data, work / f"run-{i}", flags, work / f"cache-{home}", args)
+        eager = eager or r["steady images/s"]
+        vs = r["steady images/s"] / eager if r["steady images/s"] and eager else None
+        out.append({"row": row, "flags": shlex.join(flags), "cache": cache, **r, "vs eager": vs})
+    return out
+
+
+def fmt(v) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:,.2f}" if abs(v) < 10 else f"{v:,.0f}"
+    return "n/a" if v is None else str(v)
+
+
+def table(result: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(fmt(r[c]) for c in COLUMNS) + " |" for r in result]
+    return "\n".join(lines)
+
+
+def smoke_data(work: Path) -> Path:
+    from facediff.synthetic import write_synthetic_prepared
+
+    return write_synthetic_prepared(work / "prepared", per_category=6, size=16)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("data", nargs="?", help="a prepared dataset (facediff prepare)")
+    p.add_argument("--steps", type=int, default=3000, help="optimizer steps per process")
+    p.add_argument("--log-every", type=int, default=100)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--extra", action="append", default=[], help="another row's flags")
+    p.add_argument("--common", default="", help="flags for every row (e.g. --preset tiny)")
+    p.add_argument("--work", help="folder for runs and caches (default: a temporary one)")
+    p.add_argument("--json", help="also write the rows here")
+    p.add_argument("--smoke", action="store_true", help="CPU, tiny preset, synthetic data")
+    args = p.parse_args()
+    if args.smoke:
+        args.device, args.steps, args.log_every = "cpu", 6, 2
+        args.common = f"--preset tiny --batch-size 8 {args.common}"
+    elif not args.data:
+        p.error("DATA is required (or --smoke)")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        data = smoke_data(work) if args.smoke else Path(args.data)
+        result = rows(data, work, args)
+    policy = (
+        f"auto compiles a training run of >= {compile_cache.TRAIN_COLD_MIN_IMAGES:,} images "
+        f"(cold cache) or >= {compile_cache.TRAIN_WARM_MIN_IMAGES:,} (warm); "
+        f"{args.steps} steps per process"
+    )
+    print(table(result) + "\n\n" + policy)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": result, "policy": policy}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
