@@ -12,8 +12,8 @@ cell (gender head and age head), and prints one Markdown table (also written to
     python benchmarks/attributes_table.py runs/utk --per-cell 50 --markdown utk-table.md
 
 On a GPU 3 categories × 2 genders × 10 decades × 50 samples is 3000 samples (about a minute
-with the default sampler); ``--device cpu --per-cell 8 --steps 10`` runs it anywhere. The
-report itself (report.json / report.md, judge first) lands in ``--out``.
+with the default sampler); ``--device cpu --per-cell 8 --steps 10 --no-inception`` runs it
+anywhere. The report itself (report.json / report.md, judge first) lands in ``--out``.
 """
 
 from __future__ import annotations
@@ -88,6 +88,13 @@ def main() -> None:
     p.add_argument("--out", type=Path, help="report folder (default: evaluate's)")
     p.add_argument("--markdown", type=Path, help="also write the table here")
     p.add_argument("--worst", type=int, default=5, help="worst cells listed")
+    p.add_argument(
+        "--no-inception",
+        dest="inception",
+        action="store_false",
+        default=None,
+        help="skip FID/KID in the report (Inception is slow on a CPU; the table needs none)",
+    )
     args = p.parse_args()
 
     data_path = args.data or recorded_data_path(args.run)
@@ -104,6 +111,7 @@ def main() -> None:
         attribute_cells="joint",
         sample_config=SampleConfig(steps=args.steps),
         device=args.device,
+        inception=args.inception,
         out=args.out,
         force=True,
     )

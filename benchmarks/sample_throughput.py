@@ -17,9 +17,10 @@
 3. Break-even: the images a cold (and warm) compile must be amortised over, from rows 1
    and 2 — the numbers for ``facediff.compile_cache.COLD_MIN_IMAGES``/``WARM_MIN_IMAGES``.
 4. ``--sweep WORK``: DPM-Solver++ and UniPC at 10/15/20/25 steps from a
-   ``benchmarks/time_to_fid.py run`` work folder's run, samples proportional to the held-out
-   split written to ``WORK/steps-sweep`` for ``python benchmarks/time_to_fid.py score
-   WORK/steps-sweep`` (FID/KID, colour cast).
+   ``benchmarks/time_to_fid.py run`` work folder's run (or ``--sweep-run RUN``), samples
+   proportional to the held-out split written to ``WORK/steps-sweep`` for ``python
+   benchmarks/time_to_fid.py score WORK/steps-sweep`` (FID/KID, colour cast).
+   ``--sweep-only`` skips sections 1-3.
 
 Compiled rows run on CUDA only unless ``--compile-on-cpu`` (inductor's C++ build takes
 minutes on a small CPU). FLOPs per evaluation are counted with ``torch.utils.flop_counter``.
@@ -398,11 +399,14 @@ def main() -> None:
     p.add_argument("--sweep", metavar="WORK", help="a time_to_fid.py work folder to sweep steps")
     p.add_argument("--sweep-run", help="the run to sweep (default WORK/runs/default)")
     p.add_argument("--sweep-samples", type=int, default=1000)
+    p.add_argument("--sweep-only", action="store_true", help="only the steps sweep (section 4)")
     p.add_argument("--compile-on-cpu", action="store_true", help="compiled rows on the CPU too")
     p.add_argument("--work", help="keep outputs and caches here (default: a temporary folder)")
     p.add_argument("--json", help="write all rows here")
     p.add_argument("--smoke", action="store_true", help="CPU, tiny preset at 16 px, 4 images")
     args = p.parse_args()
+    if args.sweep_only and not (args.sweep or args.smoke):
+        p.error("--sweep-only needs --sweep WORK")
     if args.smoke:
         args.device, args.preset, args.size = "cpu", "tiny", 16
         args.n, args.batch_size, args.batches, args.sweep_samples = 4, 4, 1, 8
@@ -432,17 +436,18 @@ def main() -> None:
         flush=True,
     )
     del loaded
-    process = process_rows(args, run, work, flops, evals)
-    # This process compiles with the cache the --compile rows left (warm on a GPU).
-    os.environ["XDG_CACHE_HOME"] = str(work / "cache-b")
-    steady = steady_rows(args, run, flops, evals)
-    rows = process + steady
-    print()
-    print(table(rows))
-    notes = break_even(process, steady)
-    for line in notes:
-        print(line)
-    sweep = []
+    rows, notes, sweep = [], [], []
+    if not args.sweep_only:
+        process = process_rows(args, run, work, flops, evals)
+        # This process compiles with the cache the --compile rows left (warm on a GPU).
+        os.environ["XDG_CACHE_HOME"] = str(work / "cache-b")
+        steady = steady_rows(args, run, flops, evals)
+        rows = process + steady
+        print()
+        print(table(rows))
+        notes = break_even(process, steady)
+        for line in notes:
+            print(line)
     if args.sweep or args.smoke:
         ttf = Path(args.sweep) if args.sweep else smoke_work(work)
         sweep_run = Path(args.sweep_run) if args.sweep_run else None

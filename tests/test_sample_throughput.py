@@ -63,3 +63,22 @@ def test_smoke_mode_reports_the_default_path_against_eager_and_writes_the_sweep(
         tensors = load_file(str(sweep / r["samples"]))
         assert tensors["images"].shape[0] == sum(r["per_category"]) == 8
         assert tensors["labels"].tolist() == sorted(tensors["labels"].tolist())
+
+
+@pytest.mark.slow
+def test_sweep_only_skips_the_timing_sections(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    out = tmp_path / "rows.json"
+    cmd = [sys.executable, str(SCRIPT), "--smoke", "--sweep-only", "--work", str(tmp_path / "w")]
+    proc = subprocess.run(
+        [*cmd, "--json", str(out)], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["rows"] == [] and f"| {COLUMNS} |" not in proc.stdout
+    assert len(result["sweep"]) == 8
+    bad = subprocess.run(
+        [sys.executable, str(SCRIPT), "--sweep-only"], capture_output=True, text=True, env=env
+    )
+    assert bad.returncode == 2 and "--sweep-only needs --sweep WORK" in bad.stderr
