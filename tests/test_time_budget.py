@@ -84,3 +84,32 @@ def test_cli_time_budget(tmp_path):
     bad = runner.invoke(app, [*args, "--time-budget", "soon"])
     assert bad.exit_code != 0
     assert "--time-budget" in bad.output and "Traceback" not in bad.output
+
+
+def test_progress_under_a_budget_counts_to_where_the_budget_ends(tmp_path, monkeypatch):
+    data = blocks_dataset(tmp_path / "data", per_category=4)
+    clock = Clock()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    totals = []
+
+    def one_second_per_step(event):
+        if event.task == "train" and event.total is not None and event.completed > 0:
+            totals.append((event.completed, event.total))
+            clock.offset += 1.0  # each step "takes" a second more than it did
+
+    # 1,000 steps planned, a budget of about 5 s of 1-s steps: the bar counts to ~5, not 1,000.
+    result = train(
+        data, tmp_path / "run", tiny(max_steps=1000), progress=one_second_per_step,
+        time_budget_s=5.5,
+    )  # fmt: skip
+    assert result.budget_reached and 3 <= result.step <= 6
+    assert totals[0][1] < 1000  # projected from the first step already
+    assert all(total <= 9 for _, total in totals[1:]), totals
+    assert totals[-1][1] == totals[-1][0] == result.step  # full when the budget ends
+    monkeypatch.undo()
+    unbudgeted = []
+    train(
+        data, tmp_path / "free", tiny(max_steps=3),
+        progress=lambda e: unbudgeted.append(e.total) if e.task == "train" and e.completed else 0,
+    )  # fmt: skip
+    assert set(unbudgeted) == {3}  # without a budget the bar counts to the target step

@@ -90,6 +90,20 @@ def _stop_requested(stop: threading.Event | None, loop: Loop, setup: Setup) -> b
     return loop.budget_reached
 
 
+def shown_total(loop: Loop, first_step: int, started: float) -> int:
+    """The step a progress bar counts to: the target step, or under a time budget the
+    step the run will reach when the budget ends at this session's pace, if sooner (so
+    the bar fills and its ETA ends with the budget, not at a far-off epoch count)."""
+    if loop.deadline is None:
+        return loop.target_step
+    now = time.perf_counter()
+    done = loop.step - first_step
+    if done <= 0 or now <= started:
+        return loop.target_step
+    projected = loop.step + int(max(0.0, loop.deadline - now) * done / (now - started))
+    return min(loop.target_step, projected)
+
+
 def _time_to_first_step(setup: Setup) -> float:
     """Seconds from process launch until the first step of this session has run (one sync)."""
     if setup.device.type == "cuda":
@@ -108,7 +122,7 @@ def run_loop(
     """Train until the target step; returns True if stopped early (``stop`` or the budget)."""
     cfg = setup.config
     preview_unet = None
-    first = True
+    first, first_step, started = True, loop.step, time.perf_counter()
     while loop.step < loop.target_step:
         if _stop_requested(stop, loop, setup):
             return True
@@ -121,7 +135,8 @@ def run_loop(
             preview_unet = preview_unet or new_preview_unet(setup)
             preview(loop, parts, setup, preview_unet)
         if setup.dist.is_main:
-            emit(progress, Progress("train", loop.step, loop.target_step, dict(loop.info)))
+            total = shown_total(loop, first_step, started)
+            emit(progress, Progress("train", loop.step, total, dict(loop.info)))
     return False
 
 
@@ -222,6 +237,8 @@ def _begin(
 
 def _end(loop: Loop, parts: Parts, setup: Setup, progress, stopped: bool, first_step: int):
     """The final checkpoint, and a preview unless the run was stopped early."""
+    if loop.budget_reached:
+        loop.target_step = loop.step  # where the run ends: the progress bar shows it full
     if loop.budget_reached and setup.dist.is_main:
         message = f"time budget reached at step {loop.step}"
         emit(progress, Progress("train", loop.step, loop.target_step, message=message))
