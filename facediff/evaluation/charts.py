@@ -107,15 +107,21 @@ def mix_probabilities(report: Report, path: Path) -> None:
     im.save(path)
 
 
+def _rate_frame(rows: int, title: str) -> tuple[Image.Image, ImageDraw.ImageDraw, int]:
+    """The canvas of a hit-rate chart with its 0-1 axis; returns the first row's top."""
+    im, d = _canvas(rows, title)
+    top = PAD * 2 + 34
+    _axis(d, LABEL_W, top, top + max(rows, 1) * ROW_H)
+    return im, d, top
+
+
 def hit_rates(report: Report, path: Path) -> None:
     """Per-category hit rate with its Wilson 95% interval; the diamond marks the judge's
     held-out accuracy on real images of that category (the best a model could hope for)."""
     rows = report.hit_rate
     acc = report.judge.heldout_accuracy.per_category
     title = "Category hit rate (whisker: 95% CI; diamond: judge accuracy on real images)"
-    im, d = _canvas(len(rows), title)
-    top = PAD * 2 + 34
-    _axis(d, LABEL_W, top, top + max(len(rows), 1) * ROW_H)
+    im, d, top = _rate_frame(len(rows), title)
     codes = report.codes
     for r, row in enumerate(rows):
         y = top + r * ROW_H + 6
@@ -138,9 +144,7 @@ def attribute_hit_rates(report: Report, path: Path) -> None:
     section = report.attributes
     rows = section.cells if section is not None else []
     title = "Attribute hit rate (whisker: 95% CI; grey: free rate; diamond: judge accuracy)"
-    im, d = _canvas(len(rows), title)
-    top = PAD * 2 + 34
-    _axis(d, LABEL_W, top, top + max(len(rows), 1) * ROW_H)
+    im, d, top = _rate_frame(len(rows), title)
     codes = report.codes
     for r, cell in enumerate(rows):
         y = top + r * ROW_H + 6
