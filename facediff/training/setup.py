@@ -247,14 +247,10 @@ def build_parts(setup: Setup, planned_images: int = 0) -> Parts:
     if setup.dist.enabled:
         ids = [setup.device.index] if setup.device.type == "cuda" else None
         forward = torch.nn.parallel.DistributedDataParallel(unet, device_ids=ids)
-    cache = None
-    if cfg.compile is not False:
-        cache = _compile_cache(setup)
-        wanted = should_compile(
-            cfg.compile, setup.device, images=planned_images, warm=cache.warm, training=True
-        )
-        cache = cache if wanted else None
-    if cache is not None:
+    cache = _compile_cache(setup) if cfg.compile is not False else None
+    if cache is not None and should_compile(
+        cfg.compile, setup.device, images=planned_images, warm=cache.warm, training=True
+    ):
         _use_compile_cache(cache)
         forward = CompiledOrEager(torch.compile(forward), forward, strict=cfg.compile is True)
     return Parts(
