@@ -16,11 +16,13 @@
    that of fp32 (bf16's own rounding), else "DIFFERS".
 3. Break-even: the images a cold (and warm) compile must be amortised over, from rows 1
    and 2 — the numbers for ``facediff.compile_cache.COLD_MIN_IMAGES``/``WARM_MIN_IMAGES``.
-4. ``--sweep WORK``: DPM-Solver++ and UniPC at 10/15/20/25 steps from a
-   ``benchmarks/time_to_fid.py run`` work folder's run (or ``--sweep-run RUN``), samples
-   proportional to the held-out split written to ``WORK/steps-sweep`` for ``python
-   benchmarks/time_to_fid.py score WORK/steps-sweep`` (FID/KID, colour cast).
-   ``--sweep-only`` skips sections 1-3.
+4. ``--sweep WORK``: DPM-Solver++ and UniPC at 10/15/20/25 steps (``--sweep-samplers``,
+   ``--sweep-steps``) from a ``benchmarks/time_to_fid.py run`` work folder's run (or
+   ``--sweep-run RUN``), samples proportional to the held-out split written to
+   ``WORK/steps-sweep`` for ``python benchmarks/time_to_fid.py score WORK/steps-sweep``
+   (FID/KID, colour cast). Every setting uses the same seeds; one more row repeats the
+   default recipe with other seeds, so the table shows how far two sample sets of one recipe
+   differ by chance alone. ``--sweep-only`` skips sections 1-3.
 
 Compiled rows run on CUDA only unless ``--compile-on-cpu`` (inductor's C++ build takes
 minutes on a small CPU). FLOPs per evaluation are counted with ``torch.utils.flop_counter``.
@@ -76,7 +78,8 @@ COLUMNS = (
     "mean |Δ|",
     "note",
 )
-SWEEP = [(s, n) for s in ("dpmsolver++", "unipc") for n in (10, 15, 20, 25)]
+SWEEP_SAMPLERS = "dpmsolver++,unipc"
+SWEEP_STEPS = "10,15,20,25"
 
 
 def random_run(folder: Path, name: str, size: int) -> Path:
@@ -312,14 +315,37 @@ def break_even(process: list[dict], steady: list[dict]) -> list[str]:
     return out
 
 
+def sweep_settings(samplers: str, steps: str) -> list[tuple[str, int, int]]:
+    """(sampler, steps, seed offset) for each sweep row: every sampler at every step count
+    on seeds 0…, then the default recipe again on other seeds (the chance yardstick)."""
+    from facediff.config import SAMPLERS
+
+    names = [s.strip() for s in samplers.split(",") if s.strip()]
+    bad = [s for s in names if s not in SAMPLERS]
+    if bad or not names:
+        raise ValueError(
+            f"--sweep-samplers: expected some of {', '.join(SAMPLERS)}, got {samplers!r}"
+        )
+    try:
+        counts = [int(n) for n in steps.split(",") if n.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise ValueError(f"--sweep-steps: expected step counts like 10,15,20,25, got {steps!r}")
+    d = SampleConfig()
+    return [(s, n, 0) for s in names for n in counts] + [(d.sampler, d.steps, 1)]
+
+
 def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:
-    """Section 4: samples at 10-25 steps in a folder ``time_to_fid.py score`` reads."""
+    """Section 4: samples at each step count in a folder ``time_to_fid.py score`` reads."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from safetensors.torch import save_file
     from time_to_fid import proportional
 
+    settings = args.sweep_settings
     info = json.loads((ttf_work / "split.json").read_text())
     per_category = proportional(info["heldout_per_category"], args.sweep_samples)
+    offset = max(per_category)  # "other seeds" start past every category's seeds
     out.mkdir(parents=True, exist_ok=True)
     for name in ("data", "heldout.safetensors"):
         link = out / name
@@ -328,30 +354,35 @@ def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:
     shutil.copy(ttf_work / "split.json", out / "split.json")
     dev = args.device_obj
     loaded = load_for_inference(run, device=dev, dtype=args.dtype)
-    total = sum(per_category) * len(SWEEP)
+    total = sum(per_category) * len(settings)
     cfg = dataclasses.replace(SampleConfig(), batch_size=args.batch_size, device=args.device)
     den = prepare_denoiser(loaded, device=dev, images=total, batch_size=args.batch_size)
     rows = []
-    for sampler, steps in SWEEP:
+    for sampler, steps, reseed in settings:
+        first = reseed * offset
         images, labels = [], []
         start = time.perf_counter()
         for k, n in enumerate(per_category):
             if n == 0:
                 continue
             mix = parse_mix(loaded.categories[k].code, loaded.categories)
-            images.append(generate(den, mix, list(range(n)), cfg, sampler=sampler, steps=steps))
+            seeds = list(range(first, first + n))
+            images.append(generate(den, mix, seeds, cfg, sampler=sampler, steps=steps))
             labels.append(torch.full((n,), k, dtype=torch.int64))
         sync(dev)
         rate = sum(per_category) / (time.perf_counter() - start)
-        samples = f"samples-{sampler}-{steps}.safetensors"
-        save_file({"images": torch.cat(images), "labels": torch.cat(labels)}, str(out / samples))
+        tag = f"{sampler}-{steps}" + ("-other-seeds" if reseed else "")
+        recipe = f"{sampler} {steps} steps" + (f", seeds from {first}" if reseed else "")
         row = {
-            "recipe": f"{sampler} {steps} steps",
+            "recipe": recipe,
             "step": loaded.step,
-            "samples": samples,
+            "samples": f"samples-{tag}.safetensors",
             "per_category": per_category,
             "sample_images_per_s": rate,
         }
+        save_file(
+            {"images": torch.cat(images), "labels": torch.cat(labels)}, str(out / row["samples"])
+        )
         rows.append(row)
         print(json.dumps(row), flush=True)
     (out / "rows.json").write_text(json.dumps(rows, indent=2))
@@ -399,6 +430,8 @@ def main() -> None:
     p.add_argument("--sweep", metavar="WORK", help="a time_to_fid.py work folder to sweep steps")
     p.add_argument("--sweep-run", help="the run to sweep (default WORK/runs/default)")
     p.add_argument("--sweep-samples", type=int, default=1000)
+    p.add_argument("--sweep-samplers", default=SWEEP_SAMPLERS, help="comma-separated samplers")
+    p.add_argument("--sweep-steps", default=SWEEP_STEPS, help="comma-separated step counts")
     p.add_argument("--sweep-only", action="store_true", help="only the steps sweep (section 4)")
     p.add_argument("--compile-on-cpu", action="store_true", help="compiled rows on the CPU too")
     p.add_argument("--work", help="keep outputs and caches here (default: a temporary folder)")
@@ -407,6 +440,10 @@ def main() -> None:
     args = p.parse_args()
     if args.sweep_only and not (args.sweep or args.smoke):
         p.error("--sweep-only needs --sweep WORK")
+    try:
+        args.sweep_settings = sweep_settings(args.sweep_samplers, args.sweep_steps)
+    except ValueError as e:
+        p.error(str(e))
     if args.smoke:
         args.device, args.preset, args.size = "cpu", "tiny", 16
         args.n, args.batch_size, args.batches, args.sweep_samples = 4, 4, 1, 8

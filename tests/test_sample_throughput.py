@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +56,11 @@ def test_smoke_mode_reports_the_default_path_against_eager_and_writes_the_sweep(
     # The steps sweep: a folder `time_to_fid.py score` reads (rows, samples, data, split).
     sweep = tmp_path / "w" / "ttf" / "steps-sweep"
     recipes = [r["recipe"] for r in result["sweep"]]
-    assert recipes == [f"{s} {n} steps" for s in ("dpmsolver++", "unipc") for n in (10, 15, 20, 25)]
+    offset = max(result["sweep"][0]["per_category"])
+    assert recipes == [
+        *(f"{s} {n} steps" for s in ("dpmsolver++", "unipc") for n in (10, 15, 20, 25)),
+        f"dpmsolver++ 25 steps, seeds from {offset}",  # the default recipe on other seeds
+    ]
     assert json.loads((sweep / "rows.json").read_text()) == result["sweep"]
     for name in ("data", "heldout.safetensors", "split.json"):
         assert (sweep / name).exists()
@@ -63,6 +68,8 @@ def test_smoke_mode_reports_the_default_path_against_eager_and_writes_the_sweep(
         tensors = load_file(str(sweep / r["samples"]))
         assert tensors["images"].shape[0] == sum(r["per_category"]) == 8
         assert tensors["labels"].tolist() == sorted(tensors["labels"].tolist())
+    same, other = (load_file(str(sweep / r["samples"]))["images"] for r in result["sweep"][3::5])
+    assert not torch.equal(same, other)  # other seeds, other faces
 
 
 @pytest.mark.slow
@@ -71,13 +78,29 @@ def test_sweep_only_skips_the_timing_sections(tmp_path):
     env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
     out = tmp_path / "rows.json"
     cmd = [sys.executable, str(SCRIPT), "--smoke", "--sweep-only", "--work", str(tmp_path / "w")]
+    chosen = ["--sweep-samplers", "ddim", "--sweep-steps", "2,3"]
     proc = subprocess.run(
-        [*cmd, "--json", str(out)], capture_output=True, text=True, env=env, timeout=600
+        [*cmd, *chosen, "--json", str(out)], capture_output=True, text=True, env=env, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["rows"] == [] and f"| {COLUMNS} |" not in proc.stdout
-    assert len(result["sweep"]) == 8
+    recipes = [r["recipe"] for r in result["sweep"]]
+    assert recipes[:2] == ["ddim 2 steps", "ddim 3 steps"]
+    assert recipes[2].startswith("dpmsolver++ 25 steps, seeds from ")
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [("--sweep-samplers", "dpm,ddim"), ("--sweep-steps", "10,x"), ("--sweep-steps", "0")],
+)
+def test_bad_sweep_settings_stop_before_any_work(tmp_path, flag, value):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, str(SCRIPT), "--smoke", "--sweep-only", "--work", str(tmp_path / "w")]
+    proc = subprocess.run([*cmd, flag, value], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert f"{flag}: expected" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "w").exists()
     bad = subprocess.run(
         [sys.executable, str(SCRIPT), "--sweep-only"], capture_output=True, text=True, env=env
     )
