@@ -339,6 +339,17 @@ def check_device_name(name: str) -> str:
     return name
 
 
+def noise_interval(value: Any) -> tuple[float, float] | None:
+    """``(lo, hi)`` as floats when ``value`` is two noise levels with ``0 <= lo < hi``
+    (``hi`` may be infinite), else None (the check of :func:`facediff.guidance.check_interval`,
+    kept here so the config stays free of torch)."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return (lo, hi) if 0 <= lo < hi and not math.isinf(lo) else None
+
+
 @dataclass(frozen=True)
 class SampleConfig:
     """How to sample: the settings of ``sample``, ``grid``, ``evaluate`` and ``generate``."""
@@ -346,6 +357,8 @@ class SampleConfig:
     sampler: str = "dpmsolver++"  # one of SAMPLERS
     steps: int = 25
     guidance: float = 3.0
+    # (σ_lo, σ_hi): guide only the steps with σ_lo < σ <= σ_hi; None: every step
+    guidance_interval: tuple[float, float] | None = None
     mix_mode: str = "compose"  # one of MIX_MODES
     n: int = 8  # images per category and mix
     seed: int = 0
@@ -364,6 +377,15 @@ class SampleConfig:
             _check_positive_int(self, name)
         if not (math.isfinite(self.guidance) and self.guidance >= 0):  # inf/nan: black images
             raise invalid("guidance", self.guidance, "must be a finite number >= 0")
+        if self.guidance_interval is not None:
+            interval = noise_interval(self.guidance_interval)
+            if interval is None:
+                raise invalid(
+                    "guidance_interval",
+                    self.guidance_interval,
+                    "must be two noise levels LO,HI with 0 <= LO < HI",
+                )
+            object.__setattr__(self, "guidance_interval", interval)
         if type(self.seed) is not int or not 0 <= self.seed <= 2**63 - self.n:
             raise invalid(
                 "seed", self.seed, f"seeds seed … seed + n − 1 must lie in 0 … {2**63 - 1}"

@@ -60,11 +60,14 @@ class ExportResult:
 
 def sample_defaults(config: SampleConfig) -> dict[str, Any]:
     """The pipeline's defaults for a call that leaves them out: facediff's own."""
-    return {
+    defaults: dict[str, Any] = {
         "num_inference_steps": config.steps,
         "guidance_scale": config.guidance,
         "mix_mode": config.mix_mode,
     }
+    if config.guidance_interval is not None:
+        defaults["guidance_interval"] = list(config.guidance_interval)
+    return defaults
 
 
 def build_pipeline(loaded: LoadedModel, config: SampleConfig | None = None) -> Any:

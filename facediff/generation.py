@@ -232,6 +232,7 @@ def _sample_batch(
     sampler: str,
     steps: int,
     guidance: float,
+    guidance_interval: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     """Run one batch from its seeds to uint8 images on the CPU."""
     generators, noise = seeded_noise(seeds, den.sample_size)
@@ -247,6 +248,7 @@ def _sample_batch(
         guidance=guidance,
         dtype=den.dtype,
         generator=generators,
+        guidance_interval=guidance_interval,
     )
     return to_uint8(x).cpu()
 
@@ -329,7 +331,13 @@ def generate(
             part = seeds[start : start + batch_size]
             pad = batch_size - len(part) if den.compiled else 0
             images = _sample_batch(
-                den, part + [0] * pad, cond, sampler=c.sampler, steps=c.steps, guidance=c.guidance
+                den,
+                part + [0] * pad,
+                cond,
+                sampler=c.sampler,
+                steps=c.steps,
+                guidance=c.guidance,
+                guidance_interval=c.guidance_interval,
             )
             chunks.append(images[: len(part)])
             emit(progress, Progress(task, start + len(part), len(seeds)))

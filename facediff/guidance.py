@@ -29,6 +29,11 @@ the UNet as the plain 1-D labels of a category-only model.
 
 With ``guidance == 1`` the unconditional branch cancels and is not evaluated. For
 ``v_prediction`` models the same linear combination is applied to the model outputs.
+
+A guidance interval ``(σ_lo, σ_hi]`` (Kynkäänniemi et al. 2024, arXiv:2404.07724, as in
+EDM2) guides only the steps whose noise level ``σ = √((1 − ᾱₜ)/ᾱₜ)`` lies in it; the
+others evaluate the category terms alone (``Σ wᵢ ε(x,cᵢ)``, guidance 1), one forward of
+K rows instead of K+1 (+ attribute terms).
 """
 
 from __future__ import annotations
@@ -203,6 +208,22 @@ def check_settings(
         raise ValueError(f"{guidance_name} must be a finite number >= 0; got {guidance}")
 
 
+def check_interval(
+    interval: Sequence[float] | None, name: str = "guidance interval"
+) -> tuple[float, float] | None:
+    """The guidance interval ``(σ_lo, σ_hi)`` as floats, or None; ``ValueError`` unless
+    it is two numbers with ``0 <= σ_lo < σ_hi`` (σ_hi may be ``inf``)."""
+    if interval is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be two noise levels LO,HI; got {interval!r}") from None
+    if not (0 <= lo < hi) or math.isinf(lo):  # nan fails the comparison
+        raise ValueError(f"{name} needs 0 <= LO < HI; got {lo:g},{hi:g}")
+    return lo, hi
+
+
 @dataclass(frozen=True)
 class Conditions:
     """The label rows evaluated at each step and how their outputs are combined."""
@@ -292,6 +313,23 @@ def blended_row(module: torch.nn.Module, cond: Conditions) -> Iterator[None]:
             weight[row] = saved
 
 
+def unguided(cond: Conditions) -> Conditions:
+    """``cond`` at guidance 1 without attribute terms: the category rows alone, which
+    :func:`guide` sums as ``Σ wᵢ ε(x,cᵢ)`` (the steps outside a guidance interval)."""
+    k = len(cond.weights)
+    return Conditions(cond.labels[:k], cond.weights, False, cond.blend)
+
+
+def noise_levels(scheduler: Any, timesteps: Sequence[float]) -> list[float]:
+    """σ = √((1 − ᾱₜ)/ᾱₜ) of each of a diffusers scheduler's ``timesteps``."""
+    alphas = getattr(scheduler, "alphas_cumprod", None)
+    if alphas is None:
+        raise ValueError(f"{type(scheduler).__name__} has no alphas_cumprod: no noise levels")
+    alphas = alphas.double().cpu()
+    picked = [float(alphas[min(round(float(t)), len(alphas) - 1)]) for t in timesteps]
+    return [math.sqrt((1 - a) / a) for a in picked]
+
+
 def guide(outputs: torch.Tensor, cond: Conditions, guidance: float, batch: int) -> torch.Tensor:
     """Combine the stacked outputs ``[ε(x,c₁); …; ε(x,c_K); ε(x,a₁); …; ε(x,∅)]`` (module
     docstring): ``ε(x,∅) + s·Σ wᵢ(ε(x,cᵢ) − ε(x,∅)) + Σ sₐ(ε(x,a) − ε(x,∅))``.
@@ -355,11 +393,14 @@ def denoise(
     dtype: torch.dtype,
     generator: Generators = None,
     progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
+    guidance_interval: Sequence[float] | None = None,
 ) -> torch.Tensor:
     """Run a diffusers ``scheduler`` from ``noise`` (on the model's device) to x₀.
 
     ``net`` is a ``UNet2DModel`` (or compiled one); each step evaluates every label row
     of ``cond`` in one batched forward and combines the outputs with :func:`guide`.
+    With ``guidance_interval`` ``(σ_lo, σ_hi)`` only steps with σ_lo < σ <= σ_hi are
+    guided; the others evaluate the category rows alone (:func:`unguided`).
     Stochastic schedulers draw their step noise from ``generator`` (per image when it
     is a list). Returns float32 images in model space ([-1, 1] for a trained model).
     ``progress`` may wrap the step indices (e.g. a progress bar).
@@ -368,11 +409,17 @@ def denoise(
     host_timesteps = scheduler.timesteps.tolist()  # one sync, then none inside the loop
     x = noise * scheduler.init_noise_sigma
     batch = x.shape[0]
-    n_cond = len(cond.labels)
     rows = torch.tensor(cond.labels, dtype=torch.long, device=x.device)
     if rows.shape[1] == 1:  # no attributes: the 1-D labels of a category-only model
         rows = rows[:, 0]
     labels = rows.repeat_interleave(batch, dim=0)
+    interval = check_interval(guidance_interval)
+    guided = [True] * len(host_timesteps)
+    if interval is not None and cond.unconditional:
+        lo, hi = interval
+        guided = [lo < s <= hi for s in noise_levels(scheduler, host_timesteps)]
+    plain = unguided(cond)
+    plain_labels = labels[: len(plain.labels) * batch]  # the category rows come first
     step_kwargs = {"generator": generator} if generator is not None else {}
     if not _takes_generator(scheduler):
         step_kwargs = {}
@@ -382,9 +429,11 @@ def denoise(
     for i in indices:
         t = host_timesteps[i]
         x_in = scheduler.scale_model_input(x, t).to(dtype)
-        x_all = x_in if n_cond == 1 else torch.cat([x_in] * n_cond)
-        out = net(x_all, scheduler.timesteps[i], class_labels=labels, return_dict=False)[0]
-        eps = guide(out, cond, guidance, batch)
+        use, use_labels = (cond, labels) if guided[i] else (plain, plain_labels)
+        n_rows = len(use.labels)
+        x_all = x_in if n_rows == 1 else torch.cat([x_in] * n_rows)
+        out = net(x_all, scheduler.timesteps[i], class_labels=use_labels, return_dict=False)[0]
+        eps = guide(out, use, guidance, batch)
         x = scheduler.step(eps, t, x, return_dict=False, **step_kwargs)[0]
     return x.float()
 

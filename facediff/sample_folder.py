@@ -15,7 +15,8 @@ a request for none writes the folders of before. Seeds run from ``seed`` to
 
 Each ``samples.json`` entry lists its labels with their mix weights (``"mixes"``) and the
 requested attributes (``"attributes": {"gender": "female", "age": "60-69"}``, requested
-ones only; ``"attribute_guidance"`` when some had their own scale).
+ones only; ``"attribute_guidance"`` when some had their own scale; ``"guidance_interval"``
+when guidance ran on part of the steps only).
 """
 
 from __future__ import annotations
@@ -195,6 +196,8 @@ def _record_entry(
     }
     if request.guidance:
         entry["attribute_guidance"] = request.guidance
+    if config.guidance_interval is not None:
+        entry["guidance_interval"] = list(config.guidance_interval)
     return entry
 
 

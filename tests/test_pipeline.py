@@ -28,6 +28,7 @@ from pipeline_helpers import quiet as _quiet
 from sampling_helpers import invoke, make_run
 
 from facediff.config import SampleConfig
+from facediff.exporting import build_pipeline
 from facediff.generation import generate, make_scheduler
 from facediff.loading import load_for_inference
 from facediff.mix import parse_mix
@@ -110,6 +111,27 @@ def test_facediff_pipeline_arguments(folder):
     one = pipe(category="E", batch_size=2, generator=torch.Generator().manual_seed(0), **call)
     two = pipe(category="E", batch_size=2, generator=torch.Generator().manual_seed(0), **call)
     assert torch.equal(_pixels(one.images), _pixels(two.images))
+
+
+def test_guidance_interval_matches_generate_and_defaults_from_the_config(folder):
+    pipe = _quiet(FaceDiffPipeline.from_pretrained(folder))
+    loaded = load_for_inference(folder)
+    mix = parse_mix("OI", loaded.categories)
+    interval = (0.28, 5.42)
+    want = generate(loaded, mix, SEEDS, steps=8, guidance_interval=interval, device="cpu")
+
+    def run(p, **kw):  # fresh per-image generators for every call
+        return _pixels(p(mix="OI", num_inference_steps=8, generator=_gens(), **kw).images)
+
+    got = run(pipe, guidance_interval=interval)
+    assert (got.int() - want.int()).abs().max() <= 2
+    assert (run(pipe).int() - want.int()).abs().max() > 2  # the interval changed the faces
+    # A pipeline whose sample defaults carry an interval uses it when the call leaves it out.
+    with_default = _quiet(build_pipeline(loaded, SampleConfig(guidance_interval=interval)))
+    assert with_default.config.sample_defaults["guidance_interval"] == list(interval)
+    assert torch.equal(run(with_default), got)
+    with pytest.raises(ValueError, match="guidance_interval needs 0 <= LO < HI"):
+        run(pipe, guidance_interval=(2.0, 1.0))
 
 
 @pytest.mark.parametrize(

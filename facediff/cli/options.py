@@ -16,6 +16,7 @@ from facediff.config import (
     SAMPLERS,
     SampleConfig,
     field_default,
+    noise_interval,
 )
 
 CategoryOpt = Annotated[
@@ -85,6 +86,17 @@ StepsOpt = Annotated[int, typer.Option("--steps", help="Sampler steps (ddpm: up 
 GuidanceOpt = Annotated[
     float, typer.Option("--guidance", help="Classifier-free guidance scale (1 = none).")
 ]
+GuidanceIntervalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--guidance-interval",
+        metavar="LO,HI",
+        help="Guide only the steps whose noise level σ lies in (LO, HI], e.g. 0.28,5.42 "
+        "(Kynkäänniemi et al. 2024); the other steps skip the unconditional evaluation. "
+        "Default: every step.",
+        show_default=False,
+    ),
+]
 MixModeOpt = Annotated[
     str, typer.Option("--mix-mode", help="compose (guidance over each category) or blend.")
 ]
@@ -135,12 +147,27 @@ _SAMPLE_OPTIONS = (
 )
 
 
+def guidance_interval(text: str | None) -> tuple[float, float] | None:
+    """``--guidance-interval LO,HI`` as two noise levels (checked), or None."""
+    if text is None:
+        return None
+    parts = text.split(",")
+    interval = noise_interval(parts) if len(parts) == 2 else None
+    if interval is None:
+        raise typer.BadParameter(
+            f"{text!r} is not LO,HI with 0 <= LO < HI (e.g. 0.28,5.42)",
+            param_hint="--guidance-interval",
+        )
+    return interval
+
+
 def sample_config(options: dict[str, Any], *, n: int | None = None) -> SampleConfig:
     """A :class:`SampleConfig` (which checks its values) from a command's sampling
     options, passed as its ``locals()``; ``n`` is its count of images per mix, if any."""
     check_choice("--sampler", options["sampler"], SAMPLERS)
     check_choice("--mix-mode", options["mix_mode"], MIX_MODES)
     settings = {name: options[name] for name in _SAMPLE_OPTIONS}
+    settings["guidance_interval"] = guidance_interval(options["guidance_interval"])
     if n is not None:
         settings["n"] = n
     return SampleConfig(use_ema=not options["no_ema"], **settings)

@@ -329,6 +329,8 @@ def _samples_section(
         return SamplesSection(per_group, recorded, str(samples))
     settings = ("sampler", "steps", "guidance", "mix_mode", "seed", "use_ema")
     used = {k: getattr(config, k) for k in settings}
+    if config.guidance_interval is not None:
+        used["guidance_interval"] = list(config.guidance_interval)
     return SamplesSection(per_group, recorded, "generated", used)
 
 
