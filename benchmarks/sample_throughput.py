@@ -20,9 +20,11 @@
    ``--sweep-steps``) from a ``benchmarks/time_to_fid.py run`` work folder's run (or
    ``--sweep-run RUN``), samples proportional to the held-out split written to
    ``WORK/steps-sweep`` for ``python benchmarks/time_to_fid.py score WORK/steps-sweep``
-   (FID/KID, colour cast). Every setting uses the same seeds; one more row repeats the
-   default recipe with other seeds, so the table shows how far two sample sets of one recipe
-   differ by chance alone. ``--sweep-only`` skips sections 1-3.
+   (FID/KID, colour cast). ``--sweep-interval LO,HI`` adds the default recipe guided only
+   for noise levels σ in (LO, HI] (``facediff sample --guidance-interval``). Every setting
+   uses the same seeds; one more row repeats the default recipe with other seeds, so the
+   table shows how far two sample sets of one recipe differ by chance alone.
+   ``--sweep-only`` skips sections 1-3.
 
 Compiled rows run on CUDA only unless ``--compile-on-cpu`` (inductor's C++ build takes
 minutes on a small CPU). FLOPs per evaluation are counted with ``torch.utils.flop_counter``.
@@ -315,10 +317,36 @@ def break_even(process: list[dict], steady: list[dict]) -> list[str]:
     return out
 
 
-def sweep_settings(samplers: str, steps: str) -> list[tuple[str, int, int]]:
-    """(sampler, steps, seed offset) for each sweep row: every sampler at every step count
-    on seeds 0…, then the default recipe again on other seeds (the chance yardstick)."""
-    from facediff.config import SAMPLERS
+@dataclasses.dataclass(frozen=True)
+class SweepRow:
+    """One setting of the sweep: a sampler and step count, the seed offset, and a guidance
+    interval (None: every step guided)."""
+
+    sampler: str
+    steps: int
+    first_seed: int = 0
+    interval: tuple[float, float] | None = None
+
+    @property
+    def tag(self) -> str:
+        tag = f"{self.sampler}-{self.steps}"
+        if self.interval:
+            tag += "-interval-{:g}-{:g}".format(*self.interval)
+        return tag + ("-other-seeds" if self.first_seed else "")
+
+    @property
+    def recipe(self) -> str:
+        recipe = f"{self.sampler} {self.steps} steps"
+        if self.interval:
+            recipe += ", guided σ in ({:g}, {:g}]".format(*self.interval)
+        return recipe + (f", seeds from {self.first_seed}" if self.first_seed else "")
+
+
+def sweep_settings(samplers: str, steps: str, intervals: list[str] | None = None) -> list[tuple]:
+    """(sampler, steps, other seeds?, interval) for each sweep row: every sampler at every
+    step count on seeds 0…, the default recipe with each guidance interval, then the
+    default recipe again on other seeds (the chance yardstick)."""
+    from facediff.config import SAMPLERS, noise_interval
 
     names = [s.strip() for s in samplers.split(",") if s.strip()]
     bad = [s for s in names if s not in SAMPLERS]
@@ -332,8 +360,19 @@ def sweep_settings(samplers: str, steps: str) -> list[tuple[str, int, int]]:
         counts = []
     if not counts or min(counts) < 1:
         raise ValueError(f"--sweep-steps: expected step counts like 10,15,20,25, got {steps!r}")
+    checked = []
+    for text in intervals or []:
+        parts = text.split(",")
+        interval = noise_interval(parts) if len(parts) == 2 else None
+        if interval is None:
+            raise ValueError(f"--sweep-interval: expected LO,HI with 0 <= LO < HI, got {text!r}")
+        checked.append(interval)
     d = SampleConfig()
-    return [(s, n, 0) for s in names for n in counts] + [(d.sampler, d.steps, 1)]
+    return (
+        [(s, n, False, None) for s in names for n in counts]
+        + [(d.sampler, d.steps, False, i) for i in checked]
+        + [(d.sampler, d.steps, True, None)]
+    )
 
 
 def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:
@@ -342,10 +381,13 @@ def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:
     from safetensors.torch import save_file
     from time_to_fid import proportional
 
-    settings = args.sweep_settings
     info = json.loads((ttf_work / "split.json").read_text())
     per_category = proportional(info["heldout_per_category"], args.sweep_samples)
     offset = max(per_category)  # "other seeds" start past every category's seeds
+    settings = [
+        SweepRow(sampler, steps, offset if other else 0, interval)
+        for sampler, steps, other, interval in args.sweep_settings
+    ]
     out.mkdir(parents=True, exist_ok=True)
     for name in ("data", "heldout.safetensors"):
         link = out / name
@@ -358,25 +400,23 @@ def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:
     cfg = dataclasses.replace(SampleConfig(), batch_size=args.batch_size, device=args.device)
     den = prepare_denoiser(loaded, device=dev, images=total, batch_size=args.batch_size)
     rows = []
-    for sampler, steps, reseed in settings:
-        first = reseed * offset
+    for setting in settings:
         images, labels = [], []
         start = time.perf_counter()
         for k, n in enumerate(per_category):
             if n == 0:
                 continue
             mix = parse_mix(loaded.categories[k].code, loaded.categories)
-            seeds = list(range(first, first + n))
-            images.append(generate(den, mix, seeds, cfg, sampler=sampler, steps=steps))
+            seeds = list(range(setting.first_seed, setting.first_seed + n))
+            kw = dict(sampler=setting.sampler, steps=setting.steps)
+            images.append(generate(den, mix, seeds, cfg, guidance_interval=setting.interval, **kw))
             labels.append(torch.full((n,), k, dtype=torch.int64))
         sync(dev)
         rate = sum(per_category) / (time.perf_counter() - start)
-        tag = f"{sampler}-{steps}" + ("-other-seeds" if reseed else "")
-        recipe = f"{sampler} {steps} steps" + (f", seeds from {first}" if reseed else "")
         row = {
-            "recipe": recipe,
+            "recipe": setting.recipe,
             "step": loaded.step,
-            "samples": f"samples-{tag}.safetensors",
+            "samples": f"samples-{setting.tag}.safetensors",
             "per_category": per_category,
             "sample_images_per_s": rate,
         }
@@ -432,6 +472,12 @@ def main() -> None:
     p.add_argument("--sweep-samples", type=int, default=1000)
     p.add_argument("--sweep-samplers", default=SWEEP_SAMPLERS, help="comma-separated samplers")
     p.add_argument("--sweep-steps", default=SWEEP_STEPS, help="comma-separated step counts")
+    p.add_argument(
+        "--sweep-interval",
+        action="append",
+        metavar="LO,HI",
+        help="also the default recipe guided only for σ in (LO, HI] (repeatable)",
+    )
     p.add_argument("--sweep-only", action="store_true", help="only the steps sweep (section 4)")
     p.add_argument("--compile-on-cpu", action="store_true", help="compiled rows on the CPU too")
     p.add_argument("--work", help="keep outputs and caches here (default: a temporary folder)")
@@ -441,7 +487,9 @@ def main() -> None:
     if args.sweep_only and not (args.sweep or args.smoke):
         p.error("--sweep-only needs --sweep WORK")
     try:
-        args.sweep_settings = sweep_settings(args.sweep_samplers, args.sweep_steps)
+        args.sweep_settings = sweep_settings(
+            args.sweep_samplers, args.sweep_steps, args.sweep_interval
+        )
     except ValueError as e:
         p.error(str(e))
     if args.smoke:

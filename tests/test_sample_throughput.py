@@ -78,7 +78,7 @@ def test_sweep_only_skips_the_timing_sections(tmp_path):
     env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
     out = tmp_path / "rows.json"
     cmd = [sys.executable, str(SCRIPT), "--smoke", "--sweep-only", "--work", str(tmp_path / "w")]
-    chosen = ["--sweep-samplers", "ddim", "--sweep-steps", "2,3"]
+    chosen = ["--sweep-samplers", "ddim", "--sweep-steps", "2,3", "--sweep-interval", "0.28,5.42"]
     proc = subprocess.run(
         [*cmd, *chosen, "--json", str(out)], capture_output=True, text=True, env=env, timeout=600
     )
@@ -86,13 +86,22 @@ def test_sweep_only_skips_the_timing_sections(tmp_path):
     result = json.loads(out.read_text())
     assert result["rows"] == [] and f"| {COLUMNS} |" not in proc.stdout
     recipes = [r["recipe"] for r in result["sweep"]]
-    assert recipes[:2] == ["ddim 2 steps", "ddim 3 steps"]
-    assert recipes[2].startswith("dpmsolver++ 25 steps, seeds from ")
+    assert recipes[:3] == [
+        "ddim 2 steps",
+        "ddim 3 steps",
+        "dpmsolver++ 25 steps, guided σ in (0.28, 5.42]",
+    ]
+    assert recipes[3].startswith("dpmsolver++ 25 steps, seeds from ")
 
 
 @pytest.mark.parametrize(
     "flag, value",
-    [("--sweep-samplers", "dpm,ddim"), ("--sweep-steps", "10,x"), ("--sweep-steps", "0")],
+    [
+        ("--sweep-samplers", "dpm,ddim"),
+        ("--sweep-steps", "10,x"),
+        ("--sweep-steps", "0"),
+        ("--sweep-interval", "3,1"),
+    ],
 )
 def test_bad_sweep_settings_stop_before_any_work(tmp_path, flag, value):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
