@@ -362,8 +362,7 @@ def sweep_settings(samplers: str, steps: str, intervals: list[str] | None = None
         raise ValueError(f"--sweep-steps: expected step counts like 10,15,20,25, got {steps!r}")
     checked = []
     for text in intervals or []:
-        parts = text.split(",")
-        interval = noise_interval(parts) if len(parts) == 2 else None
+        interval = noise_interval(text)
         if interval is None:
             raise ValueError(f"--sweep-interval: expected LO,HI with 0 <= LO < HI, got {text!r}")
         checked.append(interval)

@@ -340,9 +340,11 @@ def check_device_name(name: str) -> str:
 
 
 def noise_interval(value: Any) -> tuple[float, float] | None:
-    """``(lo, hi)`` as floats when ``value`` is two noise levels with ``0 <= lo < hi``
-    (``hi`` may be infinite), else None (the check of :func:`facediff.guidance.check_interval`,
-    kept here so the config stays free of torch)."""
+    """``(lo, hi)`` as floats when ``value`` is two noise levels (a pair or the text
+    ``"LO,HI"``) with ``0 <= lo < hi`` (``hi`` may be infinite), else None (the check of
+    :func:`facediff.guidance.check_interval`, kept here so the config stays free of torch)."""
+    if isinstance(value, str):
+        value = value.split(",")
     try:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError):

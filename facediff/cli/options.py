@@ -151,8 +151,7 @@ def guidance_interval(text: str | None) -> tuple[float, float] | None:
     """``--guidance-interval LO,HI`` as two noise levels (checked), or None."""
     if text is None:
         return None
-    parts = text.split(",")
-    interval = noise_interval(parts) if len(parts) == 2 else None
+    interval = noise_interval(text)
     if interval is None:
         raise typer.BadParameter(
             f"{text!r} is not LO,HI with 0 <= LO < HI (e.g. 0.28,5.42)",
