@@ -503,7 +503,11 @@ def main() -> None:
 
     work = Path(args.work or tempfile.mkdtemp(prefix="facediff-throughput-"))
     work.mkdir(parents=True, exist_ok=True)
-    run = Path(args.run) if args.run else random_run(work / "run", args.preset, args.size)
+    if args.sweep_only and args.sweep:  # the header describes the model swept
+        run = Path(args.sweep_run) if args.sweep_run else Path(args.sweep) / "runs" / "default"
+    else:
+        run = Path(args.run) if args.run else random_run(work / "run", args.preset, args.size)
+    label = str(run) if args.run or (args.sweep_only and args.sweep) else args.preset
     loaded = load_for_inference(run)
     args.model_config = loaded.model_config.to_dict()
     n_default = 1 if args.smoke else SampleConfig().n
@@ -513,7 +517,7 @@ def main() -> None:
     evals = cfg.steps * (2 if cfg.guidance != 1 else 1)
     name = torch.cuda.get_device_name(args.device_obj) if gpu else "CPU"
     print(
-        f"device: {name}, {torch.get_num_threads()} threads; model: {args.run or args.preset} at "
+        f"device: {name}, {torch.get_num_threads()} threads; model: {label} at "
         f"{loaded.model_config.sample_size} px, {count_parameters(loaded.unet) / 1e6:.1f}M "
         f"parameters, {flops / 1e9:.3g} GFLOP per image per evaluation; default sampling: "
         f"{cfg.sampler}, {cfg.steps} steps, guidance {cfg.guidance:g} ({evals} evaluations)",

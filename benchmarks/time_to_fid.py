@@ -210,14 +210,16 @@ def judge_hits(work: Path, images: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def score(work: Path, rows: list[dict], use_judge: bool, heldout_from: Path | None) -> None:
-    train = load_prepared(work / "data")
-    if heldout_from is not None:  # pristine copies of the same held-out photos
+    if heldout_from is not None:  # pristine copies of the same photos, split the same way
         data = load_prepared(heldout_from)
-        _, held_idx = split(data, json.loads((work / "split.json").read_text())["fraction"])
+        train_idx, held_idx = split(data, json.loads((work / "split.json").read_text())["fraction"])
         real = data.images[held_idx]
+        # A folder copied back from another machine (rows, split, samples) has no data/.
+        train_images = data.images[train_idx]
     else:
         real = load_file(str(work / "heldout.safetensors"))["images"]
-    reference = fit_colour_reference(train.images)
+        train_images = load_prepared(work / "data").images
+    reference = fit_colour_reference(train_images)
     net = inception()
     real_feats = net(real) if net is not None else None
     for row in rows:
@@ -237,8 +239,8 @@ def score(work: Path, rows: list[dict], use_judge: bool, heldout_from: Path | No
     if real_feats is not None:
         g = torch.Generator().manual_seed(0)
         n_fake = sum(rows[0]["per_category"]) if rows else 1000
-        pick = torch.randperm(len(train.images), generator=g)[:n_fake]
-        floor["fid"], floor["kid_x1e3"] = fid_kid(net, train.images[pick], real_feats)
+        pick = torch.randperm(len(train_images), generator=g)[:n_fake]
+        floor["fid"], floor["kid_x1e3"] = fid_kid(net, train_images[pick], real_feats)
     print_table(rows, floor)
     (work / "results.json").write_text(json.dumps({"rows": rows, "floor": floor}, indent=2))
 

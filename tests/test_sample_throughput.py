@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,23 @@ def test_sweep_only_skips_the_timing_sections(tmp_path):
         "dpmsolver++ 25 steps, guided σ in (0.28, 5.42]",
     ]
     assert recipes[3].startswith("dpmsolver++ 25 steps, seeds from ")
+
+    # What a GPU machine sends back (rows, split, samples; no data/) scores against pristine
+    # copies of the photos, split the same way.
+    sweep, back = tmp_path / "w" / "ttf" / "steps-sweep", tmp_path / "back"
+    back.mkdir()
+    for f in ["rows.json", "split.json", *(r["samples"] for r in result["sweep"])]:
+        shutil.copy(sweep / f, back / f)
+    scored = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "time_to_fid.py"), "score", str(back),
+         "--heldout-from", str(tmp_path / "w" / "prepared")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    results = json.loads((back / "results.json").read_text())
+    assert [r["recipe"] for r in results["rows"]] == recipes
+    assert all(0 <= r["cast_rate"] <= 1 for r in results["rows"])
+    assert results["floor"]["recipe"].startswith("real vs real")
 
 
 @pytest.mark.parametrize(
