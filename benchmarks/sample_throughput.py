@@ -36,6 +36,9 @@ minutes on a small CPU). FLOPs per evaluation are counted with ``torch.utils.flo
 On a GPU the default call runs seven ``facediff sample`` processes (one compiles cold, about
 1.5 minutes for the ``base`` preset) and four models in one process (the compiled ones reuse
 that cache; CUDA graphs may add a compile): budget about 8 minutes; ``--sweep`` in a second call.
+``--quick`` keeps only what issue 13's targets need, about half of that: ``sample RUN`` cold
+and warm, the eager baseline, ``--compile`` cold (which warms the cache) and the default warm;
+steady eager and compiled.
 """
 
 from __future__ import annotations
@@ -172,8 +175,8 @@ def artifacts(home: Path) -> dict[str, int]:
     return {str(f): f.stat().st_mtime_ns for f in home.rglob("*.bin")} if home.exists() else {}
 
 
-def process_rows(args, run: Path, work: Path, flops: float, evals: int) -> list[dict]:
-    """Section 1: subprocesses with cold and warm compile caches."""
+def process_plan(args, work: Path) -> list[tuple[str, list[str], Path, str, bool | None]]:
+    """Section 1's processes in order: (row, flags, cache home, cache state, --compile)."""
     cold_a, cold_b = work / "cache-a", work / "cache-b"  # default's cache, --compile's
     job = ["-c", args.category, "-n", str(args.n), "--batch-size", str(args.batch_size)]
     label = "sample RUN (no flags)" if not args.smoke else "sample RUN -n 1 (smoke)"
@@ -191,6 +194,17 @@ def process_rows(args, run: Path, work: Path, flops: float, evals: int) -> list[
             ("default (auto)", job, cold_b, "warm", None),
             ("--compile", [*job, "--compile"], cold_b, "warm", True),
         ]
+    if args.quick:
+        # The default's cold row is eager below COLD_MIN_IMAGES (the baseline already says
+        # how fast that is) and --compile warm compiles as the default warm does.
+        skip = {("default (auto)", "cold"), ("--compile", "warm")}
+        plan = [p for p in plan if (p[0], p[3]) not in skip]
+    return plan
+
+
+def process_rows(args, run: Path, work: Path, flops: float, evals: int) -> list[dict]:
+    """Section 1: subprocesses with cold and warm compile caches."""
+    plan = process_plan(args, work)
     rows, eager = [], None
     for k, (label, flags, home, state, setting) in enumerate(plan):
         # What the policy decides for this job (the same function ``sample`` calls).
@@ -229,20 +243,25 @@ def process_rows(args, run: Path, work: Path, flops: float, evals: int) -> list[
     return rows
 
 
+def steady_variants(args, dev: torch.device) -> list[tuple[str, bool, bool, str]]:
+    """Section 2's models in order: (row, compiled, CUDA graphs, precision)."""
+    variants = [("eager", False, False, "auto")]
+    if dev.type == "cuda" and not args.quick:
+        variants.append(("eager fp32 (yardstick)", False, False, "fp32"))
+    if dev.type == "cuda" or args.compile_on_cpu:
+        variants.append(("torch.compile", True, False, "auto"))
+    if dev.type == "cuda" and not args.quick:
+        variants.append(("torch.compile + CUDA graphs", True, True, "auto"))
+    return variants
+
+
 def steady_rows(args, run: Path, flops: float, evals: int) -> list[dict]:
     """Section 2: steady-state images/s in one process; images compared to eager."""
     dev = args.device_obj
     cfg = dataclasses.replace(SampleConfig(), batch_size=args.batch_size, device=args.device)
     seeds = list(range(args.batch_size * args.batches))
-    variants = [("eager", False, False, "auto")]
-    if dev.type == "cuda":
-        variants.append(("eager fp32 (yardstick)", False, False, "fp32"))
-    if dev.type == "cuda" or args.compile_on_cpu:
-        variants.append(("torch.compile", True, False, "auto"))
-    if dev.type == "cuda":
-        variants.append(("torch.compile + CUDA graphs", True, True, "auto"))
     rows, ref, fp32_gap = [], None, None
-    for label, comp, graphs, precision in variants:
+    for label, comp, graphs, precision in steady_variants(args, dev):
         loaded = load_for_inference(run, device=dev, dtype=resolve_precision(precision, dev))
         mix = parse_mix(loaded.categories[0].code, loaded.categories)
         den = prepare_denoiser(
@@ -482,6 +501,11 @@ def main() -> None:
     p.add_argument("--work", help="keep outputs and caches here (default: a temporary folder)")
     p.add_argument("--json", help="write all rows here")
     p.add_argument("--smoke", action="store_true", help="CPU, tiny preset at 16 px, 4 images")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="only the rows issue 13's targets need (about 4 minutes on a GPU)",
+    )
     args = p.parse_args()
     if args.sweep_only and not (args.sweep or args.smoke):
         p.error("--sweep-only needs --sweep WORK")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -132,3 +133,41 @@ def test_bad_sweep_settings_stop_before_any_work(tmp_path, flag, value):
         [sys.executable, str(SCRIPT), "--sweep-only"], capture_output=True, text=True, env=env
     )
     assert bad.returncode == 2 and "--sweep-only needs --sweep WORK" in bad.stderr
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_quick_keeps_the_rows_the_targets_need(tmp_path, quick):
+    """On a GPU, --quick runs the no-flags process cold and warm, the eager baseline,
+    --compile cold (which warms the cache) and the default warm; steady eager and compiled."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import sample_throughput as st
+
+    args = argparse.Namespace(
+        category="O", n=512, batch_size=256, smoke=False, quick=quick, compile_on_cpu=False
+    )
+    args.device_obj = torch.device("cuda")
+    plan = [(row, state, setting) for row, _, _, state, setting in st.process_plan(args, tmp_path)]
+    steady = [v[0] for v in st.steady_variants(args, args.device_obj)]
+    targets = [
+        ("sample RUN (no flags)", "cold", None),
+        ("sample RUN (no flags)", "warm", None),
+        ("eager baseline", "-", False),
+        ("--compile", "cold", True),
+        ("default (auto)", "warm", None),
+    ]
+    if quick:
+        assert plan == targets
+        assert steady == ["eager", "torch.compile"]
+    else:
+        assert set(targets) < set(plan) and len(plan) == 7
+        warms, warmed = ("--compile", "cold", True), ("default (auto)", "warm", None)
+        assert plan.index(warms) < plan.index(warmed)
+        assert steady == [
+            "eager",
+            "eager fp32 (yardstick)",
+            "torch.compile",
+            "torch.compile + CUDA graphs",
+        ]
+    # --compile cold and the default warm share one cache home: the first warms the second.
+    homes = {(row, state): home for row, _, home, state, _ in st.process_plan(args, tmp_path)}
+    assert homes[("--compile", "cold")] == homes[("default (auto)", "warm")]
