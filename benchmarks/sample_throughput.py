@@ -64,7 +64,7 @@ from facediff.categories import DEFAULT_CATEGORIES  # noqa: E402
 from facediff.checkpoint import save_checkpoint  # noqa: E402
 from facediff.config import SampleConfig, TrainConfig, preset  # noqa: E402
 from facediff.device import resolve_device, resolve_precision  # noqa: E402
-from facediff.generation import generate, prepare_denoiser  # noqa: E402
+from facediff.generation import forward_batches, generate, prepare_denoiser  # noqa: E402
 from facediff.loading import LoadedModel, load_for_inference  # noqa: E402
 from facediff.mix import parse_mix, resolve_mixes  # noqa: E402
 from facediff.model import build_unet, count_parameters, scheduler_config  # noqa: E402
@@ -202,19 +202,37 @@ def process_plan(args, work: Path) -> list[tuple[str, list[str], Path, str, bool
     return plan
 
 
+def job_shapes(args, job_row: bool) -> tuple[int, tuple[int, ...]]:
+    """The images and UNet batch sizes of the throughput job (``job_row``) or of ``sample
+    RUN`` with no flags (every category and mix at the default n and batch)."""
+    cats = args.categories
+    if job_row:
+        mixes, n, cfg = (
+            [parse_mix(args.category, cats)],
+            args.n,
+            SampleConfig(batch_size=args.batch_size),
+        )
+    else:
+        mixes, n, cfg = resolve_mixes(cats), args.default_n, SampleConfig()
+    shapes = forward_batches([(m, None, n) for m in mixes], cfg, cats.null_label)
+    return len(mixes) * n, shapes
+
+
 def process_rows(args, run: Path, work: Path, flops: float, evals: int) -> list[dict]:
     """Section 1: subprocesses with cold and warm compile caches."""
     plan = process_plan(args, work)
     rows, eager = [], None
     for k, (label, flags, home, state, setting) in enumerate(plan):
-        # What the policy decides for this job (the same function ``sample`` calls).
+        # What the policy decides for this job (the same functions ``sample`` calls).
         job_row = "--batch-size" in flags
-        images, batch = (args.n, args.batch_size) if job_row else (args.default_images, 64)
+        images, shapes = job_shapes(args, job_row)
         key = compile_cache.compile_cache(
-            args.model_config, args.device_obj, args.dtype, min(batch, images)
+            args.model_config, args.device_obj, args.dtype, shapes
         ).key
         warm = (home / "facediff").exists() and any(home.rglob(f"{key}.bin"))
-        compiled = compile_cache.should_compile(setting, args.device_obj, images=images, warm=warm)
+        compiled = compile_cache.should_compile(
+            setting, args.device_obj, images=images, warm=warm, shapes=len(shapes)
+        )
         before = artifacts(home)
         r = run_sample(run, work / f"out-{k}", flags, home, args.device)
         n = len(list(r["out"].rglob("*.png")))
@@ -534,8 +552,8 @@ def main() -> None:
     label = str(run) if args.run or (args.sweep_only and args.sweep) else args.preset
     loaded = load_for_inference(run)
     args.model_config = loaded.model_config.to_dict()
-    n_default = 1 if args.smoke else SampleConfig().n
-    args.default_images = n_default * len(resolve_mixes(loaded.categories))
+    args.categories = loaded.categories
+    args.default_n = 1 if args.smoke else SampleConfig().n
     flops = flops_per_eval(loaded)
     cfg = SampleConfig()
     evals = cfg.steps * (2 if cfg.guidance != 1 else 1)

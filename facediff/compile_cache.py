@@ -11,8 +11,9 @@ so a second process compiling the same model shape on the same machine reuses th
 (``~/.cache`` when ``XDG_CACHE_HOME`` is unset; an explicit ``TORCHINDUCTOR_CACHE_DIR`` is
 respected). The ``.bin`` file is PyTorch's portable "mega-cache"
 (:func:`torch.compiler.save_cache_artifacts`), written after a process compiled a model
-shape (model config, dtype, batch) and loaded back before compiling that shape again; its
-presence is what "a warm cache exists" means to :func:`should_compile`. A corrupt or stale
+shape (model config, dtype, the batch sizes it is called with) and loaded back before
+compiling that shape again; its presence is what "a warm cache exists" means to
+:func:`should_compile`. A corrupt or stale
 artifact is ignored with a warning and removed, never fatal: the compile then runs cold.
 
 A compiled model is wrapped in :class:`CompiledOrEager`: when compiling itself fails (no
@@ -31,6 +32,7 @@ import os
 import platform
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,7 @@ def should_compile(
     images: int,
     warm: bool,
     training: bool = False,
+    shapes: int = 1,
 ) -> bool:
     """Whether to ``torch.compile`` the model: the one ``--compile`` policy.
 
@@ -77,15 +80,20 @@ def should_compile(
     exactly as they were — and on CUDA compiles when the job makes up for the compilation:
     ``images`` (sampled, or trained on when ``training``) of at least :data:`WARM_MIN_IMAGES`
     (:data:`TRAIN_WARM_MIN_IMAGES`) when this model shape's cache is ``warm``, else at least
-    :data:`COLD_MIN_IMAGES` (:data:`TRAIN_COLD_MIN_IMAGES`).
+    :data:`COLD_MIN_IMAGES` (:data:`TRAIN_COLD_MIN_IMAGES`), per input shape the job
+    compiles for: a compiled model compiles once for every batch size it is called with
+    (``shapes``; a sampling job that mixes categories, pairs and OIE calls it with 2, 3
+    and 4 conditions per image), and each compilation costs about as much as the first.
     """
     if setting is not None:
         return bool(setting)
     if device.type != "cuda":
         return False
     if training:
-        return images >= (TRAIN_WARM_MIN_IMAGES if warm else TRAIN_COLD_MIN_IMAGES)
-    return images >= (WARM_MIN_IMAGES if warm else COLD_MIN_IMAGES)
+        per_shape = TRAIN_WARM_MIN_IMAGES if warm else TRAIN_COLD_MIN_IMAGES
+    else:
+        per_shape = WARM_MIN_IMAGES if warm else COLD_MIN_IMAGES
+    return images >= per_shape * max(1, shapes)
 
 
 class CompileFailed(FacediffError):
@@ -152,8 +160,11 @@ def device_slug(device: torch.device) -> str:
     return _SLUG.sub("_", name).strip("_") or "device"
 
 
-def shape_key(model_config: dict[str, Any], dtype: torch.dtype, batch: int, mode: str) -> str:
+def shape_key(
+    model_config: dict[str, Any], dtype: torch.dtype, batch: int | Sequence[int], mode: str
+) -> str:
     """A short hash of what a compiled graph depends on: architecture, dtype, batch, mode."""
+    batch = batch if isinstance(batch, int) else [int(b) for b in batch]
     blob = json.dumps(
         {"model": model_config, "dtype": str(dtype), "batch": batch, "mode": mode},
         sort_keys=True,
@@ -251,10 +262,12 @@ def compile_cache(
     model_config: dict[str, Any],
     device: torch.device,
     dtype: torch.dtype,
-    batch: int,
+    batch: int | Sequence[int],
     mode: str = "default",
 ) -> CompileCache:
-    """The :class:`CompileCache` of a model shape on this machine (nothing is written yet)."""
+    """The :class:`CompileCache` of a model shape on this machine (nothing is written yet):
+    ``batch`` is the images per batch (training) or the batch sizes the model is called
+    with (sampling, :func:`facediff.generation.forward_batches`)."""
     version = _SLUG.sub("_", f"torch-{torch.__version__}")
     folder = cache_root() / version / device_slug(device)
     return CompileCache(folder, shape_key(model_config, dtype, batch, mode))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,7 @@ from facediff.guidance import (
     denoise,
     initial_noise,
     to_uint8,
+    unguided,
 )
 from facediff.loading import LoadedModel
 from facediff.mix import Mix
@@ -115,11 +116,21 @@ class Denoiser:
     ) -> AttributeRequest:
         """Check a request of attribute values (and per-attribute guidance scales)
         against this model's attributes (see :func:`resolve_request`)."""
-        if isinstance(attributes, AttributeRequest):
-            if guidance:
-                return resolve_request(self.attributes, attributes.values, guidance)
-            return attributes
-        return resolve_request(self.attributes, attributes, guidance)
+        return as_request(self.attributes, attributes, guidance)
+
+
+def as_request(
+    model_attributes: AttributeSet,
+    attributes: Mapping[str, str | None] | AttributeRequest | None = None,
+    guidance: Mapping[str, float] | None = None,
+) -> AttributeRequest:
+    """A request of attribute values (and per-attribute guidance scales), or one already
+    resolved, checked against ``model_attributes`` (see :func:`resolve_request`)."""
+    if isinstance(attributes, AttributeRequest):
+        if guidance:
+            return resolve_request(model_attributes, attributes.values, guidance)
+        return attributes
+    return resolve_request(model_attributes, attributes, guidance)
 
 
 def prepare_denoiser(
@@ -131,6 +142,7 @@ def prepare_denoiser(
     images: int = 0,
     batch_size: int | None = None,
     cuda_graphs: bool = False,
+    shapes: Sequence[int] | None = None,
 ) -> Denoiser:
     """Put the UNet on ``device`` in eval mode with weights in the sampling dtype.
 
@@ -141,8 +153,10 @@ def prepare_denoiser(
     to change.
 
     ``compile``: ``True``/``False`` or ``None`` for auto, decided by
-    :func:`facediff.compile_cache.should_compile` from the job's ``images`` and whether the
-    compile cache of this model shape (``batch_size`` images per batch) is warm. A
+    :func:`facediff.compile_cache.should_compile` from the job's ``images``, the batch
+    sizes the UNet will be called with (``shapes``, from :func:`forward_batches`: one
+    compilation each) and whether the compile cache of those shapes is warm. Without
+    ``shapes`` the job counts as one shape, keyed by ``batch_size`` images per batch. A
     compiled model uses the persistent compile cache (:mod:`facediff.compile_cache`);
     ``cuda_graphs`` (CUDA only) compiles with ``mode="reduce-overhead"``, replaying the
     UNet forward as a CUDA graph at its fixed shape. If compiling fails, auto goes on
@@ -166,8 +180,11 @@ def prepare_denoiser(
     cache, asked = None, compile
     if compile is not False:
         batch = max(1, min(batch_size or SampleConfig().batch_size, max(images, 1)))
-        cache = compile_cache(loaded.model_config.to_dict(), dev, dtype, batch, mode)
-        compile = should_compile(compile, dev, images=images, warm=cache.warm)
+        key = tuple(shapes) if shapes else batch
+        cache = compile_cache(loaded.model_config.to_dict(), dev, dtype, key, mode)
+        compile = should_compile(
+            compile, dev, images=images, warm=cache.warm, shapes=len(shapes or (batch,))
+        )
     if compile:
         assert cache is not None
         cache.activate()
@@ -190,6 +207,28 @@ def prepare_denoiser(
         cuda_graphs=graphs,
         warnings=cache.warnings if cache else [],
     )
+
+
+def forward_batches(
+    jobs: Iterable[tuple[Mix, AttributeRequest | None, int]],
+    config: SampleConfig,
+    null_label: int,
+) -> tuple[int, ...]:
+    """The batch sizes the UNet is called with when :func:`generate` samples each job
+    ``(mix, attribute request, images)`` with ``config``: conditions per image × images
+    per batch (a compiled model pads the last batch to full size), for the guided steps
+    and, with a guidance interval, for the unguided ones (counted even if every step falls
+    inside the interval). A compiled model compiles once per size."""
+    sizes = set()
+    for mix, request, images in jobs:
+        if images < 1:
+            continue
+        batch = min(config.batch_size, images)
+        cond = mix_conditions(mix, config.mix_mode, float(config.guidance), null_label, request)
+        sizes.add(len(cond.labels) * batch)
+        if config.guidance_interval is not None and cond.unconditional:
+            sizes.add(len(unguided(cond).labels) * batch)
+    return tuple(sorted(sizes))
 
 
 def mix_conditions(
@@ -301,18 +340,20 @@ def generate(
     :class:`Denoiser` from :func:`prepare_denoiser` to reuse a placed/compiled model.
     """
     c = dataclasses.replace(config or SampleConfig(), **settings)
-    den = (
-        loaded
-        if isinstance(loaded, Denoiser)
-        else prepare_denoiser(
+    if isinstance(loaded, Denoiser):
+        den = loaded
+    else:
+        wanted = as_request(loaded.attributes, attributes, attribute_guidance)
+        null = loaded.categories.null_label
+        den = prepare_denoiser(
             loaded,
             device=c.device,
             precision=c.precision,
             compile=c.compile,
             images=len(seeds),
             batch_size=c.batch_size,
+            shapes=forward_batches([(mix, wanted, len(seeds))], c, null),
         )
-    )
     limit = max_steps(c.sampler, den.scheduler_config)
     if c.steps > limit:
         raise invalid(

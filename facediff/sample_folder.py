@@ -225,6 +225,7 @@ def sample(
     """Generate ``config.n`` images for every requested category and mix into ``out``,
     with the requested ``attributes`` (see :func:`facediff.generation.generate`)."""
     from facediff.generation import (  # diffusers is heavy
+        forward_batches,
         generate_each,
         prepare_denoiser,
     )
@@ -247,6 +248,9 @@ def sample(
         compile=config.compile,
         images=total,
         batch_size=min(config.batch_size, config.n),  # the shape each mix runs at
+        shapes=forward_batches(
+            [(mix, request, config.n) for mix in plan], config, loaded.categories.null_label
+        ),
     )
     result = SampleResult(out=out, record_path=out / RECORD_FILE, attributes=dict(request.values))
     for warning in [*loaded.warnings, *den.warnings]:

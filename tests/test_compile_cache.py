@@ -50,6 +50,71 @@ def test_policy_auto_on_cuda_needs_a_big_job_or_a_warm_cache():
     assert not cc.should_compile(None, CUDA, images=warm_enough - 1, warm=True)
 
 
+def test_policy_auto_pays_for_one_compilation_per_shape():
+    big, warm_enough = cc.COLD_MIN_IMAGES, cc.WARM_MIN_IMAGES
+    assert not cc.should_compile(None, CUDA, images=3 * big - 1, warm=False, shapes=3)
+    assert cc.should_compile(None, CUDA, images=3 * big, warm=False, shapes=3)
+    assert not cc.should_compile(None, CUDA, images=3 * warm_enough - 1, warm=True, shapes=3)
+    assert cc.should_compile(None, CUDA, images=3 * warm_enough, warm=True, shapes=3)
+    assert cc.should_compile(True, CUDA, images=1, warm=False, shapes=5)  # asked: obeyed
+
+
+class _Spy(torch.nn.Module):
+    """The UNet, recording the batch size of every call."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module, self.sizes = module, set()
+
+    def forward(self, sample, *args, **kwargs):
+        self.sizes.add(sample.shape[0])
+        return self.module(sample, *args, **kwargs)
+
+
+@pytest.mark.parametrize("interval", [None, (0.28, 5.42)])
+def test_forward_batches_are_the_shapes_a_compiled_model_sees(tmp_path, interval):
+    from facediff.generation import forward_batches, generate_each
+    from facediff.mix import resolve_mixes
+
+    loaded = load_for_inference(make_run(tmp_path / "run"))
+    mixes = resolve_mixes(loaded.categories)  # I, O, E, OI, OE, IE, OIE
+    config = SampleConfig(n=3, batch_size=2, steps=4, guidance_interval=interval, device="cpu")
+    shapes = forward_batches([(m, None, config.n) for m in mixes], config, 3)
+    # 2 images per batch (the last one padded) × 2, 3 or 4 conditions; the steps outside
+    # the interval evaluate the category rows alone: 1, 2 or 3.
+    assert shapes == ((4, 6, 8) if interval is None else (2, 4, 6, 8))
+    den = prepare_denoiser(loaded, device="cpu", compile=True, images=21, shapes=shapes)
+    assert (
+        den.compiled
+        and den.cache.key == cc.compile_cache(TINY.to_dict(), CPU, torch.float32, shapes).key
+    )
+    den.net = spy = _Spy(den.module)  # compiling on the CPU takes minutes: spy on the UNet
+    for _ in generate_each(den, mixes, [0, 1, 2], config):
+        pass
+    assert tuple(sorted(spy.sizes)) == shapes
+
+
+def test_sampling_every_mix_weighs_each_shape_it_compiles(tmp_path, monkeypatch):
+    from facediff import generation
+    from facediff.sample_folder import sample
+
+    asked = []
+
+    def policy(setting, device, **kw):
+        asked.append(kw)
+        return False
+
+    monkeypatch.setattr(generation, "should_compile", policy)
+    run = make_run(tmp_path / "run")
+    config = SampleConfig(n=2, steps=2, device="cpu")
+    sample(run, tmp_path / "all", config)  # I, O, E, OI, OE, IE, OIE
+    sample(run, tmp_path / "one", config, categories=["E"])
+    assert [(a["images"], a["shapes"]) for a in asked] == [(14, 3), (2, 1)]
+    mix = parse_mix("OI", load_for_inference(run).categories)
+    generate(load_for_inference(run), mix, [0, 1, 2], steps=2, device="cpu")
+    assert (asked[-1]["images"], asked[-1]["shapes"]) == (3, 1)
+
+
 def test_cache_lives_under_xdg_keyed_by_torch_device_and_shape(tmp_path):
     a = cc.compile_cache(TINY.to_dict(), CPU, torch.float32, 8)
     assert a.folder.is_relative_to(tmp_path / "xdg" / "facediff" / "compile")

@@ -124,7 +124,13 @@ def generate_groups(
 ) -> Generated:
     """Samples for every mix and, for a model with ``attributes`` (the data's), ``per_cell``
     samples per category × attribute request (see :func:`cell_requests`)."""
-    from facediff.generation import generate, generate_each, prepare_denoiser  # heavy
+    from facediff.generation import (  # heavy
+        as_request,
+        forward_batches,
+        generate,
+        generate_each,
+        prepare_denoiser,
+    )
 
     dtype = resolve_precision(config.precision, device)  # load straight onto the device
     loaded = load_for_inference(run, step=step, use_ema=config.use_ema, device=device, dtype=dtype)
@@ -141,6 +147,11 @@ def generate_groups(
     if model_attributes and per_cell > 0:
         wanted = cell_requests(model_attributes, cells)
         requests = [(k, r) for k in range(len(categories)) for r in wanted]
+    cell_mixes = [Mix(categories[k].code, (k,), (1.0,)) for k, _ in requests]
+    jobs = [(mix, None, per_group) for mix in mixes] + [
+        (mix, as_request(model_attributes, r), per_cell)
+        for mix, (_, r) in zip(cell_mixes, requests)
+    ]
     den = prepare_denoiser(
         loaded,
         device=device,
@@ -148,6 +159,7 @@ def generate_groups(
         compile=config.compile,
         images=len(mixes) * per_group + len(requests) * per_cell,
         batch_size=min(config.batch_size, per_group),  # the shape each mix runs at
+        shapes=forward_batches(jobs, config, loaded.categories.null_label),
     )
     for warning in den.warnings:  # e.g. a corrupt compile cache was ignored
         emit(progress, Progress("sample", 0, None, message=warning))
@@ -159,7 +171,7 @@ def generate_groups(
     out = Generated(groups, loaded.step, model_attributes)
     cell_seeds = list(range(config.seed, config.seed + per_cell))
     total = len(requests) * per_cell
-    for i, (k, request) in enumerate(requests):
+    for i, (mix, (k, request)) in enumerate(zip(cell_mixes, requests)):
         done = i * per_cell
         relay = (
             None
@@ -168,7 +180,6 @@ def generate_groups(
                 Progress("sample attributes", done + e.completed, total, e.info, e.message)
             )
         )
-        mix = Mix(categories[k].code, (k,), (1.0,))
         images = generate(den, mix, cell_seeds, config, attributes=request, progress=relay)
         out.cells.append(CellGroup(k, request, images))
     return out
