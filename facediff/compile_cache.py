@@ -101,24 +101,25 @@ class CompileFailed(FacediffError):
 
 
 class CompiledOrEager(torch.nn.Module):
-    """Calls ``compiled``; if its first call fails while the same call runs eagerly, the
-    compiler is at fault: ``strict`` (an explicit ``--compile``) raises
-    :class:`CompileFailed`, else (auto) a :class:`RuntimeWarning` says so and every call
-    from then on runs ``eager``. An error the eager model raises too is the caller's, and
-    propagates as it is; so does running out of memory."""
+    """Calls ``compiled``; if its first call with an input shape (a compilation) fails
+    while the same call runs eagerly, the compiler is at fault: ``strict`` (an explicit
+    ``--compile``) raises :class:`CompileFailed`, else (auto) a :class:`RuntimeWarning`
+    says so and every call from then on runs ``eager``. An error the eager model raises
+    too is the caller's, and propagates as it is; so does running out of memory."""
 
     def __init__(self, compiled, eager: torch.nn.Module, *, strict: bool) -> None:
         super().__init__()
         self._modules_called = (compiled, eager)  # a tuple: not registered as submodules
         self.strict = strict
-        self.proven = False  # the compiled model has run once
+        self.proven: set[tuple[int, ...]] = set()  # input shapes the compiled model ran
         self.fell_back: str | None = None  # why it is not used any more
 
     def forward(self, *args, **kwargs):
         compiled, eager = self._modules_called
         if self.fell_back is not None:
             return eager(*args, **kwargs)
-        if self.proven:
+        shape = tuple(args[0].shape) if args and isinstance(args[0], torch.Tensor) else ()
+        if shape in self.proven:
             return compiled(*args, **kwargs)
         try:
             out = compiled(*args, **kwargs)
@@ -139,7 +140,7 @@ class CompiledOrEager(torch.nn.Module):
                 stacklevel=2,
             )
             return out
-        self.proven = True
+        self.proven.add(shape)
         return out
 
 

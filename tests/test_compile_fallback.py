@@ -126,6 +126,26 @@ def test_a_working_compiled_model_is_used_and_trusted():
     assert torch.equal(net(x), torch.zeros(2, 2)) and len(calls) == 2
 
 
+def test_a_compiler_failing_on_a_new_shape_falls_back_too():
+    """Each new input shape compiles anew: a failure there is the compiler's as well."""
+    eager = torch.nn.Linear(3, 2)
+
+    def compiled(x):
+        if x.shape[0] == 3:
+            raise RuntimeError("InductorError: recompiling for size 3 failed")
+        return eager(x)
+
+    net = cc.CompiledOrEager(compiled, eager, strict=False)
+    net(torch.randn(2, 3))
+    x = torch.randn(3, 3)
+    with pytest.warns(RuntimeWarning, match="recompiling for size 3 failed"):
+        torch.testing.assert_close(net(x), eager(x), rtol=0, atol=0)
+    strict = cc.CompiledOrEager(compiled, eager, strict=True)
+    strict(torch.randn(2, 3))
+    with pytest.raises(cc.CompileFailed, match="--no-compile"):
+        strict(x)
+
+
 def _weights(result):
     return load_file(str(result.checkpoint / "model.safetensors"))
 
