@@ -338,7 +338,46 @@ def generate(
     of ``min(batch_size, len(seeds))`` images (the last one padded with throwaway
     seeds) so it sees one shape per mix size. Pass a
     :class:`Denoiser` from :func:`prepare_denoiser` to reuse a placed/compiled model.
+    :func:`generate_batches` gives the images batch by batch, as they are done.
     """
+    chunks = [
+        images
+        for _, images in generate_batches(
+            loaded,
+            mix,
+            seeds,
+            config,
+            attributes=attributes,
+            attribute_guidance=attribute_guidance,
+            progress=progress,
+            **settings,
+        )
+    ]
+    size = loaded.sample_size if isinstance(loaded, Denoiser) else loaded.model_config.sample_size
+    return _stack(chunks, int(size))
+
+
+def _stack(chunks: list[torch.Tensor], size: int) -> torch.Tensor:
+    """The batches' images as one N×3×S×S uint8 tensor (0×3×S×S for none)."""
+    if chunks:
+        return torch.cat(chunks)
+    return torch.empty((0, 3, size, size), dtype=torch.uint8)
+
+
+def generate_batches(
+    loaded: LoadedModel | Denoiser,
+    mix: Mix,
+    seeds: Sequence[int],
+    config: SampleConfig | None = None,
+    *,
+    attributes: Mapping[str, str | None] | AttributeRequest | None = None,
+    attribute_guidance: Mapping[str, float] | None = None,
+    progress: ProgressCallback | None = None,
+    **settings: Any,
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """:func:`generate`, one batch at a time: ``(seeds, images)`` of each batch as soon as
+    it is done, so a caller can keep the images before the next batch starts. Progress
+    counts a batch once the caller has taken it."""
     c = dataclasses.replace(config or SampleConfig(), **settings)
     if isinstance(loaded, Denoiser):
         den = loaded
@@ -363,14 +402,13 @@ def generate(
     check_seeds(seeds)
     request = den.request(attributes, attribute_guidance)
     cond = mix_conditions(mix, c.mix_mode, float(c.guidance), den.null_label, request)
-    chunks = []
     task = f"sample {request.label(mix.label)}"
     emit(progress, Progress(task, 0, len(seeds)))
-    with blended_row(den.module, cond), torch.inference_mode():
-        batch_size = min(c.batch_size, max(1, len(seeds)))
-        for start in range(0, len(seeds), batch_size):
-            part = seeds[start : start + batch_size]
-            pad = batch_size - len(part) if den.compiled else 0
+    batch_size = min(c.batch_size, max(1, len(seeds)))
+    for start in range(0, len(seeds), batch_size):
+        part = seeds[start : start + batch_size]
+        pad = batch_size - len(part) if den.compiled else 0
+        with blended_row(den.module, cond), torch.inference_mode():
             images = _sample_batch(
                 den,
                 part + [0] * pad,
@@ -380,14 +418,10 @@ def generate(
                 guidance=c.guidance,
                 guidance_interval=c.guidance_interval,
             )
-            chunks.append(images[: len(part)])
-            emit(progress, Progress(task, start + len(part), len(seeds)))
+        yield part, images[: len(part)]
+        emit(progress, Progress(task, start + len(part), len(seeds)))
     if den.cache is not None:  # kernels compiled for a new shape: keep them for next time
         den.cache.save()
-    if not chunks:
-        size = den.sample_size
-        return torch.empty((0, 3, size, size), dtype=torch.uint8)
-    return torch.cat(chunks)
 
 
 def generate_each(
@@ -405,6 +439,31 @@ def generate_each(
 
     Progress is reported as one ``sample`` task over all mixes.
     """
+    each = _each_mix(den, mixes, seeds, config, attributes, attribute_guidance, progress)
+    for mix, batches in each:
+        yield mix, _stack([images for _, images in batches], den.sample_size)
+
+
+def generate_each_batch(
+    den: Denoiser,
+    mixes: Sequence[Mix],
+    seeds: Sequence[int],
+    config: SampleConfig,
+    *,
+    attributes: Mapping[str, str | None] | AttributeRequest | None = None,
+    attribute_guidance: Mapping[str, float] | None = None,
+    progress: ProgressCallback | None = None,
+) -> Iterator[tuple[Mix, list[int], torch.Tensor]]:
+    """:func:`generate_each`, one batch at a time: ``(mix, seeds, images)`` of each batch
+    as soon as it is done (see :func:`generate_batches`)."""
+    each = _each_mix(den, mixes, seeds, config, attributes, attribute_guidance, progress)
+    for mix, batches in each:
+        for part, images in batches:
+            yield mix, part, images
+
+
+def _each_mix(den, mixes, seeds, config, attributes, attribute_guidance, progress):
+    """``(mix, its batches)`` in turn, progress relayed as one ``sample`` task."""
     total = len(mixes) * len(seeds)
     request = den.request(attributes, attribute_guidance)  # checked before the first mix
     for k, mix in enumerate(mixes):
@@ -416,5 +475,4 @@ def generate_each(
                 Progress("sample", done + e.completed, total, e.info, e.message)
             )
         )
-        images = generate(den, mix, seeds, config, attributes=request, progress=relay)
-        yield mix, images
+        yield mix, generate_batches(den, mix, seeds, config, attributes=request, progress=relay)

@@ -226,7 +226,7 @@ def sample(
     with the requested ``attributes`` (see :func:`facediff.generation.generate`)."""
     from facediff.generation import (  # diffusers is heavy
         forward_batches,
-        generate_each,
+        generate_each_batch,
         prepare_denoiser,
     )
 
@@ -257,15 +257,17 @@ def sample(
         emit(progress, Progress("sample", 0, total, message=warning))
     emit(progress, Progress("sample", 0, total))
     start = time.perf_counter()
-    for mix, images in generate_each(
+    # Each batch's PNGs are written as soon as it is done: the first image appears after
+    # one batch, and an interrupted run keeps every finished batch.
+    for mix, part, images in generate_each_batch(
         den, plan, seeds, config, attributes=request, progress=progress
     ):
         label = request.label(mix.label)
         (out / label).mkdir(parents=True, exist_ok=True)
-        paths = [image_path(out, label, s) for s in seeds]
+        paths = [image_path(out, label, s) for s in part]
         for img, p in zip(images, paths):
             save_png(img, p)
-        result.files[label] = paths
+        result.files.setdefault(label, []).extend(paths)
     result.seconds = time.perf_counter() - start
     write_record(out, _record_entry(loaded, config, plan, seeds, result.seconds, request))
     return result

@@ -101,3 +101,25 @@ def test_sample_api_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FacediffError, match="no complete checkpoint"):
         sample(tmp_path / "empty", tmp_path / "o", SampleConfig(n=1))
+
+
+def test_each_batch_is_on_disk_before_the_next_and_an_interrupt_keeps_them(run, tmp_path):
+    out, seen = tmp_path / "out", []
+    config = SampleConfig(n=5, batch_size=2, steps=2, device="cpu")
+
+    def progress(event):
+        if event.task == "sample" and event.completed:
+            seen.append((event.completed, sorted(p.name for p in out.rglob("*.png"))))
+            if event.completed == 4:
+                raise KeyboardInterrupt  # Ctrl-C while the third batch would start
+
+    with pytest.raises(KeyboardInterrupt):
+        sample(run, out, config, categories=["E"], progress=progress)
+    assert seen == [(2, ["E_0.png", "E_1.png"]), (4, ["E_0.png", "E_1.png", "E_2.png", "E_3.png"])]
+    assert not (out / "samples.json").exists()  # the record says what a finished run made
+    with Image.open(out / "E" / "E_1.png") as im:
+        kept = im.tobytes()
+    again = sample(run, out, config, categories=["E"], force=True)
+    assert [p.name for p in again.files["E"]] == [f"E_{s}.png" for s in range(5)]
+    with Image.open(again.files["E"][1]) as im:
+        assert im.tobytes() == kept  # the same seed, the same image
