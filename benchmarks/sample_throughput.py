@@ -5,8 +5,8 @@
    previous row left. ``sample RUN`` with no flags at all (cold, then warm), then a throughput
    job ``-c CODE -n N --batch-size B`` with ``--no-compile`` (the eager baseline), the default
    (auto) cold, ``--compile`` cold, the default warm and ``--compile`` warm. Columns: time to
-   first image (process launch → first PNG on disk; ``sample`` writes a mix's PNGs when the
-   mix is done, so for the one-category job it is nearly the job's time), wall time, images/s
+   first image (process launch → first PNG on disk; ``sample`` writes each batch's PNGs when
+   the batch is done, so it includes start-up, any compilation and one batch), wall time, images/s
    of the sampling loop (compilation included, as ``sample --json`` reports it), TFLOP/s,
    speed-up over eager, and pixel |Δ| against the eager job (same seeds).
 2. One process, steady state (after a warm-up batch): eager, ``torch.compile`` and, on a
