@@ -259,15 +259,21 @@ def sample(
     start = time.perf_counter()
     # Each batch's PNGs are written as soon as it is done: the first image appears after
     # one batch, and an interrupted run keeps every finished batch.
-    for mix, part, images in generate_each_batch(
-        den, plan, seeds, config, attributes=request, progress=progress
-    ):
-        label = request.label(mix.label)
-        (out / label).mkdir(parents=True, exist_ok=True)
-        paths = [image_path(out, label, s) for s in part]
-        for img, p in zip(images, paths):
-            save_png(img, p)
-        result.files.setdefault(label, []).extend(paths)
+    try:
+        for mix, part, images in generate_each_batch(
+            den, plan, seeds, config, attributes=request, progress=progress
+        ):
+            label = request.label(mix.label)
+            (out / label).mkdir(parents=True, exist_ok=True)
+            paths = [image_path(out, label, s) for s in part]
+            for img, p in zip(images, paths):
+                save_png(img, p)
+            result.files.setdefault(label, []).extend(paths)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"interrupted; kept the {result.images} finished images in {out} "
+            "(sample again with --force to redo them)"
+        ) from None
     result.seconds = time.perf_counter() - start
     write_record(out, _record_entry(loaded, config, plan, seeds, result.seconds, request))
     return result

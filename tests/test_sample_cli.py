@@ -113,7 +113,7 @@ def test_each_batch_is_on_disk_before_the_next_and_an_interrupt_keeps_them(run, 
             if event.completed == 4:
                 raise KeyboardInterrupt  # Ctrl-C while the third batch would start
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match=f"kept the 4 finished images in {out}"):
         sample(run, out, config, categories=["E"], progress=progress)
     assert seen == [(2, ["E_0.png", "E_1.png"]), (4, ["E_0.png", "E_1.png", "E_2.png", "E_3.png"])]
     assert not (out / "samples.json").exists()  # the record says what a finished run made
