@@ -13,8 +13,8 @@ respected). The ``.bin`` file is PyTorch's portable "mega-cache"
 (:func:`torch.compiler.save_cache_artifacts`), written after a process compiled a model
 shape (model config, dtype, the batch sizes it is called with) and loaded back before
 compiling that shape again; its presence is what "a warm cache exists" means to
-:func:`should_compile`. A corrupt or stale
-artifact is ignored with a warning and removed, never fatal: the compile then runs cold.
+:func:`should_compile`. A corrupt or stale artifact is ignored with a warning and removed,
+never fatal: the compile then runs cold.
 
 A compiled model is wrapped in :class:`CompiledOrEager`: when compiling itself fails (no
 Triton, an unsupported GPU, an inductor bug), the auto default goes on eagerly with a

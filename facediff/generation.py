@@ -379,10 +379,10 @@ def generate_batches(
     it is done, so a caller can keep the images before the next batch starts. Progress
     counts a batch once the caller has taken it."""
     c = dataclasses.replace(config or SampleConfig(), **settings)
+    request = as_request(loaded.attributes, attributes, attribute_guidance)
     if isinstance(loaded, Denoiser):
         den = loaded
     else:
-        wanted = as_request(loaded.attributes, attributes, attribute_guidance)
         null = loaded.categories.null_label
         den = prepare_denoiser(
             loaded,
@@ -391,7 +391,7 @@ def generate_batches(
             compile=c.compile,
             images=len(seeds),
             batch_size=c.batch_size,
-            shapes=forward_batches([(mix, wanted, len(seeds))], c, null),
+            shapes=forward_batches([(mix, request, len(seeds))], c, null),
         )
     limit = max_steps(c.sampler, den.scheduler_config)
     if c.steps > limit:
@@ -400,7 +400,6 @@ def generate_batches(
         )
     seeds = [int(s) for s in seeds]
     check_seeds(seeds)
-    request = den.request(attributes, attribute_guidance)
     cond = mix_conditions(mix, c.mix_mode, float(c.guidance), den.null_label, request)
     task = f"sample {request.label(mix.label)}"
     emit(progress, Progress(task, 0, len(seeds)))

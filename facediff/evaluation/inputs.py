@@ -157,7 +157,7 @@ def generate_groups(
         device=device,
         precision=config.precision,
         compile=config.compile,
-        images=len(mixes) * per_group + len(requests) * per_cell,
+        images=sum(n for _, _, n in jobs),
         batch_size=min(config.batch_size, per_group),  # the shape each mix runs at
         shapes=forward_batches(jobs, config, loaded.categories.null_label),
     )
