@@ -322,6 +322,26 @@ def steady_rows(args, run: Path, flops: float, evals: int) -> list[dict]:
                 row["note"] += "; same as eager within bf16" if same else "; DIFFERS from eager"
         rows.append(row)
         print(json.dumps(row, default=str), flush=True)
+        for steps in args.steady_steps:  # fewer evaluations, same model and shapes
+            fewer = dataclasses.replace(cfg, steps=steps)
+            start = time.perf_counter()
+            generate(den, mix, seeds, fewer)
+            sync(dev)
+            took = time.perf_counter() - start
+            rate = len(seeds) / took
+            extra = {
+                **row,
+                "row": f"steady: {label}, {steps} steps",
+                "wall s": took,
+                "images/s": rate,
+                "TFLOP/s": rate * evals * steps / cfg.steps * flops / 1e12,
+                "max |Δ|": None,
+                "mean |Δ|": None,
+                "vs eager": None,
+                "note": f"wall s = {len(seeds)} images at {steps} steps (not {cfg.steps})",
+            }
+            rows.append(extra)
+            print(json.dumps(extra, default=str), flush=True)
         del den, loaded
     rows[0]["vs eager"] = 1.0
     return rows
@@ -503,6 +523,12 @@ def main() -> None:
     p.add_argument("-n", type=int, help="images of the throughput job (GPU 512, CPU 8)")
     p.add_argument("--batch-size", type=int, help="(GPU 256, CPU 8)")
     p.add_argument("--batches", type=int, default=2, help="timed batches in section 2")
+    p.add_argument(
+        "--steady-steps",
+        default="",
+        metavar="N,N",
+        help="section 2 also times each model at these step counts (e.g. 15,20)",
+    )
     p.add_argument("--sweep", metavar="WORK", help="a time_to_fid.py work folder to sweep steps")
     p.add_argument("--sweep-run", help="the run to sweep (default WORK/runs/default)")
     p.add_argument("--sweep-samples", type=int, default=1000)
@@ -533,6 +559,12 @@ def main() -> None:
         )
     except ValueError as e:
         p.error(str(e))
+    try:
+        args.steady_steps = [int(n) for n in args.steady_steps.split(",") if n.strip()]
+    except ValueError:
+        p.error(f"--steady-steps: expected step counts like 15,20, got {args.steady_steps!r}")
+    if any(n < 1 for n in args.steady_steps):
+        p.error(f"--steady-steps: expected step counts like 15,20, got {args.steady_steps!r}")
     if args.smoke:
         args.device, args.preset, args.size = "cpu", "tiny", 16
         args.n, args.batch_size, args.batches, args.sweep_samples = 4, 4, 1, 8

@@ -49,6 +49,7 @@ COLUMNS = (
     "row",
     "flags",
     "cache",
+    "steps",
     "compiled",
     "first step s",
     "wall s",
@@ -60,11 +61,11 @@ COLUMNS = (
 COMPILING_NOTE = "compiling the training step"
 
 
-def run_train(data: Path, out: Path, flags: list[str], cache_home: Path, args) -> dict:
-    """One ``facediff train`` process; its timings from ``metrics.jsonl``."""
+def run_train(data: Path, out: Path, flags: list[str], cache_home: Path, args, steps: int) -> dict:
+    """One ``facediff train`` process of ``steps`` steps; its timings from ``metrics.jsonl``."""
     cmd = [sys.executable, "-m", "facediff", "train", str(data), "--out", str(out)]
-    cmd += ["--max-steps", str(args.steps), "--log-every", str(args.log_every)]
-    cmd += ["--preview-every", "0", "--checkpoint-every", str(args.steps)]
+    cmd += ["--max-steps", str(steps), "--log-every", str(args.log_every)]
+    cmd += ["--preview-every", "0", "--checkpoint-every", str(steps)]
     cmd += ["--device", args.device, *shlex.split(args.common), *flags]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(cache_home))
@@ -87,6 +88,8 @@ def run_train(data: Path, out: Path, flags: list[str], cache_home: Path, args) -
 
 
 def rows(data: Path, work: Path, args) -> list[dict]:
+    """Every row's process in turn. Each finished row is printed as a JSON line and, with
+    ``--json``, written at once, so a run cut short by a time limit keeps what it measured."""
     plan = [("eager baseline", ["--no-compile"], "eager", "-")]
     plan += [("default (auto)", [], "default", "cold"), ("default (auto)", [], "default", "warm")]
     for k, extra in enumerate(args.extra):
@@ -95,10 +98,17 @@ def rows(data: Path, work: Path, args) -> list[dict]:
     out, eager = [], None
     for i, (row, flags, home, cache) in enumerate(plan):
         print(f"[{i + 1}/{len(plan)}] {row} ({cache} cache) …", file=sys.stderr, flush=True)
-        r = run_train(data, work / f"run-{i}", flags, work / f"cache-{home}", args)
+        steps = args.baseline_steps if home == "eager" and args.baseline_steps else args.steps
+        r = run_train(data, work / f"run-{i}", flags, work / f"cache-{home}", args, steps)
         eager = eager or r["steady images/s"]
         vs = r["steady images/s"] / eager if r["steady images/s"] and eager else None
-        out.append({"row": row, "flags": shlex.join(flags), "cache": cache, **r, "vs eager": vs})
+        out.append(
+            {"row": row, "flags": shlex.join(flags), "cache": cache, "steps": steps, **r}
+            | {"vs eager": vs}
+        )
+        print(json.dumps(out[-1]), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"rows": out, "policy": "partial"}, indent=2))
     return out
 
 
@@ -126,6 +136,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("data", nargs="?", help="a prepared dataset (facediff prepare)")
     p.add_argument("--steps", type=int, default=3000, help="optimizer steps per process")
+    p.add_argument(
+        "--baseline-steps",
+        type=int,
+        help="steps of the eager row (default --steps): its steady rate needs only a few logs",
+    )
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--device", default="auto")
     p.add_argument("--extra", action="append", default=[], help="another row's flags")
@@ -148,6 +163,7 @@ def main() -> None:
         f"auto compiles a training run of >= {compile_cache.TRAIN_COLD_MIN_IMAGES:,} images "
         f"(cold cache) or >= {compile_cache.TRAIN_WARM_MIN_IMAGES:,} (warm); "
         f"{args.steps} steps per process"
+        + (f" ({args.baseline_steps} for the eager baseline)" if args.baseline_steps else "")
     )
     print(table(result) + "\n\n" + policy)
     if args.json:

@@ -27,8 +27,9 @@ def test_smoke_mode_reports_the_default_path_against_eager_and_writes_the_sweep(
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
     out = tmp_path / "rows.json"
+    cmd = [sys.executable, str(SCRIPT), "--smoke", "--work", str(tmp_path / "w")]
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke", "--work", str(tmp_path / "w"), "--json", str(out)],
+        [*cmd, "--json", str(out), "--steady-steps", "2"],
         capture_output=True,
         text=True,
         env=env,
@@ -44,6 +45,7 @@ def test_smoke_mode_reports_the_default_path_against_eager_and_writes_the_sweep(
         ("eager baseline", "-"),
         ("default (auto)", "cold"),
         ("steady: eager", "-"),
+        ("steady: eager, 2 steps", "-"),  # --steady-steps: the same model at fewer steps
     }
     for r in result["rows"]:
         assert r["images/s"] > 0 and r["TFLOP/s"] > 0 and r["wall s"] > 0
@@ -55,6 +57,9 @@ def test_smoke_mode_reports_the_default_path_against_eager_and_writes_the_sweep(
     assert eager["vs eager"] == 1.0 and eager["images"] == default["images"] == 4
     # On the CPU the default path is the eager path: the very same pixels.
     assert default["max |Δ|"] == 0.0 and default["mean |Δ|"] == 0.0
+    # 2 steps instead of 25: far fewer evaluations, so clearly faster than the default.
+    fewer = rows[("steady: eager, 2 steps", "-")]
+    assert fewer["images/s"] > 3 * rows[("steady: eager", "-")]["images/s"]
     # The steps sweep: a folder `time_to_fid.py score` reads (rows, samples, data, split).
     sweep = tmp_path / "w" / "ttf" / "steps-sweep"
     recipes = [r["recipe"] for r in result["sweep"]]

@@ -19,12 +19,13 @@ def test_smoke_times_default_training_against_eager_in_one_run(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
     out = tmp_path / "rows.json"
-    cmd = [sys.executable, str(SCRIPT), "--smoke", "--work", str(tmp_path / "w")]
+    work = tmp_path / "w"
+    cmd = [sys.executable, str(SCRIPT), "--smoke", "--work", str(work), "--baseline-steps", "4"]
     proc = subprocess.run(
         [*cmd, "--json", str(out)], capture_output=True, text=True, env=env, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    header = "| row | flags | cache | compiled | first step s | wall s | steady images/s"
+    header = "| row | flags | cache | steps | compiled | first step s | wall s | steady images/s"
     assert header in proc.stdout
     rows = json.loads(out.read_text())["rows"]
     assert [(r["row"], r["cache"]) for r in rows] == [
@@ -36,5 +37,28 @@ def test_smoke_times_default_training_against_eager_in_one_run(tmp_path):
         assert not r["compiled"]  # the CPU default stays eager
         assert r["steady images/s"] > 0 and 0 < r["first step s"] < r["wall s"]
         assert r["images/wall s"] < r["steady images/s"]  # start-up is counted
+    assert [r["steps"] for r in rows] == [4, 6, 6]  # --baseline-steps shortens eager only
     assert rows[0]["vs eager"] == 1.0
-    assert rows[1]["loss"] == rows[0]["loss"]  # the same training, only timed
+    # The same training, only timed: eager's last loss (step 4) is the default's at step 4.
+    logged = [json.loads(line) for line in (work / "run-1" / "metrics.jsonl").open()]
+    at4 = [r["loss"] for r in logged if r.get("step") == 4 and "loss" in r]
+    assert at4 == [rows[0]["loss"]]
+    assert rows[1]["loss"] == rows[2]["loss"]
+
+
+@pytest.mark.slow
+def test_a_run_cut_short_keeps_the_rows_it_finished(tmp_path):
+    """The GPU call has a time limit: each finished row is written before the next starts."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    out = tmp_path / "rows.json"
+    cmd = [sys.executable, str(SCRIPT), "--smoke", "--work", str(tmp_path / "w")]
+    cmd += ["--json", str(out), "--extra=--no-such-option"]  # the fourth process fails
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode != 0 and "--no-such-option" in proc.stderr
+    kept = json.loads(out.read_text())
+    assert kept["policy"] == "partial"
+    finished = ["eager baseline", "default (auto)", "default (auto)"]
+    assert [r["row"] for r in kept["rows"]] == finished
+    printed = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert printed == kept["rows"]
