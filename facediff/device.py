@@ -53,9 +53,11 @@ def autocast(device: torch.device, dtype: torch.dtype):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def enable_fast_math(device: torch.device) -> None:
-    """TF32 matmuls and cuDNN autotuning on CUDA (no effect on the CPU)."""
+def enable_fast_math(device: torch.device, *, autotune: bool = True) -> None:
+    """TF32 matmuls on CUDA, and cuDNN autotuning unless ``autotune=False`` (no effect on
+    the CPU). Autotuning times every convolution algorithm on each new input shape: it pays
+    over a long job and costs a short one seconds (see ``generation.AUTOTUNE_MIN_IMAGES``)."""
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = autotune

@@ -174,7 +174,11 @@ def rows_from_run(
         strip = _default_strip(cats)
     sweep = strip_mixes(strip[0], strip[1], strip_steps, cats) if strip else []
     den = prepare_denoiser(
-        loaded, device=config.device, precision=config.precision, compile=config.compile
+        loaded,
+        device=config.device,
+        precision=config.precision,
+        compile=config.compile,
+        images=seeds * max(1, len(plan)) + len(sweep),  # at least; attribute rows add more
     )
     requests = _row_requests(den, attributes, attribute_guidance, rows_by)
     seed_list = list(range(config.seed, config.seed + seeds))
