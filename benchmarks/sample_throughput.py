@@ -362,7 +362,16 @@ def break_even(process: list[dict], steady: list[dict]) -> list[str]:
     base = next(r for r in process if r["row"] == "eager baseline")
     out = []
     for state in ("cold", "warm"):
+        # --quick has no "--compile, warm" row; the default's warm row compiled the same.
         row = next((r for r in process if r["row"] == "--compile" and r["cache"] == state), None)
+        row = row or next(
+            (
+                r
+                for r in process
+                if r["row"] == "default (auto)" and r["cache"] == state and r["compiled"] == "yes"
+            ),
+            None,
+        )
         if row is None:
             continue
         extra = max(0.0, row["wall s"] - base["wall s"] + base["images"] * saved)

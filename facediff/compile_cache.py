@@ -41,14 +41,16 @@ import torch
 
 from facediff.errors import FacediffError, first_line
 
-#: ``auto`` compiles a cold model shape only for jobs of at least this many images. On an
-#: H200 (issue 13) eager sampling made ~30 guided images/s and compiled ~168 with 75-90 s of
-#: compilation: compiling pays from about 80 / (1/30 - 1/168) ≈ 2,900 images. Set from
-#: ``benchmarks/sample_throughput.py``'s break-even column when a GPU measures it.
-COLD_MIN_IMAGES = 3000
-#: ... and a shape whose compile cache is warm for jobs of at least this many images
-#: (a warm compile still traces the model: seconds, not minutes).
-WARM_MIN_IMAGES = 256
+#: ``auto`` compiles a cold model shape only for jobs of at least this many images. Measured
+#: on an H200 by ``benchmarks/sample_throughput.py --quick`` (``base`` at 64 px, batch 256,
+#: 25 guided steps): 49.0 images/s eager and 137.2 compiled in steady state, and a
+#: ``--compile`` process on a cold cache took ~47 s longer than eager would have for its
+#: images, so compiling pays from 47 / (1/49.0 - 1/137.2) ≈ 3,600 images.
+COLD_MIN_IMAGES = 3600
+#: ... and a shape whose compile cache is warm for jobs of at least this many images: the
+#: same measurement put a warm compile (tracing, loading the cached kernels) at ~17 s, which
+#: pays from ≈ 1,300 images.
+WARM_MIN_IMAGES = 1300
 
 #: Training (``train`` without ``--compile``/``--no-compile``) compiles a cold model shape
 #: for runs of at least this many images. On an H200 (issue 13) eager training made ~595

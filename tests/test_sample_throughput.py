@@ -176,3 +176,29 @@ def test_quick_keeps_the_rows_the_targets_need(tmp_path, quick):
     # --compile cold and the default warm share one cache home: the first warms the second.
     homes = {(row, state): home for row, _, home, state, _ in st.process_plan(args, tmp_path)}
     assert homes[("--compile", "cold")] == homes[("default (auto)", "warm")]
+
+
+def test_break_even_uses_the_default_warm_row_when_quick_left_out_compile_warm():
+    """The thresholds are set from these lines: compile seconds / seconds saved per image."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import sample_throughput as st
+
+    def row(name, cache, wall, compiled="yes"):
+        return {"row": name, "cache": cache, "wall s": wall, "images": 100, "compiled": compiled}
+
+    process = [
+        row("eager baseline", "-", 10.0, "no"),
+        row("--compile", "cold", 30.0),
+        row("default (auto)", "warm", 14.0),
+    ]
+    steady = [
+        {"row": "steady: eager", "images/s": 10.0},
+        {"row": "steady: torch.compile", "images/s": 20.0},
+    ]
+    # Saved per image: 1/10 - 1/20 = 0.05 s. Cold: 30 - 10 + 100 × 0.05 = 25 s → 500 images;
+    # warm (the default's warm row): 14 - 10 + 5 = 9 s → 180 images.
+    cold, warm = st.break_even(process, steady)
+    assert "cold cache: ~25 s" in cold and "from 500 images" in cold
+    assert "warm cache: ~9 s" in warm and "from 180 images" in warm
+    process[2]["compiled"] = "no"  # an eager warm row says nothing about compiling
+    assert len(st.break_even(process, steady)) == 1
