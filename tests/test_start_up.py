@@ -1,0 +1,44 @@
+"""benchmarks/start_up.py --smoke: where the time to the first image goes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "start_up.py"
+
+
+@pytest.mark.slow
+def test_smoke_times_each_stage_to_the_first_image_in_a_fresh_process(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    header = "| row | autotune | interpreter | import torch | device | facediff imports |"
+    assert header in proc.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["row"] for r in rows] == ["autotune on (before)", "default"]
+    stages = ["interpreter", "import torch", "device", "facediff imports", "load"]
+    stages += ["first batch", "second batch"]
+    for r in rows:
+        times = [r[s] for s in stages]
+        assert times[0] > 0 and times == sorted(times)  # cumulative, in order
+        assert r["import torch"] > 0.1  # a fresh process: torch is really imported
+        assert r["autotune"] is None  # the CPU has no cuDNN
+
+
+def test_a_missing_run_is_one_line_from_argparse():
+    proc = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "RUN is required" in proc.stderr
