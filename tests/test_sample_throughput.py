@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "sample_throughput.py"
@@ -100,12 +99,30 @@ def test_sweep_only_skips_the_timing_sections(tmp_path):
     ]
     assert recipes[3].startswith("dpmsolver++ 25 steps, seeds from ")
 
-    # What a GPU machine sends back (rows, split, samples; no data/) scores against pristine
-    # copies of the photos, split the same way.
-    sweep, back = tmp_path / "w" / "ttf" / "steps-sweep", tmp_path / "back"
-    back.mkdir()
-    for f in ["rows.json", "split.json", *(r["samples"] for r in result["sweep"])]:
-        shutil.copy(sweep / f, back / f)
+    # What a GPU machine sends back (sample_pack.py: lossless WebP grids and pack.json, at
+    # most 8 files), unpacked here, scores against pristine copies of the photos, split the
+    # same way.
+    sweep, packed, back = (
+        tmp_path / "w" / "ttf" / "steps-sweep",
+        tmp_path / "out",
+        tmp_path / "back",
+    )
+    pack = [sys.executable, str(ROOT / "benchmarks" / "sample_pack.py")]
+    for action, src, dst in (("pack", sweep, packed), ("unpack", packed, back)):
+        done = subprocess.run([*pack, action, str(src), str(dst)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+    sent = sorted(f.name for f in packed.iterdir())
+    assert len(sent) <= 8 and sent == sorted(["pack.json", *(f"{n[:-12]}.webp" for n in
+        (r["samples"] for r in result["sweep"]))])  # fmt: skip
+    for name in ("rows.json", "split.json"):
+        assert json.loads((back / name).read_text()) == json.loads((sweep / name).read_text())
+    for r in result["sweep"]:
+        original, carried = (
+            load_file(str(sweep / r["samples"])),
+            load_file(str(back / r["samples"])),
+        )
+        assert torch.equal(original["images"], carried["images"])  # lossless, bit for bit
+        assert torch.equal(original["labels"], carried["labels"])
     scored = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "time_to_fid.py"), "score", str(back),
          "--heldout-from", str(tmp_path / "w" / "prepared")],
@@ -202,3 +219,15 @@ def test_break_even_uses_the_default_warm_row_when_quick_left_out_compile_warm()
     assert "warm cache: ~9 s" in warm and "from 180 images" in warm
     process[2]["compiled"] = "no"  # an eager warm row says nothing about compiling
     assert len(st.break_even(process, steady)) == 1
+
+
+def test_pack_refuses_more_sample_sets_than_one_return_carries(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import sample_pack
+
+    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    for k in range(sample_pack.MAX_FILES):  # 8 sets + pack.json would be 9 files
+        save_file({"images": images, "labels": torch.zeros(5, dtype=torch.int64)},
+                  str(tmp_path / f"samples-{k}.safetensors"))  # fmt: skip
+    with pytest.raises(SystemExit, match="at most 7 fit one return"):
+        sample_pack.pack(tmp_path, tmp_path / "out")
