@@ -102,6 +102,13 @@ class CompileFailed(FacediffError):
     """``torch.compile`` could not compile the model and ``--compile`` was asked for."""
 
 
+#: Warnings Dynamo prints while tracing diffusers' UNet that say nothing a user can act on:
+#: ``Upsample2D`` asks ``is_torch_version("<", "2.1")`` (an ``lru_cache``-wrapped constant)
+#: in bf16, and Dynamo warns that it traces through the cache ("silent incorrectness is
+#: only a potential risk"). Seen on every bf16 compile on the H200.
+QUIET_COMPILE_WARNINGS = (r"Dynamo detected a call to a `functools\.lru_cache`-wrapped function",)
+
+
 class CompiledOrEager(torch.nn.Module):
     """Calls ``compiled``; if its first call with an input shape (a compilation) fails
     while the same call runs eagerly, the compiler is at fault: ``strict`` (an explicit
@@ -124,7 +131,10 @@ class CompiledOrEager(torch.nn.Module):
         if shape in self.proven:
             return compiled(*args, **kwargs)
         try:
-            out = compiled(*args, **kwargs)
+            with warnings.catch_warnings():  # while this shape compiles
+                for message in QUIET_COMPILE_WARNINGS:
+                    warnings.filterwarnings("ignore", message=message, category=UserWarning)
+                out = compiled(*args, **kwargs)
         except torch.OutOfMemoryError:
             raise
         except Exception as e:

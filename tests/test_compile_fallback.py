@@ -8,6 +8,9 @@ explicit ``--compile`` must stop with one line.
 
 from __future__ import annotations
 
+import functools
+import warnings
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -16,6 +19,7 @@ from typer.testing import CliRunner
 
 from facediff import compile_cache as cc
 from facediff.cli import app
+from facediff.compile_cache import CompiledOrEager
 from facediff.config import TrainConfig
 from facediff.training import build_parts, train
 from facediff.training import setup as training_setup
@@ -195,3 +199,38 @@ def test_sampling_falls_back_to_the_same_images_or_stops_when_asked(tmp_path, mo
     asked = prepare_denoiser(loaded, device="cpu", compile=True, images=2)
     with pytest.raises(cc.CompileFailed, match="--no-compile"):
         generate(asked, mix, seeds, steps=3)
+
+
+@functools.lru_cache
+def _always() -> bool:
+    return True
+
+
+class _Doubles(torch.nn.Module):
+    """Asks an ``lru_cache``-wrapped constant, as diffusers' ``Upsample2D`` does in bf16."""
+
+    def forward(self, x):
+        return x * 2 if _always() else x
+
+
+class _Triples(torch.nn.Module):
+    """The same from another line: Dynamo warns once per call site."""
+
+    def forward(self, x):
+        return x * 3 if _always() else x
+
+
+@pytest.mark.slow
+def test_compiling_does_not_show_dynamos_lru_cache_warning():
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        torch.compile(_Triples())(torch.ones(3))
+    assert any("lru_cache" in str(w.message) for w in seen)  # Dynamo warns on its own
+
+    model = _Doubles()
+    wrapped = CompiledOrEager(torch.compile(model), model, strict=True)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        out = wrapped(torch.ones(3))
+    assert not [str(w.message) for w in seen if "lru_cache" in str(w.message)]
+    assert torch.equal(out, torch.full((3,), 2.0)) and wrapped.proven == {(3,)}
