@@ -112,8 +112,8 @@ CompileOpt = Annotated[
     typer.Option(
         "--compile/--no-compile",
         help="torch.compile the model, with a persistent compile cache. Default: auto "
-        "(on a GPU when this model's compile cache is warm or the job is large; never on "
-        "the CPU).",
+        "(on a GPU when the job is long enough to pay for compiling, per batch size: fewer "
+        "images once this model's compile cache is warm; never on the CPU).",
         show_default=False,
     ),
 ]
