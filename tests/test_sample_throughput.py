@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from script_helpers import script_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "sample_throughput.py"
@@ -23,8 +23,7 @@ COLUMNS = (
 
 @pytest.mark.slow
 def test_smoke_mode_reports_the_default_path_against_eager_and_writes_the_sweep(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    env = script_env(tmp_path / "xdg")
     out = tmp_path / "rows.json"
     cmd = [sys.executable, str(SCRIPT), "--smoke", "--work", str(tmp_path / "w")]
     proc = subprocess.run(
@@ -80,8 +79,7 @@ def test_smoke_mode_reports_the_default_path_against_eager_and_writes_the_sweep(
 
 @pytest.mark.slow
 def test_sweep_only_skips_the_timing_sections(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    env = script_env(tmp_path / "xdg")
     out = tmp_path / "rows.json"
     cmd = [sys.executable, str(SCRIPT), "--smoke", "--sweep-only", "--work", str(tmp_path / "w")]
     chosen = ["--sweep-samplers", "ddim", "--sweep-steps", "2,3", "--sweep-interval", "0.28,5.42"]
@@ -145,7 +143,7 @@ def test_sweep_only_skips_the_timing_sections(tmp_path):
     ],
 )
 def test_bad_sweep_settings_stop_before_any_work(tmp_path, flag, value):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = script_env()
     cmd = [sys.executable, str(SCRIPT), "--smoke", "--sweep-only", "--work", str(tmp_path / "w")]
     proc = subprocess.run([*cmd, flag, value], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from script_helpers import script_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "start_up.py"
@@ -16,7 +16,7 @@ SCRIPT = ROOT / "benchmarks" / "start_up.py"
 
 @pytest.mark.slow
 def test_smoke_times_each_stage_to_the_first_image_in_a_fresh_process(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = script_env()
     out = tmp_path / "rows.json"
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--smoke", "--json", str(out)],

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from script_helpers import script_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "train_default.py"
@@ -16,8 +16,7 @@ SCRIPT = ROOT / "benchmarks" / "train_default.py"
 
 @pytest.mark.slow
 def test_smoke_times_default_training_against_eager_in_one_run(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    env = script_env(tmp_path / "xdg")
     out = tmp_path / "rows.json"
     work = tmp_path / "w"
     cmd = [sys.executable, str(SCRIPT), "--smoke", "--work", str(work), "--baseline-steps", "4"]
@@ -49,8 +48,7 @@ def test_smoke_times_default_training_against_eager_in_one_run(tmp_path):
 @pytest.mark.slow
 def test_a_run_cut_short_keeps_the_rows_it_finished(tmp_path):
     """The GPU call has a time limit: each finished row is written before the next starts."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    env = script_env(tmp_path / "xdg")
     out = tmp_path / "rows.json"
     cmd = [sys.executable, str(SCRIPT), "--smoke", "--work", str(tmp_path / "w")]
     cmd += ["--json", str(out), "--extra=--no-such-option"]  # the fourth process fails
