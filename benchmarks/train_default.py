@@ -23,6 +23,10 @@ show the compiled path.
 
     python benchmarks/train_default.py DATA --steps 3000 --json rows.json    # GPU, ~6 min
     python benchmarks/train_default.py --smoke        # CPU: tiny preset, batch 8, 6 steps
+
+``--rows eager,cold`` runs only those rows; a later call with ``--rows warm`` and the same
+``--work`` goes on from the cache they left (``--warm-steps``: a warm row needs only enough
+steps to compile warm and log a few windows).
 """
 
 from __future__ import annotations
@@ -95,10 +99,18 @@ def rows(data: Path, work: Path, args) -> list[dict]:
     for k, extra in enumerate(args.extra):
         flags = shlex.split(extra)
         plan += [(extra, flags, f"extra{k}", "cold"), (extra, flags, f"extra{k}", "warm")]
-    out, eager = [], None
+    out, eager = [], earlier_eager(work) if "eager" not in args.rows else None
     for i, (row, flags, home, cache) in enumerate(plan):
+        if (home == "eager" and "eager" not in args.rows) or (
+            home != "eager" and cache not in args.rows
+        ):
+            continue  # run folders keep their numbers: a later call with --rows goes on
         print(f"[{i + 1}/{len(plan)}] {row} ({cache} cache) …", file=sys.stderr, flush=True)
-        steps = args.baseline_steps if home == "eager" and args.baseline_steps else args.steps
+        steps = args.steps
+        if home == "eager" and args.baseline_steps:
+            steps = args.baseline_steps
+        elif cache == "warm" and args.warm_steps:
+            steps = args.warm_steps
         r = run_train(data, work / f"run-{i}", flags, work / f"cache-{home}", args, steps)
         eager = eager or r["steady images/s"]
         vs = r["steady images/s"] / eager if r["steady images/s"] and eager else None
@@ -110,6 +122,17 @@ def rows(data: Path, work: Path, args) -> list[dict]:
         if args.json:
             Path(args.json).write_text(json.dumps({"rows": out, "policy": "partial"}, indent=2))
     return out
+
+
+def earlier_eager(work: Path) -> float | None:
+    """The eager row's steady images/s from an earlier call's ``run-0`` in the same
+    ``--work`` (for ``--rows`` without eager), else None."""
+    metrics = work / "run-0" / "metrics.jsonl"
+    if not metrics.is_file():
+        return None
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    windows = [r["images_per_s"] for r in records if "images_per_s" in r]
+    return statistics.median(windows[1:] or windows) if windows else None
 
 
 def fmt(v) -> str:
@@ -129,7 +152,10 @@ def table(result: list[dict]) -> str:
 def smoke_data(work: Path) -> Path:
     from facediff.synthetic import write_synthetic_prepared
 
-    return write_synthetic_prepared(work / "prepared", per_category=6, size=16)
+    out = work / "prepared"
+    if out.is_dir() and any(out.iterdir()):  # an earlier call's (--rows)
+        return out
+    return write_synthetic_prepared(out, per_category=6, size=16)
 
 
 def main() -> None:
@@ -141,6 +167,16 @@ def main() -> None:
         type=int,
         help="steps of the eager row (default --steps): its steady rate needs only a few logs",
     )
+    p.add_argument(
+        "--warm-steps",
+        type=int,
+        help="steps of the warm rows (default --steps): enough to compile warm is enough",
+    )
+    p.add_argument(
+        "--rows",
+        default="eager,cold,warm",
+        help="which rows to run (e.g. eager,cold now and warm in a later call, same --work)",
+    )
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--device", default="auto")
     p.add_argument("--extra", action="append", default=[], help="another row's flags")
@@ -149,6 +185,9 @@ def main() -> None:
     p.add_argument("--json", help="also write the rows here")
     p.add_argument("--smoke", action="store_true", help="CPU, tiny preset, synthetic data")
     args = p.parse_args()
+    args.rows = {r.strip() for r in args.rows.split(",") if r.strip()}
+    if not args.rows or not args.rows <= {"eager", "cold", "warm"}:
+        p.error(f"--rows: expected some of eager,cold,warm, got {','.join(sorted(args.rows))}")
     if args.smoke:
         args.device, args.steps, args.log_every = "cpu", 6, 2
         args.common = f"--preset tiny --batch-size 8 {args.common}"
@@ -164,6 +203,7 @@ def main() -> None:
         f"(cold cache) or >= {compile_cache.TRAIN_WARM_MIN_IMAGES:,} (warm); "
         f"{args.steps} steps per process"
         + (f" ({args.baseline_steps} for the eager baseline)" if args.baseline_steps else "")
+        + (f" ({args.warm_steps} for warm rows)" if args.warm_steps else "")
     )
     print(table(result) + "\n\n" + policy)
     if args.json:

@@ -60,3 +60,37 @@ def test_a_run_cut_short_keeps_the_rows_it_finished(tmp_path):
     assert [r["row"] for r in kept["rows"]] == finished
     printed = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert printed == kept["rows"]
+
+
+@pytest.mark.slow
+def test_rows_split_over_two_calls_share_the_work_folder(tmp_path):
+    """A GPU call can run eager and cold, do other work, then the warm row in a second call:
+    the warm row has its own steps, its run folder keeps its number, and it is compared
+    with the first call's eager row."""
+    env = script_env(tmp_path / "xdg")
+    work = tmp_path / "w"
+    base = [sys.executable, str(SCRIPT), "--smoke", "--work", str(work)]
+    first = subprocess.run(
+        [*base, "--rows", "eager,cold", "--json", str(tmp_path / "a.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    a = json.loads((tmp_path / "a.json").read_text())["rows"]
+    assert [r["cache"] for r in a] == ["-", "cold"] and not (work / "run-2").exists()
+    second = subprocess.run(
+        [*base, "--rows", "warm", "--warm-steps", "4", "--json", str(tmp_path / "b.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    (b,) = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert (b["cache"], b["steps"]) == ("warm", 4)
+    assert (work / "run-2" / "metrics.jsonl").is_file()
+    assert b["vs eager"] == pytest.approx(b["steady images/s"] / a[0]["steady images/s"])
+    bad = subprocess.run([*base, "--rows", "hot"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "--rows" in bad.stderr
