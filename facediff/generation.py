@@ -300,7 +300,9 @@ def _sample_batch(
         generator=generators,
         guidance_interval=guidance_interval,
     )
-    return to_uint8(x).cpu()
+    # On CUDA the latents are channels-last; callers get plain N×3×S×S tensors (safetensors
+    # refuses to save a strided view).
+    return to_uint8(x).contiguous().cpu()
 
 
 #: Seeds are whole numbers in [0, 2**63 - 1] (torch generators take 64 bits).

@@ -198,3 +198,23 @@ def test_v_prediction_and_every_sampler_run(tmp_path):
 def test_bad_arguments(kwargs, match):
     with pytest.raises(FacediffError, match=match):
         generate(fake_loaded(), parse_mix("O", CATS), [0], **kwargs)
+
+
+def test_images_are_plain_contiguous_tensors_even_from_a_channels_last_model(tmp_path, monkeypatch):
+    """On CUDA the UNet runs channels-last; its images once came back as a strided view,
+    which ``safetensors.save_file`` refuses (the GPU steps sweep failed on it)."""
+    from safetensors.torch import load_file, save_file
+
+    from facediff import generation
+
+    denoise = generation.denoise
+
+    def channels_last(*args, **kwargs):
+        return denoise(*args, **kwargs).contiguous(memory_format=torch.channels_last)
+
+    monkeypatch.setattr(generation, "denoise", channels_last)
+    lm = fake_loaded()
+    images = generate(lm, parse_mix("O", CATS), [0, 1], steps=2, device="cpu")
+    assert images.is_contiguous()
+    save_file({"images": images}, str(tmp_path / "s.safetensors"))
+    assert torch.equal(load_file(str(tmp_path / "s.safetensors"))["images"], images)
