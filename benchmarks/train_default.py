@@ -65,6 +65,17 @@ COLUMNS = (
 COMPILING_NOTE = "compiling the training step"
 
 
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def steady_rate(records: list[dict]) -> float | None:
+    """The median images/s of the logged windows after the first (which holds start-up)."""
+    windows = [r["images_per_s"] for r in records if "images_per_s" in r]
+    steady = windows[1:] or windows
+    return statistics.median(steady) if steady else None
+
+
 def run_train(data: Path, out: Path, flags: list[str], cache_home: Path, args, steps: int) -> dict:
     """One ``facediff train`` process of ``steps`` steps; its timings from ``metrics.jsonl``."""
     cmd = [sys.executable, "-m", "facediff", "train", str(data), "--out", str(out)]
@@ -76,16 +87,14 @@ def run_train(data: Path, out: Path, flags: list[str], cache_home: Path, args, s
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {shlex.join(cmd)}\n{proc.stderr[-3000:]}")
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    windows = [r["images_per_s"] for r in records if "images_per_s" in r]
-    steady = windows[1:] or windows
+    records = metrics(out)
     first = next((r["first_step_s"] for r in records if "first_step_s" in r), None)
     images = max((r.get("images_seen", 0) for r in records), default=0)
     return {
         "compiled": COMPILING_NOTE in proc.stdout + proc.stderr,
         "first step s": first,
         "wall s": wall,
-        "steady images/s": statistics.median(steady) if steady else None,
+        "steady images/s": steady_rate(records),
         "images/wall s": images / wall,
         "loss": next((r["loss"] for r in reversed(records) if "loss" in r), None),
     }
@@ -127,12 +136,8 @@ def rows(data: Path, work: Path, args) -> list[dict]:
 def earlier_eager(work: Path) -> float | None:
     """The eager row's steady images/s from an earlier call's ``run-0`` in the same
     ``--work`` (for ``--rows`` without eager), else None."""
-    metrics = work / "run-0" / "metrics.jsonl"
-    if not metrics.is_file():
-        return None
-    records = [json.loads(line) for line in metrics.read_text().splitlines()]
-    windows = [r["images_per_s"] for r in records if "images_per_s" in r]
-    return statistics.median(windows[1:] or windows) if windows else None
+    run = work / "run-0"
+    return steady_rate(metrics(run)) if (run / "metrics.jsonl").is_file() else None
 
 
 def fmt(v) -> str:
