@@ -110,9 +110,7 @@ def rows(data: Path, work: Path, args) -> list[dict]:
         plan += [(extra, flags, f"extra{k}", "cold"), (extra, flags, f"extra{k}", "warm")]
     out, eager = [], earlier_eager(work) if "eager" not in args.rows else None
     for i, (row, flags, home, cache) in enumerate(plan):
-        if (home == "eager" and "eager" not in args.rows) or (
-            home != "eager" and cache not in args.rows
-        ):
+        if ("eager" if home == "eager" else cache) not in args.rows:
             continue  # run folders keep their numbers: a later call with --rows goes on
         print(f"[{i + 1}/{len(plan)}] {row} ({cache} cache) …", file=sys.stderr, flush=True)
         steps = args.steps
