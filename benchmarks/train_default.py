@@ -24,7 +24,9 @@ show the compiled path.
     python benchmarks/train_default.py DATA --steps 3000 --json rows.json    # GPU, ~6 min
     python benchmarks/train_default.py --smoke        # CPU: tiny preset, batch 8, 6 steps
 
-``--rows eager,cold`` runs only those rows; a later call with ``--rows warm`` and the same
+``--no-default`` leaves the no-flags rows out, e.g. to time
+``--extra "--no-compile --cuda-graphs"`` against eager alone. ``--rows eager,cold`` runs
+only those rows; a later call with ``--rows warm`` and the same
 ``--work`` goes on from the cache they left (``--warm-steps``: a warm row needs only enough
 steps to compile warm and log a few windows).
 """
@@ -105,12 +107,13 @@ def rows(data: Path, work: Path, args) -> list[dict]:
     ``--json``, written at once, so a run cut short by a time limit keeps what it measured."""
     plan = [("eager baseline", ["--no-compile"], "eager", "-")]
     plan += [("default (auto)", [], "default", "cold"), ("default (auto)", [], "default", "warm")]
+    skip = {"default"} if args.no_default else set()
     for k, extra in enumerate(args.extra):
         flags = shlex.split(extra)
         plan += [(extra, flags, f"extra{k}", "cold"), (extra, flags, f"extra{k}", "warm")]
     out, eager = [], earlier_eager(work) if "eager" not in args.rows else None
     for i, (row, flags, home, cache) in enumerate(plan):
-        if ("eager" if home == "eager" else cache) not in args.rows:
+        if ("eager" if home == "eager" else cache) not in args.rows or home in skip:
             continue  # run folders keep their numbers: a later call with --rows goes on
         print(f"[{i + 1}/{len(plan)}] {row} ({cache} cache) …", file=sys.stderr, flush=True)
         steps = args.steps
@@ -183,6 +186,11 @@ def main() -> None:
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--device", default="auto")
     p.add_argument("--extra", action="append", default=[], help="another row's flags")
+    p.add_argument(
+        "--no-default",
+        action="store_true",
+        help="leave out the no-flags rows (compare --extra rows with the eager baseline only)",
+    )
     p.add_argument("--common", default="", help="flags for every row (e.g. --preset tiny)")
     p.add_argument("--work", help="folder for runs and caches (default: a temporary one)")
     p.add_argument("--json", help="also write the rows here")

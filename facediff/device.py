@@ -46,11 +46,12 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if name == "bf16" else torch.float16
 
 
-def autocast(device: torch.device, dtype: torch.dtype):
-    """An autocast context for ``dtype`` (a no-op for fp32)."""
+def autocast(device: torch.device, dtype: torch.dtype, *, cache: bool = True):
+    """An autocast context for ``dtype`` (a no-op for fp32). ``cache=False`` recasts the
+    weights at every use, as CUDA-graph capture needs (no cast cached across replays)."""
     if dtype == torch.float32:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=cache)
 
 
 def enable_fast_math(device: torch.device, *, autotune: bool = True) -> None:

@@ -94,3 +94,23 @@ def test_rows_split_over_two_calls_share_the_work_folder(tmp_path):
     assert b["vs eager"] == pytest.approx(b["steady images/s"] / a[0]["steady images/s"])
     bad = subprocess.run([*base, "--rows", "hot"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "--rows" in bad.stderr
+
+
+@pytest.mark.slow
+def test_no_default_compares_extra_rows_with_eager_alone(tmp_path):
+    """How a GPU call times ``--cuda-graphs``: eager against the extra row only. On the
+    CPU the flag notes that it does not apply, so both rows train the same steps alike."""
+    env = script_env(tmp_path / "xdg")
+    out = tmp_path / "rows.json"
+    cmd = [sys.executable, str(SCRIPT), "--smoke", "--work", str(tmp_path / "w")]
+    cmd += ["--no-default", "--rows", "eager,cold", "--extra", "--no-compile --cuda-graphs"]
+    proc = subprocess.run(
+        [*cmd, "--json", str(out)], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["row"], r["cache"]) for r in rows] == [
+        ("eager baseline", "-"),
+        ("--no-compile --cuda-graphs", "cold"),
+    ]
+    assert rows[0]["loss"] == rows[1]["loss"] and rows[1]["vs eager"] > 0

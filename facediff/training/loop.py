@@ -26,6 +26,7 @@ from facediff.training.periodic import maybe_checkpoint, maybe_log, new_preview_
 from facediff.training.setup import (
     build_parts,
     check_run_dir,
+    cuda_graphs_unsupported,
     make_setup,
     restore,
     resume_config,
@@ -202,6 +203,15 @@ def _write_run_config(setup: Setup, parts: Parts) -> None:
     write_json_atomic(setup.run_dir / RUN_CONFIG_FILE, cfg)
 
 
+def _cuda_graphs_note(setup: Setup, parts: Parts) -> str:
+    if parts.graphed is None:
+        return f"note: {cuda_graphs_unsupported(setup)}: training without --cuda-graphs"
+    return (
+        f"replaying the training step as a CUDA graph (--cuda-graphs) after "
+        f"{parts.graphed.warmup_steps} eager steps"
+    )
+
+
 def _begin(
     setup: Setup,
     state: dict[str, Any] | None,
@@ -224,6 +234,8 @@ def _begin(
     if isinstance(parts.forward, CompiledOrEager):
         why = "--compile" if setup.config.compile else f"auto: {planned:,} images planned"
         notes = [*notes, f"compiling the training step ({why}); the first step takes longer"]
+    if setup.config.cuda_graphs:
+        notes = [*notes, _cuda_graphs_note(setup, parts)]
     for note in notes if setup.dist.is_main else ():
         emit(progress, Progress("train", 0, None, message=note))
     loop = _start(setup, parts, state, progress)

@@ -4,6 +4,7 @@ state a checkpoint saves and restores."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,9 @@ from facediff.ema import EMA
 from facediff.errors import CheckpointError, FacediffError
 from facediff.model import build_unet, scheduler_config
 from facediff.objective import make_schedule
+from facediff.training import graphs
 from facediff.training.state import Parts, Setup
+from facediff.training.step import update
 
 
 def saved_train_config(run_dir: Path) -> TrainConfig | None:
@@ -224,7 +227,8 @@ def run_config(setup: Setup) -> dict[str, Any]:
 
 
 def build_parts(setup: Setup, planned_images: int = 0) -> Parts:
-    """Model, EMA, optimizer (fused AdamW on CUDA), grad scaler (fp16 only), schedule.
+    """Model, EMA, optimizer (fused AdamW on CUDA), grad scaler (fp16 only), schedule, and
+    the CUDA-graph replay of the update when :attr:`TrainConfig.cuda_graphs` asks for it.
 
     The step is compiled when :attr:`TrainConfig.compile` says so, or when it is ``None``
     (auto) and :func:`~facediff.compile_cache.should_compile` finds that a run of
@@ -253,7 +257,7 @@ def build_parts(setup: Setup, planned_images: int = 0) -> Parts:
     ):
         _use_compile_cache(cache)
         forward = CompiledOrEager(torch.compile(forward), forward, strict=cfg.compile is True)
-    return Parts(
+    parts = Parts(
         unet=unet,
         forward=forward,
         optimizer=optimizer,
@@ -262,6 +266,16 @@ def build_parts(setup: Setup, planned_images: int = 0) -> Parts:
         schedule=make_schedule(setup.scheduler_config, setup.device),
         generator=torch.Generator(device=setup.device),
     )
+    if cfg.cuda_graphs and cuda_graphs_unsupported(setup) is None:
+        parts.graphed = graphs.GraphedUpdate(
+            functools.partial(update, parts, setup), optimizer, setup.device
+        )
+    return parts
+
+
+def cuda_graphs_unsupported(setup: Setup) -> str | None:
+    """Why ``--cuda-graphs`` cannot apply to this run (it then trains eagerly), or None."""
+    return graphs.unsupported(setup.device, setup.dtype, setup.dist.enabled)
 
 
 def _compile_cache(setup: Setup) -> CompileCache:
@@ -290,10 +304,21 @@ def training_state(parts: Parts, setup: Setup) -> dict[str, Any]:
     if setup.device.type == "cuda":
         rng["torch_cuda"] = torch.cuda.get_rng_state(setup.device)
     return {
-        "optimizer": parts.optimizer.state_dict(),
+        "optimizer": _portable(parts.optimizer.state_dict()),
         "grad_scaler": parts.scaler.state_dict() if parts.scaler.is_enabled() else {},
         "rng": rng,
     }
+
+
+def _portable(optimizer_state: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer state as an eager run saves it: a CUDA-graphed run's learning rate is
+    a device tensor and its groups are ``capturable``, which an eager resume (or one on
+    another device) must not inherit."""
+    for group in optimizer_state["param_groups"]:
+        if isinstance(group.get("lr"), torch.Tensor):
+            group["lr"] = float(group["lr"])
+            group["capturable"] = False
+    return optimizer_state
 
 
 def restore(parts: Parts, setup: Setup, ckpt: Path) -> None:

@@ -65,6 +65,7 @@ class Parts:
     ema: EMA
     schedule: NoiseSchedule
     generator: torch.Generator  # reseeded every step from (seed, rank, step)
+    graphed: Any = None  # a GraphedUpdate (--cuda-graphs), else None: the step runs eagerly
 
 
 @dataclass

@@ -64,30 +64,49 @@ def _attribute_tables(
     return torch.tensor(rates, device=device), torch.tensor(nulls, device=device)
 
 
-def train_step(
-    parts: Parts, x0: torch.Tensor, labels: torch.Tensor, setup: Setup, step: int
-) -> torch.Tensor:
-    """One optimizer step on a batch; returns the (detached, on-device) loss."""
+StepInputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+
+def step_inputs(parts: Parts, x0: torch.Tensor, labels: torch.Tensor, setup: Setup) -> StepInputs:
+    """A step's random draws and what follows from them: noisy images, timesteps, labels,
+    the regression target and the Min-SNR weights (None: uniform)."""
     cfg, g, s = setup.config, parts.generator, parts.schedule
     t = torch.randint(0, s.num_train_timesteps, (x0.shape[0],), generator=g, device=x0.device)
     noise = torch.randn(x0.shape, generator=g, device=x0.device)
     x_t = add_noise(s, x0, noise, t)
     if setup.channels_last:
         x_t = x_t.contiguous(memory_format=torch.channels_last)
-    for group in parts.optimizer.param_groups:
-        group["lr"] = lr_at(step, cfg)
-    with autocast(setup.device, setup.dtype):
+    return x_t, t, labels, target(s, x0, noise, t), loss_weights(s, t, cfg.min_snr_gamma)
+
+
+def update(parts: Parts, setup: Setup, inputs: StepInputs, *, cache_casts: bool = True):
+    """Forward, loss, backward, gradient clipping and the optimizer step on ``inputs``; the
+    gradients must be unset. Returns the (detached, on-device) loss. No host sync, so a
+    CUDA graph can capture it (:mod:`facediff.training.graphs`, with ``cache_casts=False``)."""
+    x_t, t, labels, goal, weights = inputs
+    with autocast(setup.device, setup.dtype, cache=cache_casts):
         prediction = parts.forward(x_t, t, labels, return_dict=False)[0]
-    loss = diffusion_loss(
-        prediction, target(s, x0, noise, t), loss_weights(s, t, cfg.min_snr_gamma)
-    )
-    parts.optimizer.zero_grad(set_to_none=True)
+    loss = diffusion_loss(prediction, goal, weights)
     parts.scaler.scale(loss).backward()
     parts.scaler.unscale_(parts.optimizer)
-    torch.nn.utils.clip_grad_norm_(parts.unet.parameters(), cfg.grad_clip)
+    torch.nn.utils.clip_grad_norm_(parts.unet.parameters(), setup.config.grad_clip)
     parts.scaler.step(parts.optimizer)
     parts.scaler.update()
     return loss.detach()
+
+
+def train_step(
+    parts: Parts, x0: torch.Tensor, labels: torch.Tensor, setup: Setup, step: int
+) -> torch.Tensor:
+    """One optimizer step on a batch; returns the (detached, on-device) loss."""
+    inputs = step_inputs(parts, x0, labels, setup)
+    lr = lr_at(step, setup.config)
+    if parts.graphed is not None:
+        return parts.graphed(inputs, lr)
+    for group in parts.optimizer.param_groups:
+        group["lr"] = lr
+    parts.optimizer.zero_grad(set_to_none=True)
+    return update(parts, setup, inputs)
 
 
 def track_loss(loop: Loop, loss: torch.Tensor, step: int) -> None:

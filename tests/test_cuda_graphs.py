@@ -1,0 +1,141 @@
+"""``train --cuda-graphs``: the update captured once and replayed (facediff.training.graphs).
+
+CI has no GPU, so :class:`ReplayGraph` stands in for a CUDA graph the way one behaves:
+capturing records the update without training, and every replay runs the recorded
+update again on the same static input tensors, writing the same loss tensor, with the
+gradients overwritten rather than accumulated.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from train_helpers import blocks_dataset, tiny
+from typer.testing import CliRunner
+
+from facediff.checkpoint import load_training_state
+from facediff.cli import app
+from facediff.training import graphs, train
+
+
+class ReplayGraph:
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer, self.replays = optimizer, 0
+
+    def _tensors(self) -> list[torch.Tensor]:
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        state = [v for s in self.optimizer.state.values() for v in s.values()]
+        return [t for t in params + state if isinstance(t, torch.Tensor)]
+
+    def capture(self, fn):
+        before = [t.detach().clone() for t in self._tensors()]
+        self.fn, self.out = fn, fn()  # run once to record, then undo what it trained
+        with torch.no_grad():
+            for t, b in zip(self._tensors(), before, strict=True):
+                t.copy_(b)
+        return self.out
+
+    def replay(self) -> None:
+        for g in self.optimizer.param_groups:
+            for p in g["params"]:
+                p.grad.zero_()
+        self.out.copy_(self.fn())
+        self.replays += 1
+
+
+@pytest.fixture
+def fake_gpu_graphs(monkeypatch):
+    """Make ``cuda_graphs=True`` apply on the CPU, with :class:`ReplayGraph` graphs."""
+    made: list[graphs.GraphedUpdate] = []
+    real = graphs.GraphedUpdate
+
+    def graphed(update, optimizer, device, **kw):
+        made.append(real(update, optimizer, device, new_graph=lambda: ReplayGraph(optimizer)))
+        return made[-1]
+
+    monkeypatch.setattr(graphs, "unsupported", lambda *a: None)
+    monkeypatch.setattr(graphs, "GraphedUpdate", graphed)
+    return made
+
+
+def _weights(result) -> dict[str, torch.Tensor]:
+    return load_file(str(result.checkpoint / "model.safetensors"))
+
+
+def _losses(run) -> list[float]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["loss"] for line in lines]
+
+
+def _assert_close(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_replayed_update_trains_like_the_eager_step(tmp_path, fake_gpu_graphs):
+    data = blocks_dataset(tmp_path / "data", per_category=4)
+    # The LR warms up over all 8 steps: a learning rate frozen at capture would show.
+    cfg = tiny(max_steps=8, lr_warmup_steps=8, log_every=1, cond_drop=0.3)
+    eager = train(data, tmp_path / "eager", cfg)
+    graphed = train(data, tmp_path / "graphed", cfg, cuda_graphs=True)
+    (update,) = fake_gpu_graphs
+    assert update.eager_steps == graphs.WARMUP_STEPS and update.failed is None
+    assert update.graph.replays == 8 - graphs.WARMUP_STEPS
+    _assert_close(_weights(eager), _weights(graphed))
+    assert _losses(tmp_path / "graphed") == pytest.approx(_losses(tmp_path / "eager"), rel=1e-5)
+    assert len(set(_losses(tmp_path / "graphed"))) == 8  # each replay saw its own batch
+
+
+def test_a_graphed_run_resumes_eagerly(tmp_path, fake_gpu_graphs):
+    data = blocks_dataset(tmp_path / "data", per_category=4)
+    cfg = tiny(max_steps=5, lr_warmup_steps=2)
+    first = train(data, tmp_path / "run", cfg, cuda_graphs=True)
+    groups = load_training_state(first.checkpoint)["optimizer"]["param_groups"]
+    assert all(type(g["lr"]) is float and not g["capturable"] for g in groups)
+    straight = train(data, tmp_path / "straight", tiny(max_steps=7, lr_warmup_steps=2))
+    resumed = train(data, tmp_path / "run", max_steps=7, cuda_graphs=False)
+    assert resumed.step == 7
+    _assert_close(_weights(straight), _weights(resumed))
+
+
+def test_a_failed_capture_warns_and_trains_on_eagerly(tmp_path, monkeypatch):
+    class Broken:
+        def capture(self, fn):
+            raise RuntimeError("operation not permitted when stream is capturing\nmore")
+
+    real = graphs.GraphedUpdate
+    monkeypatch.setattr(graphs, "unsupported", lambda *a: None)
+    monkeypatch.setattr(
+        graphs, "GraphedUpdate", lambda u, o, d, **kw: real(u, o, d, new_graph=Broken)
+    )
+    data = blocks_dataset(tmp_path / "data", per_category=4)
+    cfg = tiny(max_steps=6, lr_warmup_steps=4)
+    eager = train(data, tmp_path / "eager", cfg)
+    with pytest.warns(RuntimeWarning, match="capturing the training step failed .operation not"):
+        broken = train(data, tmp_path / "broken", cfg, cuda_graphs=True)
+    assert broken.step == 6
+    _assert_close(_weights(eager), _weights(broken))
+
+
+def test_where_cuda_graphs_do_not_apply():
+    cuda = torch.device("cuda")
+    assert graphs.unsupported(cuda, torch.bfloat16, False) is None
+    assert graphs.unsupported(cuda, torch.float32, False) is None
+    assert "GPU" in graphs.unsupported(torch.device("cpu"), torch.float32, False)
+    assert "fp16" in graphs.unsupported(cuda, torch.float16, False)
+    assert "single-GPU" in graphs.unsupported(cuda, torch.bfloat16, True)
+
+
+def test_cli_on_the_cpu_says_it_trains_without_them(tmp_path):
+    data = blocks_dataset(tmp_path / "data", per_category=4)
+    args = ["train", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny"]
+    args += ["--max-steps", "2", "--batch-size", "4", "--device", "cpu", "--preview-every", "0"]
+    result = CliRunner().invoke(app, [*args, "--cuda-graphs"])
+    assert result.exit_code == 0, result.output
+    assert "CUDA graphs need a GPU: training without --cuda-graphs" in result.output
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["train"]["cuda_graphs"] is True
