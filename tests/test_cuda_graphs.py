@@ -8,7 +8,9 @@ gradients overwritten rather than accumulated.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import types
 
 import pytest
 import torch
@@ -139,3 +141,39 @@ def test_cli_on_the_cpu_says_it_trains_without_them(tmp_path):
     assert "CUDA graphs need a GPU: training without --cuda-graphs" in result.output
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["train"]["cuda_graphs"] is True
+
+
+@pytest.mark.parametrize(("name", "attribute_sizes"), [("base", ()), ("tiny", (2, 3))])
+def test_the_update_never_reads_a_value_back_to_the_host(name, attribute_sizes):
+    """A CUDA graph cannot capture a host sync (``.item()``, ``if loss > x:``…). Fake
+    tensors hold no data, so any such read in the update raises here: the preset's forward
+    (attribute embeddings too), the loss, backward, clipping, and fused AdamW with the
+    tensor learning rate a graphed run gives it."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from facediff.config import TrainConfig, preset
+    from facediff.model import build_unet
+    from facediff.training.state import Parts
+    from facediff.training.step import update
+
+    model = preset(name, sample_size=64, num_categories=3)
+    model = dataclasses.replace(model, attribute_sizes=attribute_sizes)
+    setup = types.SimpleNamespace(
+        device=torch.device("cpu"), dtype=torch.bfloat16, config=TrainConfig()
+    )
+    n = 8
+    with FakeTensorMode():
+        unet = build_unet(model)
+        optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4, fused=True)
+        for group in optimizer.param_groups:
+            group["lr"] = torch.tensor(1e-4)
+        scaler = torch.amp.GradScaler("cpu", enabled=False)
+        parts = Parts(unet, unet, optimizer, scaler, None, None, None)
+        x_t = torch.randn(n, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+        labels = torch.zeros(n, 1 + len(attribute_sizes), dtype=torch.long)
+        labels = labels if attribute_sizes else labels[:, 0]
+        t = torch.randint(0, 1000, (n,))
+        inputs = (x_t, t, labels, torch.randn(n, 3, 64, 64), torch.rand(n))
+        for _ in range(2):  # the second step has the optimizer's state
+            loss = update(parts, setup, inputs, cache_casts=False)
+    assert loss.shape == ()
