@@ -10,7 +10,8 @@
    of the sampling loop (compilation included, as ``sample --json`` reports it), TFLOP/s,
    speed-up over eager, and pixel |Δ| against the eager job (same seeds).
 2. One process, steady state (after a warm-up batch): eager, ``torch.compile`` and, on a
-   GPU, ``torch.compile(mode="reduce-overhead")`` (CUDA graphs), with the uint8 images
+   GPU, eager + CUDA graphs (``--cuda-graphs``) and ``torch.compile(mode="reduce-overhead")``
+   (compiled CUDA graphs), with the uint8 images
    compared to eager's (max and mean |Δ| over pixels). On a GPU, fp32 eager against bf16
    eager is the yardstick: a compiled path is "same" when its |Δ| to bf16 eager is at most
    that of fp32 (bf16's own rounding), else "DIFFERS".
@@ -38,7 +39,9 @@ On a GPU the default call runs seven ``facediff sample`` processes (one compiles
 that cache; CUDA graphs may add a compile): budget about 8 minutes; ``--sweep`` in a second call.
 ``--quick`` keeps only what issue 13's targets need, about half of that: ``sample RUN`` cold
 and warm, the eager baseline, ``--compile`` cold (which warms the cache) and the default warm;
-steady eager and compiled.
+steady eager and compiled. ``--steady-only --variants graphs --batch-size 8`` times only
+section 2's eager model against eager + CUDA graphs (``--cuda-graphs``, no compiling) at a
+small batch, where per-step overhead dominates.
 """
 
 from __future__ import annotations
@@ -261,16 +264,27 @@ def process_rows(args, run: Path, work: Path, flops: float, evals: int) -> list[
     return rows
 
 
+#: Section 2's models by ``--variants`` name: (row, compiled, CUDA graphs, precision).
+VARIANTS = {
+    "eager": ("eager", False, False, "auto"),
+    "fp32": ("eager fp32 (yardstick)", False, False, "fp32"),
+    "graphs": ("eager + CUDA graphs", False, True, "auto"),
+    "compile": ("torch.compile", True, False, "auto"),
+    "compile+graphs": ("torch.compile + CUDA graphs", True, True, "auto"),
+}
+
+
 def steady_variants(args, dev: torch.device) -> list[tuple[str, bool, bool, str]]:
-    """Section 2's models in order: (row, compiled, CUDA graphs, precision)."""
-    variants = [("eager", False, False, "auto")]
-    if dev.type == "cuda" and not args.quick:
-        variants.append(("eager fp32 (yardstick)", False, False, "fp32"))
-    if dev.type == "cuda" or args.compile_on_cpu:
-        variants.append(("torch.compile", True, False, "auto"))
-    if dev.type == "cuda" and not args.quick:
-        variants.append(("torch.compile + CUDA graphs", True, True, "auto"))
-    return variants
+    """Section 2's models in order, eager first (the reference): ``--variants``, else
+    all of them on a GPU (``--quick``: eager and compiled), eager alone on the CPU (and
+    compiled with ``--compile-on-cpu``)."""
+    if args.variants:
+        names = ["eager", *[v for v in args.variants if v != "eager"]]
+    elif dev.type == "cuda":
+        names = ["eager", "compile"] if args.quick else list(VARIANTS)
+    else:
+        names = ["eager", "compile"] if args.compile_on_cpu else ["eager"]
+    return [VARIANTS[name] for name in names]
 
 
 def steady_rows(args, run: Path, flops: float, evals: int) -> list[dict]:
@@ -292,7 +306,7 @@ def steady_rows(args, run: Path, flops: float, evals: int) -> list[dict]:
             cuda_graphs=graphs,
         )
         start = time.perf_counter()
-        generate(den, mix, seeds[: args.batch_size], cfg, steps=2)  # warm-up / compilation
+        generate(den, mix, seeds[: args.batch_size], cfg, steps=3)  # warm-up: compile, capture
         sync(dev)
         warmup = time.perf_counter() - start
         start = time.perf_counter()
@@ -551,6 +565,17 @@ def main() -> None:
     )
     p.add_argument("--sweep-only", action="store_true", help="only the steps sweep (section 4)")
     p.add_argument("--compile-on-cpu", action="store_true", help="compiled rows on the CPU too")
+    p.add_argument(
+        "--steady-only",
+        action="store_true",
+        help="only section 2, the steady-state models (with --variants: which ones)",
+    )
+    p.add_argument(
+        "--variants",
+        default="",
+        help=f"section 2's models, comma-separated from {', '.join(VARIANTS)} "
+        "(eager always runs first, as the reference)",
+    )
     p.add_argument("--work", help="keep outputs and caches here (default: a temporary folder)")
     p.add_argument("--json", help="write all rows here")
     p.add_argument("--smoke", action="store_true", help="CPU, tiny preset at 16 px, 4 images")
@@ -562,6 +587,10 @@ def main() -> None:
     args = p.parse_args()
     if args.sweep_only and not (args.sweep or args.smoke):
         p.error("--sweep-only needs --sweep WORK")
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        p.error(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     try:
         args.sweep_settings = sweep_settings(
             args.sweep_samplers, args.sweep_steps, args.sweep_interval
@@ -608,7 +637,11 @@ def main() -> None:
     )
     del loaded
     rows, notes, sweep = [], [], []
-    if not args.sweep_only:
+    if args.steady_only:
+        rows = steady_rows(args, run, flops, evals)
+        print()
+        print(table(rows))
+    elif not args.sweep_only:
         process = process_rows(args, run, work, flops, evals)
         # This process compiles with the cache the --compile rows left (warm on a GPU).
         os.environ["XDG_CACHE_HOME"] = str(work / "cache-b")

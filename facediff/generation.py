@@ -40,6 +40,7 @@ from facediff.compile_cache import (
     should_compile,
 )
 from facediff.config import SAMPLERS, SampleConfig
+from facediff.cuda_graphs import GraphedForward
 from facediff.device import enable_fast_math, resolve_device, resolve_precision
 from facediff.errors import UsageError, invalid
 from facediff.guidance import (
@@ -117,7 +118,7 @@ class Denoiser:
     compiled: bool
     attributes: AttributeSet = dataclasses.field(default_factory=AttributeSet)
     cache: CompileCache | None = None  # the persistent compile cache, when compiled
-    cuda_graphs: bool = False  # compiled with mode="reduce-overhead" (CUDA graphs)
+    cuda_graphs: bool = False  # replayed as CUDA graphs (compiled: mode="reduce-overhead")
     warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. a corrupt cache
 
     def request(
@@ -168,9 +169,11 @@ def prepare_denoiser(
     sizes the UNet will be called with (``shapes``, from :func:`forward_batches`: one
     compilation each) and whether the compile cache of those shapes is warm. Without
     ``shapes`` the job counts as one shape, keyed by ``batch_size`` images per batch. A
-    compiled model uses the persistent compile cache (:mod:`facediff.compile_cache`);
-    ``cuda_graphs`` (CUDA only) compiles with ``mode="reduce-overhead"``, replaying the
-    UNet forward as a CUDA graph at its fixed shape. If compiling fails, auto goes on
+    compiled model uses the persistent compile cache (:mod:`facediff.compile_cache`).
+    ``cuda_graphs`` (CUDA only; elsewhere a note in ``warnings``) replays the UNet forward
+    as a CUDA graph per input shape: an eager model through
+    :class:`~facediff.cuda_graphs.GraphedForward` (no compilation), a compiled one with
+    ``mode="reduce-overhead"``. If compiling fails, auto goes on
     eagerly with a warning and ``compile=True`` raises
     :class:`~facediff.compile_cache.CompileFailed` (see
     :class:`~facediff.compile_cache.CompiledOrEager`).
@@ -202,7 +205,12 @@ def prepare_denoiser(
         compiled = torch.compile(module, dynamic=False, mode=None if mode == "default" else mode)
         net = CompiledOrEager(compiled, module, strict=asked is True)
     else:
-        net, cache, graphs = module, None, False
+        net, cache = module, None
+        if graphs:
+            net = GraphedForward(module, dev)
+    notes = list(cache.warnings) if cache else []
+    if cuda_graphs and not graphs:
+        notes.append(f"note: CUDA graphs need a GPU: sampling on {dev.type} without them")
     enable_fast_math(dev, autotune=autotunes(images, bool(compile)))
     return Denoiser(
         net=net,
@@ -216,7 +224,7 @@ def prepare_denoiser(
         attributes=loaded.attributes,
         cache=cache,
         cuda_graphs=graphs,
-        warnings=cache.warnings if cache else [],
+        warnings=notes,
     )
 
 
@@ -402,6 +410,7 @@ def generate_batches(
             device=c.device,
             precision=c.precision,
             compile=c.compile,
+            cuda_graphs=c.cuda_graphs,
             images=len(seeds),
             batch_size=c.batch_size,
             shapes=forward_batches([(mix, request, len(seeds))], c, null),

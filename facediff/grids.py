@@ -178,13 +178,14 @@ def rows_from_run(
         device=config.device,
         precision=config.precision,
         compile=config.compile,
+        cuda_graphs=config.cuda_graphs,
         images=seeds * max(1, len(plan)) + len(sweep),  # at least; attribute rows add more
     )
     requests = _row_requests(den, attributes, attribute_guidance, rows_by)
     seed_list = list(range(config.seed, config.seed + seeds))
     cells_per_mix = [(mix, request) for mix in plan for request in requests]
     total = len(cells_per_mix) + (1 if sweep else 0)
-    for warning in loaded.warnings:
+    for warning in [*loaded.warnings, *den.warnings]:
         emit(progress, Progress("grid", 0, total, message=warning))
     rows: list[Row] = []
     for k, (mix, wanted) in enumerate(cells_per_mix):

@@ -246,6 +246,7 @@ def sample(
         device=device,
         precision=config.precision,
         compile=config.compile,
+        cuda_graphs=config.cuda_graphs,
         images=total,
         batch_size=min(config.batch_size, config.n),  # the shape each mix runs at
         shapes=forward_batches(

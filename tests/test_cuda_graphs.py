@@ -1,9 +1,10 @@
-"""``train --cuda-graphs``: the update captured once and replayed (facediff.training.graphs).
+"""``--cuda-graphs`` (facediff.cuda_graphs): the training update, and the sampling forward
+per shape, captured once and replayed.
 
-CI has no GPU, so :class:`ReplayGraph` stands in for a CUDA graph the way one behaves:
-capturing records the update without training, and every replay runs the recorded
-update again on the same static input tensors, writing the same loss tensor, with the
-gradients overwritten rather than accumulated.
+CI has no GPU, so :class:`ReplayGraph` and :class:`ReplayForward` stand in for CUDA graphs
+the way they behave: capturing records the work without training, and every replay runs
+the recorded work again on the same static input tensors, writing the same output tensor,
+with the gradients overwritten rather than accumulated.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import types
+from typing import ClassVar
 
 import pytest
 import torch
@@ -18,9 +20,10 @@ from safetensors.torch import load_file
 from train_helpers import blocks_dataset, tiny
 from typer.testing import CliRunner
 
+from facediff import cuda_graphs as graphs
 from facediff.checkpoint import load_training_state
 from facediff.cli import app
-from facediff.training import graphs, train
+from facediff.training import train
 
 
 class ReplayGraph:
@@ -177,3 +180,101 @@ def test_the_update_never_reads_a_value_back_to_the_host(name, attribute_sizes):
         for _ in range(2):  # the second step has the optimizer's state
             loss = update(parts, setup, inputs, cache_casts=False)
     assert loss.shape == ()
+
+
+class ReplayForward:
+    made: ClassVar[list[ReplayForward]] = []
+
+    def __init__(self, pool) -> None:
+        self.replays = 0
+        ReplayForward.made.append(self)
+
+    def capture(self, fn):
+        self.fn, self.out = fn, fn()
+        return self.out
+
+    def replay(self) -> None:
+        self.out.copy_(self.fn())
+        self.replays += 1
+
+
+def _graphed(den, new_graph=ReplayForward):
+    from facediff.cuda_graphs import GraphedForward
+
+    return dataclasses.replace(den, net=GraphedForward(den.module, den.device, new_graph=new_graph))
+
+
+def test_replayed_forward_samples_the_eager_images(tmp_path):
+    """Every shape the jobs run (a category: 2 conditions per image, a pair: 3, OIE: 4;
+    steps outside the guidance interval: the category rows alone; a last batch of one
+    image) gets its graph, and the images are the eager ones, bit for bit."""
+    from sampling_helpers import make_run
+
+    from facediff.categories import DEFAULT_CATEGORIES
+    from facediff.generation import generate, prepare_denoiser
+    from facediff.loading import load_for_inference
+    from facediff.mix import parse_mix
+
+    den = prepare_denoiser(load_for_inference(make_run(tmp_path / "run")), device="cpu")
+    ReplayForward.made.clear()
+    graphed = _graphed(den)
+    kw = {"steps": 8, "batch_size": 2, "guidance_interval": (0.5, 50.0)}
+    for spec in ("O", "OI", "OIE"):
+        mix = parse_mix(spec, DEFAULT_CATEGORIES)
+        want = generate(den, mix, [3, 4, 5], **kw)
+        assert torch.equal(generate(graphed, mix, [3, 4, 5], **kw), want), spec
+    # Shapes are shared across mixes: the graphs take the labels as an input.
+    assert sorted(key[0][0][0] for key in graphed.net.graphs) == [1, 2, 3, 4, 6, 8]
+    assert len(ReplayForward.made) == 6 and all(g.replays > 0 for g in ReplayForward.made)
+
+
+def test_a_failed_forward_capture_warns_and_samples_eagerly(tmp_path):
+    from sampling_helpers import make_run
+
+    from facediff.categories import DEFAULT_CATEGORIES
+    from facediff.generation import generate, prepare_denoiser
+    from facediff.loading import load_for_inference
+    from facediff.mix import parse_mix
+
+    class Broken:
+        def __init__(self, pool) -> None:
+            pass
+
+        def capture(self, fn):
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+
+    den = prepare_denoiser(load_for_inference(make_run(tmp_path / "run")), device="cpu")
+    mix = parse_mix("OE", DEFAULT_CATEGORIES)
+    want = generate(den, mix, [0, 1], steps=5)
+    with pytest.warns(RuntimeWarning, match="capturing the model failed .CUDA error"):
+        got = generate(_graphed(den, Broken), mix, [0, 1], steps=5)
+    assert torch.equal(got, want)
+
+
+def test_sample_cli_on_the_cpu_notes_it_samples_without_them(tmp_path):
+    from sampling_helpers import invoke, make_run
+
+    run = make_run(tmp_path / "run")
+    args = ["sample", run, "-c", "O", "-n", "1", "--steps", "2", "--device", "cpu"]
+    plain = invoke([*args, "--out", tmp_path / "a"])
+    graphed = invoke([*args, "--out", tmp_path / "b", "--cuda-graphs"])
+    assert plain.exit_code == graphed.exit_code == 0, graphed.output
+    assert "CUDA graphs need a GPU: sampling on cpu without them" in graphed.output
+    assert "CUDA graphs" not in plain.output
+    a, b = (tmp_path / d / "O" / "O_0.png" for d in "ab")
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_the_sampling_forward_never_reads_a_value_back_to_the_host():
+    """What :class:`GraphedForward` captures: the UNet's inference forward at a 0-d
+    timestep, as the sampling loop calls it (see the update's test above)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from facediff.config import preset
+    from facediff.model import build_unet
+
+    with FakeTensorMode(), torch.inference_mode():
+        unet = build_unet(preset("base", sample_size=64, num_categories=3)).eval()
+        x = torch.randn(8, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+        out = unet(x, torch.tensor(999), torch.zeros(8, dtype=torch.long), return_dict=False)[0]
+    assert out.shape == x.shape

@@ -163,7 +163,13 @@ def test_quick_keeps_the_rows_the_targets_need(tmp_path, quick):
     import sample_throughput as st
 
     args = argparse.Namespace(
-        category="O", n=512, batch_size=256, smoke=False, quick=quick, compile_on_cpu=False
+        category="O",
+        n=512,
+        batch_size=256,
+        smoke=False,
+        quick=quick,
+        compile_on_cpu=False,
+        variants=[],
     )
     args.device_obj = torch.device("cuda")
     plan = [(row, state, setting) for row, _, _, state, setting in st.process_plan(args, tmp_path)]
@@ -185,9 +191,15 @@ def test_quick_keeps_the_rows_the_targets_need(tmp_path, quick):
         assert steady == [
             "eager",
             "eager fp32 (yardstick)",
+            "eager + CUDA graphs",
             "torch.compile",
             "torch.compile + CUDA graphs",
         ]
+    args.variants = ["graphs"]  # --variants graphs: eager first, as the reference
+    assert [v[0] for v in st.steady_variants(args, args.device_obj)] == [
+        "eager",
+        "eager + CUDA graphs",
+    ]
     # --compile cold and the default warm share one cache home: the first warms the second.
     homes = {(row, state): home for row, _, home, state, _ in st.process_plan(args, tmp_path)}
     assert homes[("--compile", "cold")] == homes[("default (auto)", "warm")]
@@ -229,3 +241,25 @@ def test_pack_refuses_more_sample_sets_than_one_return_carries(tmp_path):
                   str(tmp_path / f"samples-{k}.safetensors"))  # fmt: skip
     with pytest.raises(SystemExit, match="at most 7 fit one return"):
         sample_pack.pack(tmp_path, tmp_path / "out")
+
+
+def test_steady_only_times_eager_against_cuda_graphs(tmp_path):
+    """``--steady-only --variants graphs``: section 2 alone. On the CPU the graphs variant
+    samples eagerly (a note says so), so its images are eager's exactly."""
+    env = script_env(tmp_path / "xdg")
+    out = tmp_path / "rows.json"
+    cmd = [sys.executable, str(SCRIPT), "--smoke", "--steady-only", "--variants", "graphs"]
+    proc = subprocess.run(
+        [*cmd, "--work", str(tmp_path / "w"), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["row"] for r in rows] == ["steady: eager", "steady: eager + CUDA graphs"]
+    assert rows[1]["max |Δ|"] == 0 and rows[1]["images/s"] > 0
+    assert not (tmp_path / "w" / "out-0").exists()  # no sample processes
+    bad = subprocess.run([*cmd[:2], "--variants", "turbo"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--variants: unknown turbo" in bad.stderr

@@ -117,6 +117,15 @@ CompileOpt = Annotated[
         show_default=False,
     ),
 ]
+CudaGraphsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--cuda-graphs",
+        help="Replay the model as a CUDA graph per batch shape after 2 eager calls: less "
+        "per-step overhead for small batches, no compiling. GPU only. Default: off.",
+        show_default=False,
+    ),
+]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing results.")]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress output (warnings and results only).")
@@ -143,6 +152,7 @@ _SAMPLE_OPTIONS = (
     "batch_size",
     "precision",
     "compile",
+    "cuda_graphs",
     "device",
 )
 

@@ -157,6 +157,7 @@ def generate_groups(
         device=device,
         precision=config.precision,
         compile=config.compile,
+        cuda_graphs=config.cuda_graphs,
         images=sum(n for _, _, n in jobs),
         batch_size=min(config.batch_size, per_group),  # the shape each mix runs at
         shapes=forward_batches(jobs, config, loaded.categories.null_label),

@@ -2,9 +2,9 @@
 
 Modules: :mod:`~facediff.training.loop` (:func:`train`, the loop),
 :mod:`~facediff.training.setup` (config and resume, model and optimizer, restore),
-:mod:`~facediff.training.step` (one step), :mod:`~facediff.training.graphs` (the step's
-update replayed as a CUDA graph), :mod:`~facediff.training.periodic` (logs, checkpoints,
-previews) and :mod:`~facediff.training.state` (what they share).
+:mod:`~facediff.training.step` (one step, whose update :mod:`facediff.cuda_graphs` can
+replay), :mod:`~facediff.training.periodic` (logs, checkpoints, previews) and
+:mod:`~facediff.training.state` (what they share).
 
 The loop (:func:`run_loop`) is an orchestration of small steps — :func:`train_step`,
 ``EMA.update``, :func:`maybe_log`, :func:`maybe_checkpoint` and the preview —

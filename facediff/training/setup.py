@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from facediff import __version__, distributed
+from facediff import __version__, cuda_graphs, distributed
 from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
 from facediff.checkpoint import (
@@ -42,7 +42,6 @@ from facediff.ema import EMA
 from facediff.errors import CheckpointError, FacediffError
 from facediff.model import build_unet, scheduler_config
 from facediff.objective import make_schedule
-from facediff.training import graphs
 from facediff.training.state import Parts, Setup
 from facediff.training.step import update
 
@@ -267,7 +266,7 @@ def build_parts(setup: Setup, planned_images: int = 0) -> Parts:
         generator=torch.Generator(device=setup.device),
     )
     if cfg.cuda_graphs and cuda_graphs_unsupported(setup) is None:
-        parts.graphed = graphs.GraphedUpdate(
+        parts.graphed = cuda_graphs.GraphedUpdate(
             functools.partial(update, parts, setup), optimizer, setup.device
         )
     return parts
@@ -275,7 +274,7 @@ def build_parts(setup: Setup, planned_images: int = 0) -> Parts:
 
 def cuda_graphs_unsupported(setup: Setup) -> str | None:
     """Why ``--cuda-graphs`` cannot apply to this run (it then trains eagerly), or None."""
-    return graphs.unsupported(setup.device, setup.dtype, setup.dist.enabled)
+    return cuda_graphs.unsupported(setup.device, setup.dtype, setup.dist.enabled)
 
 
 def _compile_cache(setup: Setup) -> CompileCache:

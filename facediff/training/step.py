@@ -82,7 +82,7 @@ def step_inputs(parts: Parts, x0: torch.Tensor, labels: torch.Tensor, setup: Set
 def update(parts: Parts, setup: Setup, inputs: StepInputs, *, cache_casts: bool = True):
     """Forward, loss, backward, gradient clipping and the optimizer step on ``inputs``; the
     gradients must be unset. Returns the (detached, on-device) loss. No host sync, so a
-    CUDA graph can capture it (:mod:`facediff.training.graphs`, with ``cache_casts=False``)."""
+    CUDA graph can capture it (:mod:`facediff.cuda_graphs`, with ``cache_casts=False``)."""
     x_t, t, labels, goal, weights = inputs
     with autocast(setup.device, setup.dtype, cache=cache_casts):
         prediction = parts.forward(x_t, t, labels, return_dict=False)[0]
