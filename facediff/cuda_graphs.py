@@ -165,6 +165,8 @@ class GraphedUpdate:
             )
             return False
         self.graph = graph
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()  # the warm-up's side-stream blocks: no longer used
         return True
 
     def _capturable(self, on: bool) -> None:
