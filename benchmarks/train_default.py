@@ -11,8 +11,10 @@ cache the previous process left):
 
 ``--extra "FLAGS"`` adds rows with more flags (e.g. ``--extra "--batch-size 64"``), each
 cold then warm; ``--common "FLAGS"`` goes to every row. Columns: whether the process
-compiled (its "compiling the training step" note), seconds from launch to the end of the
-first step (``metrics.jsonl``'s ``first_step_s``: start-up and compilation), wall time,
+compiled (its "compiling the training step" note), whether it replayed CUDA graphs
+(``--cuda-graphs`` noted and no failed capture; the JSON rows also keep warning lines),
+seconds from launch to the end of the first step (``metrics.jsonl``'s ``first_step_s``:
+start-up and compilation), wall time,
 steady images/s (the median of the logged windows after the first), images per wall second
 (everything included), the speed-up of the steady rate over eager, and the last logged loss.
 
@@ -57,6 +59,7 @@ COLUMNS = (
     "cache",
     "steps",
     "compiled",
+    "graphed",
     "first step s",
     "wall s",
     "steady images/s",
@@ -65,6 +68,8 @@ COLUMNS = (
     "loss",
 )
 COMPILING_NOTE = "compiling the training step"
+GRAPHED_NOTE = "replaying the training step as a CUDA graph"
+GRAPH_FAILED = "capturing the training step failed"
 
 
 def metrics(run: Path) -> list[dict]:
@@ -92,8 +97,11 @@ def run_train(data: Path, out: Path, flags: list[str], cache_home: Path, args, s
     records = metrics(out)
     first = next((r["first_step_s"] for r in records if "first_step_s" in r), None)
     images = max((r.get("images_seen", 0) for r in records), default=0)
+    said = proc.stdout + proc.stderr
     return {
-        "compiled": COMPILING_NOTE in proc.stdout + proc.stderr,
+        "compiled": COMPILING_NOTE in said,
+        "graphed": GRAPHED_NOTE in said and GRAPH_FAILED not in said,
+        "warnings": [line.strip() for line in said.splitlines() if "warning" in line.lower()][:5],
         "first step s": first,
         "wall s": wall,
         "steady images/s": steady_rate(records),

@@ -24,7 +24,7 @@ def test_smoke_times_default_training_against_eager_in_one_run(tmp_path):
         [*cmd, "--json", str(out)], capture_output=True, text=True, env=env, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    header = "| row | flags | cache | steps | compiled | first step s | wall s | steady images/s"
+    header = "| row | flags | cache | steps | compiled | graphed | first step s | wall s | steady"
     assert header in proc.stdout
     rows = json.loads(out.read_text())["rows"]
     assert [(r["row"], r["cache"]) for r in rows] == [
@@ -114,3 +114,4 @@ def test_no_default_compares_extra_rows_with_eager_alone(tmp_path):
         ("--no-compile --cuda-graphs", "cold"),
     ]
     assert rows[0]["loss"] == rows[1]["loss"] and rows[1]["vs eager"] > 0
+    assert not rows[0]["graphed"] and not rows[1]["graphed"]  # the CPU trains eagerly
