@@ -33,6 +33,8 @@ from typing import Any
 
 import torch
 
+from facediff.errors import first_line
+
 #: Eager training steps before the capture (PyTorch's recipe warms up on a side stream).
 WARMUP_STEPS = 3
 #: Eager forwards per input shape before that shape is captured.
@@ -65,10 +67,6 @@ class CudaGraph:
 
     def replay(self) -> None:
         self.graph.replay()
-
-
-def _first_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 class _SideStream:
@@ -147,14 +145,14 @@ class GraphedUpdate:
     def _capture(self, inputs) -> bool:
         """Record the update on static copies of ``inputs``; False (with a warning) if the
         capture fails, after which the run stays eager."""
-        self.static = [None if x is None else x.clone() for x in inputs]
+        self.static = _static_copies(inputs)
         self.optimizer.zero_grad(set_to_none=True)  # the capture allocates the gradients
         graph = self.new_graph()
         self._capturable(True)  # AdamW refuses a capture otherwise (and warns when eager)
         try:
             self.loss = graph.capture(lambda: self.update(self.static, cache_casts=False))
         except Exception as e:  # any capture failure leaves training eager
-            self.failed, self.static, self.loss = _first_line(e), [], None
+            self.failed, self.static, self.loss = first_line(e), [], None
             self._capturable(False)
             self.optimizer.zero_grad(set_to_none=True)
             warnings.warn(
@@ -220,14 +218,14 @@ class GraphedForward(torch.nn.Module):
         return (out.clone(),)
 
     def _capture(self, key: tuple, inputs: list) -> tuple | None:
-        static = [None if x is None else x.clone() for x in inputs]
+        static = _static_copies(inputs)
         if self._pool is None and self.device.type == "cuda":
             self._pool = torch.cuda.graph_pool_handle()
         graph = self.new_graph(self._pool)
         try:
             out = graph.capture(lambda: self.module(*static, return_dict=False)[0])
         except Exception as e:  # any capture failure leaves sampling eager
-            self.failed = _first_line(e)
+            self.failed = first_line(e)
             warnings.warn(
                 f"--cuda-graphs: capturing the model failed ({self.failed}); "
                 "sampling on without CUDA graphs",
@@ -237,6 +235,11 @@ class GraphedForward(torch.nn.Module):
             return None
         self.graphs[key] = (graph, static, out)
         return self.graphs[key]
+
+
+def _static_copies(inputs) -> list:
+    """The tensors a graph is captured on (None stays None): each replay refills them."""
+    return [None if x is None else x.clone() for x in inputs]
 
 
 def _same_shapes(static: list, inputs) -> bool:
