@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 from facediff import __version__
 from facediff.errors import ConfigError, FacediffError, UsageError
+from facediff.imports import keep_out
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -158,5 +159,6 @@ def _root(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (``facediff`` and ``python -m facediff``)."""
+    keep_out()  # diffusers' optional imports that facediff never uses (facediff.imports)
     app()
