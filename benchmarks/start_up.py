@@ -3,9 +3,17 @@ interpreter start, ``import torch``, device initialisation, facediff's sampling 
 bring in diffusers), loading the run onto the device, and the first and second batch of the
 default job (one category, ``SampleConfig().n`` images, the default recipe, eager).
 
-Rows: cuDNN autotuning on (how ``sample`` ran every job before) against what
-``prepare_denoiser`` now decides for this job (``generation.autotunes``: off for short eager
-jobs). Times are seconds since the launch of the process (cumulative), best of ``--repeat``.
+In-process rows: cuDNN autotuning on and every import (how ``sample`` ran every job before),
+every import (``FACEDIFF_LEAN_IMPORTS=0``: what ``import facediff`` does in a notebook), and
+the command's default: what ``prepare_denoiser`` decides for this job
+(``generation.autotunes``: off for short eager jobs) and the packages diffusers would import
+but facediff never uses kept out (``facediff.imports.keep_out``).
+
+Command rows: ``facediff sample RUN --out TMP`` exactly as a user types it (seven mixes of
+eight images, batch by batch), with and without the lean imports. "first batch" is the
+first PNG on disk; "exit" is when the process ended.
+
+Times are seconds since the launch of the process (cumulative), best of ``--repeat``.
 
     python benchmarks/start_up.py RUN            # a run or export; GPU if there is one
     python benchmarks/start_up.py --smoke        # CPU, tiny preset at 16 px, random weights
@@ -15,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -23,10 +32,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("interpreter", "import torch", "device", "facediff imports", "load", "first batch")
-COLUMNS = ("row", "autotune", *STAGES, "second batch")
+COLUMNS = ("row", "autotune", *STAGES, "second batch", "exit")
+LEAN_ENV = "FACEDIFF_LEAN_IMPORTS"  # facediff.imports.ENV (not imported here: a light parent)
 
 
-def child(run: str, device: str, autotune: str, launched: float) -> None:
+def child(run: str, device: str, autotune: str, imports: str, launched: float) -> None:
     """One row, in its own process: cumulative seconds since ``launched`` after each stage."""
     marks = {"interpreter": time.time() - launched}
     start = time.perf_counter() - marks["interpreter"]
@@ -34,6 +44,11 @@ def child(run: str, device: str, autotune: str, launched: float) -> None:
     def mark(name: str) -> None:
         marks[name] = time.perf_counter() - start
 
+    if imports == "lean":  # as the command's entry point does first
+        sys.path.insert(0, str(ROOT))
+        from facediff.imports import keep_out
+
+        keep_out({})
     import torch
 
     mark("import torch")
@@ -64,14 +79,16 @@ def child(run: str, device: str, autotune: str, launched: float) -> None:
             torch.cuda.synchronize(dev)
         mark(name)
     on = torch.backends.cudnn.benchmark if dev.type == "cuda" else None  # no cuDNN on the CPU
-    print(json.dumps({"marks": marks, "autotune": on, "device": str(dev)}), flush=True)
+    hidden = [n for n in ("transformers", "peft", "scipy") if sys.modules.get(n, 0) is None]
+    got = {"marks": marks, "autotune": on, "device": str(dev), "kept out": hidden}
+    print(json.dumps(got), flush=True)
 
 
-def measure(run: Path, device: str, autotune: str, repeat: int) -> dict:
+def measure(run: Path, device: str, autotune: str, imports: str, repeat: int) -> dict:
     best = None
     for _ in range(repeat):
         cmd = [sys.executable, __file__, "--child", str(run), "--device", device]
-        cmd += ["--autotune", autotune, "--launched", repr(time.time())]
+        cmd += ["--autotune", autotune, "--imports", imports, "--launched", repr(time.time())]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
@@ -79,6 +96,48 @@ def measure(run: Path, device: str, autotune: str, repeat: int) -> dict:
         if best is None or got["marks"]["first batch"] < best["marks"]["first batch"]:
             best = got
     return best
+
+
+def command(run: Path, device: str, imports: str, repeat: int, tmp: Path) -> dict:
+    """``facediff sample RUN --out OUT`` in a fresh process: seconds from launch to the first
+    PNG on disk and to the process's exit, best of ``repeat``."""
+    best = None
+    env = {**os.environ, LEAN_ENV: "1" if imports == "lean" else "0"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    for i in range(repeat):
+        out = tmp / f"cli-{imports}-{i}"
+        cmd = [sys.executable, "-m", "facediff", "sample", str(run), "--out", str(out), "-q"]
+        cmd += ["--device", device] if device != "auto" else []
+        err = tmp / f"cli-{imports}-{i}.err"
+        launched = time.perf_counter()
+        with err.open("w") as stderr:  # a file, not a pipe: nothing reads it while we poll
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        first = None
+        while proc.poll() is None:
+            if first is None and next(out.rglob("*.png"), None) is not None:
+                first = time.perf_counter() - launched
+            time.sleep(0.01)
+        ended = time.perf_counter() - launched
+        if proc.returncode != 0:
+            tail = err.read_text()[-3000:]
+            raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{tail}")
+        if first is None:  # the whole job ended between two polls
+            first = ended
+        got = {"first batch": first, "exit": ended}
+        if best is None or got["first batch"] < best["first batch"]:
+            best = got
+    return best
+
+
+# key: (label, autotune, imports) of the in-process rows, (label, None, imports) of the
+# command rows
+ROWS = {
+    "before": ("autotune on, all imports (before)", "on", "all"),
+    "all": ("all imports", "default", "all"),
+    "default": ("default", "default", "lean"),
+    "cli-all": ("facediff sample, all imports", None, "all"),
+    "cli": ("facediff sample", None, "lean"),
+}
 
 
 def fmt(v) -> str:
@@ -95,13 +154,20 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--repeat", type=int, default=2, help="processes per row (best kept)")
     p.add_argument("--json", help="also write the rows here")
+    p.add_argument(
+        "--rows", default=",".join(ROWS), help=f"which rows, in order (default: {','.join(ROWS)})"
+    )
     p.add_argument("--smoke", action="store_true", help="CPU, tiny preset, random weights")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--autotune", default="default", help=argparse.SUPPRESS)
+    p.add_argument("--imports", default="lean", help=argparse.SUPPRESS)
     p.add_argument("--launched", type=float, help=argparse.SUPPRESS)
     args = p.parse_args()
+    keys = [k.strip() for k in args.rows.split(",") if k.strip()]
+    if not keys or any(k not in ROWS for k in keys):
+        p.error(f"--rows: choose from {', '.join(ROWS)}")
     if args.child:
-        child(args.run, args.device, args.autotune, args.launched)
+        child(args.run, args.device, args.autotune, args.imports, args.launched)
         return
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run
@@ -113,16 +179,23 @@ def main() -> None:
             run = random_run(Path(tmp) / "run", "tiny", 16)
         elif not run:
             p.error("RUN is required (or --smoke)")
-        rows = []
-        for label, autotune in (("autotune on (before)", "on"), ("default", "default")):
-            got = measure(Path(run), args.device, autotune, args.repeat)
-            rows.append({"row": label, "autotune": got["autotune"], **got["marks"]})
+        rows, device = [], args.device
+        for key in keys:
+            label, autotune, imports = ROWS[key]
+            if autotune is None:
+                got = command(Path(run), args.device, imports, args.repeat, Path(tmp))
+                rows.append({"row": label, **got})
+            else:
+                got = measure(Path(run), args.device, autotune, imports, args.repeat)
+                row = {"row": label, "autotune": got["autotune"], **got["marks"]}
+                rows.append({**row, "kept out": got["kept out"]})
+                device = got["device"]
             print(json.dumps(rows[-1]), flush=True)
-    print(f"device: {got['device']}; seconds since launch, cumulative (best of {args.repeat})")
+    print(f"device: {device}; seconds since launch, cumulative (best of {args.repeat})")
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))
     for r in rows:
-        print("| " + " | ".join(fmt(r[c]) for c in COLUMNS) + " |")
+        print("| " + " | ".join(fmt(r.get(c)) for c in COLUMNS) + " |")
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows}, indent=2))
 

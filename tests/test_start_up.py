@@ -29,14 +29,19 @@ def test_smoke_times_each_stage_to_the_first_image_in_a_fresh_process(tmp_path):
     header = "| row | autotune | interpreter | import torch | device | facediff imports |"
     assert header in proc.stdout
     rows = json.loads(out.read_text())["rows"]
-    assert [r["row"] for r in rows] == ["autotune on (before)", "default"]
+    names = ["autotune on, all imports (before)", "all imports", "default"]
+    assert [r["row"] for r in rows] == [*names, "facediff sample, all imports", "facediff sample"]
     stages = ["interpreter", "import torch", "device", "facediff imports", "load"]
     stages += ["first batch", "second batch"]
-    for r in rows:
+    for r in rows[:3]:
         times = [r[s] for s in stages]
         assert times[0] > 0 and times == sorted(times)  # cumulative, in order
         assert r["import torch"] > 0.1  # a fresh process: torch is really imported
         assert r["autotune"] is None  # the CPU has no cuDNN
+    # Only the default kept diffusers' unused imports out (none was imported before).
+    assert [r["kept out"] for r in rows[:3]] == [[], [], ["transformers", "peft", "scipy"]]
+    for r in rows[3:]:  # the command as typed: its first PNG comes before it exits
+        assert 0.5 < r["first batch"] <= r["exit"]
 
 
 def test_a_missing_run_is_one_line_from_argparse():
