@@ -126,25 +126,32 @@ def flops_per_eval(loaded: LoadedModel) -> float:
     return float(counter.get_total_flops())
 
 
-def child_env(cache_home: Path) -> dict[str, str]:
+def child_env(cache_home: Path | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This checkout importable, no inductor/Triton overrides, the compile cache under
+    ``cache_home`` (None: the user's own) and ``extra`` on top."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TORCHINDUCTOR_", "TRITON_"))}
     path = env.get("PYTHONPATH")
-    env.update(
-        XDG_CACHE_HOME=str(cache_home),
-        PYTHONPATH=str(ROOT) + (os.pathsep + path if path else ""),
-        PYTHONUNBUFFERED="1",
-    )
+    env.update(PYTHONPATH=str(ROOT) + (os.pathsep + path if path else ""), PYTHONUNBUFFERED="1")
+    if cache_home is not None:
+        env["XDG_CACHE_HOME"] = str(cache_home)
+    env.update(extra or {})
     return env
 
 
-def run_sample(run: Path, out: Path, flags: list[str], cache_home: Path, device: str) -> dict:
+def run_sample(
+    run: Path,
+    out: Path,
+    flags: list[str],
+    cache_home: Path | None,
+    device: str,
+    extra_env: dict[str, str] | None = None,
+) -> dict:
     """Launch ``facediff sample``; time the first PNG and the exit; its --json summary."""
     cmd = [sys.executable, "-m", "facediff", "sample", str(run), "--out", str(out), "--json"]
     cmd += ["--quiet", "--device", device, *flags]
+    env = child_env(cache_home, extra_env)
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(cache_home)
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     first = None
     while proc.poll() is None:
         if first is None and next(out.rglob("*.png"), None) is not None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -99,33 +98,18 @@ def measure(run: Path, device: str, autotune: str, imports: str, repeat: int) ->
 
 
 def command(run: Path, device: str, imports: str, repeat: int, tmp: Path) -> dict:
-    """``facediff sample RUN --out OUT`` in a fresh process: seconds from launch to the first
-    PNG on disk and to the process's exit, best of ``repeat``."""
+    """``facediff sample RUN --out OUT`` in a fresh process (the user's compile cache):
+    seconds from launch to the first PNG on disk and to the process's exit, best of
+    ``repeat``."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from sample_throughput import run_sample
+
     best = None
-    env = {**os.environ, LEAN_ENV: "1" if imports == "lean" else "0"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    lean = {LEAN_ENV: "1" if imports == "lean" else "0"}
     for i in range(repeat):
-        out = tmp / f"cli-{imports}-{i}"
-        cmd = [sys.executable, "-m", "facediff", "sample", str(run), "--out", str(out), "-q"]
-        cmd += ["--device", device] if device != "auto" else []
-        err = tmp / f"cli-{imports}-{i}.err"
-        launched = time.perf_counter()
-        with err.open("w") as stderr:  # a file, not a pipe: nothing reads it while we poll
-            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-        first = None
-        while proc.poll() is None:
-            if first is None and next(out.rglob("*.png"), None) is not None:
-                first = time.perf_counter() - launched
-            time.sleep(0.01)
-        ended = time.perf_counter() - launched
-        if proc.returncode != 0:
-            tail = err.read_text()[-3000:]
-            raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{tail}")
-        if first is None:  # the whole job ended between two polls
-            first = ended
-        got = {"first batch": first, "exit": ended}
-        if best is None or got["first batch"] < best["first batch"]:
-            best = got
+        got = run_sample(run, tmp / f"cli-{imports}-{i}", [], None, device, lean)
+        if best is None or got["first"] < best["first batch"]:
+            best = {"first batch": got["first"], "exit": got["wall"]}
     return best
 
 
