@@ -30,9 +30,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from facediff.imports import ENV, UNUSED, keep_out  # noqa: E402  (light: no torch)
+
 STAGES = ("interpreter", "import torch", "device", "facediff imports", "load", "first batch")
 COLUMNS = ("row", "autotune", *STAGES, "second batch", "exit")
-LEAN_ENV = "FACEDIFF_LEAN_IMPORTS"  # facediff.imports.ENV (not imported here: a light parent)
 
 
 def child(run: str, device: str, autotune: str, imports: str, launched: float) -> None:
@@ -44,9 +46,6 @@ def child(run: str, device: str, autotune: str, imports: str, launched: float) -
         marks[name] = time.perf_counter() - start
 
     if imports == "lean":  # as the command's entry point does first
-        sys.path.insert(0, str(ROOT))
-        from facediff.imports import keep_out
-
         keep_out({})
     import torch
 
@@ -58,7 +57,6 @@ def child(run: str, device: str, autotune: str, imports: str, launched: float) -
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     mark("device")
-    sys.path.insert(0, str(ROOT))
     from facediff.config import SampleConfig
     from facediff.generation import generate, prepare_denoiser
     from facediff.loading import load_for_inference
@@ -78,7 +76,7 @@ def child(run: str, device: str, autotune: str, imports: str, launched: float) -
             torch.cuda.synchronize(dev)
         mark(name)
     on = torch.backends.cudnn.benchmark if dev.type == "cuda" else None  # no cuDNN on the CPU
-    hidden = [n for n in ("transformers", "peft", "scipy") if sys.modules.get(n, 0) is None]
+    hidden = [n for n in UNUSED if sys.modules.get(n, 0) is None]
     got = {"marks": marks, "autotune": on, "device": str(dev), "kept out": hidden}
     print(json.dumps(got), flush=True)
 
@@ -105,7 +103,7 @@ def command(run: Path, device: str, imports: str, repeat: int, tmp: Path) -> dic
     from sample_throughput import run_sample
 
     best = None
-    lean = {LEAN_ENV: "1" if imports == "lean" else "0"}
+    lean = {ENV: "1" if imports == "lean" else "0"}
     for i in range(repeat):
         got = run_sample(run, tmp / f"cli-{imports}-{i}", [], None, device, lean)
         if best is None or got["first"] < best["first batch"]:
