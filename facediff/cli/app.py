@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 
 from facediff import __version__
 from facediff.errors import ConfigError, FacediffError, UsageError
-from facediff.imports import keep_out
+from facediff.imports import lean_start
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -160,5 +160,5 @@ def _root(
 
 def main() -> None:
     """Console-script entry point (``facediff`` and ``python -m facediff``)."""
-    keep_out()  # diffusers' optional imports that facediff never uses (facediff.imports)
+    lean_start()  # a faster start: fewer of diffusers' imports (facediff.imports)
     app()
