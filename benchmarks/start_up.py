@@ -6,8 +6,10 @@ default job (one category, ``SampleConfig().n`` images, the default recipe, eage
 In-process rows: cuDNN autotuning on and every import (how ``sample`` ran every job before),
 every import (``FACEDIFF_LEAN_IMPORTS=0``: what ``import facediff`` does in a notebook), and
 the command's default: what ``prepare_denoiser`` decides for this job
-(``generation.autotunes``: off for short eager jobs) and the packages diffusers would import
-but facediff never uses kept out (``facediff.imports.keep_out``).
+(``generation.autotunes``: off for short eager jobs) and the command's lean start
+(``facediff.imports.lean_start``: the packages diffusers would import but facediff never uses
+kept out, diffusers' model families and the compiler on first use). Each row's JSON says
+what was kept out and whether the compiler (``torch._dynamo``) was imported by the end.
 
 Command rows: ``facediff sample RUN --out TMP`` exactly as a user types it (seven mixes of
 eight images, batch by batch), with and without the lean imports. "first batch" is the
@@ -31,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from facediff.imports import ENV, UNUSED, keep_out  # noqa: E402  (light: no torch)
+from facediff.imports import ENV, UNUSED, lean_start  # noqa: E402  (light: no torch)
 
 STAGES = ("interpreter", "import torch", "device", "facediff imports", "load", "first batch")
 COLUMNS = ("row", "autotune", *STAGES, "second batch", "exit")
@@ -46,7 +48,7 @@ def child(run: str, device: str, autotune: str, imports: str, launched: float) -
         marks[name] = time.perf_counter() - start
 
     if imports == "lean":  # as the command's entry point does first
-        keep_out({})
+        lean_start({})
     import torch
 
     mark("import torch")
@@ -77,7 +79,9 @@ def child(run: str, device: str, autotune: str, imports: str, launched: float) -
         mark(name)
     on = torch.backends.cudnn.benchmark if dev.type == "cuda" else None  # no cuDNN on the CPU
     hidden = [n for n in UNUSED if sys.modules.get(n, 0) is None]
+    compiler = type(sys.modules.get("torch._dynamo")).__name__ == "module"
     got = {"marks": marks, "autotune": on, "device": str(dev), "kept out": hidden}
+    got["compiler imported"] = compiler
     print(json.dumps(got), flush=True)
 
 
@@ -171,6 +175,7 @@ def main() -> None:
                 got = measure(Path(run), args.device, autotune, imports, args.repeat)
                 row = {"row": label, "autotune": got["autotune"], **got["marks"]}
                 rows.append({**row, "kept out": got["kept out"]})
+                rows[-1]["compiler imported"] = got["compiler imported"]
                 device = got["device"]
             print(json.dumps(rows[-1]), flush=True)
     print(f"device: {device}; seconds since launch, cumulative (best of {args.repeat})")

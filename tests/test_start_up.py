@@ -40,6 +40,8 @@ def test_smoke_times_each_stage_to_the_first_image_in_a_fresh_process(tmp_path):
         assert r["autotune"] is None  # the CPU has no cuDNN
     # Only the default kept diffusers' unused imports out (none was imported before).
     assert [r["kept out"] for r in rows[:3]] == [[], [], ["transformers", "peft", "scipy"]]
+    # and the eager job never imported the compiler, which a plain import of diffusers does.
+    assert [r["compiler imported"] for r in rows[:3]] == [True, True, False]
     for r in rows[3:]:  # the command as typed: its first PNG comes before it exits
         assert 0.5 < r["first batch"] <= r["exit"]
 
