@@ -52,7 +52,6 @@ from facediff.guidance import (
     to_uint8,
     unguided,
 )
-from facediff.imports import load_dynamo
 from facediff.loading import LoadedModel
 from facediff.mix import Mix
 from facediff.progress import Progress, ProgressCallback, emit
@@ -203,7 +202,6 @@ def prepare_denoiser(
         assert cache is not None
         cache.activate()
         cache.load()
-        load_dynamo()  # the compiler, if the command's lean start deferred it
         compiled = torch.compile(module, dynamic=False, mode=None if mode == "default" else mode)
         net = CompiledOrEager(compiled, module, strict=asked is True)
     else:

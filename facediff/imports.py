@@ -16,8 +16,8 @@ entry point calls it: ``import facediff`` in a notebook leaves them importable.
 
 :func:`lean_start` does that and also trims what diffusers itself imports for a
 ``UNet2DModel`` (nearly three quarters of facediff's import time after torch on this
-project's CPU machine: 2.2 s to 0.6 s), through one import finder for ``diffusers.*``
-(:func:`trim_diffusers`; the test suite runs with it too):
+project's CPU machine: 2.2 s to 0.6 s), through one import finder for ``diffusers.*`` and
+``torch._dynamo`` (:func:`trim_diffusers`; the test suite runs with it too):
 
 * **Family packages on first use.** ``diffusers.models.unets`` and
   ``diffusers.models.transformers`` import every model of their family in their
@@ -28,10 +28,10 @@ project's CPU machine: 2.2 s to 0.6 s), through one import finder for ``diffuser
 * **The compiler on first use.** diffusers imports ``torch._dynamo`` (1.3 s here) only to
   register its attention classes with ``allow_in_graph`` and to mark some cache hooks
   ``torch.compiler.disable``. While a diffusers module runs, a stand-in ``torch._dynamo``
-  takes those down; :func:`load_dynamo`, which facediff calls before every
-  ``torch.compile``, imports the real module and makes them. Asking the stand-in for
-  anything else, or for one of the compiler's submodules, imports the real module there and
-  then. An eager job never pays for the compiler (loading a run also keeps clear of it:
+  takes those down, and the real compiler's import makes them, whoever imports it
+  (``torch.compile`` does). Asking the stand-in for anything else, or for one of the
+  compiler's submodules, imports the real compiler there and then (:func:`load_dynamo`).
+  An eager job never pays for the compiler (loading a run also keeps clear of it:
   ``facediff.loading`` builds the UNet on the meta device without ``torch.nn.init``); a
   compiled one sees what a plain import gives.
 """
@@ -120,18 +120,22 @@ _to_disable: list[tuple[list[Callable[..., Any]], Callable[..., Any], bool, dict
 
 
 def load_dynamo() -> types.ModuleType:
-    """Import ``torch._dynamo`` and make what the stand-in took down; call it before
-    ``torch.compile`` (cheap once the compiler is imported)."""
+    """Import the real ``torch._dynamo`` (which makes what the stand-in took down)."""
     if isinstance(sys.modules.get(DYNAMO), _StandIn):
         del sys.modules[DYNAMO]
     import torch._dynamo
 
+    _make_deferred(torch._dynamo)  # made on import already; here for an import before ours
+    return torch._dynamo
+
+
+def _make_deferred(dynamo: types.ModuleType) -> None:
+    """The ``allow_in_graph`` registrations and ``disable`` wrappers asked of the stand-in."""
     while _to_allow:
-        torch._dynamo.allow_in_graph(_to_allow.pop(0))
+        dynamo.allow_in_graph(_to_allow.pop(0))
     while _to_disable:
         made, fn, recursive, kwargs = _to_disable.pop(0)
-        made.append(torch._dynamo.disable(fn, recursive, **kwargs))
-    return torch._dynamo
+        made.append(dynamo.disable(fn, recursive, **kwargs))
 
 
 def _real_dynamo() -> bool:
@@ -205,6 +209,24 @@ class _LeanLoader(importlib.abc.Loader):
             _run(self.loader, module)
 
 
+class _CompilerLoader(importlib.abc.Loader):
+    """Imports the real ``torch._dynamo``, then makes what the stand-in took down, so
+    whatever imports the compiler (``torch.compile`` does) finds them made."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: Any) -> types.ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__loader__ = self.loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self.loader
+        self.loader.exec_module(module)
+        _make_deferred(module)
+
+
 class _FromTheCompiler(importlib.abc.Loader):
     """A compiler submodule asked for under the stand-in: import the real compiler (which
     imports most of its submodules) and hand over its module, so there is one copy."""
@@ -227,14 +249,25 @@ class _LeanFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if name.startswith(DYNAMO + ".") and isinstance(sys.modules.get(DYNAMO), _StandIn):
             return importlib.util.spec_from_loader(name, _FromTheCompiler())
+        if name == DYNAMO:
+            spec = self._others(name, path, target)
+            if spec is not None and hasattr(spec.loader, "exec_module"):
+                spec.loader = _CompilerLoader(spec.loader)
+            return spec
         if name.partition(".")[0] != "diffusers":
             return None
+        spec = self._others(name, path, target)
+        if spec is not None:
+            lazy = name in LAZY_PACKAGES and spec.submodule_search_locations is not None
+            if hasattr(spec.loader, "exec_module") and (lazy or not _real_dynamo()):
+                spec.loader = _LeanLoader(spec.loader, lazy)
+        return spec
+
+    def _others(self, name: str, path: Any, target: Any) -> Any:
+        """The spec the finders after this one give."""
         for finder in sys.meta_path:
             find = getattr(finder, "find_spec", None)
             spec = find(name, path, target) if find and finder is not self else None
             if spec is not None:
-                lazy = name in LAZY_PACKAGES and spec.submodule_search_locations is not None
-                if hasattr(spec.loader, "exec_module") and (lazy or not _real_dynamo()):
-                    spec.loader = _LeanLoader(spec.loader, lazy)
                 return spec
         return None

@@ -40,7 +40,6 @@ from facediff.dataset import PreparedData, load_prepared
 from facediff.device import resolve_device, resolve_precision
 from facediff.ema import EMA
 from facediff.errors import CheckpointError, FacediffError
-from facediff.imports import load_dynamo
 from facediff.model import build_unet, scheduler_config
 from facediff.objective import make_schedule
 from facediff.training.state import Parts, Setup
@@ -256,7 +255,6 @@ def build_parts(setup: Setup, planned_images: int = 0) -> Parts:
         cfg.compile, setup.device, images=planned_images, warm=cache.warm, training=True
     ):
         _use_compile_cache(cache)
-        load_dynamo()  # the compiler, if the command's lean start deferred it
         forward = CompiledOrEager(torch.compile(forward), forward, strict=cfg.compile is True)
     parts = Parts(
         unet=unet,
