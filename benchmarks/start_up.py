@@ -33,7 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from facediff.imports import ENV, UNUSED, lean_start  # noqa: E402  (light: no torch)
+from facediff.imports import ENV, UNUSED, compiler_imported, lean_start  # noqa: E402 (no torch)
 
 STAGES = ("interpreter", "import torch", "device", "facediff imports", "load", "first batch")
 COLUMNS = ("row", "autotune", *STAGES, "second batch", "exit")
@@ -79,10 +79,8 @@ def child(run: str, device: str, autotune: str, imports: str, launched: float) -
         mark(name)
     on = torch.backends.cudnn.benchmark if dev.type == "cuda" else None  # no cuDNN on the CPU
     hidden = [n for n in UNUSED if sys.modules.get(n, 0) is None]
-    compiler = type(sys.modules.get("torch._dynamo")).__name__ == "module"
     got = {"marks": marks, "autotune": on, "device": str(dev), "kept out": hidden}
-    got["compiler imported"] = compiler
-    print(json.dumps(got), flush=True)
+    print(json.dumps({**got, "compiler imported": compiler_imported()}), flush=True)
 
 
 def measure(run: Path, device: str, autotune: str, imports: str, repeat: int) -> dict:
@@ -173,9 +171,8 @@ def main() -> None:
                 rows.append({"row": label, **got})
             else:
                 got = measure(Path(run), args.device, autotune, imports, args.repeat)
-                row = {"row": label, "autotune": got["autotune"], **got["marks"]}
-                rows.append({**row, "kept out": got["kept out"]})
-                rows[-1]["compiler imported"] = got["compiler imported"]
+                rows.append({"row": label, "autotune": got["autotune"], **got["marks"]})
+                rows[-1].update({k: got[k] for k in ("kept out", "compiler imported")})
                 device = got["device"]
             print(json.dumps(rows[-1]), flush=True)
     print(f"device: {device}; seconds since launch, cumulative (best of {args.repeat})")

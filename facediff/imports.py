@@ -89,16 +89,16 @@ def keep_out(environ: Mapping[str, str] = os.environ) -> list[str]:
 
 def allow_in_graph(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``torch._dynamo.allow_in_graph`` once the compiler is imported; until then, note
-    ``fn`` for :func:`load_dynamo`."""
-    if _real_dynamo():
+    ``fn`` for the compiler's import (:func:`_make_deferred`)."""
+    if compiler_imported():
         return sys.modules[DYNAMO].allow_in_graph(fn)
     _to_allow.append(fn)
     return fn
 
 
 def disable(fn: Callable[..., Any] | None = None, recursive: bool = True, **kwargs: Any) -> Any:
-    """``torch._dynamo.disable``: ``fn`` wrapped, the real wrapper made by
-    :func:`load_dynamo` (or by the first call)."""
+    """``torch._dynamo.disable``: ``fn`` wrapped, the real wrapper made when the compiler
+    is imported (:func:`_make_deferred`; the first call imports it)."""
     if fn is None:
         return functools.partial(disable, recursive=recursive, **kwargs)
     made: list[Callable[..., Any]] = []
@@ -110,8 +110,8 @@ def disable(fn: Callable[..., Any] | None = None, recursive: bool = True, **kwar
         return made[0](*args, **kw)
 
     _to_disable.append((made, fn, recursive, kwargs))
-    if _real_dynamo():
-        load_dynamo()
+    if compiler_imported():  # asked of a stand-in someone kept after the real import
+        _make_deferred(sys.modules[DYNAMO])
     return disabled
 
 
@@ -138,7 +138,8 @@ def _make_deferred(dynamo: types.ModuleType) -> None:
         made.append(dynamo.disable(fn, recursive, **kwargs))
 
 
-def _real_dynamo() -> bool:
+def compiler_imported() -> bool:
+    """Whether the real ``torch._dynamo`` is imported (not the stand-in, not absent)."""
     module = sys.modules.get(DYNAMO)
     return module is not None and not isinstance(module, _StandIn)
 
@@ -166,7 +167,7 @@ _windows = [0]  # diffusers modules running, one inside the other, with the stan
 
 def _run(loader: importlib.abc.Loader, module: types.ModuleType) -> None:
     """``loader.exec_module(module)``, with the stand-in unless the real compiler is in."""
-    if _real_dynamo():
+    if compiler_imported():
         loader.exec_module(module)
         return
     stand_in = sys.modules.setdefault(DYNAMO, _StandIn())
@@ -190,11 +191,22 @@ class _LazyPackage(types.ModuleType):
         return getattr(self, name)
 
 
-class _LeanLoader(importlib.abc.Loader):
-    """Runs a diffusers module under :func:`_run`, or makes a family package lazy."""
+def _make_lazy(loader: importlib.abc.Loader, module: types.ModuleType) -> None:
+    module.__class__ = _LazyPackage  # runs ``loader`` (its __spec__.loader) on first use
 
-    def __init__(self, loader: Any, lazy: bool) -> None:
-        self.loader, self.lazy = loader, lazy
+
+def _run_compiler(loader: importlib.abc.Loader, module: types.ModuleType) -> None:
+    loader.exec_module(module)  # the real torch._dynamo: then what the stand-in took down
+    _make_deferred(module)
+
+
+class _LeanLoader(importlib.abc.Loader):
+    """A module's loader with ``run(loader, module)`` in place of its ``exec_module``:
+    :func:`_run` (a diffusers module), :func:`_make_lazy` (a family package) or
+    :func:`_run_compiler` (``torch._dynamo``)."""
+
+    def __init__(self, loader: Any, run: Callable[[Any, types.ModuleType], None]) -> None:
+        self.loader, self.run = loader, run
 
     def create_module(self, spec: Any) -> types.ModuleType | None:
         return self.loader.create_module(spec)
@@ -203,28 +215,7 @@ class _LeanLoader(importlib.abc.Loader):
         module.__loader__ = self.loader  # no trace of this wrapper once loaded
         if module.__spec__ is not None:
             module.__spec__.loader = self.loader
-        if self.lazy:
-            module.__class__ = _LazyPackage
-        else:
-            _run(self.loader, module)
-
-
-class _CompilerLoader(importlib.abc.Loader):
-    """Imports the real ``torch._dynamo``, then makes what the stand-in took down, so
-    whatever imports the compiler (``torch.compile`` does) finds them made."""
-
-    def __init__(self, loader: Any) -> None:
-        self.loader = loader
-
-    def create_module(self, spec: Any) -> types.ModuleType | None:
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        module.__loader__ = self.loader
-        if module.__spec__ is not None:
-            module.__spec__.loader = self.loader
-        self.loader.exec_module(module)
-        _make_deferred(module)
+        self.run(self.loader, module)
 
 
 class _FromTheCompiler(importlib.abc.Loader):
@@ -242,25 +233,24 @@ class _FromTheCompiler(importlib.abc.Loader):
 
 
 class _LeanFinder(importlib.abc.MetaPathFinder):
-    """Finds diffusers' modules as the finders after it would, with :class:`_LeanLoader`
-    around their loaders; a compiler submodule asked for under the stand-in comes from the
-    real compiler."""
+    """Finds diffusers' modules and ``torch._dynamo`` as the finders after it would, with
+    :class:`_LeanLoader` around their loaders; a compiler submodule asked for under the
+    stand-in comes from the real compiler."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if name.startswith(DYNAMO + ".") and isinstance(sys.modules.get(DYNAMO), _StandIn):
             return importlib.util.spec_from_loader(name, _FromTheCompiler())
-        if name == DYNAMO:
-            spec = self._others(name, path, target)
-            if spec is not None and hasattr(spec.loader, "exec_module"):
-                spec.loader = _CompilerLoader(spec.loader)
-            return spec
-        if name.partition(".")[0] != "diffusers":
+        if name != DYNAMO and name.partition(".")[0] != "diffusers":
             return None
         spec = self._others(name, path, target)
-        if spec is not None:
-            lazy = name in LAZY_PACKAGES and spec.submodule_search_locations is not None
-            if hasattr(spec.loader, "exec_module") and (lazy or not _real_dynamo()):
-                spec.loader = _LeanLoader(spec.loader, lazy)
+        if spec is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        if name == DYNAMO:
+            spec.loader = _LeanLoader(spec.loader, _run_compiler)
+        elif name in LAZY_PACKAGES and spec.submodule_search_locations is not None:
+            spec.loader = _LeanLoader(spec.loader, _make_lazy)
+        elif not compiler_imported():
+            spec.loader = _LeanLoader(spec.loader, _run)
         return spec
 
     def _others(self, name: str, path: Any, target: Any) -> Any:
