@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -24,6 +25,16 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 MAX_FILES = 8  # what the device machine returns
+#: Characters the device machine returns a file name with; others (``+`` in
+#: ``dpmsolver++``) are written as safe spellings (:func:`safe_name`) and the real name kept in
+#: pack.json.
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_name(name: str) -> str:
+    """``name`` with ``+`` spelt ``p`` and any other character outside letters, digits,
+    ``.``, ``_`` and ``-`` as ``_`` (the device machine leaves such files behind)."""
+    return _UNSAFE.sub("_", name.replace("+", "p"))
 
 
 def grid(images: torch.Tensor, cols: int) -> Image.Image:
@@ -58,7 +69,7 @@ def pack(src: Path, dst: Path) -> list[Path]:
         t = load_file(str(path))
         images, labels = t["images"], t["labels"]
         cols = max(1, math.ceil(math.sqrt(len(images))))
-        out = dst / (path.name.removesuffix(".safetensors") + ".webp")
+        out = dst / safe_name(path.name.removesuffix(".safetensors") + ".webp")
         grid(images, cols).save(out, "WEBP", lossless=True, quality=100, method=4)
         meta["sets"].append(
             {
