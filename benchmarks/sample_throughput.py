@@ -3,7 +3,8 @@
 1. Processes, as a user runs them: ``python -m facediff sample`` subprocesses, each given its
    own ``XDG_CACHE_HOME`` so "cold" means an empty compile cache and "warm" the cache the
    previous row left. ``sample RUN`` with no flags at all (cold, then warm), then a throughput
-   job ``-c CODE -n N --batch-size B`` with ``--no-compile`` (the eager baseline), the default
+   job ``-c CODE -n N --batch-size B`` with ``--no-compile --no-cuda-graphs`` (the eager
+   baseline), the default
    (auto) cold, ``--compile`` cold, the default warm and ``--compile`` warm. Columns: time to
    first image (process launch → first PNG on disk; ``sample`` writes each batch's PNGs when
    the batch is done, so it includes start-up, any compilation and one batch), wall time, images/s
@@ -194,7 +195,7 @@ def process_plan(args, work: Path) -> list[tuple[str, list[str], Path, str, bool
     plan = [
         (label, plain, cold_a, "cold", None),
         (label, plain, cold_a, "warm", None),
-        ("eager baseline", [*job, "--no-compile"], cold_a, "-", False),
+        ("eager baseline", [*job, "--no-compile", "--no-cuda-graphs"], cold_a, "-", False),
         ("default (auto)", job, work / "cache-c", "cold", None),
     ]
     compiled_ok = args.device_obj.type == "cuda" or args.compile_on_cpu

@@ -5,14 +5,15 @@ Three ``python -m facediff train DATA --max-steps S`` processes, each with its o
 folder and a chosen ``XDG_CACHE_HOME`` (so "cold" means an empty compile cache, "warm" the
 cache the previous process left):
 
-1. ``--no-compile``: the eager baseline;
-2. no flags (``--compile`` auto), cold cache;
+1. ``--no-compile --no-cuda-graphs``: the eager baseline;
+2. no flags (``--compile`` and ``--cuda-graphs`` auto), cold cache;
 3. no flags again, warm cache.
 
 ``--extra "FLAGS"`` adds rows with more flags (e.g. ``--extra "--batch-size 64"``), each
 cold then warm; ``--common "FLAGS"`` goes to every row. Columns: whether the process
 compiled (its "compiling the training step" note), whether it replayed CUDA graphs
-(``--cuda-graphs`` noted and no failed capture; the JSON rows also keep warning lines),
+(its "replaying the training step as a CUDA graph" note and no failed capture; the JSON
+rows also keep warning lines),
 seconds from launch to the end of the first step (``metrics.jsonl``'s ``first_step_s``:
 start-up and compilation), wall time,
 steady images/s (the median of the logged windows after the first), images per wall second
@@ -27,7 +28,7 @@ show the compiled path.
     python benchmarks/train_default.py --smoke        # CPU: tiny preset, batch 8, 6 steps
 
 ``--no-default`` leaves the no-flags rows out, e.g. to time
-``--extra "--no-compile --cuda-graphs"`` against eager alone. ``--rows eager,cold`` runs
+``--extra "--no-compile"`` (graphed, uncompiled) against eager alone. ``--rows eager,cold`` runs
 only those rows; a later call with ``--rows warm`` and the same
 ``--work`` goes on from the cache they left (``--warm-steps``: a warm row needs only enough
 steps to compile warm and log a few windows).
@@ -113,7 +114,7 @@ def run_train(data: Path, out: Path, flags: list[str], cache_home: Path, args, s
 def rows(data: Path, work: Path, args) -> list[dict]:
     """Every row's process in turn. Each finished row is printed as a JSON line and, with
     ``--json``, written at once, so a run cut short by a time limit keeps what it measured."""
-    plan = [("eager baseline", ["--no-compile"], "eager", "-")]
+    plan = [("eager baseline", ["--no-compile", "--no-cuda-graphs"], "eager", "-")]
     plan += [("default (auto)", [], "default", "cold"), ("default (auto)", [], "default", "warm")]
     skip = {"default"} if args.no_default else set()
     for k, extra in enumerate(args.extra):

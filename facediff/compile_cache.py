@@ -58,14 +58,21 @@ WARM_MIN_IMAGES = 1300
 #: eager 339 images/s, compiled 469 (the median of every 100-step window of the cold and warm
 #: compiled rows; 375-632), and the cold compile put the first step 78 s later than eager's
 #: (114 s against 36 s after launch): compiling pays from 78 / (1/339 - 1/469) ≈ 96,000 images.
-TRAIN_COLD_MIN_IMAGES = 95_000
-#: ... and a warm shape from this many: with a warm cache the first step came 29 s after
-#: launch, no later than eager's (36 s, which ran first on a fresh machine), so the warm
-#: compile costs a few seconds at most; 10,000 images cover up to ~8 s of it.
-TRAIN_WARM_MIN_IMAGES = 10_000
-#: A ``--time-budget`` run plans this many images per second of its budget (the eager rate
-#: above), so a budget under ~4.7 minutes trains eagerly on a cold cache (~30 s warm).
+#: With the update replayed as a CUDA graph (the default where it applies,
+#: :mod:`facediff.cuda_graphs`): 585 images/s uncompiled and 1,271 compiled, first step at
+#: 12.6 s and 108.7 s, so from 96.1 / (1/585 - 1/1271) ≈ 104,000. Between the two: 100,000.
+TRAIN_COLD_MIN_IMAGES = 100_000
+#: ... and a warm shape from this many: with a warm cache the compiled first step came 29 s
+#: after launch, about 16.5 s after a graphed uncompiled run's (12.6 s, measured in another
+#: session on the same kind of machine), which pays from 16.5 / (1/585 - 1/1271) ≈ 18,000
+#: images.
+TRAIN_WARM_MIN_IMAGES = 18_000
+#: A ``--time-budget`` run plans this many images per second of its budget (the uncompiled
+#: rate above): a budget under ~4.9 minutes trains uncompiled on a cold cache (~53 s warm).
 TRAIN_BUDGET_IMAGES_PER_S = 340
+#: The same where the update is replayed as a CUDA graph: under ~2.8 minutes cold (~31 s
+#: warm).
+TRAIN_BUDGET_GRAPHED_IMAGES_PER_S = 585
 
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
 

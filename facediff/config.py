@@ -195,7 +195,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     compile: bool | None = None  # None: auto (facediff.compile_cache.should_compile)
-    cuda_graphs: bool = False  # replay the update as a CUDA graph (facediff.cuda_graphs)
+    # replay the update as a CUDA graph (facediff.cuda_graphs); None: auto, on where it
+    # applies (one GPU, bf16 or fp32), silently off elsewhere
+    cuda_graphs: bool | None = None
     ema_decay: float = 0.9995  # cap of the warm-up schedule min(decay, (1+t)/(10+t))
     cond_drop: float = 0.1
     # Attribute labels dropped to their own null, each column independently: one rate
@@ -369,7 +371,9 @@ class SampleConfig:
     use_ema: bool = True
     precision: str = "auto"
     compile: bool | None = None  # None: auto (facediff.compile_cache.should_compile)
-    cuda_graphs: bool = False  # replay the UNet as CUDA graphs (facediff.cuda_graphs)
+    # replay the UNet as CUDA graphs (facediff.cuda_graphs); None: auto, on a GPU when
+    # the model runs uncompiled
+    cuda_graphs: bool | None = None
     device: str = "auto"
 
     def __post_init__(self) -> None:

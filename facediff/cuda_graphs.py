@@ -8,7 +8,8 @@ capture", https://pytorch.org/docs/stable/notes/cuda.html#cuda-graphs). Unlike
 ``torch.compile(mode="reduce-overhead")`` this costs no compilation, so the short jobs
 that the auto ``--compile`` policy leaves eager get it too.
 
-Two users, each opt-in (``--cuda-graphs``) until a GPU measurement shows it helps:
+Two users, on by default on a GPU (``--cuda-graphs``/``--no-cuda-graphs`` force it), since
+an H200 measured both (:func:`wanted`):
 
 - :class:`GraphedUpdate` (``train``): the update — forward, loss, backward, gradient
   clipping and the fused AdamW step (:func:`facediff.training.step.update`). The step's
@@ -16,9 +17,14 @@ Two users, each opt-in (``--cuda-graphs``) until a GPU measurement shows it help
   generator, and are copied into the graph's static inputs, so a graphed run draws what an
   eager run draws. The learning rate is a device tensor filled each step (a float would be
   frozen into the graph). Not with fp16 (the grad scaler checks for infs on the host) nor
-  data-parallel: :func:`unsupported` says why, and the run trains eagerly.
+  data-parallel: :func:`unsupported` says why, and the run trains eagerly. ``base`` at
+  batch 32 trained at 585 images/s graphed against 361 eager (the same losses), and at 1,271
+  compiled and graphed.
 - :class:`GraphedForward` (``sample``, ``grid``, ``evaluate``): the UNet's inference
   forward, one graph per input shape (a job has a few: conditions per image × batch).
+  Eight images a batch sampled at 38.2 images/s against 17.8 eager, 64 at 48.6 against
+  47.8, with the same images bit for bit. A compiled model is graphed only when asked
+  (``mode="reduce-overhead"``, not measured): compiled jobs are large-batch ones.
 
 Both warm up eagerly on a side stream before capturing (cuDNN autotuning, the optimizer's
 state and other lazy allocations happen there), and a capture that fails warns and goes on
@@ -39,6 +45,16 @@ from facediff.errors import first_line
 WARMUP_STEPS = 3
 #: Eager forwards per input shape before that shape is captured.
 WARMUP_CALLS = 2
+
+
+def wanted(setting: bool | None, why_not: str | None, *, compiled: bool = False) -> bool:
+    """Whether to replay as CUDA graphs: ``setting`` ``True``/``False``
+    (``--cuda-graphs``/``--no-cuda-graphs``) is obeyed where they apply (``why_not`` is
+    None, see :func:`unsupported`); ``None`` (auto, the default) turns them on wherever they
+    apply, except for a ``compiled`` sampling model. On the CPU nothing changes."""
+    if why_not is not None or setting is False:
+        return False
+    return bool(setting) or not compiled
 
 
 def unsupported(

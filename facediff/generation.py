@@ -40,7 +40,7 @@ from facediff.compile_cache import (
     should_compile,
 )
 from facediff.config import SAMPLERS, SampleConfig
-from facediff.cuda_graphs import GraphedForward
+from facediff.cuda_graphs import GraphedForward, wanted
 from facediff.device import enable_fast_math, resolve_device, resolve_precision
 from facediff.errors import UsageError, invalid
 from facediff.guidance import (
@@ -153,7 +153,7 @@ def prepare_denoiser(
     compile: bool | None = False,
     images: int = 0,
     batch_size: int | None = None,
-    cuda_graphs: bool = False,
+    cuda_graphs: bool | None = None,
     shapes: Sequence[int] | None = None,
 ) -> Denoiser:
     """Put the UNet on ``device`` in eval mode with weights in the sampling dtype.
@@ -170,10 +170,12 @@ def prepare_denoiser(
     compilation each) and whether the compile cache of those shapes is warm. Without
     ``shapes`` the job counts as one shape, keyed by ``batch_size`` images per batch. A
     compiled model uses the persistent compile cache (:mod:`facediff.compile_cache`).
-    ``cuda_graphs`` (CUDA only; elsewhere a note in ``warnings``) replays the UNet forward
-    as a CUDA graph per input shape: an eager model through
+    ``cuda_graphs`` (CUDA only; ``True`` elsewhere puts a note in ``warnings``) replays the
+    UNet forward as a CUDA graph per input shape: an eager model through
     :class:`~facediff.cuda_graphs.GraphedForward` (no compilation), a compiled one with
-    ``mode="reduce-overhead"``. If compiling fails, auto goes on
+    ``mode="reduce-overhead"``; ``None`` (auto) graphs an eager model on a GPU and leaves a
+    compiled one as it is (:func:`facediff.cuda_graphs.wanted`). If compiling fails, auto
+    goes on
     eagerly with a warning and ``compile=True`` raises
     :class:`~facediff.compile_cache.CompileFailed` (see
     :class:`~facediff.compile_cache.CompiledOrEager`).
@@ -188,8 +190,9 @@ def prepare_denoiser(
     if dev.type == "cuda":
         module = module.to(memory_format=torch.channels_last)
     module.eval().requires_grad_(False)
-    graphs = bool(cuda_graphs) and dev.type == "cuda"
-    mode = "reduce-overhead" if graphs else "default"
+    no_gpu = None if dev.type == "cuda" else "CUDA graphs need a GPU"
+    # Asked for with --compile: the compiled model is replayed (reduce-overhead).
+    mode = "reduce-overhead" if wanted(cuda_graphs, no_gpu, compiled=True) else "default"
     cache, asked = None, compile
     if compile is not False:
         batch = max(1, min(batch_size or SampleConfig().batch_size, max(images, 1)))
@@ -198,6 +201,7 @@ def prepare_denoiser(
         compile = should_compile(
             compile, dev, images=images, warm=cache.warm, shapes=len(shapes or (batch,))
         )
+    graphs = wanted(cuda_graphs, no_gpu, compiled=bool(compile))
     if compile:
         assert cache is not None
         cache.activate()
@@ -209,8 +213,8 @@ def prepare_denoiser(
         if graphs:
             net = GraphedForward(module, dev)
     notes = list(cache.warnings) if cache else []
-    if cuda_graphs and not graphs:
-        notes.append(f"note: CUDA graphs need a GPU: sampling on {dev.type} without them")
+    if cuda_graphs and no_gpu:
+        notes.append(f"note: {no_gpu}: sampling on {dev.type} without them")
     enable_fast_math(dev, autotune=autotunes(images, bool(compile)))
     return Denoiser(
         net=net,

@@ -72,6 +72,9 @@ def test_planned_images_count_the_session_the_budget_and_the_resume():
     assert planned_images(epochs, None, n=50, global_batch=8, time_budget_s=None) == 104
     budget = planned_images(cfg, None, n=50, global_batch=8, time_budget_s=0.5)
     assert budget == int(0.5 * cc.TRAIN_BUDGET_IMAGES_PER_S) < 800
+    # A graphed update runs faster, so the same budget plans more images.
+    graphed = planned_images(cfg, None, n=50, global_batch=8, time_budget_s=0.5, graphed=True)
+    assert graphed == int(0.5 * cc.TRAIN_BUDGET_GRAPHED_IMAGES_PER_S) > budget
     done = {"step": 100, "images_seen": 800}
     assert planned_images(cfg, done, n=50, global_batch=8, time_budget_s=None) == 0
 

@@ -85,7 +85,7 @@ def test_replayed_update_trains_like_the_eager_step(tmp_path, fake_gpu_graphs):
     data = blocks_dataset(tmp_path / "data", per_category=4)
     # The LR warms up over all 8 steps: a learning rate frozen at capture would show.
     cfg = tiny(max_steps=8, lr_warmup_steps=8, log_every=1, cond_drop=0.3)
-    eager = train(data, tmp_path / "eager", cfg)
+    eager = train(data, tmp_path / "eager", cfg, cuda_graphs=False)
     graphed = train(data, tmp_path / "graphed", cfg, cuda_graphs=True)
     (update,) = fake_gpu_graphs
     assert update.eager_steps == graphs.WARMUP_STEPS and update.failed is None
@@ -95,13 +95,41 @@ def test_replayed_update_trains_like_the_eager_step(tmp_path, fake_gpu_graphs):
     assert len(set(_losses(tmp_path / "graphed"))) == 8  # each replay saw its own batch
 
 
+def test_the_update_is_graphed_by_default_where_it_applies(tmp_path, fake_gpu_graphs):
+    """No flag: a run where CUDA graphs apply replays its update (and trains what eager
+    trains); ``--no-cuda-graphs`` (False) keeps it eager."""
+    data = blocks_dataset(tmp_path / "data", per_category=4)
+    cfg = tiny(max_steps=5, lr_warmup_steps=2)
+    assert cfg.cuda_graphs is None  # auto is the default
+    auto = train(data, tmp_path / "auto", cfg)
+    (update,) = fake_gpu_graphs
+    assert update.graph.replays == 5 - graphs.WARMUP_STEPS
+    off = train(data, tmp_path / "off", cfg, cuda_graphs=False)
+    assert len(fake_gpu_graphs) == 1  # no second GraphedUpdate
+    _assert_close(_weights(auto), _weights(off))
+
+
+def test_the_default_policy():
+    """:func:`wanted`: an explicit setting is obeyed where graphs apply; auto turns them on
+    wherever they apply, except for a compiled sampling model; nothing applies without a
+    GPU (``why_not``)."""
+    assert graphs.wanted(None, None) and graphs.wanted(True, None)
+    assert not graphs.wanted(False, None)
+    assert not graphs.wanted(None, None, compiled=True)  # compiled sampling: as it was
+    assert graphs.wanted(True, None, compiled=True)  # reduce-overhead, as asked
+    for setting in (None, True, False):
+        assert not graphs.wanted(setting, "CUDA graphs need a GPU")
+
+
 def test_a_graphed_run_resumes_eagerly(tmp_path, fake_gpu_graphs):
     data = blocks_dataset(tmp_path / "data", per_category=4)
     cfg = tiny(max_steps=5, lr_warmup_steps=2)
     first = train(data, tmp_path / "run", cfg, cuda_graphs=True)
     groups = load_training_state(first.checkpoint)["optimizer"]["param_groups"]
     assert all(type(g["lr"]) is float and not g["capturable"] for g in groups)
-    straight = train(data, tmp_path / "straight", tiny(max_steps=7, lr_warmup_steps=2))
+    straight = train(
+        data, tmp_path / "straight", tiny(max_steps=7, lr_warmup_steps=2), cuda_graphs=False
+    )
     resumed = train(data, tmp_path / "run", max_steps=7, cuda_graphs=False)
     assert resumed.step == 7
     _assert_close(_weights(straight), _weights(resumed))
@@ -119,7 +147,7 @@ def test_a_failed_capture_warns_and_trains_on_eagerly(tmp_path, monkeypatch):
     )
     data = blocks_dataset(tmp_path / "data", per_category=4)
     cfg = tiny(max_steps=6, lr_warmup_steps=4)
-    eager = train(data, tmp_path / "eager", cfg)
+    eager = train(data, tmp_path / "eager", cfg, cuda_graphs=False)
     with pytest.warns(RuntimeWarning, match="capturing the training step failed .operation not"):
         broken = train(data, tmp_path / "broken", cfg, cuda_graphs=True)
     assert broken.step == 6
@@ -144,6 +172,14 @@ def test_cli_on_the_cpu_says_it_trains_without_them(tmp_path):
     assert "CUDA graphs need a GPU: training without --cuda-graphs" in result.output
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["train"]["cuda_graphs"] is True
+    # The default (auto) says nothing on the CPU and records auto; the flag's off side works.
+    for flags, recorded in (([], None), (["--no-cuda-graphs"], False)):
+        out = tmp_path / f"run-{recorded}"
+        result = CliRunner().invoke(app, [*args[:3], str(out), *args[4:], *flags])
+        assert result.exit_code == 0, result.output
+        assert "CUDA graph" not in result.output
+        saved = json.loads((out / "config.json").read_text())
+        assert saved["train"]["cuda_graphs"] is recorded
 
 
 @pytest.mark.parametrize(("name", "attribute_sizes"), [("base", ()), ("tiny", (2, 3))])
@@ -258,11 +294,12 @@ def test_sample_cli_on_the_cpu_notes_it_samples_without_them(tmp_path):
     args = ["sample", run, "-c", "O", "-n", "1", "--steps", "2", "--device", "cpu"]
     plain = invoke([*args, "--out", tmp_path / "a"])
     graphed = invoke([*args, "--out", tmp_path / "b", "--cuda-graphs"])
-    assert plain.exit_code == graphed.exit_code == 0, graphed.output
+    off = invoke([*args, "--out", tmp_path / "c", "--no-cuda-graphs"])
+    assert plain.exit_code == graphed.exit_code == off.exit_code == 0, graphed.output
     assert "CUDA graphs need a GPU: sampling on cpu without them" in graphed.output
-    assert "CUDA graphs" not in plain.output
-    a, b = (tmp_path / d / "O" / "O_0.png" for d in "ab")
-    assert a.read_bytes() == b.read_bytes()
+    assert "CUDA graphs" not in plain.output and "CUDA graphs" not in off.output
+    a, b, c = (tmp_path / d / "O" / "O_0.png" for d in "abc")
+    assert a.read_bytes() == b.read_bytes() == c.read_bytes()
 
 
 def test_the_sampling_forward_never_reads_a_value_back_to_the_host():

@@ -118,11 +118,12 @@ CompileOpt = Annotated[
     ),
 ]
 CudaGraphsOpt = Annotated[
-    bool,
+    bool | None,
     typer.Option(
-        "--cuda-graphs",
+        "--cuda-graphs/--no-cuda-graphs",
         help="Replay the model as a CUDA graph per batch shape after 2 eager calls: less "
-        "per-step overhead for small batches, no compiling. GPU only. Default: off.",
+        "per-step overhead for small batches, no compiling, the same images. GPU only. "
+        "Default: auto (on a GPU unless the model is compiled; never on the CPU).",
         show_default=False,
     ),
 ]

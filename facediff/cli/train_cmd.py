@@ -110,7 +110,8 @@ def train_command(
             "--cuda-graphs/--no-cuda-graphs",
             help="Replay the training step (forward, backward, optimizer) as one CUDA graph "
             "after 3 eager steps: less per-step overhead at small batches. Single GPU, bf16 "
-            "or fp32; elsewhere training runs without it." + _d("cuda_graphs"),
+            "or fp32; elsewhere training runs without it. [default: auto: on where it "
+            "applies, compiled or not; when resuming: the run's value]",
         ),
     ] = None,
     ema_decay: Annotated[

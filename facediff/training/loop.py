@@ -13,7 +13,11 @@ import torch
 from facediff import distributed
 from facediff.batches import IndexStream
 from facediff.checkpoint import RUN_CONFIG_FILE
-from facediff.compile_cache import TRAIN_BUDGET_IMAGES_PER_S, CompiledOrEager
+from facediff.compile_cache import (
+    TRAIN_BUDGET_GRAPHED_IMAGES_PER_S,
+    TRAIN_BUDGET_IMAGES_PER_S,
+    CompiledOrEager,
+)
 from facediff.config import DEFAULT_EPOCHS, ModelConfig, TrainConfig
 from facediff.device import enable_fast_math
 from facediff.durations import seconds_since_process_start
@@ -27,6 +31,7 @@ from facediff.training.setup import (
     build_parts,
     check_run_dir,
     cuda_graphs_unsupported,
+    graphs_apply,
     make_setup,
     restore,
     resume_config,
@@ -55,15 +60,18 @@ def planned_images(
     n: int,
     global_batch: int,
     time_budget_s: float | None,
+    graphed: bool = False,
 ) -> int:
     """Images this session will train on: up to the target step, and no more than a time
-    budget allows at :data:`~facediff.compile_cache.TRAIN_BUDGET_IMAGES_PER_S` (what the
-    ``--compile`` auto policy weighs against the cost of compiling)."""
+    budget allows at :data:`~facediff.compile_cache.TRAIN_BUDGET_IMAGES_PER_S`
+    (:data:`~facediff.compile_cache.TRAIN_BUDGET_GRAPHED_IMAGES_PER_S` when the update is
+    ``graphed``): what the ``--compile`` auto policy weighs against the cost of compiling."""
     step = int(state["step"]) if state else 0
     seen = int(state["images_seen"]) if state else 0
     images = max(0, target_step(cfg, step, seen, n, global_batch) - step) * global_batch
     if time_budget_s is not None:
-        images = min(images, int(time_budget_s * TRAIN_BUDGET_IMAGES_PER_S))
+        rate = TRAIN_BUDGET_GRAPHED_IMAGES_PER_S if graphed else TRAIN_BUDGET_IMAGES_PER_S
+        images = min(images, int(time_budget_s * rate))
     return images
 
 
@@ -203,13 +211,18 @@ def _write_run_config(setup: Setup, parts: Parts) -> None:
     write_json_atomic(setup.run_dir / RUN_CONFIG_FILE, cfg)
 
 
-def _cuda_graphs_note(setup: Setup, parts: Parts) -> str:
-    if parts.graphed is None:
+def _cuda_graphs_note(setup: Setup, parts: Parts) -> str | None:
+    """What the run says about CUDA graphs: that it replays them (asked for or auto), or
+    why it cannot where ``--cuda-graphs`` asked; nothing when auto found they do not apply."""
+    if parts.graphed is not None:
+        why = "--cuda-graphs" if setup.config.cuda_graphs else "auto; --no-cuda-graphs: off"
+        return (
+            f"replaying the training step as a CUDA graph ({why}) after "
+            f"{parts.graphed.warmup_steps} eager steps"
+        )
+    if setup.config.cuda_graphs:
         return f"note: {cuda_graphs_unsupported(setup)}: training without --cuda-graphs"
-    return (
-        f"replaying the training step as a CUDA graph (--cuda-graphs) after "
-        f"{parts.graphed.warmup_steps} eager steps"
-    )
+    return None
 
 
 def _begin(
@@ -229,13 +242,16 @@ def _begin(
     data.images, data.labels = data.images.to(setup.device), data.labels.to(setup.device)
     if data.attribute_labels is not None:
         data.attribute_labels = data.attribute_labels.to(setup.device)
-    planned = planned_images(setup.config, state, len(data), setup.global_batch, time_budget_s)
+    graphed = graphs_apply(setup)
+    planned = planned_images(
+        setup.config, state, len(data), setup.global_batch, time_budget_s, graphed
+    )
     parts = build_parts(setup, planned)
     if isinstance(parts.forward, CompiledOrEager):
         why = "--compile" if setup.config.compile else f"auto: {planned:,} images planned"
         notes = [*notes, f"compiling the training step ({why}); the first step takes longer"]
-    if setup.config.cuda_graphs:
-        notes = [*notes, _cuda_graphs_note(setup, parts)]
+    graph_note = _cuda_graphs_note(setup, parts)
+    notes = [*notes, graph_note] if graph_note else notes
     for note in notes if setup.dist.is_main else ():
         emit(progress, Progress("train", 0, None, message=note))
     loop = _start(setup, parts, state, progress)

@@ -227,7 +227,7 @@ def run_config(setup: Setup) -> dict[str, Any]:
 
 def build_parts(setup: Setup, planned_images: int = 0) -> Parts:
     """Model, EMA, optimizer (fused AdamW on CUDA), grad scaler (fp16 only), schedule, and
-    the CUDA-graph replay of the update when :attr:`TrainConfig.cuda_graphs` asks for it.
+    the CUDA-graph replay of the update where it applies (:func:`graphs_apply`).
 
     The step is compiled when :attr:`TrainConfig.compile` says so, or when it is ``None``
     (auto) and :func:`~facediff.compile_cache.should_compile` finds that a run of
@@ -265,11 +265,17 @@ def build_parts(setup: Setup, planned_images: int = 0) -> Parts:
         schedule=make_schedule(setup.scheduler_config, setup.device),
         generator=torch.Generator(device=setup.device),
     )
-    if cfg.cuda_graphs and cuda_graphs_unsupported(setup) is None:
+    if graphs_apply(setup):
         parts.graphed = cuda_graphs.GraphedUpdate(
             functools.partial(update, parts, setup), optimizer, setup.device
         )
     return parts
+
+
+def graphs_apply(setup: Setup) -> bool:
+    """Whether the update is replayed as a CUDA graph: :attr:`TrainConfig.cuda_graphs`, or
+    by default wherever it applies (:func:`facediff.cuda_graphs.wanted`)."""
+    return cuda_graphs.wanted(setup.config.cuda_graphs, cuda_graphs_unsupported(setup))
 
 
 def cuda_graphs_unsupported(setup: Setup) -> str | None:
