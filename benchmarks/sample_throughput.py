@@ -4,8 +4,8 @@
    own ``XDG_CACHE_HOME`` so "cold" means an empty compile cache and "warm" the cache the
    previous row left. ``sample RUN`` with no flags at all (cold, then warm), then a throughput
    job ``-c CODE -n N --batch-size B`` with ``--no-compile --no-cuda-graphs`` (the eager
-   baseline), the default
-   (auto) cold, ``--compile`` cold, the default warm and ``--compile`` warm. Columns: time to
+   baseline), the default (auto) cold, ``--compile`` cold, the default warm and ``--compile``
+   warm. Columns: time to
    first image (process launch → first PNG on disk; ``sample`` writes each batch's PNGs when
    the batch is done, so it includes start-up, any compilation and one batch), wall time, images/s
    of the sampling loop (compilation included, as ``sample --json`` reports it), TFLOP/s,

@@ -175,8 +175,7 @@ def prepare_denoiser(
     :class:`~facediff.cuda_graphs.GraphedForward` (no compilation), a compiled one with
     ``mode="reduce-overhead"``; ``None`` (auto) graphs an eager model on a GPU and leaves a
     compiled one as it is (:func:`facediff.cuda_graphs.wanted`). If compiling fails, auto
-    goes on
-    eagerly with a warning and ``compile=True`` raises
+    goes on eagerly with a warning and ``compile=True`` raises
     :class:`~facediff.compile_cache.CompileFailed` (see
     :class:`~facediff.compile_cache.CompiledOrEager`).
     """
