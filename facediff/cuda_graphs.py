@@ -57,13 +57,18 @@ def wanted(setting: bool | None, why_not: str | None, *, compiled: bool = False)
     return bool(setting) or not compiled
 
 
+def needs_gpu(device: torch.device) -> str | None:
+    """Why CUDA graphs cannot apply on ``device`` (all sampling needs), or None."""
+    return None if device.type == "cuda" else "CUDA graphs need a GPU"
+
+
 def unsupported(
     device: torch.device, dtype: torch.dtype, data_parallel: bool = False
 ) -> str | None:
     """Why CUDA graphs cannot apply to a training run on ``device`` in ``dtype``, or None
-    when they can (sampling needs only a GPU)."""
-    if device.type != "cuda":
-        return "CUDA graphs need a GPU"
+    when they can (sampling needs only a GPU: :func:`needs_gpu`)."""
+    if needs_gpu(device):
+        return needs_gpu(device)
     if dtype == torch.float16:
         return "CUDA graphs do not support fp16 training (its loss scaling syncs with the host)"
     if data_parallel:

@@ -40,7 +40,7 @@ from facediff.compile_cache import (
     should_compile,
 )
 from facediff.config import SAMPLERS, SampleConfig
-from facediff.cuda_graphs import GraphedForward, wanted
+from facediff.cuda_graphs import GraphedForward, needs_gpu, wanted
 from facediff.device import enable_fast_math, resolve_device, resolve_precision
 from facediff.errors import UsageError, invalid
 from facediff.guidance import (
@@ -189,7 +189,7 @@ def prepare_denoiser(
     if dev.type == "cuda":
         module = module.to(memory_format=torch.channels_last)
     module.eval().requires_grad_(False)
-    no_gpu = None if dev.type == "cuda" else "CUDA graphs need a GPU"
+    no_gpu = needs_gpu(dev)
     # Asked for with --compile: the compiled model is replayed (reduce-overhead).
     mode = "reduce-overhead" if wanted(cuda_graphs, no_gpu, compiled=True) else "default"
     cache, asked = None, compile

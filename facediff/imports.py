@@ -170,7 +170,9 @@ def _run(loader: importlib.abc.Loader, module: types.ModuleType) -> None:
     if compiler_imported():
         loader.exec_module(module)
         return
-    stand_in = sys.modules.setdefault(DYNAMO, _StandIn())
+    if DYNAMO not in sys.modules:  # one stand-in per window, not one per module run
+        sys.modules[DYNAMO] = _StandIn()
+    stand_in = sys.modules[DYNAMO]
     _windows[0] += 1
     try:
         loader.exec_module(module)
