@@ -23,7 +23,8 @@
    ``--sweep-run RUN``), samples proportional to the held-out split written to
    ``WORK/steps-sweep`` for ``python benchmarks/time_to_fid.py score WORK/steps-sweep``
    (FID/KID, colour cast). ``--sweep-interval LO,HI`` adds the default recipe guided only
-   for noise levels σ in (LO, HI] (``facediff sample --guidance-interval``). Every setting
+   for noise levels σ in (LO, HI] (``facediff sample --guidance-interval``). The default
+   recipe is always swept, listed or not. Every setting
    uses the same seeds; one more row repeats the default recipe with other seeds, so the
    table shows how far two sample sets of one recipe differ by chance alone.
    ``--sweep-only`` skips sections 1-3.
@@ -432,8 +433,9 @@ class SweepRow:
 
 def sweep_settings(samplers: str, steps: str, intervals: list[str] | None = None) -> list[tuple]:
     """(sampler, steps, other seeds?, interval) for each sweep row: every sampler at every
-    step count on seeds 0…, the default recipe with each guidance interval, then the
-    default recipe again on other seeds (the chance yardstick)."""
+    step count on seeds 0…, the default recipe (added when those rows lack it), the
+    default recipe with each guidance interval, then the default recipe again on other
+    seeds (the chance yardstick)."""
     from facediff.config import SAMPLERS, noise_interval
 
     names = [s.strip() for s in samplers.split(",") if s.strip()]
@@ -455,11 +457,11 @@ def sweep_settings(samplers: str, steps: str, intervals: list[str] | None = None
             raise ValueError(f"--sweep-interval: expected LO,HI with 0 <= LO < HI, got {text!r}")
         checked.append(interval)
     d = SampleConfig()
-    return (
-        [(s, n, False, None) for s in names for n in counts]
-        + [(d.sampler, d.steps, False, i) for i in checked]
-        + [(d.sampler, d.steps, True, None)]
-    )
+    rows = [(s, n, False, None) for s in names for n in counts]
+    if (d.sampler, d.steps, False, None) not in rows:  # the yardstick is always swept
+        rows.append((d.sampler, d.steps, False, None))
+    rows += [(d.sampler, d.steps, False, i) for i in checked]
+    return [*rows, (d.sampler, d.steps, True, None)]
 
 
 def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:

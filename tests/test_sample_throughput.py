@@ -91,12 +91,13 @@ def test_sweep_only_skips_the_timing_sections(tmp_path):
     result = json.loads(out.read_text())
     assert result["rows"] == [] and f"| {COLUMNS} |" not in proc.stdout
     recipes = [r["recipe"] for r in result["sweep"]]
-    assert recipes[:3] == [
+    assert recipes[:4] == [
         "ddim 2 steps",
         "ddim 3 steps",
+        "dpmsolver++ 25 steps",  # the default recipe, the yardstick, though not asked for
         "dpmsolver++ 25 steps, guided σ in (0.28, 5.42]",
     ]
-    assert recipes[3].startswith("dpmsolver++ 25 steps, seeds from ")
+    assert recipes[4].startswith("dpmsolver++ 25 steps, seeds from ") and len(recipes) == 5
 
     # What a GPU machine sends back (sample_pack.py: lossless WebP grids and pack.json, at
     # most 8 files), unpacked here, scores against pristine copies of the photos, split the
