@@ -1,0 +1,264 @@
+"""How far each sampler lands from the exact solution of the sampling ODE, by step count
+(issue 13: fewer evaluations at equal quality).
+
+Every deterministic sampler facediff offers (DPM-Solver++, UniPC, DDIM, Euler) integrates
+the same probability-flow ODE from the same seeded noise, with the same guidance. Run with
+very many steps, they all land on the same images; with few steps each lands somewhere
+else. This script solves the ODE once with ``--reference-steps`` steps of
+``--reference-sampler`` and reports, for each sampler and step count, the RMS distance of
+its images from that reference in 8-bit grey levels (model space [-1, 1] × 127.5), over
+``--per-category`` seeds of every category at the default guidance.
+
+The distance is a discretisation error, not a quality score: it says which sampler needs
+fewer steps to reach the default recipe's accuracy (the last lines), and so which settings
+are worth a FID sweep (``benchmarks/sample_throughput.py --sweep``); FID against held-out
+photos decides the default. The reference's own error is estimated by solving it again
+with half the steps (an order-2 solver's error at N steps is about a quarter of that at
+N/2).
+
+    python benchmarks/solver_error.py RUN                          # GPU if there is one
+    python benchmarks/solver_error.py RUN --samplers unipc --steps 12,15,18 --json rows.json
+    python benchmarks/solver_error.py --smoke                      # CPU, tiny random weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+#: Samplers with an ODE to compare (DDPM draws fresh noise at every step).
+ODE_SAMPLERS = ("dpmsolver++", "unipc", "ddim", "euler")
+GREY_LEVELS = 127.5  # model space [-1, 1] → 8-bit levels
+
+
+def parse_list(text: str, option: str, kind=str) -> list:
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    try:
+        values = [kind(s) for s in items]
+    except ValueError:
+        values = []
+    if not values:
+        raise ValueError(f"{option}: expected a comma-separated list, got {text!r}")
+    return values
+
+
+def check_samplers(names: list[str], option: str) -> list[str]:
+    bad = [s for s in names if s not in ODE_SAMPLERS]
+    if bad:
+        raise ValueError(
+            f"{option}: {', '.join(bad)} is not one of {', '.join(ODE_SAMPLERS)} "
+            "(DDPM is stochastic: it has no ODE solution to compare with)"
+        )
+    return names
+
+
+class Solver:
+    """The model, each category's conditions and noise, solved to images by any sampler."""
+
+    def __init__(self, run: str, device: str, precision: str, per_category: int, guidance: float):
+        import torch
+
+        from facediff.config import SampleConfig
+        from facediff.generation import mix_conditions, prepare_denoiser, seeded_noise
+        from facediff.loading import load_for_inference
+        from facediff.mix import parse_mix
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        loaded = load_for_inference(run, device=device)
+        self.den = prepare_denoiser(
+            loaded, device=device, precision=precision, compile=False, cuda_graphs=False
+        )
+        self.guidance = guidance
+        self.categories = list(loaded.categories.codes)
+        mode = SampleConfig().mix_mode
+        self.jobs = []
+        for k, code in enumerate(self.categories):
+            cond = mix_conditions(
+                parse_mix(code, loaded.categories), mode, guidance, self.den.null_label
+            )
+            seeds = range(k * 1_000_000, k * 1_000_000 + per_category)
+            self.jobs.append((cond, seeded_noise(seeds, self.den.sample_size)[1]))
+        self.evaluations = 0  # UNet rows evaluated, for the cost column
+
+    def solve(self, sampler: str, steps: int):
+        """Every category's images in model space (float32 on the CPU, clamped to [-1, 1])."""
+        import torch
+
+        from facediff.generation import make_scheduler
+        from facediff.guidance import denoise
+
+        out = []
+        for cond, noise in self.jobs:
+            with torch.no_grad():
+                x = denoise(
+                    self.den.net,
+                    make_scheduler(sampler, self.den.scheduler_config),
+                    noise.to(self.den.device),
+                    cond,
+                    steps=steps,
+                    guidance=self.guidance,
+                    dtype=self.den.dtype,
+                )
+            out.append(x.float().clamp(-1, 1).cpu())
+            self.evaluations += steps * len(cond.labels) * noise.shape[0]
+        return torch.cat(out)
+
+
+def rms_levels(a, b) -> float:
+    return float(((a - b) ** 2).mean().sqrt()) * GREY_LEVELS
+
+
+def measure(args) -> dict:
+    from facediff.config import SampleConfig
+
+    default = SampleConfig()
+    solver = Solver(args.run, args.device, args.precision, args.per_category, args.guidance)
+    t0 = time.perf_counter()
+    reference = solver.solve(args.reference_sampler, args.reference_steps)
+    half = solver.solve(args.reference_sampler, max(1, args.reference_steps // 2))
+    reference_seconds = time.perf_counter() - t0
+    rows = []
+    settings = [(s, n) for s in args.samplers for n in args.steps]
+    if (default.sampler, default.steps) not in settings:
+        settings.append((default.sampler, default.steps))
+    for sampler, steps in settings:
+        images = solver.solve(sampler, steps)
+        rows.append({"sampler": sampler, "steps": steps, "rms": rms_levels(images, reference)})
+        print(f"  {sampler} {steps} steps: {rows[-1]['rms']:.2f} grey levels", flush=True)
+    return {
+        "run": str(args.run),
+        "device": str(solver.den.device),
+        "dtype": str(solver.den.dtype).removeprefix("torch."),
+        "guidance": args.guidance,
+        "images": len(reference),
+        "categories": solver.categories,
+        "reference": {
+            "sampler": args.reference_sampler,
+            "steps": args.reference_steps,
+            "half_steps_rms": rms_levels(half, reference),
+            "seconds": round(reference_seconds, 1),
+        },
+        "default": {"sampler": default.sampler, "steps": default.steps},
+        "rows": rows,
+    }
+
+
+def table(result: dict) -> list[str]:
+    """Samplers × step counts, then each sampler's fewest steps at the default's error."""
+    steps = sorted({r["steps"] for r in result["rows"]})
+    samplers = list(dict.fromkeys(r["sampler"] for r in result["rows"]))
+    cell = {(r["sampler"], r["steps"]): r["rms"] for r in result["rows"]}
+    lines = [
+        "| sampler | " + " | ".join(f"{n} steps" for n in steps) + " |",
+        "|---|" + "---:|" * len(steps),
+    ]
+    for s in samplers:
+        values = [f"{cell[s, n]:.2f}" if (s, n) in cell else "" for n in steps]
+        lines.append(f"| {s} | " + " | ".join(values) + " |")
+    d = result["default"]
+    target = cell[d["sampler"], d["steps"]]
+    lines.append("")
+    lines.append(
+        f"RMS distance in 8-bit grey levels from {result['reference']['sampler']} at "
+        f"{result['reference']['steps']} steps ({result['images']} images, guidance "
+        f"{result['guidance']:g}, {result['dtype']} on {result['device']}); the reference "
+        f"at half its steps is {result['reference']['half_steps_rms']:.2f} away."
+    )
+    for s in samplers:
+        own = [n for n in steps if (s, n) in cell]
+        enough = [n for n in own if cell[s, n] <= target]
+        reach = f"at {enough[0]} steps" if enough else f"at none of {', '.join(map(str, own))}"
+        lines.append(
+            f"{s} reaches the default's error ({d['sampler']} {d['steps']} steps: "
+            f"{target:.2f}) {reach}"
+        )
+    return lines
+
+
+def smoke_run(work: Path) -> Path:
+    """A tiny random-weight run (the tests' tiny preset at 16 px), for --smoke."""
+    import dataclasses
+
+    import torch
+
+    from facediff.categories import DEFAULT_CATEGORIES
+    from facediff.checkpoint import save_checkpoint
+    from facediff.config import PRESETS, TrainConfig
+    from facediff.model import build_unet, scheduler_config
+
+    torch.manual_seed(0)
+    model = dataclasses.replace(PRESETS["tiny"], sample_size=16)
+    state = build_unet(model).state_dict()
+    state["class_embedding.weight"] = torch.randn_like(state["class_embedding.weight"])
+    run = work / "run"
+    save_checkpoint(
+        run,
+        1,
+        model_state=state,
+        ema_state=state,
+        training_state={},
+        state={
+            "step": 1,
+            "epoch": 1,
+            "images_seen": 1,
+            "model": model.to_dict(),
+            "categories": DEFAULT_CATEGORIES.to_list(),
+            "scheduler": scheduler_config(
+                num_train_timesteps=1000,
+                beta_schedule="squaredcos_cap_v2",
+                prediction_type="v_prediction",
+            ),
+            "train": TrainConfig(preset="tiny").to_dict(),
+            "data": {"path": "smoke", "fingerprint": "0" * 64},
+        },
+    )
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    from facediff.config import SampleConfig
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run", nargs="?", help="a run, checkpoint or export")
+    p.add_argument("--samplers", default="dpmsolver++,unipc", help="comma-separated samplers")
+    p.add_argument("--steps", default="10,15,20,25", help="comma-separated step counts")
+    p.add_argument("--reference-sampler", default="dpmsolver++")
+    p.add_argument("--reference-steps", type=int, default=500)
+    p.add_argument("--per-category", type=int, default=32, help="seeds per category")
+    p.add_argument("--guidance", type=float, default=SampleConfig().guidance)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="fp32", help="fp32 (default), bf16, fp16 or auto")
+    p.add_argument("--json", help="write the result here")
+    p.add_argument("--smoke", action="store_true", help="CPU check on a tiny random model")
+    args = p.parse_args(argv)
+    try:
+        args.samplers = check_samplers(parse_list(args.samplers, "--samplers"), "--samplers")
+        args.steps = sorted(set(parse_list(args.steps, "--steps", int)))
+        check_samplers([args.reference_sampler], "--reference-sampler")
+    except ValueError as e:
+        p.error(str(e))
+    if min(args.steps) < 1 or args.reference_steps < 2 or args.per_category < 1:
+        p.error("--steps, --reference-steps (at least 2) and --per-category must be positive")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.smoke:
+            args.run, args.device = str(smoke_run(Path(tmp))), "cpu"
+            args.per_category = min(args.per_category, 2)
+        elif not args.run:
+            p.error("give a RUN, or --smoke")
+        result = measure(args)
+    print("\n".join(table(result)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""benchmarks/solver_error.py: each sampler's distance from the many-step ODE solution."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from script_helpers import script_env
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "solver_error.py"
+
+
+def run_script(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env=script_env(tmp_path / "xdg"),
+        timeout=600,
+    )
+
+
+def test_more_steps_land_closer_to_the_reference_and_the_table_names_the_default(tmp_path):
+    out = tmp_path / "rows.json"
+    proc = run_script(
+        "--smoke",
+        "--samplers",
+        "dpmsolver++,unipc,ddim",
+        "--steps",
+        "2,8",
+        "--reference-steps",
+        "40",
+        "--json",
+        str(out),
+        tmp_path=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    rms = {(r["sampler"], r["steps"]): r["rms"] for r in result["rows"]}
+    # Every sampler at every step count, and the default recipe (the yardstick) as well.
+    assert set(rms) == {
+        *((s, n) for s in ("dpmsolver++", "unipc", "ddim") for n in (2, 8)),
+        ("dpmsolver++", 25),
+    }
+    for sampler in ("dpmsolver++", "unipc", "ddim"):
+        assert rms[sampler, 8] < rms[sampler, 2], sampler
+    # The many-step solvers converge on the reference; first-order DDIM lags behind.
+    assert rms["dpmsolver++", 8] < rms["ddim", 8]
+    assert rms["unipc", 8] < rms["ddim", 8]
+    assert 0 < result["reference"]["half_steps_rms"] < rms["dpmsolver++", 2]
+    assert result["images"] == 6 and result["categories"] == ["I", "O", "E"]
+    assert "| sampler | 2 steps | 8 steps | 25 steps |" in proc.stdout
+    target = rms["dpmsolver++", 25]
+    assert f"(dpmsolver++ 25 steps: {target:.2f}) at 25 steps" in proc.stdout
+    assert "ddim reaches the default's error" in proc.stdout
+
+
+def test_a_stochastic_or_unknown_sampler_is_refused_by_option(tmp_path):
+    proc = run_script("--smoke", "--samplers", "dpmsolver++,ddpm", tmp_path=tmp_path)
+    assert proc.returncode == 2
+    assert "--samplers: ddpm is not one of" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run_script("--smoke", "--steps", "10,x", tmp_path=tmp_path)
+    assert proc.returncode == 2 and "--steps: expected" in proc.stderr
