@@ -86,7 +86,6 @@ class Solver:
             )
             seeds = range(k * 1_000_000, k * 1_000_000 + per_category)
             self.jobs.append((cond, seeded_noise(seeds, self.den.sample_size)[1]))
-        self.evaluations = 0  # UNet rows evaluated, for the cost column
 
     def solve(self, sampler: str, steps: int):
         """Every category's images in model space (float32 on the CPU, clamped to [-1, 1])."""
@@ -108,7 +107,6 @@ class Solver:
                     dtype=self.den.dtype,
                 )
             out.append(x.float().clamp(-1, 1).cpu())
-            self.evaluations += steps * len(cond.labels) * noise.shape[0]
         return torch.cat(out)
 
 
@@ -225,6 +223,7 @@ def smoke_run(work: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     from facediff.config import SampleConfig
+    from facediff.errors import FacediffError, first_line
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run", nargs="?", help="a run, checkpoint or export")
@@ -253,7 +252,10 @@ def main(argv: list[str] | None = None) -> int:
             args.per_category = min(args.per_category, 2)
         elif not args.run:
             p.error("give a RUN, or --smoke")
-        result = measure(args)
+        try:
+            result = measure(args)
+        except FacediffError as e:  # e.g. no run at RUN: one line, as the CLI says it
+            p.exit(1, f"solver_error.py: error: {first_line(e)}\n")
     print("\n".join(table(result)))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -58,10 +58,15 @@ def test_more_steps_land_closer_to_the_reference_and_the_table_names_the_default
     assert "ddim reaches the default's error" in proc.stdout
 
 
-def test_a_stochastic_or_unknown_sampler_is_refused_by_option(tmp_path):
+def test_bad_options_and_a_missing_run_are_refused_in_one_line(tmp_path):
     proc = run_script("--smoke", "--samplers", "dpmsolver++,ddpm", tmp_path=tmp_path)
     assert proc.returncode == 2
     assert "--samplers: ddpm is not one of" in proc.stderr
     assert "Traceback" not in proc.stderr
     proc = run_script("--smoke", "--steps", "10,x", tmp_path=tmp_path)
     assert proc.returncode == 2 and "--steps: expected" in proc.stderr
+    missing = tmp_path / "no-such-run"
+    proc = run_script(str(missing), tmp_path=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("solver_error.py: error: ") and str(missing) in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
