@@ -24,9 +24,9 @@
    ``WORK/steps-sweep`` for ``python benchmarks/time_to_fid.py score WORK/steps-sweep``
    (FID/KID, colour cast). ``--sweep-interval LO,HI`` adds the default recipe guided only
    for noise levels σ in (LO, HI] (``facediff sample --guidance-interval``). The default
-   recipe is always swept, listed or not. Every setting
-   uses the same seeds; one more row repeats the default recipe with other seeds, so the
-   table shows how far two sample sets of one recipe differ by chance alone.
+   recipe is always swept, listed or not. Every setting uses the same seeds; one more row
+   repeats the default recipe with other seeds, so the table shows how far two sample sets
+   of one recipe differ by chance alone.
    ``--sweep-only`` skips sections 1-3.
 
 Compiled rows run on CUDA only unless ``--compile-on-cpu`` (inductor's C++ build takes
@@ -457,6 +457,7 @@ def sweep_settings(samplers: str, steps: str, intervals: list[str] | None = None
             raise ValueError(f"--sweep-interval: expected LO,HI with 0 <= LO < HI, got {text!r}")
         checked.append(interval)
     d = SampleConfig()
+    counts, names = list(dict.fromkeys(counts)), list(dict.fromkeys(names))  # each set once
     rows = [(s, n, False, None) for s in names for n in counts]
     if (d.sampler, d.steps, False, None) not in rows:  # the yardstick is always swept
         rows.append((d.sampler, d.steps, False, None))

@@ -267,3 +267,23 @@ def test_steady_only_times_eager_against_cuda_graphs(tmp_path):
     assert not (tmp_path / "w" / "out-0").exists()  # no sample processes
     bad = subprocess.run([*cmd[:2], "--variants", "turbo"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--variants: unknown turbo" in bad.stderr
+
+
+def test_a_sweep_always_holds_the_default_recipe_once_and_each_setting_once():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import sample_throughput as st
+
+    default, other_seeds = ("dpmsolver++", 25, False, None), ("dpmsolver++", 25, True, None)
+    assert st.sweep_settings("unipc,unipc", "15,17,15") == [
+        ("unipc", 15, False, None),
+        ("unipc", 17, False, None),
+        default,  # the yardstick, not asked for
+        other_seeds,  # the chance yardstick
+    ]
+    asked = st.sweep_settings("dpmsolver++", "20,25", ["0.28,5.42"])
+    assert asked == [
+        ("dpmsolver++", 20, False, None),
+        default,
+        ("dpmsolver++", 25, False, (0.28, 5.42)),
+        other_seeds,
+    ]
