@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 #: Samplers with an ODE to compare (DDPM draws fresh noise at every step).
 ODE_SAMPLERS = ("dpmsolver++", "unipc", "ddim", "euler")
@@ -181,46 +181,6 @@ def table(result: dict) -> list[str]:
     return lines
 
 
-def smoke_run(work: Path) -> Path:
-    """A tiny random-weight run (the tests' tiny preset at 16 px), for --smoke."""
-    import dataclasses
-
-    import torch
-
-    from facediff.categories import DEFAULT_CATEGORIES
-    from facediff.checkpoint import save_checkpoint
-    from facediff.config import PRESETS, TrainConfig
-    from facediff.model import build_unet, scheduler_config
-
-    torch.manual_seed(0)
-    model = dataclasses.replace(PRESETS["tiny"], sample_size=16)
-    state = build_unet(model).state_dict()
-    state["class_embedding.weight"] = torch.randn_like(state["class_embedding.weight"])
-    run = work / "run"
-    save_checkpoint(
-        run,
-        1,
-        model_state=state,
-        ema_state=state,
-        training_state={},
-        state={
-            "step": 1,
-            "epoch": 1,
-            "images_seen": 1,
-            "model": model.to_dict(),
-            "categories": DEFAULT_CATEGORIES.to_list(),
-            "scheduler": scheduler_config(
-                num_train_timesteps=1000,
-                beta_schedule="squaredcos_cap_v2",
-                prediction_type="v_prediction",
-            ),
-            "train": TrainConfig(preset="tiny").to_dict(),
-            "data": {"path": "smoke", "fingerprint": "0" * 64},
-        },
-    )
-    return run
-
-
 def main(argv: list[str] | None = None) -> int:
     from facediff.config import SampleConfig
     from facediff.errors import FacediffError, first_line
@@ -248,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--steps, --reference-steps (at least 2) and --per-category must be positive")
     with tempfile.TemporaryDirectory() as tmp:
         if args.smoke:
-            args.run, args.device = str(smoke_run(Path(tmp))), "cpu"
+            from sample_throughput import random_run  # the tiny preset, random weights
+
+            args.run, args.device = str(random_run(Path(tmp) / "run", "tiny", 16)), "cpu"
             args.per_category = min(args.per_category, 2)
         elif not args.run:
             p.error("give a RUN, or --smoke")
