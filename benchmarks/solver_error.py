@@ -2,19 +2,21 @@
 (issue 13: fewer evaluations at equal quality).
 
 Every deterministic sampler facediff offers (DPM-Solver++, UniPC, DDIM, Euler) integrates
-the same probability-flow ODE from the same seeded noise, with the same guidance. Run with
-very many steps, they all land on the same images; with few steps each lands somewhere
-else. This script solves the ODE once with ``--reference-steps`` steps of
-``--reference-sampler`` and reports, for each sampler and step count, the RMS distance of
-its images from that reference in 8-bit grey levels (model space [-1, 1] × 127.5), over
-``--per-category`` seeds of every category at the default guidance.
+the probability-flow ODE from the same seeded noise, with the same guidance. Run with very
+many steps, each lands on its own limit; with few steps it lands somewhere else. This
+script solves the ODE with ``--reference-steps`` steps of each sampler and reports, for
+each sampler and step count, the RMS distance of its images from that sampler's own limit
+in 8-bit grey levels (model space [-1, 1] × 127.5), over ``--per-category`` seeds of every
+category at the default guidance. The limits themselves differ a little (facediff's
+DPM-Solver++ clips λ, so its schedule starts at t = 995, not 999); the distance of each
+from the default's limit is reported, as is each limit's own error, estimated by solving
+again with half the steps (an order-2 solver's error at N steps is about a quarter of
+that at N/2).
 
 The distance is a discretisation error, not a quality score: it says which sampler needs
 fewer steps to reach the default recipe's accuracy (the last lines), and so which settings
 are worth a FID sweep (``benchmarks/sample_throughput.py --sweep``); FID against held-out
-photos decides the default. The reference's own error is estimated by solving it again
-with half the steps (an order-2 solver's error at N steps is about a quarter of that at
-N/2).
+photos decides the default.
 
     python benchmarks/solver_error.py RUN                          # GPU if there is one
     python benchmarks/solver_error.py RUN --samplers unipc --steps 12,15,18 --json rows.json
@@ -119,38 +121,44 @@ def measure(args) -> dict:
 
     default = SampleConfig()
     solver = Solver(args.run, args.device, args.precision, args.per_category, args.guidance)
-    t0 = time.perf_counter()
-    reference = solver.solve(args.reference_sampler, args.reference_steps)
-    half = solver.solve(args.reference_sampler, max(1, args.reference_steps // 2))
-    reference_seconds = time.perf_counter() - t0
-    rows = []
     settings = [(s, n) for s in args.samplers for n in args.steps]
     if (default.sampler, default.steps) not in settings:
         settings.append((default.sampler, default.steps))
+    limits, references = {}, {}
+    for sampler in dict.fromkeys(s for s, _ in settings):  # each sampler's own limit
+        t0 = time.perf_counter()
+        limits[sampler] = solver.solve(sampler, args.reference_steps)
+        half = solver.solve(sampler, args.reference_steps // 2)
+        references[sampler] = {
+            "steps": args.reference_steps,
+            "half_steps_rms": rms_levels(half, limits[sampler]),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+    for sampler, ref in references.items():
+        ref["from_default_limit"] = rms_levels(limits[sampler], limits[default.sampler])
+    rows = []
     for sampler, steps in settings:
         images = solver.solve(sampler, steps)
-        rows.append({"sampler": sampler, "steps": steps, "rms": rms_levels(images, reference)})
+        rows.append(
+            {"sampler": sampler, "steps": steps, "rms": rms_levels(images, limits[sampler])}
+        )
         print(f"  {sampler} {steps} steps: {rows[-1]['rms']:.2f} grey levels", flush=True)
     return {
         "run": str(args.run),
         "device": str(solver.den.device),
         "dtype": str(solver.den.dtype).removeprefix("torch."),
         "guidance": args.guidance,
-        "images": len(reference),
+        "images": len(limits[default.sampler]),
         "categories": solver.categories,
-        "reference": {
-            "sampler": args.reference_sampler,
-            "steps": args.reference_steps,
-            "half_steps_rms": rms_levels(half, reference),
-            "seconds": round(reference_seconds, 1),
-        },
+        "references": references,
         "default": {"sampler": default.sampler, "steps": default.steps},
         "rows": rows,
     }
 
 
 def table(result: dict) -> list[str]:
-    """Samplers × step counts, then each sampler's fewest steps at the default's error."""
+    """Samplers × step counts, then each sampler's limit and fewest steps at the default's
+    error."""
     steps = sorted({r["steps"] for r in result["rows"]})
     samplers = list(dict.fromkeys(r["sampler"] for r in result["rows"]))
     cell = {(r["sampler"], r["steps"]): r["rms"] for r in result["rows"]}
@@ -161,21 +169,27 @@ def table(result: dict) -> list[str]:
     for s in samplers:
         values = [f"{cell[s, n]:.2f}" if (s, n) in cell else "" for n in steps]
         lines.append(f"| {s} | " + " | ".join(values) + " |")
-    d = result["default"]
+    d, refs = result["default"], result["references"]
     target = cell[d["sampler"], d["steps"]]
-    lines.append("")
-    lines.append(
-        f"RMS distance in 8-bit grey levels from {result['reference']['sampler']} at "
-        f"{result['reference']['steps']} steps ({result['images']} images, guidance "
-        f"{result['guidance']:g}, {result['dtype']} on {result['device']}); the reference "
-        f"at half its steps is {result['reference']['half_steps_rms']:.2f} away."
-    )
+    n_ref = refs[d["sampler"]]["steps"]
+    lines += [
+        "",
+        f"RMS distance in 8-bit grey levels of each sampler's images from its own solution with "
+        f"{n_ref} steps ({result['images']} images, guidance {result['guidance']:g}, "
+        f"{result['dtype']} on {result['device']}).",
+    ]
     for s in samplers:
         own = [n for n in steps if (s, n) in cell]
         enough = [n for n in own if cell[s, n] <= target]
         reach = f"at {enough[0]} steps" if enough else f"at none of {', '.join(map(str, own))}"
+        where = (
+            ""
+            if s == d["sampler"]
+            else f"; its limit lies {refs[s]['from_default_limit']:.2f} from {d['sampler']}'s"
+        )
         lines.append(
-            f"{s} reaches the default's error ({d['sampler']} {d['steps']} steps: "
+            f"{s}: its {n_ref}-step solution moves {refs[s]['half_steps_rms']:.2f} at half the "
+            f"steps{where}; it reaches the default's error ({d['sampler']} {d['steps']} steps: "
             f"{target:.2f}) {reach}"
         )
     return lines
@@ -189,7 +203,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run", nargs="?", help="a run, checkpoint or export")
     p.add_argument("--samplers", default="dpmsolver++,unipc", help="comma-separated samplers")
     p.add_argument("--steps", default="10,15,20,25", help="comma-separated step counts")
-    p.add_argument("--reference-sampler", default="dpmsolver++")
     p.add_argument("--reference-steps", type=int, default=500)
     p.add_argument("--per-category", type=int, default=32, help="seeds per category")
     p.add_argument("--guidance", type=float, default=SampleConfig().guidance)
@@ -201,7 +214,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.samplers = check_samplers(parse_list(args.samplers, "--samplers"), "--samplers")
         args.steps = sorted(set(parse_list(args.steps, "--steps", int)))
-        check_samplers([args.reference_sampler], "--reference-sampler")
     except ValueError as e:
         p.error(str(e))
     if min(args.steps) < 1 or args.reference_steps < 2 or args.per_category < 1:

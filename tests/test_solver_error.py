@@ -50,12 +50,17 @@ def test_more_steps_land_closer_to_the_reference_and_the_table_names_the_default
     # The many-step solvers converge on the reference; first-order DDIM lags behind.
     assert rms["dpmsolver++", 8] < rms["ddim", 8]
     assert rms["unipc", 8] < rms["ddim", 8]
-    assert 0 < result["reference"]["half_steps_rms"] < rms["dpmsolver++", 2]
+    refs = result["references"]  # each sampler against its own 40-step solution
+    assert set(refs) == {"dpmsolver++", "unipc", "ddim"}
+    for sampler in ("dpmsolver++", "unipc"):
+        assert 0 < refs[sampler]["half_steps_rms"] < rms[sampler, 8] < rms[sampler, 2]
+    assert refs["dpmsolver++"]["from_default_limit"] == 0 < refs["unipc"]["from_default_limit"]
     assert result["images"] == 6 and result["categories"] == ["I", "O", "E"]
     assert "| sampler | 2 steps | 8 steps | 25 steps |" in proc.stdout
     target = rms["dpmsolver++", 25]
     assert f"(dpmsolver++ 25 steps: {target:.2f}) at 25 steps" in proc.stdout
-    assert "ddim reaches the default's error" in proc.stdout
+    assert "unipc: its 40-step solution moves" in proc.stdout
+    assert "ddim: its 40-step solution moves" in proc.stdout and "its limit lies" in proc.stdout
 
 
 def test_bad_options_and_a_missing_run_are_refused_in_one_line(tmp_path):
