@@ -65,15 +65,13 @@ class Solver:
     """The model, each category's conditions and noise, solved to images by any sampler."""
 
     def __init__(self, run: str, device: str, precision: str, per_category: int, guidance: float):
-        import torch
-
         from facediff.config import SampleConfig
+        from facediff.device import resolve_device
         from facediff.generation import mix_conditions, prepare_denoiser, seeded_noise
         from facediff.loading import load_for_inference
         from facediff.mix import parse_mix
 
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(device)
         loaded = load_for_inference(run, device=device)
         self.den = prepare_denoiser(
             loaded, device=device, precision=precision, compile=False, cuda_graphs=False

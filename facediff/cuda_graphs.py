@@ -67,8 +67,8 @@ def unsupported(
 ) -> str | None:
     """Why CUDA graphs cannot apply to a training run on ``device`` in ``dtype``, or None
     when they can (sampling needs only a GPU: :func:`needs_gpu`)."""
-    if needs_gpu(device):
-        return needs_gpu(device)
+    if why := needs_gpu(device):
+        return why
     if dtype == torch.float16:
         return "CUDA graphs do not support fp16 training (its loss scaling syncs with the host)"
     if data_parallel:
