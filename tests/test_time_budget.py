@@ -13,18 +13,22 @@ from typer.testing import CliRunner
 
 from facediff.cli import app
 from facediff.errors import FacediffError
+from facediff.training import loop as loop_module
 from facediff.training import train
 
 
 class Clock:
-    """time.perf_counter that can be pushed forward, so a budget runs out at a chosen step."""
+    """time.perf_counter that can be pushed forward, so a budget runs out at a chosen step;
+    ``real_scale`` < 1 slows the real time it adds, so the machine's speed hardly counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, real_scale: float = 1.0) -> None:
         self.offset = 0.0
         self.real = time.perf_counter
+        self.scale = real_scale
+        self.start = self.real()
 
     def __call__(self) -> float:
-        return self.real() + self.offset
+        return self.start + (self.real() - self.start) * self.scale + self.offset
 
 
 def _weights(result):
@@ -88,23 +92,30 @@ def test_cli_time_budget(tmp_path):
 
 def test_progress_under_a_budget_counts_to_where_the_budget_ends(tmp_path, monkeypatch):
     data = blocks_dataset(tmp_path / "data", per_category=4)
-    clock = Clock()
+    # Simulated time only: real time runs 1,000× slower (so the clock still moves) and
+    # every step takes exactly one simulated second, however fast this machine runs it.
+    clock = Clock(real_scale=1e-3)
     monkeypatch.setattr(time, "perf_counter", clock)
+    real_advance = loop_module.advance
+
+    def one_second_step(*args, **kwargs):
+        real_advance(*args, **kwargs)
+        clock.offset += 1.0
+
+    monkeypatch.setattr(loop_module, "advance", one_second_step)
     totals = []
 
-    def one_second_per_step(event):
+    def record(event):
         if event.task == "train" and event.total is not None and event.completed > 0:
             totals.append((event.completed, event.total))
-            clock.offset += 1.0  # each step "takes" a second more than it did
 
-    # 1,000 steps planned, a budget of about 5 s of 1-s steps: the bar counts to ~5, not 1,000.
+    # 1,000 steps planned, a budget of 5.5 s of 1-s steps: the bar counts to 6, not 1,000.
     result = train(
-        data, tmp_path / "run", tiny(max_steps=1000), progress=one_second_per_step,
-        time_budget_s=5.5,
+        data, tmp_path / "run", tiny(max_steps=1000), progress=record, time_budget_s=5.5
     )  # fmt: skip
-    assert result.budget_reached and 3 <= result.step <= 6
+    assert result.budget_reached and result.step == 6
     assert totals[0][1] < 1000  # projected from the first step already
-    assert all(total <= 9 for _, total in totals[1:]), totals
+    assert all(total <= 6 for _, total in totals), totals
     assert totals[-1][1] == totals[-1][0] == result.step  # full when the budget ends
     monkeypatch.undo()
     unbudgeted = []
