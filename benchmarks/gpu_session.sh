@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Issue 13's GPU measurements as one device call, and what that call needs carried.
+#
+#   bash benchmarks/gpu_session.sh carry            # here: .gpu/ (photos) and .whl/ (wheels)
+#   PART=sweep bash benchmarks/gpu_session.sh run   # there, with carry [".gpu", ".whl"]
+#
+# `carry` writes .gpu/utk64.zip (../shared/data/utkface as 64x64 JPEGs, quality 95, names
+# kept: about 40 MB, under the 64 MiB a call may carry) and .whl/ (diffusers and
+# importlib_metadata for Python 3.12, which the GPU image lacks), and lists both folders in
+# .git/info/exclude. `run` installs them, prepares the photos, and runs PART (results and
+# log.txt under $OUT, at most 8 files):
+#
+#   sweep     train `base` 3,000 steps on 90% of the photos (time_to_fid.py's split), then
+#             the FID steps sweep: UniPC at 12/15/17/20 steps beside the default recipe and
+#             the default on other seeds, 1,000 samples each; packed with sample_pack.py.
+#             Score here: python benchmarks/sample_pack.py unpack OUT/sweep W/steps-sweep;
+#             python benchmarks/time_to_fid.py score W/steps-sweep --heldout-from DATA64
+#   speed     sample_throughput.py --quick (the default's images/s, first image) and
+#             train_default.py's graphed and compiled+graphed training rows.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# A dry run on the CPU: STEPS=2 SAMPLES=6 TRAIN_FLAGS="--preset tiny" OUT=/tmp/o PART=sweep ...
+STEPS=${STEPS:-3000} SAMPLES=${SAMPLES:-1000} TRAIN_FLAGS=${TRAIN_FLAGS:-}
+
+carry() {
+    for d in /.gpu/ /.whl/; do
+        grep -qxF "$d" .git/info/exclude 2>/dev/null || echo "$d" >>.git/info/exclude
+    done
+    mkdir -p .gpu .whl
+    python3 - <<'EOF'
+import io, zipfile
+from pathlib import Path
+from PIL import Image
+src = Path("../shared/data/utkface")
+files = sorted(p for p in src.iterdir() if p.is_file())
+with zipfile.ZipFile(".gpu/utk64.zip", "w", zipfile.ZIP_STORED) as z:
+    for p in files:
+        with Image.open(p) as im:
+            buf = io.BytesIO()
+            im.convert("RGB").resize((64, 64), Image.Resampling.BICUBIC).save(buf, "JPEG", quality=95)
+        z.writestr(p.name, buf.getvalue())
+print(f".gpu/utk64.zip: {len(files)} photos, {Path('.gpu/utk64.zip').stat().st_size / 2**20:.1f} MiB")
+EOF
+    version=$(python3 -c "import diffusers; print(diffusers.__version__)")
+    rm -f .whl/*.whl
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+        --implementation cp --platform manylinux2014_x86_64 --platform any -d .whl \
+        "diffusers==$version" importlib_metadata
+    ls -l .whl
+}
+
+setup() {
+    export PYTHONUNBUFFERED=1
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site:$PWD
+    python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null
+    mkdir -p /tmp/raw
+    python3 -c "import zipfile; zipfile.ZipFile('.gpu/utk64.zip').extractall('/tmp/raw')"
+    python3 -m facediff prepare /tmp/raw --out /tmp/utk64 >/dev/null
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no GPU"
+}
+
+base_run() {  # time_to_fid.py's split, then a 3,000-step default run on it
+    python3 - <<'EOF'
+import sys
+from pathlib import Path
+sys.path.insert(0, "benchmarks")
+from time_to_fid import prepare_work
+print(prepare_work(Path("/tmp/utk64"), Path("/tmp/ttf"), 0.1))
+EOF
+    # shellcheck disable=SC2086  # TRAIN_FLAGS is a list of flags
+    python3 -m facediff train /tmp/ttf/data --out /tmp/ttf/runs/default --max-steps "$STEPS" \
+        --log-every 500 --checkpoint-every "$STEPS" $TRAIN_FLAGS
+}
+
+part_sweep() {
+    base_run
+    python3 benchmarks/sample_throughput.py --sweep /tmp/ttf --sweep-only --sweep-samples "$SAMPLES" \
+        --batch-size 250 --sweep-samplers unipc --sweep-steps 12,15,17,20
+    python3 benchmarks/sample_pack.py pack /tmp/ttf/steps-sweep "$OUT/sweep"
+}
+
+part_speed() {
+    python3 benchmarks/sample_throughput.py --quick --json "$OUT/sample.json"
+    python3 benchmarks/train_default.py /tmp/utk64 --no-default --rows cold --steps 1500 \
+        --json "$OUT/train.json"
+}
+
+case "${1:-}" in
+carry) carry ;;
+run)
+    : "${OUT:?run it on the device machine, where OUT is set}"
+    { setup && "part_${PART:?set PART=sweep or speed}"; } 2>&1 | tee "$OUT/log.txt"
+    ;;
+*)
+    echo "usage: bash benchmarks/gpu_session.sh carry | PART=NAME bash benchmarks/gpu_session.sh run" >&2
+    exit 2
+    ;;
+esac
