@@ -172,6 +172,10 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SAMPLERS = ("dpmsolver++", "ddim", "unipc", "euler", "ddpm")
 MIX_MODES = ("compose", "blend")
+#: Step placements (facediff.guidance.set_timesteps): evenly in time or in log-SNR.
+SPACINGS = ("time", "logsnr")
+#: Samplers whose diffusers scheduler takes custom timesteps, as ``logsnr`` needs.
+LOGSNR_SAMPLERS = ("dpmsolver++", "euler", "ddpm")
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
 
@@ -361,6 +365,8 @@ class SampleConfig:
 
     sampler: str = "dpmsolver++"  # one of SAMPLERS
     steps: int = 25
+    # where the steps lie: evenly in time, or evenly in log-SNR (one of SPACINGS)
+    spacing: str = "time"
     guidance: float = 3.0
     # (σ_lo, σ_hi): guide only the steps with σ_lo < σ <= σ_hi; None: every step
     guidance_interval: tuple[float, float] | None = None
@@ -381,6 +387,15 @@ class SampleConfig:
             raise unknown("sampler", self.sampler, SAMPLERS)
         if self.mix_mode not in MIX_MODES:
             raise unknown("mix_mode", self.mix_mode, MIX_MODES)
+        if self.spacing not in SPACINGS:
+            raise unknown("spacing", self.spacing, SPACINGS)
+        if self.spacing == "logsnr" and self.sampler not in LOGSNR_SAMPLERS:
+            raise invalid(
+                "spacing",
+                self.spacing,
+                f"needs the {', '.join(LOGSNR_SAMPLERS[:-1])} or {LOGSNR_SAMPLERS[-1]} sampler, "
+                f"not {self.sampler}",
+            )
         for name in ("steps", "n", "batch_size"):
             _check_positive_int(self, name)
         if not (math.isfinite(self.guidance) and self.guidance >= 0):  # inf/nan: black images

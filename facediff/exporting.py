@@ -67,6 +67,8 @@ def sample_defaults(config: SampleConfig) -> dict[str, Any]:
     }
     if config.guidance_interval is not None:
         defaults["guidance_interval"] = list(config.guidance_interval)
+    if config.spacing != "time":  # absent: time, as in exports made before spacing
+        defaults["spacing"] = config.spacing
     return defaults
 
 

@@ -294,6 +294,7 @@ def _sample_batch(
     steps: int,
     guidance: float,
     guidance_interval: tuple[float, float] | None = None,
+    spacing: str = "time",
 ) -> torch.Tensor:
     """Run one batch from its seeds to uint8 images on the CPU."""
     generators, noise = seeded_noise(seeds, den.sample_size)
@@ -310,6 +311,7 @@ def _sample_batch(
         dtype=den.dtype,
         generator=generators,
         guidance_interval=guidance_interval,
+        spacing=spacing,
     )
     # On CUDA the latents are channels-last; callers get plain N×3×S×S tensors (safetensors
     # refuses to save a strided view).
@@ -320,11 +322,17 @@ def _sample_batch(
 MAX_SEED = 2**63 - 1
 
 
-def max_steps(sampler: str, scheduler_config: dict[str, Any]) -> int:
+def max_steps(sampler: str, scheduler_config: dict[str, Any], spacing: str = "time") -> int:
     """The most inference steps ``sampler`` can take on the run's noise schedule (DDIM's
-    ``steps_offset`` of 1 would index one past the schedule at its training length)."""
+    ``steps_offset`` of 1 would index one past the schedule at its training length); with
+    ``logsnr`` spacing, one per timestep from the first one down to 0."""
     n = int(scheduler_config.get("num_train_timesteps", 1000))
-    return n - 1 if sampler == "ddim" else n
+    limit = n - 1 if sampler == "ddim" else n
+    if spacing == "logsnr":
+        scheduler = make_scheduler(sampler, scheduler_config)
+        scheduler.set_timesteps(limit)
+        limit = min(limit, int(scheduler.timesteps[0]) + 1)
+    return limit
 
 
 def check_seeds(seeds: Sequence[int]) -> None:
@@ -418,10 +426,11 @@ def generate_batches(
             batch_size=c.batch_size,
             shapes=forward_batches([(mix, request, len(seeds))], c, null),
         )
-    limit = max_steps(c.sampler, den.scheduler_config)
+    limit = max_steps(c.sampler, den.scheduler_config, c.spacing)
     if c.steps > limit:
+        spaced = " with logsnr spacing" if c.spacing == "logsnr" else ""
         raise invalid(
-            "steps", c.steps, f"the {c.sampler} sampler takes at most {limit} on this model"
+            "steps", c.steps, f"the {c.sampler} sampler takes at most {limit}{spaced} on this model"
         )
     seeds = [int(s) for s in seeds]
     check_seeds(seeds)
@@ -441,6 +450,7 @@ def generate_batches(
                 steps=c.steps,
                 guidance=c.guidance,
                 guidance_interval=c.guidance_interval,
+                spacing=c.spacing,
             )
         yield part, images[: len(part)]
         emit(progress, Progress(task, start + len(part), len(seeds)))

@@ -320,6 +320,64 @@ def unguided(cond: Conditions) -> Conditions:
     return Conditions(cond.labels[:k], cond.weights, False, cond.blend)
 
 
+#: Where a run's steps lie between its first timestep and t = 0: ``time`` evenly in t (the
+#: scheduler's own placement), ``logsnr`` evenly in log-SNR λ = log(αₜ/σₜ).
+SPACINGS = ("time", "logsnr")
+
+
+def takes_timesteps(scheduler: Any) -> bool:
+    """Whether a diffusers scheduler's ``set_timesteps`` takes a list of timesteps."""
+    return "timesteps" in inspect.signature(scheduler.set_timesteps).parameters
+
+
+def set_timesteps(
+    scheduler: Any, steps: int, spacing: str = "time", device: torch.device | str | None = None
+) -> None:
+    """Place ``steps`` steps on ``scheduler``. ``time``: as the scheduler places them.
+    ``logsnr``: from the same first timestep down to t = 0, evenly in log-SNR (DPM-Solver's
+    "logSNR" steps, Lu et al. 2022, arXiv:2206.00927, suggested for low-resolution
+    pixel-space models), through :func:`logsnr_timesteps`; the same ODE from the same start,
+    so both spacings approach the same images as the steps grow. ``logsnr`` needs a
+    scheduler that takes custom timesteps (DPM-Solver++, Euler, DDPM)."""
+    if spacing not in SPACINGS:
+        raise ValueError(f"unknown spacing {spacing!r}; use {' or '.join(SPACINGS)}")
+    scheduler.set_timesteps(steps, device=device)
+    if spacing == "time":
+        return
+    if not takes_timesteps(scheduler):
+        raise ValueError(f"{type(scheduler).__name__} takes no custom timesteps: no logsnr spacing")
+    start = min(int(scheduler.timesteps[0]), len(scheduler.alphas_cumprod) - 1)
+    timesteps = logsnr_timesteps(scheduler.alphas_cumprod, start, steps)
+    scheduler.set_timesteps(device=device, timesteps=timesteps)
+    if hasattr(scheduler, "set_begin_index"):  # count steps from the first, not by lookup
+        scheduler.set_begin_index(0)
+
+
+def logsnr_timesteps(alphas_cumprod: torch.Tensor, start: int, steps: int) -> list[int]:
+    """``steps`` distinct integer timesteps from ``start`` down to 0 whose log-SNR
+    λₜ = ½·log(ᾱₜ/(1 − ᾱₜ)) is evenly spaced, each rounded to the nearest timestep. Where
+    rounding repeats a timestep (many steps crowd near t = 0) the repeats move to the next
+    free timesteps above, and the top ones down below ``start``."""
+    if not 1 <= steps <= start + 1:
+        raise ValueError(f"logsnr spacing from timestep {start} takes 1 to {start + 1} steps")
+    if steps == 1:
+        return [start]
+    a = alphas_cumprod.detach().double().cpu()[: start + 1]
+    rising = (0.5 * (a.log() - (1 - a).log())).flip(0)  # λ at t = start, start − 1, …, 0
+    goal = torch.linspace(float(rising[0]), float(rising[-1]), steps, dtype=torch.float64)
+    j = torch.searchsorted(rising, goal).clamp(1, start)
+    lo, hi = rising[j - 1], rising[j]
+    t = (start - j + 1) - (goal - lo) / (hi - lo)  # linear between t = start−j+1 and start−j
+    picked = t.round().long().tolist()
+    picked[-1] = max(picked[-1], 0)
+    for i in range(steps - 2, -1, -1):  # repeats move up …
+        picked[i] = max(picked[i], picked[i + 1] + 1)
+    picked[0] = min(picked[0], start)
+    for i in range(1, steps):  # … but not past the start
+        picked[i] = min(picked[i], picked[i - 1] - 1)
+    return picked
+
+
 def noise_levels(scheduler: Any, timesteps: Sequence[float]) -> list[float]:
     """σ = √((1 − ᾱₜ)/ᾱₜ) of each of a diffusers scheduler's ``timesteps``."""
     alphas = getattr(scheduler, "alphas_cumprod", None)
@@ -394,8 +452,10 @@ def denoise(
     generator: Generators = None,
     progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
     guidance_interval: Sequence[float] | None = None,
+    spacing: str = "time",
 ) -> torch.Tensor:
-    """Run a diffusers ``scheduler`` from ``noise`` (on the model's device) to x₀.
+    """Run a diffusers ``scheduler`` from ``noise`` (on the model's device) to x₀ in
+    ``steps`` steps placed by ``spacing`` (:func:`set_timesteps`).
 
     ``net`` is a ``UNet2DModel`` (or compiled one); each step evaluates every label row
     of ``cond`` in one batched forward and combines the outputs with :func:`guide`.
@@ -405,7 +465,7 @@ def denoise(
     is a list). Returns float32 images in model space ([-1, 1] for a trained model).
     ``progress`` may wrap the step indices (e.g. a progress bar).
     """
-    scheduler.set_timesteps(steps, device=noise.device)
+    set_timesteps(scheduler, steps, spacing, device=noise.device)
     host_timesteps = scheduler.timesteps.tolist()  # one sync, then none inside the loop
     x = noise * scheduler.init_noise_sigma
     batch = x.shape[0]

@@ -37,6 +37,7 @@ from PIL import Image
 
 from .attributes import AttributeSet, embedding_sizes
 from .guidance import (
+    SPACINGS,
     Generators,
     attach_attributes,
     blended_row,
@@ -181,6 +182,7 @@ class FaceDiffPipeline(DiffusionPipeline):
         attributes: Mapping[str, str | None] | None = None,
         attribute_guidance: Mapping[str, float] | None = None,
         guidance_interval: tuple[float, float] | None = None,
+        spacing: str | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
     ) -> ImagePipelineOutput | tuple[Any]:
@@ -210,6 +212,10 @@ class FaceDiffPipeline(DiffusionPipeline):
                 σ = √((1 − ᾱ)/ᾱ) lies in ``(σ_lo, σ_hi]`` (Kynkäänniemi et al. 2024); the
                 others run the category terms alone, with fewer network evaluations.
                 Default: the export's ``sample_defaults`` (None: every step).
+            spacing: where the steps lie: ``"time"`` (evenly in time, the scheduler's own
+                placement) or ``"logsnr"`` (evenly in log-SNR, for schedulers that take
+                custom timesteps, such as DPM-Solver++). Default: the export's
+                ``sample_defaults`` (else ``"time"``).
         """
         indices, weights = self.resolve_mix(category, mix)
         values, nulls, scales = self.resolve_attributes(attributes, attribute_guidance)
@@ -220,6 +226,9 @@ class FaceDiffPipeline(DiffusionPipeline):
         if guidance_interval is None:  # exports without one guide every step
             guidance_interval = (self.config.sample_defaults or {}).get("guidance_interval")
         interval = check_interval(guidance_interval, "guidance_interval")
+        spacing = spacing or (self.config.sample_defaults or {}).get("spacing", "time")
+        if spacing not in SPACINGS:
+            raise ValueError(f"spacing must be one of {', '.join(SPACINGS)}, not {spacing!r}")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}")
         n = self._batch_size(batch_size, generator)
@@ -250,6 +259,7 @@ class FaceDiffPipeline(DiffusionPipeline):
                 generator=generator,
                 progress=self.progress_bar,
                 guidance_interval=interval,
+                spacing=spacing,
             )
         self.maybe_free_model_hooks()
         if output_type == "pil":

@@ -198,6 +198,8 @@ def _record_entry(
         entry["attribute_guidance"] = request.guidance
     if config.guidance_interval is not None:
         entry["guidance_interval"] = list(config.guidance_interval)
+    if config.spacing != "time":  # absent: time, as in records made before spacing
+        entry["spacing"] = config.spacing
     return entry
 
 

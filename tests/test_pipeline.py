@@ -134,6 +134,26 @@ def test_guidance_interval_matches_generate_and_defaults_from_the_config(folder)
         run(pipe, guidance_interval=(2.0, 1.0))
 
 
+def test_logsnr_spacing_matches_generate_and_defaults_from_the_config(folder):
+    pipe = _quiet(FaceDiffPipeline.from_pretrained(folder))
+    loaded = load_for_inference(folder)
+    mix = parse_mix("OI", loaded.categories)
+    want = generate(loaded, mix, SEEDS, steps=8, spacing="logsnr", device="cpu")
+
+    def run(p, **kw):  # fresh per-image generators for every call
+        return _pixels(p(mix="OI", num_inference_steps=8, generator=_gens(), **kw).images)
+
+    got = run(pipe, spacing="logsnr")
+    assert (got.int() - want.int()).abs().max() <= 2
+    assert (run(pipe).int() - want.int()).abs().max() > 2  # the spacing changed the faces
+    assert "spacing" not in (pipe.config.sample_defaults or {})  # time, as before
+    with_default = _quiet(build_pipeline(loaded, SampleConfig(spacing="logsnr")))
+    assert with_default.config.sample_defaults["spacing"] == "logsnr"
+    assert torch.equal(run(with_default), got)
+    with pytest.raises(ValueError, match="spacing must be one of time, logsnr"):
+        run(pipe, spacing="karras")
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

@@ -27,6 +27,7 @@ from facediff.cli.options import (
     RunArg,
     SamplerOpt,
     SeedOpt,
+    SpacingOpt,
     StepsOpt,
     sample_config,
 )
@@ -80,6 +81,7 @@ def evaluate_command(
     ] = "each",
     sampler: SamplerOpt = _D.sampler,
     steps: StepsOpt = _D.steps,
+    spacing: SpacingOpt = _D.spacing,
     guidance: GuidanceOpt = _D.guidance,
     guidance_interval: GuidanceIntervalOpt = None,
     mix_mode: MixModeOpt = _D.mix_mode,

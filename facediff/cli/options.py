@@ -14,6 +14,7 @@ from facediff.config import (
     DEFAULT_RUN_DIR,
     MIX_MODES,
     SAMPLERS,
+    SPACINGS,
     SampleConfig,
     field_default,
     noise_interval,
@@ -83,6 +84,14 @@ SamplerOpt = Annotated[
     str, typer.Option("--sampler", help="dpmsolver++, ddim, unipc, euler or ddpm.")
 ]
 StepsOpt = Annotated[int, typer.Option("--steps", help="Sampler steps (ddpm: up to 1000).")]
+SpacingOpt = Annotated[
+    str,
+    typer.Option(
+        "--spacing",
+        help="Where the steps lie: time (evenly in time) or logsnr (evenly in log-SNR, "
+        "DPM-Solver's low-resolution choice; dpmsolver++, euler and ddpm).",
+    ),
+]
 GuidanceOpt = Annotated[
     float, typer.Option("--guidance", help="Classifier-free guidance scale (1 = none).")
 ]
@@ -147,6 +156,7 @@ def print_json(summary: dict) -> None:
 _SAMPLE_OPTIONS = (
     "sampler",
     "steps",
+    "spacing",
     "guidance",
     "mix_mode",
     "seed",
@@ -176,6 +186,7 @@ def sample_config(options: dict[str, Any], *, n: int | None = None) -> SampleCon
     options, passed as its ``locals()``; ``n`` is its count of images per mix, if any."""
     check_choice("--sampler", options["sampler"], SAMPLERS)
     check_choice("--mix-mode", options["mix_mode"], MIX_MODES)
+    check_choice("--spacing", options["spacing"], SPACINGS)
     settings = {name: options[name] for name in _SAMPLE_OPTIONS}
     settings["guidance_interval"] = guidance_interval(options["guidance_interval"])
     if n is not None:

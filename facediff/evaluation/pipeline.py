@@ -331,6 +331,8 @@ def _samples_section(
     used = {k: getattr(config, k) for k in settings}
     if config.guidance_interval is not None:
         used["guidance_interval"] = list(config.guidance_interval)
+    if config.spacing != "time":
+        used["spacing"] = config.spacing
     return SamplesSection(per_group, recorded, "generated", used)
 
 
