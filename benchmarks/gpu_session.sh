@@ -10,17 +10,21 @@
 # .git/info/exclude. `run` installs them, prepares the photos, and runs PART (results and
 # log.txt under $OUT, at most 8 files):
 #
-#   sweep     train `base` 3,000 steps on 90% of the photos (time_to_fid.py's split), then
-#             the FID steps sweep: UniPC at 12/15/17/20 steps beside the default recipe and
-#             the default on other seeds, 1,000 samples each; packed with sample_pack.py.
+#   sweep     train `base` 3,000 steps on 90% of the photos (time_to_fid.py's split); the
+#             ODE error of DPM-Solver++ with time and log-SNR spacing by steps
+#             (solver_error.py); then the FID steps sweep: both spacings at 10/12/15/20
+#             steps beside the default recipe and the default on other seeds, 1,000
+#             samples each, packed with sample_pack.py.
 #             Score here: python benchmarks/sample_pack.py unpack OUT/sweep W/steps-sweep;
 #             python benchmarks/time_to_fid.py score W/steps-sweep --heldout-from DATA64
 #   speed     sample_throughput.py --quick (the default's images/s, first image) and
 #             train_default.py's graphed and compiled+graphed training rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# A dry run on the CPU: STEPS=2 SAMPLES=6 TRAIN_FLAGS="--preset tiny" OUT=/tmp/o PART=sweep ...
-STEPS=${STEPS:-3000} SAMPLES=${SAMPLES:-1000} TRAIN_FLAGS=${TRAIN_FLAGS:-}
+# A dry run on the CPU: STEPS=2 SAMPLES=6 SEEDS=1 REFERENCE=20 TRAIN_FLAGS="--preset tiny" \
+#   OUT=/tmp/o PART=sweep bash benchmarks/gpu_session.sh run
+STEPS=${STEPS:-3000} SAMPLES=${SAMPLES:-1000} SEEDS=${SEEDS:-16} REFERENCE=${REFERENCE:-300}
+TRAIN_FLAGS=${TRAIN_FLAGS:-}
 
 carry() {
     for d in /.gpu/ /.whl/; do
@@ -76,9 +80,13 @@ EOF
 
 part_sweep() {
     base_run
+    python3 benchmarks/solver_error.py /tmp/ttf/runs/default --per-category "$SEEDS" \
+        --reference-steps "$REFERENCE" --steps 10,12,15,20,25 --samplers dpmsolver++ --json "$OUT/ode.json"
     python3 benchmarks/sample_throughput.py --sweep /tmp/ttf --sweep-only --sweep-samples "$SAMPLES" \
-        --batch-size 250 --sweep-samplers unipc --sweep-steps 12,15,17,20
-    python3 benchmarks/sample_pack.py pack /tmp/ttf/steps-sweep "$OUT/sweep"
+        --batch-size 250 --sweep-samplers dpmsolver++ --sweep-spacings time,logsnr \
+        --sweep-steps 10,12,15,20
+    # 10 sample sets: 5 grid files and pack.json, beside log.txt and ode.json
+    python3 benchmarks/sample_pack.py pack /tmp/ttf/steps-sweep "$OUT/sweep" --files 6
 }
 
 part_speed() {

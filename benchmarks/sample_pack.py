@@ -4,7 +4,9 @@
 uint8 64×64 images are 12.3 MB each) plus ``rows.json`` and ``split.json``; the device
 machine returns at most 8 files of 16 MiB, 64 MiB in all. ``pack`` writes each sample set as
 one lossless WebP grid (about 5.4 MB for 1,000 UTKFace-like faces) and everything else into
-``pack.json``; ``unpack`` rebuilds the folder bit for bit, for ``time_to_fid.py score``::
+``pack.json``; with more sets than ``--files`` (default 8, pack.json included) leaves room
+for, sets share a grid file, stacked. ``unpack`` rebuilds the folder bit for bit, for
+``time_to_fid.py score``::
 
     python benchmarks/sample_pack.py pack WORK/steps-sweep $OUT/sweep      # on the GPU machine
     python benchmarks/sample_pack.py unpack OUT/sweep WORK/steps-sweep     # here, then score
@@ -25,6 +27,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 MAX_FILES = 8  # what the device machine returns
+WEBP_MAX_SIDE = 16383  # pixels
 #: Characters the device machine returns a file name with; others (``+`` in
 #: ``dpmsolver++``) are written as safe spellings (:func:`safe_name`) and the real name kept in
 #: pack.json.
@@ -55,32 +58,54 @@ def tiles(image: Image.Image, n: int, size: int, cols: int) -> torch.Tensor:
     return t[:n].contiguous()
 
 
-def pack(src: Path, dst: Path) -> list[Path]:
+def pack(src: Path, dst: Path, files: int = MAX_FILES) -> list[Path]:
+    """Each sample set of ``src`` as a WebP grid in ``dst``, plus ``pack.json``: at most
+    ``files`` files, so sets share a grid file (stacked one below the other) where there
+    are more than ``files - 1``."""
     sets = sorted(src.glob("samples-*.safetensors"))
-    if len(sets) + 1 > MAX_FILES:
-        raise SystemExit(f"{len(sets)} sample sets: at most {MAX_FILES - 1} fit one return")
+    if files < 2:
+        raise SystemExit(f"--files {files}: at least 2 (a grid and pack.json)")
+    per_file = max(1, math.ceil(len(sets) / (files - 1)))
     dst.mkdir(parents=True, exist_ok=True)
     meta = {"files": {}, "sets": []}
     for name in ("rows.json", "split.json"):
         if (src / name).exists():
             meta["files"][name] = json.loads((src / name).read_text())
     written = []
-    for path in sets:
-        t = load_file(str(path))
-        images, labels = t["images"], t["labels"]
-        cols = max(1, math.ceil(math.sqrt(len(images))))
-        out = dst / safe_name(path.name.removesuffix(".safetensors") + ".webp")
-        grid(images, cols).save(out, "WEBP", lossless=True, quality=100, method=4)
-        meta["sets"].append(
-            {
-                "name": path.name,
-                "grid": out.name,
-                "n": len(images),
-                "size": images.shape[-1],
-                "cols": cols,
-                "labels": labels.tolist(),
-            }
-        )
+    for first in range(0, len(sets), per_file):
+        group = sets[first : first + per_file]
+        grids, row = [], 0
+        for path in group:
+            t = load_file(str(path))
+            images, labels = t["images"], t["labels"]
+            cols = max(1, math.ceil(math.sqrt(len(images))))
+            grids.append(grid(images, cols))
+            meta["sets"].append(
+                {
+                    "name": path.name,
+                    "n": len(images),
+                    "size": images.shape[-1],
+                    "cols": cols,
+                    "row": row,  # its first pixel row in the grid file
+                    "labels": labels.tolist(),
+                }
+            )
+            row += grids[-1].height
+        name = path.name if per_file == 1 else f"samples-part-{first // per_file + 1}"
+        out = dst / safe_name(name.removesuffix(".safetensors") + ".webp")
+        if row > WEBP_MAX_SIDE or max(g.width for g in grids) > WEBP_MAX_SIDE:
+            raise SystemExit(
+                f"{len(sets)} sample sets in {files} files: {out.name} would be "
+                f"{row} px tall, over WebP's {WEBP_MAX_SIDE}; pass more --files"
+            )
+        canvas = Image.new("RGB", (max(g.width for g in grids), row))
+        y = 0
+        for g in grids:
+            canvas.paste(g, (0, y))
+            y += g.height
+        canvas.save(out, "WEBP", lossless=True, quality=100, method=4)
+        for entry in meta["sets"][first:]:
+            entry["grid"] = out.name
         written.append(out)
     (dst / "pack.json").write_text(json.dumps(meta))
     return [*written, dst / "pack.json"]
@@ -94,8 +119,11 @@ def unpack(src: Path, dst: Path) -> list[Path]:
         (dst / name).write_text(json.dumps(content, indent=2))
         written.append(dst / name)
     for s in meta["sets"]:
+        size, cols, row = s["size"], s["cols"], s.get("row", 0)  # no "row": one set a file
+        height = max(1, math.ceil(s["n"] / cols)) * size
         with Image.open(src / s["grid"]) as im:
-            images = tiles(im, s["n"], s["size"], s["cols"])
+            part = im.crop((0, row, cols * size, row + height))
+            images = tiles(part, s["n"], size, cols)
         labels = torch.tensor(s["labels"], dtype=torch.int64)
         save_file({"images": images, "labels": labels}, str(dst / s["name"]))
         written.append(dst / s["name"])
@@ -107,11 +135,20 @@ def main() -> None:
     p.add_argument("action", choices=("pack", "unpack"))
     p.add_argument("src")
     p.add_argument("dst")
+    p.add_argument(
+        "--files",
+        type=int,
+        default=MAX_FILES,
+        help=f"pack: at most this many files, pack.json included (default {MAX_FILES})",
+    )
     args = p.parse_args()
     src = Path(args.src)
     if not src.is_dir():
         p.error(f"{src}: no such folder")
-    files = (pack if args.action == "pack" else unpack)(src, Path(args.dst))
+    if args.action == "pack":
+        files = pack(src, Path(args.dst), args.files)
+    else:
+        files = unpack(src, Path(args.dst))
     size = sum(f.stat().st_size for f in files)
     print(
         f"{args.action}: {len(files)} files, {size / 2**20:.1f} MiB in {args.dst}", file=sys.stderr

@@ -415,10 +415,13 @@ class SweepRow:
     steps: int
     first_seed: int = 0
     interval: tuple[float, float] | None = None
+    spacing: str = "time"
 
     @property
     def tag(self) -> str:
         tag = f"{self.sampler}-{self.steps}"
+        if self.spacing != "time":
+            tag += f"-{self.spacing}"
         if self.interval:
             tag += "-interval-{:g}-{:g}".format(*self.interval)
         return tag + ("-other-seeds" if self.first_seed else "")
@@ -426,17 +429,21 @@ class SweepRow:
     @property
     def recipe(self) -> str:
         recipe = f"{self.sampler} {self.steps} steps"
+        if self.spacing != "time":
+            recipe += f", {self.spacing} spacing"
         if self.interval:
             recipe += ", guided σ in ({:g}, {:g}]".format(*self.interval)
         return recipe + (f", seeds from {self.first_seed}" if self.first_seed else "")
 
 
-def sweep_settings(samplers: str, steps: str, intervals: list[str] | None = None) -> list[tuple]:
-    """(sampler, steps, other seeds?, interval) for each sweep row: every sampler at every
-    step count on seeds 0…, the default recipe (added when those rows lack it), the
-    default recipe with each guidance interval, then the default recipe again on other
-    seeds (the chance yardstick)."""
-    from facediff.config import SAMPLERS, noise_interval
+def sweep_settings(
+    samplers: str, steps: str, intervals: list[str] | None = None, spacings: str = "time"
+) -> list[tuple]:
+    """(sampler, steps, other seeds?, interval, spacing) for each sweep row: every sampler
+    at every step count on seeds 0… with each spacing it takes, the default recipe (added
+    when those rows lack it), the default recipe with each guidance interval, then the
+    default recipe again on other seeds (the chance yardstick)."""
+    from facediff.config import LOGSNR_SAMPLERS, SAMPLERS, SPACINGS, noise_interval
 
     names = [s.strip() for s in samplers.split(",") if s.strip()]
     bad = [s for s in names if s not in SAMPLERS]
@@ -450,6 +457,11 @@ def sweep_settings(samplers: str, steps: str, intervals: list[str] | None = None
         counts = []
     if not counts or min(counts) < 1:
         raise ValueError(f"--sweep-steps: expected step counts like 10,15,20,25, got {steps!r}")
+    spaced = list(dict.fromkeys(s.strip() for s in spacings.split(",") if s.strip()))
+    if not spaced or not set(spaced) <= set(SPACINGS):
+        raise ValueError(
+            f"--sweep-spacings: expected some of {', '.join(SPACINGS)}, got {spacings!r}"
+        )
     checked = []
     for text in intervals or []:
         interval = noise_interval(text)
@@ -458,11 +470,18 @@ def sweep_settings(samplers: str, steps: str, intervals: list[str] | None = None
         checked.append(interval)
     d = SampleConfig()
     counts, names = list(dict.fromkeys(counts)), list(dict.fromkeys(names))  # each set once
-    rows = [(s, n, False, None) for s in names for n in counts]
-    if (d.sampler, d.steps, False, None) not in rows:  # the yardstick is always swept
-        rows.append((d.sampler, d.steps, False, None))
-    rows += [(d.sampler, d.steps, False, i) for i in checked]
-    return [*rows, (d.sampler, d.steps, True, None)]
+    rows = [
+        (s, n, False, None, sp)
+        for s in names
+        for sp in spaced
+        if sp == "time" or s in LOGSNR_SAMPLERS
+        for n in counts
+    ]
+    default = (d.sampler, d.steps, False, None, d.spacing)
+    if default not in rows:  # the yardstick is always swept
+        rows.append(default)
+    rows += [(d.sampler, d.steps, False, i, d.spacing) for i in checked]
+    return [*rows, (d.sampler, d.steps, True, None, d.spacing)]
 
 
 def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:
@@ -475,8 +494,8 @@ def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:
     per_category = proportional(info["heldout_per_category"], args.sweep_samples)
     offset = max(per_category)  # "other seeds" start past every category's seeds
     settings = [
-        SweepRow(sampler, steps, offset if other else 0, interval)
-        for sampler, steps, other, interval in args.sweep_settings
+        SweepRow(sampler, steps, offset if other else 0, interval, spacing)
+        for sampler, steps, other, interval, spacing in args.sweep_settings
     ]
     out.mkdir(parents=True, exist_ok=True)
     for name in ("data", "heldout.safetensors"):
@@ -498,7 +517,7 @@ def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:
                 continue
             mix = parse_mix(loaded.categories[k].code, loaded.categories)
             seeds = list(range(setting.first_seed, setting.first_seed + n))
-            kw = dict(sampler=setting.sampler, steps=setting.steps)
+            kw = dict(sampler=setting.sampler, steps=setting.steps, spacing=setting.spacing)
             images.append(generate(den, mix, seeds, cfg, guidance_interval=setting.interval, **kw))
             labels.append(torch.full((n,), k, dtype=torch.int64))
         sync(dev)
@@ -569,6 +588,11 @@ def main() -> None:
     p.add_argument("--sweep-samplers", default=SWEEP_SAMPLERS, help="comma-separated samplers")
     p.add_argument("--sweep-steps", default=SWEEP_STEPS, help="comma-separated step counts")
     p.add_argument(
+        "--sweep-spacings",
+        default="time",
+        help="comma-separated step spacings, time and/or logsnr (for samplers that take it)",
+    )
+    p.add_argument(
         "--sweep-interval",
         action="append",
         metavar="LO,HI",
@@ -604,7 +628,7 @@ def main() -> None:
         p.error(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     try:
         args.sweep_settings = sweep_settings(
-            args.sweep_samplers, args.sweep_steps, args.sweep_interval
+            args.sweep_samplers, args.sweep_steps, args.sweep_interval, args.sweep_spacings
         )
     except ValueError as e:
         p.error(str(e))

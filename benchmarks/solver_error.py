@@ -11,7 +11,9 @@ category at the default guidance. The limits themselves differ a little (facedif
 DPM-Solver++ clips λ, so its schedule starts at t = 995, not 999); the distance of each
 from the default's limit is reported, as is each limit's own error, estimated by solving
 again with half the steps (an order-2 solver's error at N steps is about a quarter of
-that at N/2).
+that at N/2). ``--spacings time,logsnr`` (the default) also runs the samplers that take
+custom timesteps with their steps evenly spaced in log-SNR (``facediff sample --spacing
+logsnr``): the same ODE from the same first timestep, measured against the same limit.
 
 The distance is a discretisation error, not a quality score: it says which sampler needs
 fewer steps to reach the default recipe's accuracy (the last lines), and so which settings
@@ -61,6 +63,15 @@ def check_samplers(names: list[str], option: str) -> list[str]:
     return names
 
 
+def check_spacings(names: list[str]) -> list[str]:
+    from facediff.config import SPACINGS
+
+    bad = [s for s in names if s not in SPACINGS]
+    if bad:
+        raise ValueError(f"--spacings: {', '.join(bad)} is not one of {', '.join(SPACINGS)}")
+    return list(dict.fromkeys(names))
+
+
 class Solver:
     """The model, each category's conditions and noise, solved to images by any sampler."""
 
@@ -87,7 +98,7 @@ class Solver:
             seeds = range(k * 1_000_000, k * 1_000_000 + per_category)
             self.jobs.append((cond, seeded_noise(seeds, self.den.sample_size)[1]))
 
-    def solve(self, sampler: str, steps: int):
+    def solve(self, sampler: str, steps: int, spacing: str = "time"):
         """Every category's images in model space (float32 on the CPU, clamped to [-1, 1])."""
         import torch
 
@@ -105,6 +116,7 @@ class Solver:
                     steps=steps,
                     guidance=self.guidance,
                     dtype=self.den.dtype,
+                    spacing=spacing,
                 )
             out.append(x.float().clamp(-1, 1).cpu())
         return torch.cat(out)
@@ -115,15 +127,23 @@ def rms_levels(a, b) -> float:
 
 
 def measure(args) -> dict:
-    from facediff.config import SampleConfig
+    from facediff.config import LOGSNR_SAMPLERS, SampleConfig
 
     default = SampleConfig()
     solver = Solver(args.run, args.device, args.precision, args.per_category, args.guidance)
-    settings = [(s, n) for s in args.samplers for n in args.steps]
-    if (default.sampler, default.steps) not in settings:
-        settings.append((default.sampler, default.steps))
+    settings = [
+        (s, sp, n)
+        for s in args.samplers
+        for sp in args.spacings
+        if sp == "time" or s in LOGSNR_SAMPLERS
+        for n in args.steps
+    ]
+    if (default.sampler, default.spacing, default.steps) not in settings:
+        settings.append((default.sampler, default.spacing, default.steps))
     limits, references = {}, {}
-    for sampler in dict.fromkeys(s for s, _ in settings):  # each sampler's own limit
+    # Each sampler's own limit, with time spacing: every spacing solves the same ODE from
+    # the same first timestep, so all of a sampler's spacings approach it.
+    for sampler in dict.fromkeys(s for s, _, _ in settings):
         t0 = time.perf_counter()
         limits[sampler] = solver.solve(sampler, args.reference_steps)
         half = solver.solve(sampler, args.reference_steps // 2)
@@ -135,12 +155,11 @@ def measure(args) -> dict:
     for sampler, ref in references.items():
         ref["from_default_limit"] = rms_levels(limits[sampler], limits[default.sampler])
     rows = []
-    for sampler, steps in settings:
-        images = solver.solve(sampler, steps)
-        rows.append(
-            {"sampler": sampler, "steps": steps, "rms": rms_levels(images, limits[sampler])}
-        )
-        print(f"  {sampler} {steps} steps: {rows[-1]['rms']:.2f} grey levels", flush=True)
+    for sampler, spacing, steps in settings:
+        images = solver.solve(sampler, steps, spacing)
+        rms = rms_levels(images, limits[sampler])
+        rows.append({"sampler": sampler, "spacing": spacing, "steps": steps, "rms": rms})
+        print(f"  {method(rows[-1])} {steps} steps: {rms:.2f} grey levels", flush=True)
     return {
         "run": str(args.run),
         "device": str(solver.den.device),
@@ -149,26 +168,33 @@ def measure(args) -> dict:
         "images": len(limits[default.sampler]),
         "categories": solver.categories,
         "references": references,
-        "default": {"sampler": default.sampler, "steps": default.steps},
+        "default": {"sampler": default.sampler, "spacing": default.spacing, "steps": default.steps},
         "rows": rows,
     }
 
 
+def method(row: dict) -> str:
+    """A row's sampler, and its spacing where that is not time."""
+    spacing = row.get("spacing", "time")
+    return row["sampler"] if spacing == "time" else f"{row['sampler']}, {spacing} spacing"
+
+
 def table(result: dict) -> list[str]:
-    """Samplers × step counts, then each sampler's limit and fewest steps at the default's
-    error."""
+    """Samplers (and spacings) × step counts, then each sampler's limit and the fewest
+    steps at the default's error."""
     steps = sorted({r["steps"] for r in result["rows"]})
-    samplers = list(dict.fromkeys(r["sampler"] for r in result["rows"]))
-    cell = {(r["sampler"], r["steps"]): r["rms"] for r in result["rows"]}
+    methods = list(dict.fromkeys(method(r) for r in result["rows"]))
+    cell = {(method(r), r["steps"]): r["rms"] for r in result["rows"]}
+    sampler_of = {method(r): r["sampler"] for r in result["rows"]}
     lines = [
         "| sampler | " + " | ".join(f"{n} steps" for n in steps) + " |",
         "|---|" + "---:|" * len(steps),
     ]
-    for s in samplers:
-        values = [f"{cell[s, n]:.2f}" if (s, n) in cell else "" for n in steps]
-        lines.append(f"| {s} | " + " | ".join(values) + " |")
+    for m in methods:
+        values = [f"{cell[m, n]:.2f}" if (m, n) in cell else "" for n in steps]
+        lines.append(f"| {m} | " + " | ".join(values) + " |")
     d, refs = result["default"], result["references"]
-    target = cell[d["sampler"], d["steps"]]
+    target = cell[method(d), d["steps"]]
     n_ref = refs[d["sampler"]]["steps"]
     lines += [
         "",
@@ -176,9 +202,10 @@ def table(result: dict) -> list[str]:
         f"{n_ref} steps ({result['images']} images, guidance {result['guidance']:g}, "
         f"{result['dtype']} on {result['device']}).",
     ]
-    for s in samplers:
-        own = [n for n in steps if (s, n) in cell]
-        enough = [n for n in own if cell[s, n] <= target]
+    for m in methods:
+        s = sampler_of[m]
+        own = [n for n in steps if (m, n) in cell]
+        enough = [n for n in own if cell[m, n] <= target]
         reach = f"at {enough[0]} steps" if enough else f"at none of {', '.join(map(str, own))}"
         where = (
             ""
@@ -186,9 +213,9 @@ def table(result: dict) -> list[str]:
             else f"; its limit lies {refs[s]['from_default_limit']:.2f} from {d['sampler']}'s"
         )
         lines.append(
-            f"{s}: its {n_ref}-step solution moves {refs[s]['half_steps_rms']:.2f} at half the "
-            f"steps{where}; it reaches the default's error ({d['sampler']} {d['steps']} steps: "
-            f"{target:.2f}) {reach}"
+            f"{m}: its {n_ref}-step solution (time spacing) moves "
+            f"{refs[s]['half_steps_rms']:.2f} at half the steps{where}; it reaches the "
+            f"default's error ({method(d)} {d['steps']} steps: {target:.2f}) {reach}"
         )
     return lines
 
@@ -201,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run", nargs="?", help="a run, checkpoint or export")
     p.add_argument("--samplers", default="dpmsolver++,unipc", help="comma-separated samplers")
     p.add_argument("--steps", default="10,15,20,25", help="comma-separated step counts")
+    p.add_argument(
+        "--spacings",
+        default="time,logsnr",
+        help="comma-separated step spacings (logsnr only for samplers that take it)",
+    )
     p.add_argument("--reference-steps", type=int, default=500)
     p.add_argument("--per-category", type=int, default=32, help="seeds per category")
     p.add_argument("--guidance", type=float, default=SampleConfig().guidance)
@@ -212,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.samplers = check_samplers(parse_list(args.samplers, "--samplers"), "--samplers")
         args.steps = sorted(set(parse_list(args.steps, "--steps", int)))
+        args.spacings = check_spacings(parse_list(args.spacings, "--spacings"))
     except ValueError as e:
         p.error(str(e))
     if min(args.steps) < 1 or args.reference_steps < 2 or args.per_category < 1:

@@ -235,16 +235,29 @@ def test_break_even_uses_the_default_warm_row_when_quick_left_out_compile_warm()
     assert len(st.break_even(process, steady)) == 1
 
 
-def test_pack_refuses_more_sample_sets_than_one_return_carries(tmp_path):
+def test_pack_stacks_sets_into_fewer_files_when_there_are_many_and_unpacks_them_exactly(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import sample_pack
 
-    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
-    for k in range(sample_pack.MAX_FILES):  # 8 sets + pack.json would be 9 files
-        save_file({"images": images, "labels": torch.zeros(5, dtype=torch.int64)},
-                  str(tmp_path / f"samples-{k}.safetensors"))  # fmt: skip
-    with pytest.raises(SystemExit, match="at most 7 fit one return"):
-        sample_pack.pack(tmp_path, tmp_path / "out")
+    g = torch.Generator().manual_seed(0)
+    sets = {}
+    for k in range(11):  # 11 sets + pack.json: more than one return's 8 files
+        n = 5 + k % 3  # partial last rows, sets of different sizes
+        sets[f"samples-s{k}.safetensors"] = {
+            "images": torch.randint(0, 256, (n, 3, 8, 8), dtype=torch.uint8, generator=g),
+            "labels": torch.randint(0, 3, (n,), generator=g),
+        }
+    for name, t in sets.items():
+        save_file(t, str(tmp_path / name))
+    sent = sample_pack.pack(tmp_path, tmp_path / "out", files=7)
+    assert len(sent) == 7 and len(list((tmp_path / "out").iterdir())) == 7
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", f.name) for f in sent)
+    sample_pack.unpack(tmp_path / "out", tmp_path / "back")
+    for name, t in sets.items():
+        back = load_file(str(tmp_path / "back" / name))
+        assert torch.equal(back["images"], t["images"]) and torch.equal(back["labels"], t["labels"])
+    with pytest.raises(SystemExit, match="at least 2"):
+        sample_pack.pack(tmp_path, tmp_path / "x", files=1)
 
 
 def test_steady_only_times_eager_against_cuda_graphs(tmp_path):
@@ -273,17 +286,29 @@ def test_a_sweep_always_holds_the_default_recipe_once_and_each_setting_once():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import sample_throughput as st
 
-    default, other_seeds = ("dpmsolver++", 25, False, None), ("dpmsolver++", 25, True, None)
+    default = ("dpmsolver++", 25, False, None, "time")
+    other_seeds = ("dpmsolver++", 25, True, None, "time")
     assert st.sweep_settings("unipc,unipc", "15,17,15") == [
-        ("unipc", 15, False, None),
-        ("unipc", 17, False, None),
+        ("unipc", 15, False, None, "time"),
+        ("unipc", 17, False, None, "time"),
         default,  # the yardstick, not asked for
         other_seeds,  # the chance yardstick
     ]
     asked = st.sweep_settings("dpmsolver++", "20,25", ["0.28,5.42"])
     assert asked == [
-        ("dpmsolver++", 20, False, None),
+        ("dpmsolver++", 20, False, None, "time"),
         default,
-        ("dpmsolver++", 25, False, (0.28, 5.42)),
+        ("dpmsolver++", 25, False, (0.28, 5.42), "time"),
         other_seeds,
     ]
+    # logsnr only where the sampler takes custom timesteps (not UniPC)
+    spaced = st.sweep_settings("unipc,dpmsolver++", "15", spacings="time,logsnr")
+    assert spaced == [
+        ("unipc", 15, False, None, "time"),
+        ("dpmsolver++", 15, False, None, "time"),
+        ("dpmsolver++", 15, False, None, "logsnr"),
+        default,
+        other_seeds,
+    ]
+    with pytest.raises(ValueError, match="--sweep-spacings"):
+        st.sweep_settings("dpmsolver++", "15", spacings="karras")

@@ -39,12 +39,16 @@ def test_more_steps_land_closer_to_the_reference_and_the_table_names_the_default
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    rms = {(r["sampler"], r["steps"]): r["rms"] for r in result["rows"]}
-    # Every sampler at every step count, and the default recipe (the yardstick) as well.
+    rms = {(r["sampler"], r["steps"]): r["rms"] for r in result["rows"] if r["spacing"] == "time"}
+    logsnr = {r["steps"]: r["rms"] for r in result["rows"] if r["spacing"] == "logsnr"}
+    # Every sampler at every step count, and the default recipe (the yardstick) as well;
+    # DPM-Solver++ with log-SNR spacing too (UniPC and DDIM take no custom timesteps).
     assert set(rms) == {
         *((s, n) for s in ("dpmsolver++", "unipc", "ddim") for n in (2, 8)),
         ("dpmsolver++", 25),
     }
+    assert set(logsnr) == {2, 8} and logsnr[8] < logsnr[2]
+    assert all(r["sampler"] == "dpmsolver++" for r in result["rows"] if r["spacing"] != "time")
     for sampler in ("dpmsolver++", "unipc", "ddim"):
         assert rms[sampler, 8] < rms[sampler, 2], sampler
     # The many-step solvers converge on the reference; first-order DDIM lags behind.
@@ -59,8 +63,10 @@ def test_more_steps_land_closer_to_the_reference_and_the_table_names_the_default
     assert "| sampler | 2 steps | 8 steps | 25 steps |" in proc.stdout
     target = rms["dpmsolver++", 25]
     assert f"(dpmsolver++ 25 steps: {target:.2f}) at 25 steps" in proc.stdout
-    assert "unipc: its 40-step solution moves" in proc.stdout
-    assert "ddim: its 40-step solution moves" in proc.stdout and "its limit lies" in proc.stdout
+    assert "| dpmsolver++, logsnr spacing |" in proc.stdout
+    assert "unipc: its 40-step solution (time spacing) moves" in proc.stdout
+    assert "ddim: its 40-step solution (time spacing) moves" in proc.stdout
+    assert "its limit lies" in proc.stdout
 
 
 def test_bad_options_and_a_missing_run_are_refused_in_one_line(tmp_path):
@@ -70,6 +76,8 @@ def test_bad_options_and_a_missing_run_are_refused_in_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
     proc = run_script("--smoke", "--steps", "10,x", tmp_path=tmp_path)
     assert proc.returncode == 2 and "--steps: expected" in proc.stderr
+    proc = run_script("--smoke", "--spacings", "time,karras", tmp_path=tmp_path)
+    assert proc.returncode == 2 and "--spacings: karras is not one of time, logsnr" in proc.stderr
     missing = tmp_path / "no-such-run"
     proc = run_script(str(missing), tmp_path=tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
