@@ -13,6 +13,7 @@ from facediff.attributes import AttributeSet, age_attribute, gender_attribute
 from facediff.categories import DEFAULT_CATEGORIES
 from facediff.checkpoint import save_checkpoint
 from facediff.config import ModelConfig, TrainConfig
+from facediff.loading import LoadedModel
 from facediff.model import build_unet, scheduler_config
 
 TINY = ModelConfig(
@@ -124,6 +125,19 @@ class LinearFakeUNet(torch.nn.Module):
         s2 = self.spread**2
         out = (1 - ab).sqrt() * (sample - ab.sqrt() * mu) / (ab * s2 + 1 - ab) + self.eps_error
         return (out,) if not return_dict else SimpleNamespace(sample=out)
+
+
+def fake_loaded(schedule: dict, **unet_kw) -> LoadedModel:
+    """A loaded model of the default categories whose UNet is a :class:`LinearFakeUNet`."""
+    return LoadedModel(
+        unet=LinearFakeUNet(DEFAULT_CATEGORIES.null_label + 1, **unet_kw),
+        categories=DEFAULT_CATEGORIES,
+        model_config=TINY,
+        scheduler_config=schedule,
+        step=0,
+        source=None,
+        weights="ema",
+    )
 
 
 def invoke(args: list[str]):

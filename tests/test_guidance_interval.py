@@ -7,7 +7,8 @@ import math
 
 import pytest
 import torch
-from sampling_helpers import TINY, LinearFakeUNet, error_lines, invoke, make_run
+from sampling_helpers import error_lines, invoke, make_run
+from sampling_helpers import fake_loaded as fake_model
 
 from facediff.categories import DEFAULT_CATEGORIES
 from facediff.config import SampleConfig
@@ -27,15 +28,7 @@ KW = dict(steps=10, guidance=3.0, device="cpu", precision="fp32")
 
 
 def fake_loaded() -> LoadedModel:
-    return LoadedModel(
-        unet=LinearFakeUNet(NULL + 1, eps_error=0.02),
-        categories=CATS,
-        model_config=TINY,
-        scheduler_config=SCHEDULE,
-        step=0,
-        source=None,
-        weights="ema",
-    )
+    return fake_model(SCHEDULE, eps_error=0.02)
 
 
 def sigmas(sampler: str, steps: int) -> list[float]:

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from sampling_helpers import TINY, LinearFakeUNet, error_lines, invoke, make_run
+from sampling_helpers import error_lines, fake_loaded, invoke, make_run
 
 from facediff.categories import DEFAULT_CATEGORIES
 from facediff.config import LOGSNR_SAMPLERS, SAMPLERS, SPACINGS, SampleConfig
@@ -16,7 +16,6 @@ from facediff.errors import FacediffError
 from facediff.generation import generate, make_scheduler, max_steps
 from facediff.guidance import SPACINGS as GUIDANCE_SPACINGS
 from facediff.guidance import logsnr_timesteps, set_timesteps, takes_timesteps
-from facediff.loading import LoadedModel
 from facediff.mix import parse_mix
 from facediff.model import scheduler_config
 
@@ -66,25 +65,13 @@ def test_many_logsnr_steps_stay_distinct_down_to_every_timestep():
     assert max_steps("dpmsolver++", COSINE) == 1000
 
 
-def fake_loaded(spread: float = 0.3) -> LoadedModel:
-    return LoadedModel(
-        unet=LinearFakeUNet(CATS.null_label + 1, spread=spread),
-        categories=CATS,
-        model_config=TINY,
-        scheduler_config=COSINE,
-        step=0,
-        source=None,
-        weights="ema",
-    )
-
-
 def rms(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).pow(2).mean().sqrt())
 
 
 def test_logsnr_solves_the_same_ode_as_time_spacing():
     """Per-pixel Gaussian data with its exact ε: both spacings approach one solution."""
-    lm, mix, seeds = fake_loaded(), parse_mix("O", CATS), list(range(8))
+    lm, mix, seeds = fake_loaded(COSINE, spread=0.3), parse_mix("O", CATS), list(range(8))
 
     def solve(steps: int, spacing: str) -> torch.Tensor:
         return generate(lm, mix, seeds, steps=steps, spacing=spacing, device="cpu")
