@@ -76,9 +76,14 @@ def _losses(run) -> list[float]:
 
 
 def _assert_close(a: dict, b: dict) -> None:
+    """The same weights, up to rounding. An attention key bias is left out: softmax ignores
+    it (q·(k + b) shifts every key's score for a query alike), so its gradient is zero but
+    for rounding, and AdamW scales that rounding noise up to steps of the learning rate's
+    size, whose signs depend on the order of the CPU threads' sums."""
     assert a.keys() == b.keys()
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+        if not k.endswith("to_k.bias"):
+            torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
 def test_replayed_update_trains_like_the_eager_step(tmp_path, fake_gpu_graphs):
