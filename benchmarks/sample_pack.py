@@ -91,14 +91,15 @@ def pack(src: Path, dst: Path, files: int = MAX_FILES) -> list[Path]:
                 }
             )
             row += grids[-1].height
-        name = path.name if per_file == 1 else f"samples-part-{first // per_file + 1}"
+        name = group[0].name if per_file == 1 else f"samples-part-{first // per_file + 1}"
         out = dst / safe_name(name.removesuffix(".safetensors") + ".webp")
-        if row > WEBP_MAX_SIDE or max(g.width for g in grids) > WEBP_MAX_SIDE:
+        width = max(g.width for g in grids)
+        if row > WEBP_MAX_SIDE or width > WEBP_MAX_SIDE:
             raise SystemExit(
                 f"{len(sets)} sample sets in {files} files: {out.name} would be "
                 f"{row} px tall, over WebP's {WEBP_MAX_SIDE}; pass more --files"
             )
-        canvas = Image.new("RGB", (max(g.width for g in grids), row))
+        canvas = Image.new("RGB", (width, row))
         y = 0
         for g in grids:
             canvas.paste(g, (0, y))

@@ -340,7 +340,7 @@ def set_timesteps(
     so both spacings approach the same images as the steps grow. ``logsnr`` needs a
     scheduler that takes custom timesteps (DPM-Solver++, Euler, DDPM)."""
     if spacing not in SPACINGS:
-        raise ValueError(f"unknown spacing {spacing!r}; use {' or '.join(SPACINGS)}")
+        raise ValueError(f"spacing must be one of {', '.join(SPACINGS)}, not {spacing!r}")
     scheduler.set_timesteps(steps, device=device)
     if spacing == "time":
         return

@@ -37,7 +37,6 @@ from PIL import Image
 
 from .attributes import AttributeSet, embedding_sizes
 from .guidance import (
-    SPACINGS,
     Generators,
     attach_attributes,
     blended_row,
@@ -226,9 +225,8 @@ class FaceDiffPipeline(DiffusionPipeline):
         if guidance_interval is None:  # exports without one guide every step
             guidance_interval = (self.config.sample_defaults or {}).get("guidance_interval")
         interval = check_interval(guidance_interval, "guidance_interval")
+        # checked by denoise (guidance.set_timesteps) before the first evaluation
         spacing = spacing or (self.config.sample_defaults or {}).get("spacing", "time")
-        if spacing not in SPACINGS:
-            raise ValueError(f"spacing must be one of {', '.join(SPACINGS)}, not {spacing!r}")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}")
         n = self._batch_size(batch_size, generator)
