@@ -5,16 +5,16 @@
 #   PART=sweep bash benchmarks/gpu_session.sh run   # there, with carry [".gpu", ".whl"]
 #
 # `carry` writes .gpu/utk64.zip (../shared/data/utkface as 64x64 JPEGs, quality 95, names
-# kept: about 40 MB, under the 64 MiB a call may carry) and .whl/ (diffusers and
-# importlib_metadata for Python 3.12, which the GPU image lacks), and lists both folders in
+# kept: about 40 MB, under the 64 MiB a call may carry) and .whl/ (diffusers and the
+# packages it needs that the GPU image lacks, for Python 3.12), and lists both folders in
 # .git/info/exclude. `run` installs them, prepares the photos, and runs PART (results and
 # log.txt under $OUT, at most 8 files):
 #
 #   sweep     train `base` 3,000 steps on 90% of the photos (time_to_fid.py's split); the
-#             ODE error of DPM-Solver++ with time and log-SNR spacing by steps
-#             (solver_error.py); then the FID steps sweep: both spacings at 10/12/15/20
+#             FID steps sweep: DPM-Solver++ with time and log-SNR spacing at 10/12/15/20
 #             steps beside the default recipe and the default on other seeds, 1,000
-#             samples each, packed with sample_pack.py.
+#             samples each, packed with sample_pack.py; then the ODE error of both
+#             spacings by steps (solver_error.py).
 #             Score here: python benchmarks/sample_pack.py unpack OUT/sweep W/steps-sweep;
 #             python benchmarks/time_to_fid.py score W/steps-sweep --heldout-from DATA64
 #   speed     sample_throughput.py --quick (the default's images/s, first image) and
@@ -45,11 +45,14 @@ with zipfile.ZipFile(".gpu/utk64.zip", "w", zipfile.ZIP_STORED) as z:
         z.writestr(p.name, buf.getvalue())
 print(f".gpu/utk64.zip: {len(files)} photos, {Path('.gpu/utk64.zip').stat().st_size / 2**20:.1f} MiB")
 EOF
-    version=$(python3 -c "import diffusers; print(diffusers.__version__)")
+    # diffusers and what it needs beyond the GPU image (its zipp may be older than 3.20),
+    # at the versions installed here
+    pins=$(python3 -c "from importlib.metadata import version as v
+print(' '.join(f'{n}=={v(n)}' for n in ('diffusers', 'importlib_metadata', 'zipp', 'lazy-importer')))")
     rm -f .whl/*.whl
+    # shellcheck disable=SC2086  # pins is a list of requirements
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
-        --implementation cp --platform manylinux2014_x86_64 --platform any -d .whl \
-        "diffusers==$version" importlib_metadata
+        --implementation cp --platform manylinux2014_x86_64 --platform any -d .whl $pins
     ls -l .whl
 }
 
@@ -78,15 +81,18 @@ EOF
         --log-every 500 --checkpoint-every "$STEPS" $TRAIN_FLAGS
 }
 
-part_sweep() {
+part_sweep() {  # the samples first: they matter most if the call runs out of time
     base_run
-    python3 benchmarks/solver_error.py /tmp/ttf/runs/default --per-category "$SEEDS" \
-        --reference-steps "$REFERENCE" --steps 10,12,15,20,25 --samplers dpmsolver++ --json "$OUT/ode.json"
+    echo "[${SECONDS}s] trained"
     python3 benchmarks/sample_throughput.py --sweep /tmp/ttf --sweep-only --sweep-samples "$SAMPLES" \
         --batch-size 250 --sweep-samplers dpmsolver++ --sweep-spacings time,logsnr \
         --sweep-steps 10,12,15,20
     # 10 sample sets: 5 grid files and pack.json, beside log.txt and ode.json
     python3 benchmarks/sample_pack.py pack /tmp/ttf/steps-sweep "$OUT/sweep" --files 6
+    echo "[${SECONDS}s] swept"
+    python3 benchmarks/solver_error.py /tmp/ttf/runs/default --per-category "$SEEDS" \
+        --reference-steps "$REFERENCE" --steps 10,12,15,20,25 --samplers dpmsolver++ --json "$OUT/ode.json"
+    echo "[${SECONDS}s] done"
 }
 
 part_speed() {
