@@ -17,6 +17,11 @@
 #             spacings by steps (solver_error.py).
 #             Score here: python benchmarks/sample_pack.py unpack OUT/sweep W/steps-sweep;
 #             python benchmarks/time_to_fid.py score W/steps-sweep --heldout-from DATA64
+#   guidance  as sweep, with DPM-Solver++ at 12 and 15 log-SNR steps at guidance 1.5, 2 and
+#             2.5 beside the default recipe (guidance 3, 25 time-spaced steps) and the default
+#             on other seeds: does a lower scale let 12 log-SNR steps match the default's FID?
+#             With STEPS=1500 the samples were done 280 s into the call, but packing them was
+#             not: give it a call of its own with 600 s (sweep took 484 s with 3,000 steps).
 #   speed     sample_throughput.py --quick (the default's images/s, first image) and
 #             train_default.py's graphed and compiled+graphed training rows.
 set -euo pipefail
@@ -95,6 +100,17 @@ part_sweep() {  # the samples first: they matter most if the call runs out of ti
     echo "[${SECONDS}s] done"
 }
 
+part_guidance() {
+    base_run
+    echo "[${SECONDS}s] trained"
+    python3 benchmarks/sample_throughput.py --sweep /tmp/ttf --sweep-only --sweep-samples "$SAMPLES" \
+        --batch-size 250 --sweep-samplers dpmsolver++ --sweep-spacings logsnr \
+        --sweep-steps 12,15 --sweep-guidance 1.5,2,2.5
+    # 8 sample sets: 4 grid files and pack.json, beside log.txt
+    python3 benchmarks/sample_pack.py pack /tmp/ttf/steps-sweep "$OUT/sweep" --files 5
+    echo "[${SECONDS}s] swept"
+}
+
 part_speed() {
     python3 benchmarks/sample_throughput.py --quick --json "$OUT/sample.json"
     python3 benchmarks/train_default.py /tmp/utk64 --no-default --rows cold --steps 1500 \
@@ -105,7 +121,7 @@ case "${1:-}" in
 carry) carry ;;
 run)
     : "${OUT:?run it on the device machine, where OUT is set}"
-    { setup && "part_${PART:?set PART=sweep or speed}"; } 2>&1 | tee "$OUT/log.txt"
+    { setup && "part_${PART:?set PART=sweep, guidance or speed}"; } 2>&1 | tee "$OUT/log.txt"
     ;;
 *)
     echo "usage: bash benchmarks/gpu_session.sh carry | PART=NAME bash benchmarks/gpu_session.sh run" >&2

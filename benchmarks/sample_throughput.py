@@ -23,7 +23,9 @@
    ``--sweep-run RUN``), samples proportional to the held-out split written to
    ``WORK/steps-sweep`` for ``python benchmarks/time_to_fid.py score WORK/steps-sweep``
    (FID/KID, colour cast). ``--sweep-interval LO,HI`` adds the default recipe guided only
-   for noise levels σ in (LO, HI] (``facediff sample --guidance-interval``). The default
+   for noise levels σ in (LO, HI] (``facediff sample --guidance-interval``);
+   ``--sweep-spacings time,logsnr`` sweeps both step spacings and ``--sweep-guidance 2,2.5``
+   runs the swept rows at those guidance scales instead of the default's. The default
    recipe is always swept, listed or not. Every setting uses the same seeds; one more row
    repeats the default recipe with other seeds, so the table shows how far two sample sets
    of one recipe differ by chance alone.
@@ -51,6 +53,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -408,20 +411,23 @@ def break_even(process: list[dict], steady: list[dict]) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class SweepRow:
-    """One setting of the sweep: a sampler and step count, the seed offset, and a guidance
-    interval (None: every step guided)."""
+    """One setting of the sweep: a sampler and step count, the seed offset, a guidance
+    interval (None: every step guided), the step spacing and the guidance scale."""
 
     sampler: str
     steps: int
     first_seed: int = 0
     interval: tuple[float, float] | None = None
     spacing: str = "time"
+    guidance: float = SampleConfig.guidance
 
     @property
     def tag(self) -> str:
         tag = f"{self.sampler}-{self.steps}"
         if self.spacing != "time":
             tag += f"-{self.spacing}"
+        if self.guidance != SampleConfig.guidance:
+            tag += f"-g{self.guidance:g}"
         if self.interval:
             tag += "-interval-{:g}-{:g}".format(*self.interval)
         return tag + ("-other-seeds" if self.first_seed else "")
@@ -431,18 +437,25 @@ class SweepRow:
         recipe = f"{self.sampler} {self.steps} steps"
         if self.spacing != "time":
             recipe += f", {self.spacing} spacing"
+        if self.guidance != SampleConfig.guidance:
+            recipe += f", guidance {self.guidance:g}"
         if self.interval:
             recipe += ", guided σ in ({:g}, {:g}]".format(*self.interval)
         return recipe + (f", seeds from {self.first_seed}" if self.first_seed else "")
 
 
 def sweep_settings(
-    samplers: str, steps: str, intervals: list[str] | None = None, spacings: str = "time"
+    samplers: str,
+    steps: str,
+    intervals: list[str] | None = None,
+    spacings: str = "time",
+    guidances: str = "",
 ) -> list[tuple]:
-    """(sampler, steps, other seeds?, interval, spacing) for each sweep row: every sampler
-    at every step count on seeds 0… with each spacing it takes, the default recipe (added
-    when those rows lack it), the default recipe with each guidance interval, then the
-    default recipe again on other seeds (the chance yardstick)."""
+    """(sampler, steps, other seeds?, interval, spacing, guidance) for each sweep row: every
+    sampler at every step count on seeds 0… with each spacing it takes and each guidance
+    scale (default: the default's), the default recipe (added when those rows lack it), the
+    default recipe with each guidance interval, then the default recipe again on other seeds
+    (the chance yardstick)."""
     from facediff.config import LOGSNR_SAMPLERS, SAMPLERS, SPACINGS, noise_interval
 
     names = [s.strip() for s in samplers.split(",") if s.strip()]
@@ -462,26 +475,33 @@ def sweep_settings(
         raise ValueError(
             f"--sweep-spacings: expected some of {', '.join(SPACINGS)}, got {spacings!r}"
         )
+    d = SampleConfig()
+    try:
+        scales = [float(g) for g in guidances.split(",") if g.strip()] or [d.guidance]
+    except ValueError:
+        scales = []
+    if not scales or not all(math.isfinite(g) and g >= 0 for g in scales):
+        raise ValueError(f"--sweep-guidance: expected scales like 2,2.5, got {guidances!r}")
     checked = []
     for text in intervals or []:
         interval = noise_interval(text)
         if interval is None:
             raise ValueError(f"--sweep-interval: expected LO,HI with 0 <= LO < HI, got {text!r}")
         checked.append(interval)
-    d = SampleConfig()
     counts, names = list(dict.fromkeys(counts)), list(dict.fromkeys(names))  # each set once
     rows = [
-        (s, n, False, None, sp)
+        (s, n, False, None, sp, g)
         for s in names
         for sp in spaced
         if sp == "time" or s in LOGSNR_SAMPLERS
+        for g in dict.fromkeys(scales)
         for n in counts
     ]
-    default = (d.sampler, d.steps, False, None, d.spacing)
+    default = (d.sampler, d.steps, False, None, d.spacing, d.guidance)
     if default not in rows:  # the yardstick is always swept
         rows.append(default)
-    rows += [(d.sampler, d.steps, False, i, d.spacing) for i in checked]
-    return [*rows, (d.sampler, d.steps, True, None, d.spacing)]
+    rows += [(d.sampler, d.steps, False, i, d.spacing, d.guidance) for i in checked]
+    return [*rows, (d.sampler, d.steps, True, None, d.spacing, d.guidance)]
 
 
 def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:
@@ -494,8 +514,8 @@ def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:
     per_category = proportional(info["heldout_per_category"], args.sweep_samples)
     offset = max(per_category)  # "other seeds" start past every category's seeds
     settings = [
-        SweepRow(sampler, steps, offset if other else 0, interval, spacing)
-        for sampler, steps, other, interval, spacing in args.sweep_settings
+        SweepRow(sampler, steps, offset if other else 0, interval, spacing, guidance)
+        for sampler, steps, other, interval, spacing, guidance in args.sweep_settings
     ]
     out.mkdir(parents=True, exist_ok=True)
     for name in ("data", "heldout.safetensors"):
@@ -518,6 +538,7 @@ def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:
             mix = parse_mix(loaded.categories[k].code, loaded.categories)
             seeds = list(range(setting.first_seed, setting.first_seed + n))
             kw = dict(sampler=setting.sampler, steps=setting.steps, spacing=setting.spacing)
+            kw["guidance"] = setting.guidance
             images.append(generate(den, mix, seeds, cfg, guidance_interval=setting.interval, **kw))
             labels.append(torch.full((n,), k, dtype=torch.int64))
         sync(dev)
@@ -598,6 +619,12 @@ def main() -> None:
         metavar="LO,HI",
         help="also the default recipe guided only for σ in (LO, HI] (repeatable)",
     )
+    p.add_argument(
+        "--sweep-guidance",
+        default="",
+        metavar="G,G",
+        help="comma-separated guidance scales of the swept rows (default: the default's)",
+    )
     p.add_argument("--sweep-only", action="store_true", help="only the steps sweep (section 4)")
     p.add_argument("--compile-on-cpu", action="store_true", help="compiled rows on the CPU too")
     p.add_argument(
@@ -628,7 +655,11 @@ def main() -> None:
         p.error(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     try:
         args.sweep_settings = sweep_settings(
-            args.sweep_samplers, args.sweep_steps, args.sweep_interval, args.sweep_spacings
+            args.sweep_samplers,
+            args.sweep_steps,
+            args.sweep_interval,
+            args.sweep_spacings,
+            args.sweep_guidance,
         )
     except ValueError as e:
         p.error(str(e))

@@ -83,7 +83,8 @@ def test_sweep_only_skips_the_timing_sections(tmp_path):
     env = script_env(tmp_path / "xdg")
     out = tmp_path / "rows.json"
     cmd = [sys.executable, str(SCRIPT), "--smoke", "--sweep-only", "--work", str(tmp_path / "w")]
-    chosen = ["--sweep-samplers", "ddim", "--sweep-steps", "2,3", "--sweep-interval", "0.28,5.42"]
+    chosen = ["--sweep-samplers", "ddim", "--sweep-steps", "2,3", "--sweep-interval", "0.28,5.42",
+              "--sweep-guidance", "1,3"]  # fmt: skip
     proc = subprocess.run(
         [*cmd, *chosen, "--json", str(out)], capture_output=True, text=True, env=env, timeout=600
     )
@@ -91,13 +92,20 @@ def test_sweep_only_skips_the_timing_sections(tmp_path):
     result = json.loads(out.read_text())
     assert result["rows"] == [] and f"| {COLUMNS} |" not in proc.stdout
     recipes = [r["recipe"] for r in result["sweep"]]
-    assert recipes[:4] == [
-        "ddim 2 steps",
+    assert recipes[:6] == [
+        "ddim 2 steps, guidance 1",
+        "ddim 3 steps, guidance 1",
+        "ddim 2 steps",  # guidance 3, the default's
         "ddim 3 steps",
         "dpmsolver++ 25 steps",  # the default recipe, the yardstick, though not asked for
         "dpmsolver++ 25 steps, guided σ in (0.28, 5.42]",
     ]
-    assert recipes[4].startswith("dpmsolver++ 25 steps, seeds from ") and len(recipes) == 5
+    assert recipes[6].startswith("dpmsolver++ 25 steps, seeds from ") and len(recipes) == 7
+    unguided, guided = (
+        load_file(str(tmp_path / "w" / "ttf" / "steps-sweep" / r["samples"]))["images"]
+        for r in (result["sweep"][0], result["sweep"][2])
+    )
+    assert not torch.equal(unguided, guided)  # the scale reaches the sampler
 
     # What a GPU machine sends back (sample_pack.py: lossless WebP grids and pack.json, at
     # most 8 files), unpacked here, scores against pristine copies of the photos, split the
@@ -144,6 +152,7 @@ def test_sweep_only_skips_the_timing_sections(tmp_path):
         ("--sweep-steps", "10,x"),
         ("--sweep-steps", "0"),
         ("--sweep-interval", "3,1"),
+        ("--sweep-guidance", "2,x"),
     ],
 )
 def test_bad_sweep_settings_stop_before_any_work(tmp_path, flag, value):
@@ -286,29 +295,44 @@ def test_a_sweep_always_holds_the_default_recipe_once_and_each_setting_once():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import sample_throughput as st
 
-    default = ("dpmsolver++", 25, False, None, "time")
-    other_seeds = ("dpmsolver++", 25, True, None, "time")
+    default = ("dpmsolver++", 25, False, None, "time", 3.0)
+    other_seeds = ("dpmsolver++", 25, True, None, "time", 3.0)
     assert st.sweep_settings("unipc,unipc", "15,17,15") == [
-        ("unipc", 15, False, None, "time"),
-        ("unipc", 17, False, None, "time"),
+        ("unipc", 15, False, None, "time", 3.0),
+        ("unipc", 17, False, None, "time", 3.0),
         default,  # the yardstick, not asked for
         other_seeds,  # the chance yardstick
     ]
     asked = st.sweep_settings("dpmsolver++", "20,25", ["0.28,5.42"])
     assert asked == [
-        ("dpmsolver++", 20, False, None, "time"),
+        ("dpmsolver++", 20, False, None, "time", 3.0),
         default,
-        ("dpmsolver++", 25, False, (0.28, 5.42), "time"),
+        ("dpmsolver++", 25, False, (0.28, 5.42), "time", 3.0),
         other_seeds,
     ]
     # logsnr only where the sampler takes custom timesteps (not UniPC)
     spaced = st.sweep_settings("unipc,dpmsolver++", "15", spacings="time,logsnr")
     assert spaced == [
-        ("unipc", 15, False, None, "time"),
-        ("dpmsolver++", 15, False, None, "time"),
-        ("dpmsolver++", 15, False, None, "logsnr"),
+        ("unipc", 15, False, None, "time", 3.0),
+        ("dpmsolver++", 15, False, None, "time", 3.0),
+        ("dpmsolver++", 15, False, None, "logsnr", 3.0),
         default,
         other_seeds,
     ]
     with pytest.raises(ValueError, match="--sweep-spacings"):
         st.sweep_settings("dpmsolver++", "15", spacings="karras")
+    # other guidance scales for the swept rows; the yardsticks keep the default's
+    scaled = st.sweep_settings("dpmsolver++", "12", spacings="logsnr", guidances="2,2.5,2")
+    assert scaled == [
+        ("dpmsolver++", 12, False, None, "logsnr", 2.0),
+        ("dpmsolver++", 12, False, None, "logsnr", 2.5),
+        default,
+        other_seeds,
+    ]
+    row = st.SweepRow("dpmsolver++", 12, spacing="logsnr", guidance=2.5)
+    assert row.tag == "dpmsolver++-12-logsnr-g2.5"
+    assert row.recipe == "dpmsolver++ 12 steps, logsnr spacing, guidance 2.5"
+    assert st.SweepRow("dpmsolver++", 25).tag == "dpmsolver++-25"  # the default's: no suffix
+    for bad in ("x", "-1", "nan"):
+        with pytest.raises(ValueError, match="--sweep-guidance"):
+            st.sweep_settings("dpmsolver++", "15", guidances=bad)
