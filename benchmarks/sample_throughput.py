@@ -537,8 +537,12 @@ def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:
                 continue
             mix = parse_mix(loaded.categories[k].code, loaded.categories)
             seeds = list(range(setting.first_seed, setting.first_seed + n))
-            kw = dict(sampler=setting.sampler, steps=setting.steps, spacing=setting.spacing)
-            kw["guidance"] = setting.guidance
+            kw = dict(
+                sampler=setting.sampler,
+                steps=setting.steps,
+                spacing=setting.spacing,
+                guidance=setting.guidance,
+            )
             images.append(generate(den, mix, seeds, cfg, guidance_interval=setting.interval, **kw))
             labels.append(torch.full((n,), k, dtype=torch.int64))
         sync(dev)
