@@ -456,7 +456,7 @@ def sweep_settings(
     scale (default: the default's), the default recipe (added when those rows lack it), the
     default recipe with each guidance interval, then the default recipe again on other seeds
     (the chance yardstick)."""
-    from facediff.config import LOGSNR_SAMPLERS, SAMPLERS, SPACINGS, noise_interval
+    from facediff.config import SAMPLERS, SPACINGS, noise_interval, takes_spacing
 
     names = [s.strip() for s in samplers.split(",") if s.strip()]
     bad = [s for s in names if s not in SAMPLERS]
@@ -493,7 +493,7 @@ def sweep_settings(
         (s, n, False, None, sp, g)
         for s in names
         for sp in spaced
-        if sp == "time" or s in LOGSNR_SAMPLERS
+        if takes_spacing(s, sp)
         for g in dict.fromkeys(scales)
         for n in counts
     ]

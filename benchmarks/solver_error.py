@@ -127,7 +127,7 @@ def rms_levels(a, b) -> float:
 
 
 def measure(args) -> dict:
-    from facediff.config import LOGSNR_SAMPLERS, SampleConfig
+    from facediff.config import SampleConfig, takes_spacing
 
     default = SampleConfig()
     solver = Solver(args.run, args.device, args.precision, args.per_category, args.guidance)
@@ -135,7 +135,7 @@ def measure(args) -> dict:
         (s, sp, n)
         for s in args.samplers
         for sp in args.spacings
-        if sp == "time" or s in LOGSNR_SAMPLERS
+        if takes_spacing(s, sp)
         for n in args.steps
     ]
     if (default.sampler, default.spacing, default.steps) not in settings:

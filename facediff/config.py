@@ -176,6 +176,14 @@ MIX_MODES = ("compose", "blend")
 SPACINGS = ("time", "logsnr")
 #: Samplers whose diffusers scheduler takes custom timesteps, as ``logsnr`` needs.
 LOGSNR_SAMPLERS = ("dpmsolver++", "euler", "ddpm")
+
+
+def takes_spacing(sampler: str, spacing: str) -> bool:
+    """Whether ``sampler`` can place its steps by ``spacing`` (``logsnr`` needs a scheduler
+    that takes custom timesteps)."""
+    return spacing != "logsnr" or sampler in LOGSNR_SAMPLERS
+
+
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
 
@@ -389,7 +397,7 @@ class SampleConfig:
             raise unknown("mix_mode", self.mix_mode, MIX_MODES)
         if self.spacing not in SPACINGS:
             raise unknown("spacing", self.spacing, SPACINGS)
-        if self.spacing == "logsnr" and self.sampler not in LOGSNR_SAMPLERS:
+        if not takes_spacing(self.sampler, self.spacing):
             raise invalid(
                 "spacing",
                 self.spacing,
@@ -415,6 +423,17 @@ class SampleConfig:
             )
         _check_choice(self, "precision", PRECISIONS)
         check_device_name(self.device)
+
+    def recorded_extras(self) -> dict[str, Any]:
+        """The settings a record (``samples.json``, an evaluation report, an export's
+        defaults) names only when set: a guidance interval, a spacing other than ``time``.
+        Absent, they mean what records made before them meant: every step guided, time."""
+        extras: dict[str, Any] = {}
+        if self.guidance_interval is not None:
+            extras["guidance_interval"] = list(self.guidance_interval)
+        if self.spacing != "time":
+            extras["spacing"] = self.spacing
+        return extras
 
 
 def field_default(cls: type, name: str) -> Any:

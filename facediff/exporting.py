@@ -65,11 +65,7 @@ def sample_defaults(config: SampleConfig) -> dict[str, Any]:
         "guidance_scale": config.guidance,
         "mix_mode": config.mix_mode,
     }
-    if config.guidance_interval is not None:
-        defaults["guidance_interval"] = list(config.guidance_interval)
-    if config.spacing != "time":  # absent: time, as in exports made before spacing
-        defaults["spacing"] = config.spacing
-    return defaults
+    return defaults | config.recorded_extras()
 
 
 def build_pipeline(loaded: LoadedModel, config: SampleConfig | None = None) -> Any:

@@ -196,11 +196,7 @@ def _record_entry(
     }
     if request.guidance:
         entry["attribute_guidance"] = request.guidance
-    if config.guidance_interval is not None:
-        entry["guidance_interval"] = list(config.guidance_interval)
-    if config.spacing != "time":  # absent: time, as in records made before spacing
-        entry["spacing"] = config.spacing
-    return entry
+    return entry | config.recorded_extras()
 
 
 def write_record(out: Path, entry: dict[str, Any]) -> Path:

@@ -329,10 +329,7 @@ def _samples_section(
         return SamplesSection(per_group, recorded, str(samples))
     settings = ("sampler", "steps", "guidance", "mix_mode", "seed", "use_ema")
     used = {k: getattr(config, k) for k in settings}
-    if config.guidance_interval is not None:
-        used["guidance_interval"] = list(config.guidance_interval)
-    if config.spacing != "time":
-        used["spacing"] = config.spacing
+    used.update(config.recorded_extras())
     return SamplesSection(per_group, recorded, "generated", used)
 
 
