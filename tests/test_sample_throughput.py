@@ -151,16 +151,32 @@ def test_sweep_only_skips_the_timing_sections(tmp_path):
         ("--sweep-samplers", "dpm,ddim"),
         ("--sweep-steps", "10,x"),
         ("--sweep-steps", "0"),
+        ("--sweep-spacings", "time,sigma"),
         ("--sweep-interval", "3,1"),
         ("--sweep-guidance", "2,x"),
     ],
 )
-def test_bad_sweep_settings_stop_before_any_work(tmp_path, flag, value):
+def test_bad_sweep_settings_are_refused_naming_the_option(flag, value):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import sample_throughput as st
+
+    # sweep_settings' arguments, in order, each option's good value
+    given = {"--sweep-samplers": "dpmsolver++", "--sweep-steps": "10", "--sweep-interval": None,
+             "--sweep-spacings": "time", "--sweep-guidance": ""}  # fmt: skip
+    given[flag] = [value] if flag == "--sweep-interval" else value
+    with pytest.raises(ValueError, match=f"^{re.escape(flag)}: expected .*{re.escape(value)}"):
+        st.sweep_settings(*given.values())
+
+
+def test_a_bad_sweep_setting_stops_the_script_before_any_work(tmp_path):
+    """The command line's side of the test above: one line, exit 2, nothing written."""
     env = script_env()
     cmd = [sys.executable, str(SCRIPT), "--smoke", "--sweep-only", "--work", str(tmp_path / "w")]
-    proc = subprocess.run([*cmd, flag, value], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run(
+        [*cmd, "--sweep-steps", "10,x"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == 2
-    assert f"{flag}: expected" in proc.stderr and "Traceback" not in proc.stderr
+    assert "--sweep-steps: expected" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "w").exists()
     bad = subprocess.run(
         [sys.executable, str(SCRIPT), "--sweep-only"], capture_output=True, text=True, env=env
