@@ -24,12 +24,27 @@
 #             not: give it a call of its own with 600 s (sweep took 484 s with 3,000 steps).
 #   speed     sample_throughput.py --quick (the default's images/s, first image) and
 #             train_default.py's graphed and compiled+graphed training rows.
+#   knobs_sample  where sampling's device time goes (profile_kernels.py: the default at
+#             batch 256, by kernel kind), then the steady compiled rate as it is and under
+#             max-autotune with coordinate-descent tuning (what compile's
+#             "max-autotune-no-cudagraphs" mode sets), each against eager in its own process
+#             and cold cache: about 6 minutes.
+#   knobs_train   the same for the default training step (batch 32, compiled, graphed):
+#             its profile as it is and under max-autotune: about 5 minutes.
+#   knobs     both, if one call has the time.
+#   batch     quality per GPU-minute of the default batch 32 against batch 48 (the way to
+#             1,500 training images/s without a slower step): time_to_fid.py trains each for
+#             BUDGET (220) wall seconds, start-up and compilation included, and samples 1,000
+#             with the defaults; packed for scoring here as for sweep (W/ttf-batch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A dry run on the CPU: STEPS=2 SAMPLES=6 SEEDS=1 REFERENCE=20 TRAIN_FLAGS="--preset tiny" \
 #   OUT=/tmp/o PART=sweep bash benchmarks/gpu_session.sh run
 STEPS=${STEPS:-3000} SAMPLES=${SAMPLES:-1000} SEEDS=${SEEDS:-16} REFERENCE=${REFERENCE:-300}
-TRAIN_FLAGS=${TRAIN_FLAGS:-}
+TRAIN_FLAGS=${TRAIN_FLAGS:-} BUDGET=${BUDGET:-220}
+# PART=knobs on the CPU: SAMPLE_KNOB_FLAGS="--preset tiny --size 16 --batch-size 4 --device cpu"
+#   TRAIN_KNOB_FLAGS="--preset tiny --batch-size 4 --device cpu --warmup 1 --steps 2"
+SAMPLE_KNOB_FLAGS=${SAMPLE_KNOB_FLAGS:-} TRAIN_KNOB_FLAGS=${TRAIN_KNOB_FLAGS:-}
 
 carry() {
     for d in /.gpu/ /.whl/; do
@@ -117,11 +132,52 @@ part_speed() {
         --json "$OUT/train.json"
 }
 
+part_batch() {
+    python3 benchmarks/time_to_fid.py run /tmp/utk64 --work /tmp/ttfb --budgets "$BUDGET" \
+        --recipes default,b48 --recipe "b48=--batch-size 48" --samples "$SAMPLES" --sample-batch 250
+    echo "[${SECONDS}s] trained and sampled"
+    python3 benchmarks/sample_pack.py pack /tmp/ttfb "$OUT/batch" --files 4
+    echo "[${SECONDS}s] done"
+}
+
+part_knobs_sample() {  # an autotune row has a time limit: if it runs out, only it is lost
+    # shellcheck disable=SC2086  # the *_KNOB_FLAGS are lists of flags
+    python3 benchmarks/profile_kernels.py sample $SAMPLE_KNOB_FLAGS --json "$OUT/prof-sample.json"
+    echo "[${SECONDS}s] profiled sampling"
+    local k=0 knob
+    for knob in "" "TORCHINDUCTOR_MAX_AUTOTUNE=1 TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1"; do
+        echo "knob: ${knob:-none}"
+        # shellcheck disable=SC2086  # knob is a list of assignments
+        env $knob XDG_CACHE_HOME="/tmp/knob$k" timeout 240 python3 benchmarks/sample_throughput.py \
+            --steady-only --variants compile --batches 2 $SAMPLE_KNOB_FLAGS \
+            --json "$OUT/knob-sample$k.json" || echo "knob ${knob:-none}: exit $?"
+        echo "[${SECONDS}s] knob ${knob:-none} done"
+        k=$((k + 1))
+    done
+}
+
+part_knobs_train() {
+    # shellcheck disable=SC2086
+    python3 benchmarks/profile_kernels.py train /tmp/utk64 $TRAIN_KNOB_FLAGS --json "$OUT/prof-train.json"
+    echo "[${SECONDS}s] profiled training"
+    echo "knob: TORCHINDUCTOR_MAX_AUTOTUNE=1 TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1"
+    # shellcheck disable=SC2086
+    env TORCHINDUCTOR_MAX_AUTOTUNE=1 TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 \
+        XDG_CACHE_HOME=/tmp/knobt timeout 240 python3 benchmarks/profile_kernels.py train \
+        /tmp/utk64 $TRAIN_KNOB_FLAGS --json "$OUT/prof-train-autotune.json" || echo "exit $?"
+    echo "[${SECONDS}s] done"
+}
+
+part_knobs() {
+    part_knobs_sample
+    part_knobs_train
+}
+
 case "${1:-}" in
 carry) carry ;;
 run)
     : "${OUT:?run it on the device machine, where OUT is set}"
-    { setup && "part_${PART:?set PART=sweep, guidance or speed}"; } 2>&1 | tee "$OUT/log.txt"
+    { setup && "part_${PART:?set PART=sweep, guidance, speed, knobs_sample, knobs_train, knobs or batch}"; } 2>&1 | tee "$OUT/log.txt"
     ;;
 *)
     echo "usage: bash benchmarks/gpu_session.sh carry | PART=NAME bash benchmarks/gpu_session.sh run" >&2
