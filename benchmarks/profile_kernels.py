@@ -91,19 +91,24 @@ def flops_by_kind(fn) -> dict[str, float]:
 
 
 def device_times(prof, cuda: bool) -> dict[str, tuple[int, float, dict[str, float]]]:
-    """Kind → (calls, seconds, {name: seconds}) from a finished profile."""
+    """Kind → (calls, seconds, {name: seconds}) from a finished profile: on a GPU the
+    kernels' own events (the operators that launched them also carry their time, and
+    inductor names its launch events after its kernels, so names alone would count some
+    twice), on the CPU each operator's self time."""
+    from torch.autograd import DeviceType
+
+    want = DeviceType.CUDA if cuda else DeviceType.CPU
     out: dict[str, tuple[int, float, dict[str, float]]] = {}
-    for e in prof.key_averages():
-        if cuda:
-            t = getattr(e, "self_device_time_total", None)
-            t = getattr(e, "self_cuda_time_total", 0.0) if t is None else t
-        else:
-            t = e.self_cpu_time_total
-        if not t or (cuda and e.key.startswith(("aten::", "cuda", "Torch-Compiled", "##"))):
+    for e in prof.events():
+        if e.device_type != want:
             continue
-        calls, total, names = out.get(kind_of(e.key), (0, 0.0, {}))
-        names[e.key] = names.get(e.key, 0.0) + t / 1e6
-        out[kind_of(e.key)] = (calls + e.count, total + t / 1e6, names)
+        t = (e.device_time_total if cuda else e.self_cpu_time_total) / 1e6
+        if t <= 0:
+            continue
+        kind = kind_of(e.name)
+        calls, total, names = out.get(kind, (0, 0.0, {}))
+        names[e.name] = names.get(e.name, 0.0) + t
+        out[kind] = (calls + 1, total + t, names)
     return out
 
 
@@ -154,7 +159,7 @@ def report(title: str, prof, wall: float, flops: dict[str, float], device: torch
     print(f"| kind | calls | {unit} ms | share | TFLOP/s of its kernels |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
-        tf = "" if r["TFLOP/s"] is None else f"{r['TFLOP/s']:.1f}"
+        tf = "" if r["TFLOP/s"] is None else f"{r['TFLOP/s']:.3g}"
         print(f"| {r['kind']} | {r['calls']:,} | {r['ms']:,.1f} | {r['share']:.1%} | {tf} |")
     top = sorted(
         ((t, name, k) for k, (_, _, names) in times.items() for name, t in names.items()),

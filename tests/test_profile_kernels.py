@@ -76,3 +76,32 @@ def test_smoke_profiles_sampling_and_training_by_kind(tmp_path):
         assert kinds["convolution"]["share"] > 0.2 and kinds["convolution"]["TFLOP/s"] > 0
     assert {r["kind"]: r for r in train["kinds"]}["optimizer"]["calls"] > 0  # AdamW's step
     assert "| convolution |" in proc.stdout and "top operators:" in proc.stdout
+
+
+def test_gpu_time_is_the_kernels_own_counted_once(profile_kernels):
+    """The operator that launched a kernel, and inductor's launch event named after its
+    Triton kernel, carry the kernel's time too: only the device events count."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    def event(name, device_type, us):
+        cpu_us = 0 if device_type == DeviceType.CUDA else 5
+        return SimpleNamespace(
+            name=name, device_type=device_type, device_time_total=us, self_cpu_time_total=cpu_us
+        )
+
+    events = [
+        event("aten::convolution", DeviceType.CPU, 700),
+        event("sm90_xmma_fprop_implicit_gemm_bf16", DeviceType.CUDA, 700),
+        event("triton_per_fused_native_group_norm_silu_0", DeviceType.CPU, 200),
+        event("triton_per_fused_native_group_norm_silu_0", DeviceType.CUDA, 200),
+        event("triton_per_fused_native_group_norm_silu_0", DeviceType.CUDA, 100),
+    ]
+    prof = SimpleNamespace(events=lambda: events)
+    times = profile_kernels.device_times(prof, cuda=True)
+    assert times["convolution"][:2] == (1, pytest.approx(700e-6))
+    assert times["fused"][:2] == (2, pytest.approx(300e-6))
+    assert set(times) == {"convolution", "fused"}
+    on_cpu = profile_kernels.device_times(prof, cuda=False)  # operators' self times
+    assert on_cpu["convolution"][:2] == (1, pytest.approx(5e-6))
