@@ -28,14 +28,17 @@
 #             batch 256, by kernel kind), then the steady compiled rate as it is and under
 #             max-autotune with coordinate-descent tuning (what compile's
 #             "max-autotune-no-cudagraphs" mode sets), each against eager in its own process
-#             and cold cache: about 6 minutes.
+#             (the plain compile on the cache the profile left, max-autotune cold): about 5
+#             minutes.
 #   knobs_train   the same for the default training step (batch 32, compiled, graphed):
 #             its profile as it is and under max-autotune: about 5 minutes.
 #   knobs     both, if one call has the time.
 #   batch     quality per GPU-minute of the default batch 32 against batch 48 (the way to
 #             1,500 training images/s without a slower step): time_to_fid.py trains each for
 #             BUDGET (220) wall seconds, start-up and compilation included, and samples 1,000
-#             with the defaults; packed for scoring here as for sweep (W/ttf-batch).
+#             with the defaults, packed. Score here: python benchmarks/sample_pack.py unpack
+#             OUT/batch W/ttf-batch; python benchmarks/time_to_fid.py score W/ttf-batch
+#             --heldout-from DATA64
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A dry run on the CPU: STEPS=2 SAMPLES=6 SEEDS=1 REFERENCE=20 TRAIN_FLAGS="--preset tiny" \
@@ -142,7 +145,9 @@ part_batch() {
 
 part_knobs_sample() {  # an autotune row has a time limit: if it runs out, only it is lost
     # shellcheck disable=SC2086  # the *_KNOB_FLAGS are lists of flags
-    python3 benchmarks/profile_kernels.py sample $SAMPLE_KNOB_FLAGS --json "$OUT/prof-sample.json"
+    # knob 0 (no knob) then compiles with the cache this profile leaves; a failure loses one row
+    XDG_CACHE_HOME=/tmp/knob0 python3 benchmarks/profile_kernels.py sample $SAMPLE_KNOB_FLAGS \
+        --json "$OUT/prof-sample.json" || echo "profile: exit $?"
     echo "[${SECONDS}s] profiled sampling"
     local k=0 knob
     for knob in "" "TORCHINDUCTOR_MAX_AUTOTUNE=1 TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1"; do
@@ -158,7 +163,8 @@ part_knobs_sample() {  # an autotune row has a time limit: if it runs out, only 
 
 part_knobs_train() {
     # shellcheck disable=SC2086
-    python3 benchmarks/profile_kernels.py train /tmp/utk64 $TRAIN_KNOB_FLAGS --json "$OUT/prof-train.json"
+    python3 benchmarks/profile_kernels.py train /tmp/utk64 $TRAIN_KNOB_FLAGS \
+        --json "$OUT/prof-train.json" || echo "profile: exit $?"
     echo "[${SECONDS}s] profiled training"
     echo "knob: TORCHINDUCTOR_MAX_AUTOTUNE=1 TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1"
     # shellcheck disable=SC2086
