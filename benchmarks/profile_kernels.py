@@ -156,6 +156,9 @@ def report(title: str, prof, wall: float, flops: dict[str, float], device: torch
         f"({busy / wall:.0%} of wall), {sum(flops.values()) / 1e12:.2f} TFLOP "
         f"({sum(flops.values()) / wall / 1e12:.1f} TFLOP/s over the wall time)"
     )
+    if cuda and busy < 0.2 * wall:
+        print("few kernels recorded: kernels a CUDA graph replays may be missing from the")
+        print("profile (the images/s stand); --no-cuda-graphs records them all")
     print(f"| kind | calls | {unit} ms | share | TFLOP/s of its kernels |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
