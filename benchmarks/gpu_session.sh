@@ -28,13 +28,15 @@
 #             batch 256, by kernel kind), then the steady compiled rate as it is and under
 #             max-autotune with coordinate-descent tuning (what compile's
 #             "max-autotune-no-cudagraphs" mode sets), each against eager in its own process
-#             (the plain compile on the cache the profile left, max-autotune cold): about 5
+#             (the plain compile on the cache the profile left, max-autotune cold): 5 to 7
 #             minutes.
-#   knobs_train   the same for the default training step (batch 32, compiled, graphed):
-#             its profile as it is and under max-autotune: about 5 minutes.
-#   knobs     both, if one call has the time.
-#   batch     quality per GPU-minute of the default batch 32 against batch 48 (the way to
-#             1,500 training images/s without a slower step): time_to_fid.py trains each for
+#   knobs_train   the default training step's profile (batch 32, compiled, graphed), then
+#             the images/s batch 48 and 64 reach, profiled the same way (each compiles cold,
+#             about 110 s on an H200): about 8 minutes.
+#   autotune_train  the batch-32 training profile under max-autotune with coordinate-descent
+#             tuning, compiled cold: up to 7 minutes.
+#   batch     quality per GPU-minute of the default batch 32 against batch ARM (48; the way
+#             to 1,500 training images/s without a faster step): time_to_fid.py trains each for
 #             BUDGET (220) wall seconds, start-up and compilation included, and samples 1,000
 #             with the defaults, packed. Score here: python benchmarks/sample_pack.py unpack
 #             OUT/batch W/ttf-batch; python benchmarks/time_to_fid.py score W/ttf-batch
@@ -44,7 +46,7 @@ cd "$(dirname "$0")/.."
 # A dry run on the CPU: STEPS=2 SAMPLES=6 SEEDS=1 REFERENCE=20 TRAIN_FLAGS="--preset tiny" \
 #   OUT=/tmp/o PART=sweep bash benchmarks/gpu_session.sh run
 STEPS=${STEPS:-3000} SAMPLES=${SAMPLES:-1000} SEEDS=${SEEDS:-16} REFERENCE=${REFERENCE:-300}
-TRAIN_FLAGS=${TRAIN_FLAGS:-} BUDGET=${BUDGET:-220}
+TRAIN_FLAGS=${TRAIN_FLAGS:-} BUDGET=${BUDGET:-220} ARM=${ARM:-48}
 # PART=knobs on the CPU: SAMPLE_KNOB_FLAGS="--preset tiny --size 16 --batch-size 4 --device cpu"
 #   TRAIN_KNOB_FLAGS="--preset tiny --batch-size 4 --device cpu --warmup 1 --steps 2"
 SAMPLE_KNOB_FLAGS=${SAMPLE_KNOB_FLAGS:-} TRAIN_KNOB_FLAGS=${TRAIN_KNOB_FLAGS:-}
@@ -137,7 +139,8 @@ part_speed() {
 
 part_batch() {
     python3 benchmarks/time_to_fid.py run /tmp/utk64 --work /tmp/ttfb --budgets "$BUDGET" \
-        --recipes default,b48 --recipe "b48=--batch-size 48" --samples "$SAMPLES" --sample-batch 250
+        --recipes "default,b$ARM" --recipe "b$ARM=--batch-size $ARM" --samples "$SAMPLES" \
+        --sample-batch 250
     echo "[${SECONDS}s] trained and sampled"
     python3 benchmarks/sample_pack.py pack /tmp/ttfb "$OUT/batch" --files 4
     echo "[${SECONDS}s] done"
@@ -166,24 +169,30 @@ part_knobs_train() {
     python3 benchmarks/profile_kernels.py train /tmp/utk64 $TRAIN_KNOB_FLAGS \
         --json "$OUT/prof-train.json" || echo "profile: exit $?"
     echo "[${SECONDS}s] profiled training"
-    echo "knob: TORCHINDUCTOR_MAX_AUTOTUNE=1 TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1"
-    # shellcheck disable=SC2086
-    env TORCHINDUCTOR_MAX_AUTOTUNE=1 TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 \
-        XDG_CACHE_HOME=/tmp/knobt timeout 240 python3 benchmarks/profile_kernels.py train \
-        /tmp/utk64 $TRAIN_KNOB_FLAGS --json "$OUT/prof-train-autotune.json" || echo "exit $?"
+    local b
+    for b in 48 64; do  # the images/s larger batches reach (compiled, graphed): PART=batch's arm
+        # shellcheck disable=SC2086
+        timeout 150 python3 benchmarks/profile_kernels.py train /tmp/utk64 $TRAIN_KNOB_FLAGS \
+            --batch-size "$b" --json "$OUT/prof-train-b$b.json" || echo "batch $b: exit $?"
+        echo "[${SECONDS}s] profiled training at batch $b"
+    done
     echo "[${SECONDS}s] done"
 }
 
-part_knobs() {
-    part_knobs_sample
-    part_knobs_train
+part_autotune_train() {
+    echo "knob: TORCHINDUCTOR_MAX_AUTOTUNE=1 TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1"
+    # shellcheck disable=SC2086
+    env TORCHINDUCTOR_MAX_AUTOTUNE=1 TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 \
+        XDG_CACHE_HOME=/tmp/knobt timeout 400 python3 benchmarks/profile_kernels.py train \
+        /tmp/utk64 $TRAIN_KNOB_FLAGS --json "$OUT/prof-train-autotune.json" || echo "exit $?"
+    echo "[${SECONDS}s] done"
 }
 
 case "${1:-}" in
 carry) carry ;;
 run)
     : "${OUT:?run it on the device machine, where OUT is set}"
-    { setup && "part_${PART:?set PART=sweep, guidance, speed, knobs_sample, knobs_train, knobs or batch}"; } 2>&1 | tee "$OUT/log.txt"
+    { setup && "part_${PART:?set PART=sweep, guidance, speed, knobs_sample, knobs_train, autotune_train or batch}"; } 2>&1 | tee "$OUT/log.txt"
     ;;
 *)
     echo "usage: bash benchmarks/gpu_session.sh carry | PART=NAME bash benchmarks/gpu_session.sh run" >&2
