@@ -90,6 +90,39 @@ def flops_by_kind(fn) -> dict[str, float]:
     return out
 
 
+#: Operators that move no memory (views) or run as convolution, matmul or attention kernels.
+_NOT_TRAFFIC = ("convolution", "mm", "addmm", "bmm", "baddbmm", "view", "_unsafe_view", "t",
+                "transpose", "permute", "expand", "unsqueeze", "squeeze", "split", "slice",
+                "alias", "detach", "as_strided", "split_with_sizes")  # fmt: skip
+
+
+def eager_traffic(fn) -> float:
+    """Bytes the operators of ``fn()`` outside convolutions, matmuls, attention and views
+    read and write (inputs + outputs of each: norms, activations, adds, concatenations,
+    copies), as an eager run moves them; a compiled one fuses some of them away."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    def size(t) -> int:
+        return t.numel() * t.element_size() if isinstance(t, torch.Tensor) else 0
+
+    total = 0
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            nonlocal total
+            out = func(*args, **(kwargs or {}))
+            name = func.overloadpacket.__name__
+            if name not in _NOT_TRAFFIC and "attention" not in name:
+                flat = [a for x in args for a in (x if isinstance(x, (list, tuple)) else [x])]
+                outs = out if isinstance(out, (list, tuple)) else [out]
+                total += sum(size(a) for a in flat) + sum(size(o) for o in outs)
+            return out
+
+    with torch.no_grad(), Count():
+        fn()
+    return float(total)
+
+
 def device_times(prof, cuda: bool) -> dict[str, tuple[int, float, dict[str, float]]]:
     """Kind → (calls, seconds, {name: seconds}) from a finished profile: on a GPU the
     kernels' own events (the operators that launched them also carry their time, and
@@ -190,6 +223,7 @@ def profile_sample(args, work: Path) -> dict:
     den = prepare_denoiser(
         loaded,
         device=dev,
+        precision=args.precision,
         compile=args.compile,
         batch_size=args.batch_size,
         images=args.images,
@@ -208,13 +242,22 @@ def profile_sample(args, work: Path) -> dict:
     one = flops_by_kind(lambda: cpu_unet(x, torch.tensor([500]), class_labels=torch.tensor([0])))
     evals = args.repeat * args.batch_size * conditions * cfg.steps
     flops = {k: v * evals for k, v in one.items()}
+    half = cpu_unet.to(den.dtype)
+    traffic = eager_traffic(
+        lambda: half(x.to(den.dtype), torch.tensor([500]), class_labels=torch.tensor([0]))
+    )
+    print(
+        f"per image and evaluation: {sum(one.values()) / 1e9:.1f} GFLOP "
+        f"({one['convolution'] / 1e9:.1f} of convolution); an eager forward in {den.dtype} "
+        f"moves {traffic / 1e6:.0f} MB outside convolutions, matmuls and attention"
+    )
     title = (
         f"sample: {cfg.sampler} {cfg.steps} steps, guidance {cfg.guidance:g}, batch "
         f"{args.batch_size} x{args.repeat}, compiled {den.compiled}, CUDA graphs "
         f"{den.cuda_graphs}, {den.dtype}; warm-up {warm:.1f} s; "
         f"{args.repeat * args.batch_size / wall:,.1f} images/s profiled"
     )
-    return report(title, prof, wall, flops, dev)
+    return report(title, prof, wall, flops, dev) | {"eager traffic per eval": traffic}
 
 
 def profile_train(args, work: Path) -> dict:
@@ -276,6 +319,7 @@ def main() -> None:
     p.add_argument("--preset", default="base")
     p.add_argument("--size", type=int, default=64, help="image size of the random run")
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", help="sample: auto (bf16 on a GPU), fp32…")
     p.add_argument("--batch-size", type=int, help="images per batch (sample 256, train 32)")
     p.add_argument("--images", type=int, default=100_000, help="sample: job size auto weighs")
     p.add_argument("--steps", type=int, default=20, help="train: profiled steps per repeat")

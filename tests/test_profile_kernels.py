@@ -75,6 +75,8 @@ def test_smoke_profiles_sampling_and_training_by_kind(tmp_path):
         assert report["flops"]["convolution"] > 10 * report["flops"]["attention"] > 0
         assert kinds["convolution"]["share"] > 0.2 and kinds["convolution"]["TFLOP/s"] > 0
     assert {r["kind"]: r for r in train["kinds"]}["optimizer"]["calls"] > 0  # AdamW's step
+    # norms, activations and adds move memory: at least the 16x16 fp32 output of the UNet
+    assert sample["eager traffic per eval"] > 3 * 16 * 16 * 4
     assert "| convolution |" in proc.stdout and "top operators:" in proc.stdout
 
 
