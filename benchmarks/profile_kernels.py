@@ -7,8 +7,10 @@ under ``torch.profiler`` after a warm-up (compilation, CUDA-graph capture), and 
 kernels' device time into kinds: convolution, matmul, attention, fused (inductor's Triton
 kernels: norms, activations, adds), other elementwise, optimizer, copies. With the model's
 FLOPs by kind (``FlopCounterMode``) it prints each kind's share of the time and, for
-convolutions and matmuls, the TFLOP/s their kernels reach, beside the wall time of the
-profiled region: what a faster path could still win, and where.
+convolutions, matmuls and attention, the TFLOP/s their kernels reach, beside the wall time of
+the profiled region: what a faster path could still win, and where. ``sample`` also prints
+the memory an eager forward moves outside those kernels (:func:`eager_traffic`), the work
+that fusion can shrink and that bandwidth bounds.
 
     python benchmarks/profile_kernels.py sample [RUN] --batch-size 256      # GPU
     python benchmarks/profile_kernels.py train DATA --batch-size 32         # GPU
