@@ -89,7 +89,7 @@ setup() {
     python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null
     mkdir -p /tmp/raw
     python3 -c "import zipfile; zipfile.ZipFile('.gpu/utk64.zip').extractall('/tmp/raw')"
-    python3 -m facediff prepare /tmp/raw --out /tmp/utk64 >/dev/null
+    [ -d /tmp/utk64 ] || python3 -m facediff prepare /tmp/raw --out /tmp/utk64 >/dev/null
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no GPU"
 }
 
@@ -192,7 +192,7 @@ case "${1:-}" in
 carry) carry ;;
 run)
     : "${OUT:?run it on the device machine, where OUT is set}"
-    { setup && "part_${PART:?set PART=sweep, guidance, speed, knobs_sample, knobs_train, autotune_train or batch}"; } 2>&1 | tee "$OUT/log.txt"
+    { setup; "part_${PART:?set PART=sweep, guidance, speed, knobs_sample, knobs_train, autotune_train or batch}"; } 2>&1 | tee "$OUT/log.txt"
     ;;
 *)
     echo "usage: bash benchmarks/gpu_session.sh carry | PART=NAME bash benchmarks/gpu_session.sh run" >&2
