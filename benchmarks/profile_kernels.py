@@ -38,13 +38,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from sample_throughput import random_run  # noqa: E402
+from sample_throughput import random_run, sync  # noqa: E402
 
 from facediff.config import SampleConfig, TrainConfig  # noqa: E402
 from facediff.device import enable_fast_math, resolve_device  # noqa: E402
 from facediff.generation import generate, prepare_denoiser  # noqa: E402
 from facediff.loading import load_for_inference  # noqa: E402
 from facediff.mix import parse_mix  # noqa: E402
+from facediff.model import build_unet  # noqa: E402
 
 KINDS = ("convolution", "matmul", "attention", "fused", "elementwise", "optimizer", "copy")
 
@@ -162,11 +163,6 @@ def profiled(fn, device: torch.device, repeat: int):
     return prof, wall
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def report(title: str, prof, wall: float, flops: dict[str, float], device: torch.device) -> dict:
     """Print the table of kinds and the top kernels; the same as a dict."""
     cuda = device.type == "cuda"
@@ -219,7 +215,7 @@ def report(title: str, prof, wall: float, flops: dict[str, float], device: torch
 def profile_sample(args, work: Path) -> dict:
     dev = resolve_device(args.device)
     run = Path(args.run) if args.run else random_run(work / "run", args.preset, args.size)
-    loaded = load_for_inference(run, device=dev)
+    loaded = load_for_inference(run)  # on the CPU, for counting; prepare_denoiser moves a copy
     mix = parse_mix(loaded.categories[0].code, loaded.categories)
     cfg = dataclasses.replace(SampleConfig(), batch_size=args.batch_size, device=str(dev))
     den = prepare_denoiser(
@@ -239,7 +235,7 @@ def profile_sample(args, work: Path) -> dict:
     warm = time.perf_counter() - start
     prof, wall = profiled(lambda: generate(den, mix, seeds, cfg), dev, args.repeat)
     conditions = 2 if cfg.guidance != 1 else 1
-    cpu_unet = load_for_inference(run).unet.float()
+    cpu_unet = loaded.unet.float()
     x = torch.randn(1, 3, loaded.model_config.sample_size, loaded.model_config.sample_size)
     one = flops_by_kind(lambda: cpu_unet(x, torch.tensor([500]), class_labels=torch.tensor([0])))
     evals = args.repeat * args.batch_size * conditions * cfg.steps
@@ -295,13 +291,13 @@ def profile_train(args, work: Path) -> dict:
 
     prof, wall = profiled(steps, dev, args.repeat)
     images = args.repeat * args.steps * setup.global_batch
-    cpu_unet = parts.unet.__class__.from_config(parts.unet.config).float().cpu()
-    size = setup.model_config.sample_size
-    x = torch.randn(1, 3, size, size)
+    with torch.device("meta"):  # FLOPs need shapes only: no weights, no initialisation
+        shapes = build_unet(setup.model_config)
+        size = setup.model_config.sample_size
+        x, t, label = torch.randn(1, 3, size, size), torch.tensor([500]), torch.tensor([0])
 
     def fwd_bwd():
-        out = cpu_unet(x, torch.tensor([500]), class_labels=torch.tensor([0]))[0]
-        out.square().mean().backward()
+        shapes(x, t, class_labels=label)[0].square().mean().backward()
 
     one = flops_by_kind(fwd_bwd)
     flops = {k: v * images for k, v in one.items()}
