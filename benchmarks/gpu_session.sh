@@ -106,29 +106,27 @@ EOF
         --log-every 500 --checkpoint-every "$STEPS" $TRAIN_FLAGS
 }
 
-part_sweep() {  # the samples first: they matter most if the call runs out of time
+sweep() {  # train base_run, sweep DPM-Solver++ with "$@", pack into $1 files (pack.json included)
+    local files=$1
+    shift
     base_run
     echo "[${SECONDS}s] trained"
     python3 benchmarks/sample_throughput.py --sweep /tmp/ttf --sweep-only --sweep-samples "$SAMPLES" \
-        --batch-size 250 --sweep-samplers dpmsolver++ --sweep-spacings time,logsnr \
-        --sweep-steps 10,12,15,20
-    # 10 sample sets: 5 grid files and pack.json, beside log.txt and ode.json
-    python3 benchmarks/sample_pack.py pack /tmp/ttf/steps-sweep "$OUT/sweep" --files 6
+        --batch-size 250 --sweep-samplers dpmsolver++ "$@"
+    python3 benchmarks/sample_pack.py pack /tmp/ttf/steps-sweep "$OUT/sweep" --files "$files"
     echo "[${SECONDS}s] swept"
+}
+
+part_sweep() {  # the samples first: they matter most if the call runs out of time
+    # 10 sample sets: 5 grid files and pack.json, beside log.txt and ode.json
+    sweep 6 --sweep-spacings time,logsnr --sweep-steps 10,12,15,20
     python3 benchmarks/solver_error.py /tmp/ttf/runs/default --per-category "$SEEDS" \
         --reference-steps "$REFERENCE" --steps 10,12,15,20,25 --samplers dpmsolver++ --json "$OUT/ode.json"
     echo "[${SECONDS}s] done"
 }
 
-part_guidance() {
-    base_run
-    echo "[${SECONDS}s] trained"
-    python3 benchmarks/sample_throughput.py --sweep /tmp/ttf --sweep-only --sweep-samples "$SAMPLES" \
-        --batch-size 250 --sweep-samplers dpmsolver++ --sweep-spacings logsnr \
-        --sweep-steps 12,15 --sweep-guidance 1.5,2,2.5
-    # 8 sample sets: 4 grid files and pack.json, beside log.txt
-    python3 benchmarks/sample_pack.py pack /tmp/ttf/steps-sweep "$OUT/sweep" --files 5
-    echo "[${SECONDS}s] swept"
+part_guidance() {  # 8 sample sets: 4 grid files and pack.json, beside log.txt
+    sweep 5 --sweep-spacings logsnr --sweep-steps 12,15 --sweep-guidance 1.5,2,2.5
 }
 
 part_speed() {
