@@ -25,6 +25,7 @@ def test_demo_end_to_end_over_a_previous_demo(tmp_path):
     r = invoke(["demo", "--out", out, "--force", *SMALL])
     assert r.exit_code == 0, r.output
     assert f"grid: {out / 'grid.png'}" in r.output.replace("\n", "")
+    assert "sharpen" not in r.output  # --max-steps stopped it, not the time budget
     assert len(list((out / "raw").glob("*.png"))) == 12
     # The demo draws category faces only (no age/gender cues): a short CPU run learns them.
     assert sorted(p.name for p in (out / "raw").glob("indian_*.png"))[0] == "indian_0001.png"
@@ -53,3 +54,32 @@ def test_demo_refusals(tmp_path):
     r = invoke(["demo", "--out", tmp_path / "e", "--minutes", "0"])
     assert r.exit_code != 0 and "--minutes" in error_lines(r)[0]
     assert not (tmp_path / "e").exists()
+
+
+def test_a_budget_that_stops_training_early_says_how_many_minutes_would_do():
+    from facediff.demo import CLEAR_STEPS, DemoConfig, more_minutes
+
+    c = DemoConfig()  # 3 minutes, up to 1,500 steps
+    assert more_minutes(c, 495) == 7  # 3 * 1000 / 495 = 6.06, rounded up
+    assert more_minutes(c, CLEAR_STEPS - 1) == 4
+    assert more_minutes(c, CLEAR_STEPS) is None
+    assert more_minutes(c, 0) is None
+    assert more_minutes(DemoConfig(max_steps=300), 300) is None  # its own limit stopped it
+    assert more_minutes(DemoConfig(max_steps=300), 150) == 20
+    assert more_minutes(DemoConfig(minutes=0.5), 100) == 5
+
+
+def test_the_command_prints_the_advice(tmp_path, monkeypatch):
+    import facediff.demo
+    from facediff.demo import DemoResult
+
+    def short_demo(out, config, **_):
+        return DemoResult(out, out / "run", out / "samples", out / "grid.png", 495, 190.0, 7)
+
+    monkeypatch.setattr(facediff.demo, "demo", short_demo)
+    r = invoke(["demo", "--out", tmp_path / "d"])
+    assert r.exit_code == 0, r.output
+    assert (
+        "only 495 training steps fit in 3 min on this machine; the faces sharpen by about "
+        "1,000: run again with --force --minutes 7"
+    ) in r.output.replace("\n", "")
