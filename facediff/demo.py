@@ -66,9 +66,10 @@ class DemoResult:
 
 def more_minutes(c: DemoConfig, steps: int) -> int | None:
     """The whole minutes of training that would reach :data:`CLEAR_STEPS` at the pace of a
-    run that made ``steps`` in ``c.minutes``, if the budget (not ``c.max_steps``) stopped it
-    short of them; None if it got there, was meant to stop earlier, or made no step."""
-    if steps <= 0 or steps >= min(CLEAR_STEPS, c.max_steps):
+    run that made ``steps`` in ``c.minutes``, if the budget stopped it short of them; None if
+    it got there, made no step, or was asked for fewer (``c.max_steps``), which no longer
+    budget would change."""
+    if steps <= 0 or steps >= CLEAR_STEPS or c.max_steps < CLEAR_STEPS:
         return None
     return math.ceil(c.minutes * CLEAR_STEPS / steps)
 

@@ -64,8 +64,10 @@ def test_a_budget_that_stops_training_early_says_how_many_minutes_would_do():
     assert more_minutes(c, CLEAR_STEPS - 1) == 4
     assert more_minutes(c, CLEAR_STEPS) is None
     assert more_minutes(c, 0) is None
-    assert more_minutes(DemoConfig(max_steps=300), 300) is None  # its own limit stopped it
-    assert more_minutes(DemoConfig(max_steps=300), 150) == 20
+    # asked for fewer steps than that: no budget would make the run go past its own limit
+    assert more_minutes(DemoConfig(max_steps=300), 300) is None
+    assert more_minutes(DemoConfig(max_steps=300), 150) is None
+    assert more_minutes(DemoConfig(max_steps=CLEAR_STEPS), 150) == 20
     assert more_minutes(DemoConfig(minutes=0.5), 100) == 5
 
 
