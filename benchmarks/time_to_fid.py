@@ -116,7 +116,9 @@ def prepare_work(data_dir: Path, work: Path, fraction: float) -> dict:
 
 def train_for(run: Path, data: Path, budget_s: float, flags: list[str], cpu: bool) -> dict:
     cmd = [sys.executable, "-m", "facediff", "train", str(data), "--out", str(run)]
-    cmd += ["--time-budget", f"{budget_s:.3f}s", "--epochs", "100000", *flags]
+    cmd += ["--time-budget", f"{budget_s:.3f}s", *flags]
+    if not {"--epochs", "--max-steps"} & set(flags):  # the budget alone stops it
+        cmd += ["--epochs", "100000"]
     if cpu:  # the tiny preset unless the recipe names one
         cmd += ["--device", "cpu", *([] if "--preset" in flags else ["--preset", "tiny"])]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

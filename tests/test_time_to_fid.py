@@ -1,0 +1,62 @@
+"""benchmarks/time_to_fid.py run --cpu: the split, a recipe trained as a user runs it,
+samples in proportion to the held-out split, and the scored table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+from script_helpers import script_env
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "time_to_fid.py"
+
+
+@pytest.mark.slow
+def test_run_splits_trains_a_recipe_samples_and_scores(tmp_path):
+    from facediff.dataset import load_prepared
+    from facediff.evaluation import inception_weights
+    from facediff.preparation import prepare
+    from facediff.synthetic import make_demo_data
+
+    make_demo_data(tmp_path / "raw", per_category=8, size=16, seed=0, people=False)
+    prepare(tmp_path / "raw", tmp_path / "data", size=16)
+    work = tmp_path / "w"
+    # --max-steps in a recipe stops its run (the script adds --epochs only without it), so
+    # the steps do not depend on how fast this machine is within the generous budget.
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "run", str(tmp_path / "data"), "--work", str(work),
+         "--cpu", "--holdout", "0.5", "--budgets", "120", "--samples", "6",
+         "--recipes", "b4", "--recipe", "b4=--batch-size 4 --max-steps 2"],
+        capture_output=True, text=True, env=script_env(tmp_path / "xdg"), timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    split = json.loads((work / "split.json").read_text())
+    train, held = load_prepared(work / "data"), load_file(str(work / "heldout.safetensors"))
+    assert split["train"] == len(train.labels) and split["heldout"] == len(held["labels"])
+    assert split["train"] + split["heldout"] == 24 and split["heldout"] > 0
+    # The held-out photos are not in the training data.
+    sources = {Path(e["source"]).name for e in train.manifest["images"]}
+    every = {Path(e["source"]).name for e in load_prepared(tmp_path / "data").manifest["images"]}
+    assert len(sources) == split["train"] and len(every - sources) == split["heldout"]
+
+    (row,) = json.loads((work / "rows.json").read_text())
+    assert row["recipe"] == "b4" and row["step"] == 2 and row["images_seen"] == 8
+    assert sum(row["per_category"]) == 6 and len(row["per_category"]) == 3
+    samples = load_file(str(work / row["samples"]))
+    assert tuple(samples["images"].shape) == (6, 3, 16, 16)
+    counts = samples["labels"].bincount(minlength=3).tolist()
+    assert counts == row["per_category"]
+
+    results = json.loads((work / "results.json").read_text())
+    scored, floor = results["rows"][0], results["floor"]
+    assert 0.0 <= scored["cast_rate"] <= 1.0 and len(scored["mean_rgb"]) == 3
+    if inception_weights() is not None:  # FID needs the optional Inception package
+        assert scored["fid"] > 0 and floor["fid"] >= 0
+    assert "| recipe | budget s | train wall s |" in proc.stdout
+    assert "| b4 | 120 |" in proc.stdout and "| real vs real" in proc.stdout
