@@ -40,9 +40,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from sample_throughput import random_run, sync  # noqa: E402
 
+from facediff.compile_cache import CompiledOrEager  # noqa: E402
 from facediff.config import SampleConfig, TrainConfig  # noqa: E402
-from facediff.device import enable_fast_math, resolve_device  # noqa: E402
-from facediff.generation import generate, prepare_denoiser  # noqa: E402
+from facediff.device import resolve_device  # noqa: E402
+from facediff.generation import generate, mix_conditions, prepare_denoiser  # noqa: E402
 from facediff.loading import load_for_inference  # noqa: E402
 from facediff.mix import parse_mix  # noqa: E402
 from facediff.model import build_unet  # noqa: E402
@@ -234,7 +235,7 @@ def profile_sample(args, work: Path) -> dict:
     sync(dev)
     warm = time.perf_counter() - start
     prof, wall = profiled(lambda: generate(den, mix, seeds, cfg), dev, args.repeat)
-    conditions = 2 if cfg.guidance != 1 else 1
+    conditions = len(mix_conditions(mix, cfg.mix_mode, cfg.guidance, den.null_label).labels)
     cpu_unet = loaded.unet.float()
     x = torch.randn(1, 3, loaded.model_config.sample_size, loaded.model_config.sample_size)
     one = flops_by_kind(lambda: cpu_unet(x, torch.tensor([500]), class_labels=torch.tensor([0])))
@@ -260,7 +261,7 @@ def profile_sample(args, work: Path) -> dict:
 
 def profile_train(args, work: Path) -> dict:
     from facediff.batches import IndexStream
-    from facediff.training.setup import build_parts, make_setup
+    from facediff.training.setup import build_parts, data_to_device, make_setup
     from facediff.training.state import Loop
     from facediff.training.step import advance
 
@@ -273,9 +274,7 @@ def profile_train(args, work: Path) -> dict:
     )
     setup, _, _ = make_setup(Path(args.data), work / "train-run", cfg, None)
     dev = setup.device
-    enable_fast_math(dev)
-    setup.data.images = setup.data.images.to(dev)
-    setup.data.labels = setup.data.labels.to(dev)
+    data_to_device(setup)
     parts = build_parts(setup, planned_images=10**9 if args.compile is None else 0)
     loop = Loop(0, 0, 10**9, 0.0)
     stream = IndexStream(setup.data.labels, seed=cfg.seed, balance=cfg.balance, device=dev)
@@ -301,7 +300,7 @@ def profile_train(args, work: Path) -> dict:
 
     one = flops_by_kind(fwd_bwd)
     flops = {k: v * images for k, v in one.items()}
-    compiled = type(parts.forward).__name__ == "CompiledOrEager"
+    compiled = isinstance(parts.forward, CompiledOrEager)
     title = (
         f"train: batch {setup.global_batch}, {args.steps} steps x{args.repeat}, compiled "
         f"{compiled}, CUDA graphs {parts.graphed is not None}, {setup.dtype}; warm-up "

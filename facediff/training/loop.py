@@ -19,7 +19,6 @@ from facediff.compile_cache import (
     CompiledOrEager,
 )
 from facediff.config import DEFAULT_EPOCHS, ModelConfig, TrainConfig
-from facediff.device import enable_fast_math
 from facediff.durations import seconds_since_process_start
 from facediff.errors import ConfigError
 from facediff.files import write_json_atomic
@@ -31,6 +30,7 @@ from facediff.training.setup import (
     build_parts,
     check_run_dir,
     cuda_graphs_unsupported,
+    data_to_device,
     graphs_apply,
     make_setup,
     restore,
@@ -237,14 +237,10 @@ def _begin(
     point, the run's warnings and ``config.json``: everything before the first step."""
     if setup.dist.is_main:
         setup.tracker = open_tracker(log, setup.run_dir)
-    enable_fast_math(setup.device)
-    data = setup.data
-    data.images, data.labels = data.images.to(setup.device), data.labels.to(setup.device)
-    if data.attribute_labels is not None:
-        data.attribute_labels = data.attribute_labels.to(setup.device)
+    data_to_device(setup)
     graphed = graphs_apply(setup)
     planned = planned_images(
-        setup.config, state, len(data), setup.global_batch, time_budget_s, graphed
+        setup.config, state, len(setup.data), setup.global_batch, time_budget_s, graphed
     )
     parts = build_parts(setup, planned)
     if isinstance(parts.forward, CompiledOrEager):

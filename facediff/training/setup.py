@@ -37,7 +37,7 @@ from facediff.config import (
     preset,
 )
 from facediff.dataset import PreparedData, load_prepared
-from facediff.device import resolve_device, resolve_precision
+from facediff.device import enable_fast_math, resolve_device, resolve_precision
 from facediff.ema import EMA
 from facediff.errors import CheckpointError, FacediffError
 from facediff.model import build_unet, scheduler_config
@@ -223,6 +223,16 @@ def run_config(setup: Setup) -> dict[str, Any]:
         "global_batch_size": setup.global_batch,
         "precision": str(setup.dtype).removeprefix("torch."),
     }
+
+
+def data_to_device(setup: Setup) -> None:
+    """The device's fast-math flags on, and the packed dataset (images, labels, attribute
+    labels) moved onto the device once, where every step's batch is indexed from."""
+    enable_fast_math(setup.device)
+    data = setup.data
+    data.images, data.labels = data.images.to(setup.device), data.labels.to(setup.device)
+    if data.attribute_labels is not None:
+        data.attribute_labels = data.attribute_labels.to(setup.device)
 
 
 def build_parts(setup: Setup, planned_images: int = 0) -> Parts:
