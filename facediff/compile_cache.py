@@ -131,14 +131,15 @@ class CompiledOrEager(torch.nn.Module):
         super().__init__()
         self._modules_called = (compiled, eager)  # a tuple: not registered as submodules
         self.strict = strict
-        self.proven: set[tuple[int, ...]] = set()  # input shapes the compiled model ran
+        self.proven: set[tuple] = set()  # input shapes the compiled model ran
         self.fell_back: str | None = None  # why it is not used any more
 
     def forward(self, *args, **kwargs):
         compiled, eager = self._modules_called
         if self.fell_back is not None:
             return eager(*args, **kwargs)
-        shape = tuple(args[0].shape) if args and isinstance(args[0], torch.Tensor) else ()
+        # one compilation per input shape (and per optional input given or not)
+        shape = tuple(tuple(a.shape) if isinstance(a, torch.Tensor) else a is None for a in args)
         if shape in self.proven:
             return compiled(*args, **kwargs)
         try:

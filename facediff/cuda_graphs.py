@@ -33,6 +33,7 @@ eagerly: results never depend on the graphs.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -195,11 +196,13 @@ class GraphedUpdate:
 
 
 class GraphedForward(torch.nn.Module):
-    """An eager UNet's inference forward ``(sample, timestep, class_labels)`` replayed as a
-    CUDA graph, one per input shape, each captured after :data:`WARMUP_CALLS` eager calls.
-    The graphs share one memory pool: each output is copied out as soon as its graph has
-    run, so no graph's result is left where another graph works. Returns ``(output,)``
-    (``return_dict=False``, as sampling calls it)."""
+    """An eager UNet's inference forward ``(sample, timestep, class_labels, *more)``
+    replayed as a CUDA graph, one per input shape (an input given as None counts as a
+    shape of its own), each captured after :data:`WARMUP_CALLS` eager calls. The graphs
+    share one memory pool: each output is copied out as soon as its graph has run, so no
+    graph's result is left where another graph works. Returns the module's output tuple
+    (``return_dict=False``, as sampling calls it): ``(output,)`` for a UNet2DModel; a
+    :class:`~facediff.deep_cache.DeepCacheUNet` takes ``cached`` as a fourth input."""
 
     def __init__(
         self,
@@ -212,31 +215,36 @@ class GraphedForward(torch.nn.Module):
         super().__init__()
         self.module, self.device = module, device
         self.new_graph, self.warmup_calls = new_graph or CudaGraph, warmup_calls
-        self.graphs: dict[tuple, tuple[Any, list[torch.Tensor], torch.Tensor]] = {}
+        self.graphs: dict[tuple, tuple[Any, list[torch.Tensor], tuple[torch.Tensor, ...]]] = {}
         self.calls: dict[tuple, int] = {}
         self.failed: str | None = None
         self._side = _SideStream(device)
         self._pool: Any = None
+        # UNet2DModel takes return_dict; DeepCacheUNet always returns a tuple
+        self._call_kwargs = {"return_dict": False} if _takes_return_dict(module) else {}
 
-    def forward(self, sample, timestep, class_labels=None, return_dict: bool = False):
+    def forward(self, sample, timestep, class_labels=None, *more, return_dict: bool = False):
         if return_dict:
             raise TypeError("GraphedForward returns a tuple: call it with return_dict=False")
-        inputs = [sample, torch.as_tensor(timestep, device=sample.device), class_labels]
+        inputs = [sample, torch.as_tensor(timestep, device=sample.device), class_labels, *more]
         if self.failed:
-            return self.module(*inputs, return_dict=False)
+            return self._call(inputs)
         key = tuple(None if x is None else (tuple(x.shape), x.dtype) for x in inputs)
         entry = self.graphs.get(key)
         if entry is None:
             self.calls[key] = self.calls.get(key, 0) + 1
             if self.calls[key] <= self.warmup_calls:
-                return self._side.run(lambda: self.module(*inputs, return_dict=False))
+                return self._side.run(lambda: self._call(inputs))
             entry = self._capture(key, inputs)
             if entry is None:
-                return self.module(*inputs, return_dict=False)
-        graph, static, out = entry
+                return self._call(inputs)
+        graph, static, outs = entry
         _copy_into(static, inputs)
         graph.replay()
-        return (out.clone(),)
+        return tuple(out.clone() for out in outs)
+
+    def _call(self, inputs: list) -> tuple:
+        return tuple(self.module(*inputs, **self._call_kwargs))
 
     def _capture(self, key: tuple, inputs: list) -> tuple | None:
         static = _static_copies(inputs)
@@ -244,7 +252,7 @@ class GraphedForward(torch.nn.Module):
             self._pool = torch.cuda.graph_pool_handle()
         graph = self.new_graph(self._pool)
         try:
-            out = graph.capture(lambda: self.module(*static, return_dict=False)[0])
+            outs = graph.capture(lambda: self._call(static))
         except Exception as e:  # any capture failure leaves sampling eager
             self.failed = first_line(e)
             warnings.warn(
@@ -254,8 +262,12 @@ class GraphedForward(torch.nn.Module):
                 stacklevel=3,
             )
             return None
-        self.graphs[key] = (graph, static, out)
+        self.graphs[key] = (graph, static, outs)
         return self.graphs[key]
+
+
+def _takes_return_dict(module: torch.nn.Module) -> bool:
+    return "return_dict" in inspect.signature(module.forward).parameters
 
 
 def _static_copies(inputs) -> list:

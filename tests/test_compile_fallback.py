@@ -236,4 +236,4 @@ def test_compiling_does_not_show_dynamos_lru_cache_warning():
         warnings.simplefilter("always")
         out = wrapped(torch.ones(3))
     assert not [str(w.message) for w in seen if "lru_cache" in str(w.message)]
-    assert torch.equal(out, torch.full((3,), 2.0)) and wrapped.proven == {(3,)}
+    assert torch.equal(out, torch.full((3,), 2.0)) and wrapped.proven == {((3,),)}
