@@ -378,6 +378,9 @@ class SampleConfig:
     guidance: float = 3.0
     # (σ_lo, σ_hi): guide only the steps with σ_lo < σ <= σ_hi; None: every step
     guidance_interval: tuple[float, float] | None = None
+    # run the whole UNet every N steps, its shallow branch on the kept deep features
+    # between (facediff.deep_cache); 1: every step whole (exact)
+    deep_cache: int = 1
     mix_mode: str = "compose"  # one of MIX_MODES
     n: int = 8  # images per category and mix
     seed: int = 0
@@ -404,7 +407,7 @@ class SampleConfig:
                 f"needs the {', '.join(LOGSNR_SAMPLERS[:-1])} or {LOGSNR_SAMPLERS[-1]} sampler, "
                 f"not {self.sampler}",
             )
-        for name in ("steps", "n", "batch_size"):
+        for name in ("steps", "n", "batch_size", "deep_cache"):
             _check_positive_int(self, name)
         if not (math.isfinite(self.guidance) and self.guidance >= 0):  # inf/nan: black images
             raise invalid("guidance", self.guidance, "must be a finite number >= 0")
@@ -426,13 +429,16 @@ class SampleConfig:
 
     def recorded_extras(self) -> dict[str, Any]:
         """The settings a record (``samples.json``, an evaluation report, an export's
-        defaults) names only when set: a guidance interval, a spacing other than ``time``.
-        Absent, they mean what records made before them meant: every step guided, time."""
+        defaults) names only when set: a guidance interval, a spacing other than ``time``, a
+        deep cache. Absent, they mean what records made before them meant: every step
+        guided, time, the whole UNet at every step."""
         extras: dict[str, Any] = {}
         if self.guidance_interval is not None:
             extras["guidance_interval"] = list(self.guidance_interval)
         if self.spacing != "time":
             extras["spacing"] = self.spacing
+        if self.deep_cache != 1:
+            extras["deep_cache"] = self.deep_cache
         return extras
 
 

@@ -6,9 +6,10 @@ Layout::
     <out>/unet/             UNet2DModel (config.json + safetensors)
     <out>/scheduler/        the scheduler `facediff sample` uses by default, with its exact
                             settings, on the run's recorded noise schedule
-    <out>/pipeline.py       copies of facediff/pipeline.py, facediff/guidance.py and
-    <out>/guidance.py       facediff/attributes.py, for
+    <out>/pipeline.py       copies of facediff/pipeline.py, facediff/guidance.py,
+    <out>/guidance.py       facediff/attributes.py and facediff/deep_cache.py, for
     <out>/attributes.py     DiffusionPipeline.from_pretrained(out, custom_pipeline=...)
+    <out>/deep_cache.py
     <out>/facediff.json     categories, codes, null label, attributes, size, step, model
                             and schedule
     <out>/README.md         the model card (Hugging Face front matter)
@@ -44,6 +45,7 @@ PIPELINE_FILES = {
     "pipeline.py": "pipeline.py",
     "guidance.py": "guidance.py",
     "attributes.py": "attributes.py",
+    "deep_cache.py": "deep_cache.py",
 }
 MODEL_CARD_FILE = "README.md"
 

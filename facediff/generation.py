@@ -41,6 +41,7 @@ from facediff.compile_cache import (
 )
 from facediff.config import SAMPLERS, SampleConfig
 from facediff.cuda_graphs import GraphedForward, needs_gpu, wanted
+from facediff.deep_cache import DeepCacheUNet
 from facediff.device import enable_fast_math, resolve_device, resolve_precision
 from facediff.errors import UsageError, invalid
 from facediff.guidance import (
@@ -120,6 +121,25 @@ class Denoiser:
     cache: CompileCache | None = None  # the persistent compile cache, when compiled
     cuda_graphs: bool = False  # replayed as CUDA graphs (compiled: mode="reduce-overhead")
     warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. a corrupt cache
+    compile_mode: str = "default"  # torch.compile's mode, when compiled
+    strict: bool = False  # a failed compilation raises (an explicit --compile)
+    _deep_net: torch.nn.Module | None = dataclasses.field(default=None, repr=False)
+
+    def deep_net(self) -> torch.nn.Module:
+        """The UNet split for deep-feature caching (:class:`~facediff.deep_cache.
+        DeepCacheUNet`), compiled or replayed as CUDA graphs as :attr:`net` is; built on
+        first use."""
+        if self._deep_net is None:
+            split = DeepCacheUNet(self.module)
+            if self.compiled:
+                mode = None if self.compile_mode == "default" else self.compile_mode
+                compiled = torch.compile(split, dynamic=False, mode=mode)
+                self._deep_net = CompiledOrEager(compiled, split, strict=self.strict)
+            elif self.cuda_graphs:
+                self._deep_net = GraphedForward(split, self.device)
+            else:
+                self._deep_net = split
+        return self._deep_net
 
     def request(
         self,
@@ -155,6 +175,7 @@ def prepare_denoiser(
     batch_size: int | None = None,
     cuda_graphs: bool | None = None,
     shapes: Sequence[int] | None = None,
+    deep_cache: int = 1,
 ) -> Denoiser:
     """Put the UNet on ``device`` in eval mode with weights in the sampling dtype.
 
@@ -178,6 +199,9 @@ def prepare_denoiser(
     goes on eagerly with a warning and ``compile=True`` raises
     :class:`~facediff.compile_cache.CompileFailed` (see
     :class:`~facediff.compile_cache.CompiledOrEager`).
+    ``deep_cache`` (the job's :attr:`SampleConfig.deep_cache`): above 1 the job compiles
+    the split UNet's two passes per shape (:meth:`Denoiser.deep_net`), under a compile
+    cache of their own.
     """
     dev = device if isinstance(device, torch.device) else resolve_device(device or "auto")
     dtype = resolve_precision(precision, dev)
@@ -196,9 +220,12 @@ def prepare_denoiser(
     if compile is not False:
         batch = max(1, min(batch_size or SampleConfig().batch_size, max(images, 1)))
         key = tuple(shapes) if shapes else batch
-        cache = compile_cache(loaded.model_config.to_dict(), dev, dtype, key, mode)
+        split = deep_cache > 1  # two graphs per shape: the whole pass and the shallow one
+        cache_mode = f"{mode}+deep-cache" if split else mode
+        cache = compile_cache(loaded.model_config.to_dict(), dev, dtype, key, cache_mode)
+        graphs_per_job = len(shapes or (batch,)) * (2 if split else 1)
         compile = should_compile(
-            compile, dev, images=images, warm=cache.warm, shapes=len(shapes or (batch,))
+            compile, dev, images=images, warm=cache.warm, shapes=graphs_per_job
         )
     graphs = wanted(cuda_graphs, no_gpu, compiled=bool(compile))
     if compile:
@@ -228,6 +255,8 @@ def prepare_denoiser(
         cache=cache,
         cuda_graphs=graphs,
         warnings=notes,
+        compile_mode=mode,
+        strict=asked is True,
     )
 
 
@@ -295,6 +324,7 @@ def _sample_batch(
     guidance: float,
     guidance_interval: tuple[float, float] | None = None,
     spacing: str = "time",
+    deep_cache: int = 1,
 ) -> torch.Tensor:
     """Run one batch from its seeds to uint8 images on the CPU."""
     generators, noise = seeded_noise(seeds, den.sample_size)
@@ -302,7 +332,7 @@ def _sample_batch(
     if den.device.type == "cuda":
         noise = noise.contiguous(memory_format=torch.channels_last)
     x = denoise(
-        den.net,
+        den.net if deep_cache == 1 else den.deep_net(),
         make_scheduler(sampler, den.scheduler_config),
         noise,
         cond,
@@ -312,6 +342,7 @@ def _sample_batch(
         generator=generators,
         guidance_interval=guidance_interval,
         spacing=spacing,
+        deep_cache=deep_cache,
     )
     # On CUDA the latents are channels-last; callers get plain N×3×S×S tensors (safetensors
     # refuses to save a strided view).
@@ -425,6 +456,7 @@ def generate_batches(
             images=len(seeds),
             batch_size=c.batch_size,
             shapes=forward_batches([(mix, request, len(seeds))], c, null),
+            deep_cache=c.deep_cache,
         )
     limit = max_steps(c.sampler, den.scheduler_config, c.spacing)
     if c.steps > limit:
@@ -451,6 +483,7 @@ def generate_batches(
                 guidance=c.guidance,
                 guidance_interval=c.guidance_interval,
                 spacing=c.spacing,
+                deep_cache=c.deep_cache,
             )
         yield part, images[: len(part)]
         emit(progress, Progress(task, start + len(part), len(seeds)))

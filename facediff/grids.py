@@ -180,6 +180,7 @@ def rows_from_run(
         compile=config.compile,
         cuda_graphs=config.cuda_graphs,
         images=seeds * max(1, len(plan)) + len(sweep),  # at least; attribute rows add more
+        deep_cache=config.deep_cache,
     )
     requests = _row_requests(den, attributes, attribute_guidance, rows_by)
     seed_list = list(range(config.seed, config.seed + seeds))

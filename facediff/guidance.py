@@ -34,6 +34,11 @@ A guidance interval ``(σ_lo, σ_hi]`` (Kynkäänniemi et al. 2024, arXiv:2404.0
 EDM2) guides only the steps whose noise level ``σ = √((1 − ᾱₜ)/ᾱₜ)`` lies in it; the
 others evaluate the category terms alone (``Σ wᵢ ε(x,cᵢ)``, guidance 1), one forward of
 K rows instead of K+1 (+ attribute terms).
+
+Deep-feature caching (``deep_cache`` N > 1; DeepCache, Ma et al. 2024, arXiv:2312.00858)
+runs the whole UNet at the first step and every N-th after it and only its shallow branch on
+the deep features kept from then in between (:class:`facediff.deep_cache.DeepCacheUNet`);
+the conditions stay batched, each row reusing its own features.
 """
 
 from __future__ import annotations
@@ -222,6 +227,14 @@ def check_interval(
     if not (0 <= lo < hi) or math.isinf(lo):  # nan fails the comparison
         raise ValueError(f"{name} needs 0 <= LO < HI; got {lo:g},{hi:g}")
     return lo, hi
+
+
+def check_deep_cache(interval: object, name: str = "deep cache") -> int:
+    """The deep-cache interval (``1``: off) as an int; ``ValueError`` naming ``name``
+    unless it is a whole number >= 1."""
+    if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
+        raise ValueError(f"{name} must be a whole number >= 1 (1: off); got {interval!r}")
+    return interval
 
 
 @dataclass(frozen=True)
@@ -453,6 +466,7 @@ def denoise(
     progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
     guidance_interval: Sequence[float] | None = None,
     spacing: str = "time",
+    deep_cache: int = 1,
 ) -> torch.Tensor:
     """Run a diffusers ``scheduler`` from ``noise`` (on the model's device) to x₀ in
     ``steps`` steps placed by ``spacing`` (:func:`set_timesteps`).
@@ -464,6 +478,12 @@ def denoise(
     Stochastic schedulers draw their step noise from ``generator`` (per image when it
     is a list). Returns float32 images in model space ([-1, 1] for a trained model).
     ``progress`` may wrap the step indices (e.g. a progress bar).
+
+    With ``deep_cache`` N > 1, ``net`` is a :class:`~facediff.deep_cache.DeepCacheUNet`
+    (or compiled one), called ``net(x, t, labels, cached)`` for ``(output, features)``:
+    the first step and every N-th after it run the whole UNet and keep its deep
+    features; the others run its shallow branch on them (a step that evaluates more
+    condition rows than the kept features have runs whole).
     """
     set_timesteps(scheduler, steps, spacing, device=noise.device)
     host_timesteps = scheduler.timesteps.tolist()  # one sync, then none inside the loop
@@ -480,6 +500,8 @@ def denoise(
         guided = [lo < s <= hi for s in noise_levels(scheduler, host_timesteps)]
     plain = unguided(cond)
     plain_labels = labels[: len(plain.labels) * batch]  # the category rows come first
+    every = check_deep_cache(deep_cache)
+    features: torch.Tensor | None = None
     step_kwargs = {"generator": generator} if generator is not None else {}
     if not _takes_generator(scheduler):
         step_kwargs = {}
@@ -492,7 +514,15 @@ def denoise(
         use, use_labels = (cond, labels) if guided[i] else (plain, plain_labels)
         n_rows = len(use.labels)
         x_all = x_in if n_rows == 1 else torch.cat([x_in] * n_rows)
-        out = net(x_all, scheduler.timesteps[i], class_labels=use_labels, return_dict=False)[0]
+        if every == 1:
+            out = net(x_all, scheduler.timesteps[i], class_labels=use_labels, return_dict=False)[0]
+        else:
+            cached = None
+            if i % every and features is not None and features.shape[0] >= x_all.shape[0]:
+                cached = features[: x_all.shape[0]]  # an unguided step's rows come first
+            out, kept = net(x_all, scheduler.timesteps[i], use_labels, cached)
+            if cached is None:
+                features = kept
         eps = guide(out, use, guidance, batch)
         x = scheduler.step(eps, t, x, return_dict=False, **step_kwargs)[0]
     return x.float()

@@ -7,8 +7,8 @@ With facediff installed::
     images = pipe(mix="OIE", generator=[torch.Generator().manual_seed(s) for s in range(4)]).images
 
 With diffusers alone, from a folder written by ``facediff export`` (it holds a copy of
-this file as ``pipeline.py`` and of ``facediff/guidance.py`` and ``facediff/attributes.py``
-next to it)::
+this file as ``pipeline.py`` and of ``facediff/guidance.py``, ``facediff/attributes.py`` and
+``facediff/deep_cache.py`` next to it)::
 
     from diffusers import DiffusionPipeline
     pipe = DiffusionPipeline.from_pretrained(
@@ -17,8 +17,8 @@ next to it)::
 
 Guidance, mixes, noise and the denoising loop are those of ``facediff sample`` (the
 functions in :mod:`facediff.guidance`), so the same per-image seeds give the same images.
-This file imports only torch, diffusers and its sibling ``guidance`` and ``attributes``
-modules (relatively, so the copy in an exported folder finds the copies next to it).
+This file imports only torch, diffusers and its sibling ``guidance``, ``attributes`` and
+``deep_cache`` modules (relatively, so the copy in an exported folder finds the copies next to it).
 
 A model trained with attributes (``config.attributes``, the ``AttributeSet`` list) gets its
 summed class embedding back on load and takes ``attributes={"gender": "female", "age":
@@ -36,10 +36,12 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from PIL import Image
 
 from .attributes import AttributeSet, embedding_sizes
+from .deep_cache import DeepCacheUNet
 from .guidance import (
     Generators,
     attach_attributes,
     blended_row,
+    check_deep_cache,
     check_interval,
     check_settings,
     conditions,
@@ -182,6 +184,7 @@ class FaceDiffPipeline(DiffusionPipeline):
         attribute_guidance: Mapping[str, float] | None = None,
         guidance_interval: tuple[float, float] | None = None,
         spacing: str | None = None,
+        deep_cache: int | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
     ) -> ImagePipelineOutput | tuple[Any]:
@@ -215,6 +218,10 @@ class FaceDiffPipeline(DiffusionPipeline):
                 placement) or ``"logsnr"`` (evenly in log-SNR, for schedulers that take
                 custom timesteps, such as DPM-Solver++). Default: the export's
                 ``sample_defaults`` (else ``"time"``).
+            deep_cache: run the whole UNet every N steps and only its shallow branch on
+                the kept deep features between (DeepCache, Ma et al. 2024; ``facediff
+                sample --deep-cache``). Default: the export's ``sample_defaults`` (else 1:
+                the whole UNet at every step).
         """
         indices, weights = self.resolve_mix(category, mix)
         values, nulls, scales = self.resolve_attributes(attributes, attribute_guidance)
@@ -225,6 +232,9 @@ class FaceDiffPipeline(DiffusionPipeline):
         if guidance_interval is None:  # exports without one guide every step
             guidance_interval = (self.config.sample_defaults or {}).get("guidance_interval")
         interval = check_interval(guidance_interval, "guidance_interval")
+        if deep_cache is None:
+            deep_cache = (self.config.sample_defaults or {}).get("deep_cache", 1)
+        every = check_deep_cache(deep_cache, "deep_cache")
         # checked by denoise (guidance.set_timesteps) before the first evaluation
         spacing = spacing or (self.config.sample_defaults or {}).get("spacing", "time")
         if output_type not in OUTPUT_TYPES:
@@ -247,7 +257,7 @@ class FaceDiffPipeline(DiffusionPipeline):
         )
         with blended_row(self.unet, cond):
             x = denoise(
-                self.unet,
+                self.unet if every == 1 else DeepCacheUNet(self.unet),
                 self.scheduler,
                 noise,
                 cond,
@@ -258,6 +268,7 @@ class FaceDiffPipeline(DiffusionPipeline):
                 progress=self.progress_bar,
                 guidance_interval=interval,
                 spacing=spacing,
+                deep_cache=every,
             )
         self.maybe_free_model_hooks()
         if output_type == "pil":

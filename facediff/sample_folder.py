@@ -250,6 +250,7 @@ def sample(
         shapes=forward_batches(
             [(mix, request, config.n) for mix in plan], config, loaded.categories.null_label
         ),
+        deep_cache=config.deep_cache,
     )
     result = SampleResult(out=out, record_path=out / RECORD_FILE, attributes=dict(request.values))
     for warning in [*loaded.warnings, *den.warnings]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -113,6 +114,19 @@ def test_sampling_every_mix_weighs_each_shape_it_compiles(tmp_path, monkeypatch)
     mix = parse_mix("OI", load_for_inference(run).categories)
     generate(load_for_inference(run), mix, [0, 1, 2], steps=2, device="cpu")
     assert (asked[-1]["images"], asked[-1]["shapes"]) == (3, 1)
+    # With the deep cache each shape compiles two graphs: the whole pass and the shallow one.
+    sample(run, tmp_path / "deep", dataclasses.replace(config, deep_cache=2), categories=["E"])
+    assert (asked[-1]["images"], asked[-1]["shapes"]) == (2, 2)
+
+
+def test_the_deep_cache_compiles_under_a_cache_of_its_own(tmp_path):
+    loaded = load_for_inference(make_run(tmp_path / "run"))
+    kw = dict(device="cpu", compile=True, images=4, batch_size=2)
+    plain = prepare_denoiser(loaded, **kw)
+    deep = prepare_denoiser(loaded, **kw, deep_cache=2)
+    assert plain.cache.key == cc.compile_cache(TINY.to_dict(), CPU, torch.float32, 2).key
+    assert deep.cache.key != plain.cache.key  # a warm plain cache says nothing of its graphs
+    assert deep.cache.key == prepare_denoiser(loaded, **kw, deep_cache=3).cache.key
 
 
 def test_cache_lives_under_xdg_keyed_by_torch_device_and_shape(tmp_path):

@@ -154,6 +154,32 @@ def test_logsnr_spacing_matches_generate_and_defaults_from_the_config(folder):
         run(pipe, spacing="karras")
 
 
+def test_deep_cache_matches_generate_with_diffusers_alone_and_defaults_from_the_config(
+    folder, modules_cache
+):
+    loaded = load_for_inference(folder)
+    mix = parse_mix("OI", loaded.categories)
+    want = generate(loaded, mix, SEEDS, steps=8, deep_cache=3, device="cpu")
+    alone = _quiet(
+        DiffusionPipeline.from_pretrained(
+            folder, custom_pipeline=str(folder / "pipeline.py"), trust_remote_code=True
+        )
+    )
+
+    def run(p, **kw):  # fresh per-image generators for every call
+        return _pixels(p(mix="OI", num_inference_steps=8, generator=_gens(), **kw).images)
+
+    got = run(alone, deep_cache=3)
+    assert (got.int() - want.int()).abs().max() <= 2
+    assert (run(alone).int() - want.int()).abs().max() > 2  # the cache changed the faces
+    assert "deep_cache" not in (alone.config.sample_defaults or {})  # exact, as before
+    with_default = _quiet(build_pipeline(loaded, SampleConfig(deep_cache=3)))
+    assert with_default.config.sample_defaults["deep_cache"] == 3
+    assert torch.equal(run(with_default), got)
+    with pytest.raises(ValueError, match="deep_cache must be a whole number >= 1"):
+        run(alone, deep_cache=0)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

@@ -161,6 +161,7 @@ def generate_groups(
         images=sum(n for _, _, n in jobs),
         batch_size=min(config.batch_size, per_group),  # the shape each mix runs at
         shapes=forward_batches(jobs, config, loaded.categories.null_label),
+        deep_cache=config.deep_cache,
     )
     for warning in den.warnings:  # e.g. a corrupt compile cache was ignored
         emit(progress, Progress("sample", 0, None, message=warning))
