@@ -22,6 +22,11 @@
 #             on other seeds: does a lower scale let 12 log-SNR steps match the default's FID?
 #             With STEPS=1500 the samples were done 280 s into the call, but packing them was
 #             not: give it a call of its own with 600 s (sweep took 484 s with 3,000 steps).
+#   deepcache the FID of deep-feature caching (facediff sample --deep-cache): as sweep, with
+#             the default recipe (DPM-Solver++ 25 steps, guidance 3) beside it with
+#             --deep-cache 2 and 3 and the default on other seeds: about 6 minutes.
+#   deepcache_speed  the steady compiled rate of the default recipe against eager, and with
+#             --deep-cache 2 and 3 (their two passes compile cold): up to 9 minutes.
 #   speed     sample_throughput.py --quick (the default's images/s, first image) and
 #             train_default.py's graphed and compiled+graphed training rows.
 #   knobs_sample  where sampling's device time goes (profile_kernels.py: the default at
@@ -129,6 +134,18 @@ part_guidance() {  # 8 sample sets: 4 grid files and pack.json, beside log.txt
     sweep 5 --sweep-spacings logsnr --sweep-steps 12,15 --sweep-guidance 1.5,2,2.5
 }
 
+part_deepcache() {  # 4 sample sets: 2 grid files and pack.json, beside log.txt
+    sweep 3 --sweep-steps 25 --sweep-deep-cache 2,3
+}
+
+part_deepcache_speed() {  # the default's steady rate, compiled, with and without the cache
+    # shellcheck disable=SC2086  # SAMPLE_KNOB_FLAGS is a list of flags
+    XDG_CACHE_HOME=/tmp/dc timeout 540 python3 benchmarks/sample_throughput.py --steady-only \
+        --variants compile --batches 2 --steady-deep-cache 2,3 $SAMPLE_KNOB_FLAGS \
+        --json "$OUT/deepcache-speed.json" || echo "exit $?"
+    echo "[${SECONDS}s] done"
+}
+
 part_speed() {
     python3 benchmarks/sample_throughput.py --quick --json "$OUT/sample.json"
     python3 benchmarks/train_default.py /tmp/utk64 --no-default --rows cold --steps 1500 \
@@ -190,7 +207,7 @@ case "${1:-}" in
 carry) carry ;;
 run)
     : "${OUT:?run it on the device machine, where OUT is set}"
-    { setup; "part_${PART:?set PART=sweep, guidance, speed, knobs_sample, knobs_train, autotune_train or batch}"; } 2>&1 | tee "$OUT/log.txt"
+    { setup; "part_${PART:?set PART=sweep, guidance, deepcache, deepcache_speed, speed, knobs_sample, knobs_train, autotune_train or batch}"; } 2>&1 | tee "$OUT/log.txt"
     ;;
 *)
     echo "usage: bash benchmarks/gpu_session.sh carry | PART=NAME bash benchmarks/gpu_session.sh run" >&2

@@ -25,7 +25,9 @@
    (FID/KID, colour cast). ``--sweep-interval LO,HI`` adds the default recipe guided only
    for noise levels σ in (LO, HI] (``facediff sample --guidance-interval``);
    ``--sweep-spacings time,logsnr`` sweeps both step spacings and ``--sweep-guidance 2,2.5``
-   runs the swept rows at those guidance scales instead of the default's. The default
+   runs the swept rows at those guidance scales instead of the default's;
+   ``--sweep-deep-cache 2,3`` adds the default recipe with those deep-cache intervals
+   (``facediff sample --deep-cache``). The default
    recipe is always swept, listed or not. Every setting uses the same seeds; one more row
    repeats the default recipe with other seeds, so the table shows how far two sample sets
    of one recipe differ by chance alone.
@@ -368,6 +370,29 @@ def steady_rows(args, run: Path, flops: float, evals: int) -> list[dict]:
             }
             rows.append(extra)
             print(json.dumps(extra, default=str), flush=True)
+        for every in args.steady_deep_cache:  # the default recipe, the UNet split
+            cached = dataclasses.replace(cfg, deep_cache=every)
+            start = time.perf_counter()  # compiles (or captures) the split UNet's two passes
+            generate(den, mix, seeds[: args.batch_size], cached, steps=max(2, every + 1))
+            sync(dev)
+            warmup = time.perf_counter() - start
+            start = time.perf_counter()
+            images = generate(den, mix, seeds, cached)
+            sync(dev)
+            rate = len(seeds) / (time.perf_counter() - start)
+            extra = {
+                **row,
+                "row": f"steady: {label}, deep cache {every}",
+                "wall s": warmup,
+                "images/s": rate,
+                "TFLOP/s": None,  # the shallow steps cost less than `flops`
+                "vs eager": rate / rows[0]["images/s"],
+                "note": f"wall s = warm-up batch; {len(seeds)} images timed; "
+                "|Δ| against eager without the cache",
+            }
+            extra["max |Δ|"], extra["mean |Δ|"] = diff(images, ref)
+            rows.append(extra)
+            print(json.dumps(extra, default=str), flush=True)
         del den, loaded
     rows[0]["vs eager"] = 1.0
     return rows
@@ -412,7 +437,8 @@ def break_even(process: list[dict], steady: list[dict]) -> list[str]:
 @dataclasses.dataclass(frozen=True)
 class SweepRow:
     """One setting of the sweep: a sampler and step count, the seed offset, a guidance
-    interval (None: every step guided), the step spacing and the guidance scale."""
+    interval (None: every step guided), the step spacing, the guidance scale and the
+    deep-cache interval (1: the whole UNet at every step)."""
 
     sampler: str
     steps: int
@@ -420,6 +446,7 @@ class SweepRow:
     interval: tuple[float, float] | None = None
     spacing: str = "time"
     guidance: float = SampleConfig.guidance
+    deep_cache: int = 1
 
     @property
     def tag(self) -> str:
@@ -430,6 +457,8 @@ class SweepRow:
             tag += f"-g{self.guidance:g}"
         if self.interval:
             tag += "-interval-{:g}-{:g}".format(*self.interval)
+        if self.deep_cache != 1:
+            tag += f"-deep-cache-{self.deep_cache}"
         return tag + ("-other-seeds" if self.first_seed else "")
 
     @property
@@ -441,6 +470,8 @@ class SweepRow:
             recipe += f", guidance {self.guidance:g}"
         if self.interval:
             recipe += ", guided σ in ({:g}, {:g}]".format(*self.interval)
+        if self.deep_cache != 1:
+            recipe += f", deep cache {self.deep_cache}"
         return recipe + (f", seeds from {self.first_seed}" if self.first_seed else "")
 
 
@@ -450,12 +481,13 @@ def sweep_settings(
     intervals: list[str] | None = None,
     spacings: str = "time",
     guidances: str = "",
+    deep_caches: str = "",
 ) -> list[tuple]:
-    """(sampler, steps, other seeds?, interval, spacing, guidance) for each sweep row: every
-    sampler at every step count on seeds 0… with each spacing it takes and each guidance
-    scale (default: the default's), the default recipe (added when those rows lack it), the
-    default recipe with each guidance interval, then the default recipe again on other seeds
-    (the chance yardstick)."""
+    """(sampler, steps, other seeds?, interval, spacing, guidance, deep cache) for each
+    sweep row: every sampler at every step count on seeds 0… with each spacing it takes and
+    each guidance scale (default: the default's), the default recipe (added when those rows
+    lack it), the default recipe with each guidance interval, then with each deep-cache
+    interval, then the default recipe again on other seeds (the chance yardstick)."""
     from facediff.config import SAMPLERS, SPACINGS, noise_interval, takes_spacing
 
     names = [s.strip() for s in samplers.split(",") if s.strip()]
@@ -482,6 +514,12 @@ def sweep_settings(
         scales = []
     if not scales or not all(math.isfinite(g) and g >= 0 for g in scales):
         raise ValueError(f"--sweep-guidance: expected scales like 2,2.5, got {guidances!r}")
+    try:
+        caches = [int(n) for n in deep_caches.split(",") if n.strip()]
+    except ValueError:
+        caches = [0]
+    if min(caches, default=1) < 1:
+        raise ValueError(f"--sweep-deep-cache: expected intervals like 2,3, got {deep_caches!r}")
     checked = []
     for text in intervals or []:
         interval = noise_interval(text)
@@ -490,18 +528,23 @@ def sweep_settings(
         checked.append(interval)
     counts, names = list(dict.fromkeys(counts)), list(dict.fromkeys(names))  # each set once
     rows = [
-        (s, n, False, None, sp, g)
+        (s, n, False, None, sp, g, 1)
         for s in names
         for sp in spaced
         if takes_spacing(s, sp)
         for g in dict.fromkeys(scales)
         for n in counts
     ]
-    default = (d.sampler, d.steps, False, None, d.spacing, d.guidance)
+    default = (d.sampler, d.steps, False, None, d.spacing, d.guidance, d.deep_cache)
     if default not in rows:  # the yardstick is always swept
         rows.append(default)
-    rows += [(d.sampler, d.steps, False, i, d.spacing, d.guidance) for i in checked]
-    return [*rows, (d.sampler, d.steps, True, None, d.spacing, d.guidance)]
+    rows += [(d.sampler, d.steps, False, i, d.spacing, d.guidance, 1) for i in checked]
+    rows += [
+        (d.sampler, d.steps, False, None, d.spacing, d.guidance, c)
+        for c in dict.fromkeys(caches)
+        if c != 1
+    ]
+    return [*rows, (d.sampler, d.steps, True, None, d.spacing, d.guidance, d.deep_cache)]
 
 
 def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:
@@ -514,8 +557,8 @@ def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:
     per_category = proportional(info["heldout_per_category"], args.sweep_samples)
     offset = max(per_category)  # "other seeds" start past every category's seeds
     settings = [
-        SweepRow(sampler, steps, offset if other else 0, interval, spacing, guidance)
-        for sampler, steps, other, interval, spacing, guidance in args.sweep_settings
+        SweepRow(sampler, steps, offset if other else 0, interval, spacing, guidance, cache)
+        for sampler, steps, other, interval, spacing, guidance, cache in args.sweep_settings
     ]
     out.mkdir(parents=True, exist_ok=True)
     for name in ("data", "heldout.safetensors"):
@@ -542,6 +585,7 @@ def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:
                 steps=setting.steps,
                 spacing=setting.spacing,
                 guidance=setting.guidance,
+                deep_cache=setting.deep_cache,
             )
             images.append(generate(den, mix, seeds, cfg, guidance_interval=setting.interval, **kw))
             labels.append(torch.full((n,), k, dtype=torch.int64))
@@ -607,6 +651,12 @@ def main() -> None:
         metavar="N,N",
         help="section 2 also times each model at these step counts (e.g. 15,20)",
     )
+    p.add_argument(
+        "--steady-deep-cache",
+        default="",
+        metavar="N,N",
+        help="section 2 also times each model with these deep-cache intervals (e.g. 2,3)",
+    )
     p.add_argument("--sweep", metavar="WORK", help="a time_to_fid.py work folder to sweep steps")
     p.add_argument("--sweep-run", help="the run to sweep (default WORK/runs/default)")
     p.add_argument("--sweep-samples", type=int, default=1000)
@@ -628,6 +678,12 @@ def main() -> None:
         default="",
         metavar="G,G",
         help="comma-separated guidance scales of the swept rows (default: the default's)",
+    )
+    p.add_argument(
+        "--sweep-deep-cache",
+        default="",
+        metavar="N,N",
+        help="also the default recipe with each deep-cache interval (facediff sample --deep-cache)",
     )
     p.add_argument("--sweep-only", action="store_true", help="only the steps sweep (section 4)")
     p.add_argument("--compile-on-cpu", action="store_true", help="compiled rows on the CPU too")
@@ -664,6 +720,7 @@ def main() -> None:
             args.sweep_interval,
             args.sweep_spacings,
             args.sweep_guidance,
+            args.sweep_deep_cache,
         )
     except ValueError as e:
         p.error(str(e))
@@ -673,6 +730,12 @@ def main() -> None:
         p.error(f"--steady-steps: expected step counts like 15,20, got {args.steady_steps!r}")
     if any(n < 1 for n in args.steady_steps):
         p.error(f"--steady-steps: expected step counts like 15,20, got {args.steady_steps!r}")
+    try:
+        args.steady_deep_cache = [int(n) for n in args.steady_deep_cache.split(",") if n.strip()]
+    except ValueError:
+        args.steady_deep_cache = [0]
+    if any(n < 2 for n in args.steady_deep_cache):
+        p.error("--steady-deep-cache: expected intervals like 2,3")
     if args.smoke:
         args.device, args.preset, args.size = "cpu", "tiny", 16
         args.n, args.batch_size, args.batches, args.sweep_samples = 4, 4, 1, 8

@@ -83,8 +83,8 @@ def test_sweep_only_skips_the_timing_sections(tmp_path):
     env = script_env(tmp_path / "xdg")
     out = tmp_path / "rows.json"
     cmd = [sys.executable, str(SCRIPT), "--smoke", "--sweep-only", "--work", str(tmp_path / "w")]
-    chosen = ["--sweep-samplers", "ddim", "--sweep-steps", "2,3", "--sweep-interval", "0.28,5.42",
-              "--sweep-guidance", "1,3"]  # fmt: skip
+    chosen = ["--sweep-samplers", "ddim", "--sweep-steps", "2", "--sweep-interval", "0.28,5.42",
+              "--sweep-guidance", "1,3", "--sweep-deep-cache", "2"]  # fmt: skip
     proc = subprocess.run(
         [*cmd, *chosen, "--json", str(out)], capture_output=True, text=True, env=env, timeout=600
     )
@@ -92,20 +92,20 @@ def test_sweep_only_skips_the_timing_sections(tmp_path):
     result = json.loads(out.read_text())
     assert result["rows"] == [] and f"| {COLUMNS} |" not in proc.stdout
     recipes = [r["recipe"] for r in result["sweep"]]
-    assert recipes[:6] == [
+    assert recipes[:5] == [
         "ddim 2 steps, guidance 1",
-        "ddim 3 steps, guidance 1",
         "ddim 2 steps",  # guidance 3, the default's
-        "ddim 3 steps",
         "dpmsolver++ 25 steps",  # the default recipe, the yardstick, though not asked for
         "dpmsolver++ 25 steps, guided σ in (0.28, 5.42]",
+        "dpmsolver++ 25 steps, deep cache 2",
     ]
-    assert recipes[6].startswith("dpmsolver++ 25 steps, seeds from ") and len(recipes) == 7
-    unguided, guided = (
+    assert recipes[5].startswith("dpmsolver++ 25 steps, seeds from ") and len(recipes) == 6
+    unguided, guided, exact, cached = (
         load_file(str(tmp_path / "w" / "ttf" / "steps-sweep" / r["samples"]))["images"]
-        for r in (result["sweep"][0], result["sweep"][2])
+        for r in (result["sweep"][i] for i in (0, 1, 2, 4))
     )
     assert not torch.equal(unguided, guided)  # the scale reaches the sampler
+    assert not torch.equal(exact, cached)  # so does the deep cache
 
     # What a GPU machine sends back (sample_pack.py: lossless WebP grids and pack.json, at
     # most 8 files), unpacked here, scores against pristine copies of the photos, split the
@@ -154,6 +154,8 @@ def test_sweep_only_skips_the_timing_sections(tmp_path):
         ("--sweep-spacings", "time,sigma"),
         ("--sweep-interval", "3,1"),
         ("--sweep-guidance", "2,x"),
+        ("--sweep-deep-cache", "0"),
+        ("--sweep-deep-cache", "2.5"),
     ],
 )
 def test_bad_sweep_settings_are_refused_naming_the_option(flag, value):
@@ -162,7 +164,8 @@ def test_bad_sweep_settings_are_refused_naming_the_option(flag, value):
 
     # sweep_settings' arguments, in order, each option's good value
     given = {"--sweep-samplers": "dpmsolver++", "--sweep-steps": "10", "--sweep-interval": None,
-             "--sweep-spacings": "time", "--sweep-guidance": ""}  # fmt: skip
+             "--sweep-spacings": "time", "--sweep-guidance": "",
+             "--sweep-deep-cache": ""}  # fmt: skip
     given[flag] = [value] if flag == "--sweep-interval" else value
     with pytest.raises(ValueError, match=f"^{re.escape(flag)}: expected .*{re.escape(value)}"):
         st.sweep_settings(*given.values())
@@ -292,7 +295,7 @@ def test_steady_only_times_eager_against_cuda_graphs(tmp_path):
     out = tmp_path / "rows.json"
     cmd = [sys.executable, str(SCRIPT), "--smoke", "--steady-only", "--variants", "graphs"]
     proc = subprocess.run(
-        [*cmd, "--work", str(tmp_path / "w"), "--json", str(out)],
+        [*cmd, "--work", str(tmp_path / "w"), "--json", str(out), "--steady-deep-cache", "2"],
         capture_output=True,
         text=True,
         env=env,
@@ -300,8 +303,16 @@ def test_steady_only_times_eager_against_cuda_graphs(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
-    assert [r["row"] for r in rows] == ["steady: eager", "steady: eager + CUDA graphs"]
-    assert rows[1]["max |Δ|"] == 0 and rows[1]["images/s"] > 0
+    assert [r["row"] for r in rows] == [
+        "steady: eager",
+        "steady: eager, deep cache 2",
+        "steady: eager + CUDA graphs",
+        "steady: eager + CUDA graphs, deep cache 2",
+    ]
+    assert rows[2]["max |Δ|"] == 0 and rows[2]["images/s"] > 0
+    # the deep cache: other pixels than the whole UNet's, the same on either model
+    assert rows[1]["mean |Δ|"] > 0 and rows[3]["mean |Δ|"] == rows[1]["mean |Δ|"]
+    assert rows[1]["images/s"] > 0 and rows[1]["vs eager"] > 0
     assert not (tmp_path / "w" / "out-0").exists()  # no sample processes
     bad = subprocess.run([*cmd[:2], "--variants", "turbo"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--variants: unknown turbo" in bad.stderr
@@ -311,27 +322,27 @@ def test_a_sweep_always_holds_the_default_recipe_once_and_each_setting_once():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import sample_throughput as st
 
-    default = ("dpmsolver++", 25, False, None, "time", 3.0)
-    other_seeds = ("dpmsolver++", 25, True, None, "time", 3.0)
+    default = ("dpmsolver++", 25, False, None, "time", 3.0, 1)
+    other_seeds = ("dpmsolver++", 25, True, None, "time", 3.0, 1)
     assert st.sweep_settings("unipc,unipc", "15,17,15") == [
-        ("unipc", 15, False, None, "time", 3.0),
-        ("unipc", 17, False, None, "time", 3.0),
+        ("unipc", 15, False, None, "time", 3.0, 1),
+        ("unipc", 17, False, None, "time", 3.0, 1),
         default,  # the yardstick, not asked for
         other_seeds,  # the chance yardstick
     ]
     asked = st.sweep_settings("dpmsolver++", "20,25", ["0.28,5.42"])
     assert asked == [
-        ("dpmsolver++", 20, False, None, "time", 3.0),
+        ("dpmsolver++", 20, False, None, "time", 3.0, 1),
         default,
-        ("dpmsolver++", 25, False, (0.28, 5.42), "time", 3.0),
+        ("dpmsolver++", 25, False, (0.28, 5.42), "time", 3.0, 1),
         other_seeds,
     ]
     # logsnr only where the sampler takes custom timesteps (not UniPC)
     spaced = st.sweep_settings("unipc,dpmsolver++", "15", spacings="time,logsnr")
     assert spaced == [
-        ("unipc", 15, False, None, "time", 3.0),
-        ("dpmsolver++", 15, False, None, "time", 3.0),
-        ("dpmsolver++", 15, False, None, "logsnr", 3.0),
+        ("unipc", 15, False, None, "time", 3.0, 1),
+        ("dpmsolver++", 15, False, None, "time", 3.0, 1),
+        ("dpmsolver++", 15, False, None, "logsnr", 3.0, 1),
         default,
         other_seeds,
     ]
@@ -340,8 +351,8 @@ def test_a_sweep_always_holds_the_default_recipe_once_and_each_setting_once():
     # other guidance scales for the swept rows; the yardsticks keep the default's
     scaled = st.sweep_settings("dpmsolver++", "12", spacings="logsnr", guidances="2,2.5,2")
     assert scaled == [
-        ("dpmsolver++", 12, False, None, "logsnr", 2.0),
-        ("dpmsolver++", 12, False, None, "logsnr", 2.5),
+        ("dpmsolver++", 12, False, None, "logsnr", 2.0, 1),
+        ("dpmsolver++", 12, False, None, "logsnr", 2.5, 1),
         default,
         other_seeds,
     ]
@@ -352,3 +363,14 @@ def test_a_sweep_always_holds_the_default_recipe_once_and_each_setting_once():
     for bad in ("x", "-1", "nan"):
         with pytest.raises(ValueError, match="--sweep-guidance"):
             st.sweep_settings("dpmsolver++", "15", guidances=bad)
+    # the default recipe with each deep-cache interval, beside the default
+    cached = st.sweep_settings("dpmsolver++", "25", deep_caches="2,3,2")
+    assert cached == [
+        default,
+        ("dpmsolver++", 25, False, None, "time", 3.0, 2),
+        ("dpmsolver++", 25, False, None, "time", 3.0, 3),
+        other_seeds,
+    ]
+    row = st.SweepRow("dpmsolver++", 25, deep_cache=2)
+    assert row.tag == "dpmsolver++-25-deep-cache-2"
+    assert row.recipe == "dpmsolver++ 25 steps, deep cache 2"
