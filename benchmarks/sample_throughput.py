@@ -319,14 +319,8 @@ def steady_rows(args, run: Path, flops: float, evals: int) -> list[dict]:
             images=len(seeds),
             cuda_graphs=graphs,
         )
-        start = time.perf_counter()
-        generate(den, mix, seeds[: args.batch_size], cfg, steps=3)  # warm-up: compile, capture
-        sync(dev)
-        warmup = time.perf_counter() - start
-        start = time.perf_counter()
-        images = generate(den, mix, seeds, cfg)
-        sync(dev)
-        rate = len(seeds) / (time.perf_counter() - start)
+        # warm-up (compile, capture), then the timed images
+        warmup, images, rate = warm_then_time(den, mix, seeds, cfg, args.batch_size, steps=3)
         row = {
             "row": f"steady: {label}",
             "flags": f"batch {args.batch_size}",
@@ -372,14 +366,10 @@ def steady_rows(args, run: Path, flops: float, evals: int) -> list[dict]:
             print(json.dumps(extra, default=str), flush=True)
         for every in args.steady_deep_cache:  # the default recipe, the UNet split
             cached = dataclasses.replace(cfg, deep_cache=every)
-            start = time.perf_counter()  # compiles (or captures) the split UNet's two passes
-            generate(den, mix, seeds[: args.batch_size], cached, steps=max(2, every + 1))
-            sync(dev)
-            warmup = time.perf_counter() - start
-            start = time.perf_counter()
-            images = generate(den, mix, seeds, cached)
-            sync(dev)
-            rate = len(seeds) / (time.perf_counter() - start)
+            # the warm-up compiles (or captures) the split UNet's two passes
+            warmup, images, rate = warm_then_time(
+                den, mix, seeds, cached, args.batch_size, steps=max(2, every + 1)
+            )
             extra = {
                 **row,
                 "row": f"steady: {label}, deep cache {every}",
@@ -396,6 +386,19 @@ def steady_rows(args, run: Path, flops: float, evals: int) -> list[dict]:
         del den, loaded
     rows[0]["vs eager"] = 1.0
     return rows
+
+
+def warm_then_time(den, mix, seeds, cfg, batch_size: int, *, steps: int):
+    """One warm-up batch of ``steps`` steps, then all ``seeds`` with ``cfg``: (warm-up
+    seconds, images, images/s)."""
+    start = time.perf_counter()
+    generate(den, mix, seeds[:batch_size], cfg, steps=steps)
+    sync(den.device)
+    warmup = time.perf_counter() - start
+    start = time.perf_counter()
+    images = generate(den, mix, seeds, cfg)
+    sync(den.device)
+    return warmup, images, len(seeds) / (time.perf_counter() - start)
 
 
 def sync(device: torch.device) -> None:
