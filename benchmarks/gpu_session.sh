@@ -23,10 +23,11 @@
 #             With STEPS=1500 the samples were done 280 s into the call, but packing them was
 #             not: give it a call of its own with 600 s (sweep took 484 s with 3,000 steps).
 #   deepcache the FID of deep-feature caching (facediff sample --deep-cache): as sweep, with
-#             the default recipe (DPM-Solver++ 25 steps, guidance 3) beside it with
-#             --deep-cache 2 and 3 and the default on other seeds: about 6 minutes.
+#             the default recipe (DPM-Solver++ 25 steps, guidance 3, --deep-cache 3) beside
+#             the exact model (--deep-cache 1), --deep-cache 2 and the default on other seeds:
+#             about 6 minutes (run on an H200 on 2026-11-28: docs/speed.md).
 #   deepcache_speed  the steady compiled rate of the default recipe against eager, and with
-#             --deep-cache 2 and 3 (their two passes compile cold): up to 9 minutes.
+#             --deep-cache 1 (the exact model) and 2: up to 9 minutes.
 #   speed     sample_throughput.py --quick (the default's images/s, first image) and
 #             train_default.py's graphed and compiled+graphed training rows.
 #   knobs_sample  where sampling's device time goes (profile_kernels.py: the default at
@@ -135,13 +136,13 @@ part_guidance() {  # 8 sample sets: 4 grid files and pack.json, beside log.txt
 }
 
 part_deepcache() {  # 4 sample sets: 2 grid files and pack.json, beside log.txt
-    sweep 3 --sweep-steps 25 --sweep-deep-cache 2,3
+    sweep 3 --sweep-steps 25 --sweep-deep-cache 1,2
 }
 
 part_deepcache_speed() {  # the default's steady rate, compiled, with and without the cache
     # shellcheck disable=SC2086  # SAMPLE_KNOB_FLAGS is a list of flags
     XDG_CACHE_HOME=/tmp/dc timeout 540 python3 benchmarks/sample_throughput.py --steady-only \
-        --variants compile --batches 2 --steady-deep-cache 2,3 $SAMPLE_KNOB_FLAGS \
+        --variants compile --batches 2 --steady-deep-cache 1,2 $SAMPLE_KNOB_FLAGS \
         --json "$OUT/deepcache-speed.json" || echo "exit $?"
     echo "[${SECONDS}s] done"
 }

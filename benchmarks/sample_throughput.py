@@ -26,8 +26,8 @@
    for noise levels σ in (LO, HI] (``facediff sample --guidance-interval``);
    ``--sweep-spacings time,logsnr`` sweeps both step spacings and ``--sweep-guidance 2,2.5``
    runs the swept rows at those guidance scales instead of the default's;
-   ``--sweep-deep-cache 2,3`` adds the default recipe with those deep-cache intervals
-   (``facediff sample --deep-cache``). The default
+   ``--sweep-deep-cache 1,2`` adds the default recipe with those deep-cache intervals
+   (``facediff sample --deep-cache``; 1: the exact model). The default
    recipe is always swept, listed or not. Every setting uses the same seeds; one more row
    repeats the default recipe with other seeds, so the table shows how far two sample sets
    of one recipe differ by chance alone.
@@ -364,7 +364,9 @@ def steady_rows(args, run: Path, flops: float, evals: int) -> list[dict]:
             }
             rows.append(extra)
             print(json.dumps(extra, default=str), flush=True)
-        for every in args.steady_deep_cache:  # the default recipe, the UNet split
+        for every in args.steady_deep_cache:  # the default recipe, another interval
+            if every == cfg.deep_cache:
+                continue
             cached = dataclasses.replace(cfg, deep_cache=every)
             # the warm-up compiles (or captures) the split UNet's two passes
             warmup, images, rate = warm_then_time(
@@ -372,13 +374,13 @@ def steady_rows(args, run: Path, flops: float, evals: int) -> list[dict]:
             )
             extra = {
                 **row,
-                "row": f"steady: {label}, deep cache {every}",
+                "row": f"steady: {label}, deep cache {every}" + (" (exact)" if every == 1 else ""),
                 "wall s": warmup,
                 "images/s": rate,
                 "TFLOP/s": None,  # the shallow steps cost less than `flops`
                 "vs eager": rate / rows[0]["images/s"],
                 "note": f"wall s = warm-up batch; {len(seeds)} images timed; "
-                "|Δ| against eager without the cache",
+                "|Δ| against the first row",
             }
             extra["max |Δ|"], extra["mean |Δ|"] = diff(images, ref)
             rows.append(extra)
@@ -449,7 +451,7 @@ class SweepRow:
     interval: tuple[float, float] | None = None
     spacing: str = "time"
     guidance: float = SampleConfig.guidance
-    deep_cache: int = 1
+    deep_cache: int = SampleConfig.deep_cache
 
     @property
     def tag(self) -> str:
@@ -488,7 +490,8 @@ def sweep_settings(
 ) -> list[tuple]:
     """(sampler, steps, other seeds?, interval, spacing, guidance, deep cache) for each
     sweep row: every sampler at every step count on seeds 0… with each spacing it takes and
-    each guidance scale (default: the default's), the default recipe (added when those rows
+    each guidance scale (default: the default's) and the default's deep cache, the default
+    recipe (added when those rows
     lack it), the default recipe with each guidance interval, then with each deep-cache
     interval, then the default recipe again on other seeds (the chance yardstick)."""
     from facediff.config import SAMPLERS, SPACINGS, noise_interval, takes_spacing
@@ -531,7 +534,7 @@ def sweep_settings(
         checked.append(interval)
     counts, names = list(dict.fromkeys(counts)), list(dict.fromkeys(names))  # each set once
     rows = [
-        (s, n, False, None, sp, g, 1)
+        (s, n, False, None, sp, g, d.deep_cache)
         for s in names
         for sp in spaced
         if takes_spacing(s, sp)
@@ -541,12 +544,9 @@ def sweep_settings(
     default = (d.sampler, d.steps, False, None, d.spacing, d.guidance, d.deep_cache)
     if default not in rows:  # the yardstick is always swept
         rows.append(default)
-    rows += [(d.sampler, d.steps, False, i, d.spacing, d.guidance, 1) for i in checked]
-    rows += [
-        (d.sampler, d.steps, False, None, d.spacing, d.guidance, c)
-        for c in dict.fromkeys(caches)
-        if c != 1
-    ]
+    rows += [(d.sampler, d.steps, False, i, d.spacing, d.guidance, d.deep_cache) for i in checked]
+    cached = [(d.sampler, d.steps, False, None, d.spacing, d.guidance, c) for c in caches]
+    rows += [r for r in dict.fromkeys(cached) if r not in rows]  # each set once
     return [*rows, (d.sampler, d.steps, True, None, d.spacing, d.guidance, d.deep_cache)]
 
 
@@ -658,7 +658,8 @@ def main() -> None:
         "--steady-deep-cache",
         default="",
         metavar="N,N",
-        help="section 2 also times each model with these deep-cache intervals (e.g. 2,3)",
+        help="section 2 also times each model with these deep-cache intervals (e.g. 1,2; "
+        "1: the whole UNet at every step, the exact model; the default's is skipped)",
     )
     p.add_argument("--sweep", metavar="WORK", help="a time_to_fid.py work folder to sweep steps")
     p.add_argument("--sweep-run", help="the run to sweep (default WORK/runs/default)")
@@ -737,8 +738,8 @@ def main() -> None:
         args.steady_deep_cache = [int(n) for n in args.steady_deep_cache.split(",") if n.strip()]
     except ValueError:
         args.steady_deep_cache = [0]
-    if any(n < 2 for n in args.steady_deep_cache):
-        p.error("--steady-deep-cache: expected intervals like 2,3")
+    if any(n < 1 for n in args.steady_deep_cache):
+        p.error("--steady-deep-cache: expected intervals like 1,2 (1: the exact model)")
     if args.smoke:
         args.device, args.preset, args.size = "cpu", "tiny", 16
         args.n, args.batch_size, args.batches, args.sweep_samples = 4, 4, 1, 8

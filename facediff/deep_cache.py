@@ -33,6 +33,13 @@ class DeepCacheUNet(torch.nn.Module):
     def __init__(self, unet: torch.nn.Module) -> None:
         super().__init__()
         self.unet = unet
+        blocks = ("conv_in", "time_proj", "down_blocks", "mid_block", "up_blocks", "conv_out")
+        missing = [name for name in blocks if not hasattr(unet, name)]
+        if missing:
+            raise ValueError(
+                f"deep cache: {type(unet).__name__} is not a UNet2DModel (no "
+                f"{', '.join(missing)}); sample it with deep_cache=1"
+            )
         config = getattr(unet, "config", None)
         setting = lambda name, default=None: getattr(config, name, default)  # noqa: E731
         unsupported = [

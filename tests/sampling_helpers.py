@@ -95,6 +95,11 @@ def make_attribute_run(run: Path, *, step: int = 10, seed: int = 0) -> Path:
     return run
 
 
+#: Settings for sampling a fake UNet (below): the whole model at every step, as the deep
+#: cache (the default, 3) splits a UNet2DModel's blocks, which the fakes do not have.
+EXACT = {"deep_cache": 1}
+
+
 class LinearFakeUNet(torch.nn.Module):
     """A deterministic per-pixel stand-in for the UNet, linear in its class embedding.
 

@@ -16,6 +16,7 @@ from sampling_helpers import TINY, make_run
 
 from facediff import compile_cache as cc
 from facediff.config import SampleConfig
+from facediff.deep_cache import DeepCacheUNet
 from facediff.generation import generate, prepare_denoiser
 from facediff.loading import load_for_inference
 from facediff.mix import parse_mix
@@ -89,10 +90,16 @@ def test_forward_batches_are_the_shapes_a_compiled_model_sees(tmp_path, interval
         den.compiled
         and den.cache.key == cc.compile_cache(TINY.to_dict(), CPU, torch.float32, shapes).key
     )
-    den.net = spy = _Spy(den.module)  # compiling on the CPU takes minutes: spy on the UNet
+    # compiling on the CPU takes minutes: spy on the UNet the default samples with, split
+    # for the deep cache, and on the plain one (--deep-cache 1)
+    den._deep_net = spy = _Spy(DeepCacheUNet(den.module))
     for _ in generate_each(den, mixes, [0, 1, 2], config):
         pass
     assert tuple(sorted(spy.sizes)) == shapes
+    den.net = exact = _Spy(den.module)
+    for _ in generate_each(den, mixes, [0, 1, 2], dataclasses.replace(config, deep_cache=1)):
+        pass
+    assert tuple(sorted(exact.sizes)) == shapes
 
 
 def test_sampling_every_mix_weighs_each_shape_it_compiles(tmp_path, monkeypatch):
@@ -108,15 +115,17 @@ def test_sampling_every_mix_weighs_each_shape_it_compiles(tmp_path, monkeypatch)
     monkeypatch.setattr(generation, "should_compile", policy)
     run = make_run(tmp_path / "run")
     config = SampleConfig(n=2, steps=2, device="cpu")
+    # With the deep cache (the default) each shape compiles two graphs: the whole pass and
+    # the shallow one.
     sample(run, tmp_path / "all", config)  # I, O, E, OI, OE, IE, OIE
     sample(run, tmp_path / "one", config, categories=["E"])
-    assert [(a["images"], a["shapes"]) for a in asked] == [(14, 3), (2, 1)]
+    assert [(a["images"], a["shapes"]) for a in asked] == [(14, 6), (2, 2)]
     mix = parse_mix("OI", load_for_inference(run).categories)
     generate(load_for_inference(run), mix, [0, 1, 2], steps=2, device="cpu")
-    assert (asked[-1]["images"], asked[-1]["shapes"]) == (3, 1)
-    # With the deep cache each shape compiles two graphs: the whole pass and the shallow one.
-    sample(run, tmp_path / "deep", dataclasses.replace(config, deep_cache=2), categories=["E"])
-    assert (asked[-1]["images"], asked[-1]["shapes"]) == (2, 2)
+    assert (asked[-1]["images"], asked[-1]["shapes"]) == (3, 2)
+    exact = dataclasses.replace(config, deep_cache=1)  # the whole UNet at every step
+    sample(run, tmp_path / "exact", exact, categories=["E"])
+    assert (asked[-1]["images"], asked[-1]["shapes"]) == (2, 1)
 
 
 def test_the_deep_cache_compiles_under_a_cache_of_its_own(tmp_path):

@@ -241,12 +241,19 @@ class ReplayForward:
 
 
 def _graphed(den, new_graph=ReplayForward):
+    """``den`` replayed as CUDA graphs: the UNet and its split for the deep cache."""
     from facediff.cuda_graphs import GraphedForward
+    from facediff.deep_cache import DeepCacheUNet
 
-    return dataclasses.replace(den, net=GraphedForward(den.module, den.device, new_graph=new_graph))
+    return dataclasses.replace(
+        den,
+        net=GraphedForward(den.module, den.device, new_graph=new_graph),
+        _deep_net=GraphedForward(DeepCacheUNet(den.module), den.device, new_graph=new_graph),
+    )
 
 
-def test_replayed_forward_samples_the_eager_images(tmp_path):
+@pytest.mark.parametrize("deep_cache", [3, 1], ids=["default-deep-cache", "exact"])
+def test_replayed_forward_samples_the_eager_images(tmp_path, deep_cache):
     """Every shape the jobs run (a category: 2 conditions per image, a pair: 3, OIE: 4;
     steps outside the guidance interval: the category rows alone; a last batch of one
     image) gets its graph, and the images are the eager ones, bit for bit."""
@@ -260,14 +267,24 @@ def test_replayed_forward_samples_the_eager_images(tmp_path):
     den = prepare_denoiser(load_for_inference(make_run(tmp_path / "run")), device="cpu")
     ReplayForward.made.clear()
     graphed = _graphed(den)
-    kw = {"steps": 8, "batch_size": 2, "guidance_interval": (0.5, 50.0)}
+    kw = {"steps": 8, "batch_size": 2, "guidance_interval": (0.5, 50.0), "deep_cache": deep_cache}
     for spec in ("O", "OI", "OIE"):
         mix = parse_mix(spec, DEFAULT_CATEGORIES)
         want = generate(den, mix, [3, 4, 5], **kw)
         assert torch.equal(generate(graphed, mix, [3, 4, 5], **kw), want), spec
     # Shapes are shared across mixes: the graphs take the labels as an input.
-    assert sorted(key[0][0][0] for key in graphed.net.graphs) == [1, 2, 3, 4, 6, 8]
-    assert len(ReplayForward.made) == 6 and all(g.replays > 0 for g in ReplayForward.made)
+    used = graphed.net if deep_cache == 1 else graphed._deep_net
+    assert len(ReplayForward.made) == len(used.graphs)
+    assert all(g.replays > 0 for g in ReplayForward.made)
+    if deep_cache == 1:
+        assert sorted(key[0][0][0] for key in used.graphs) == [1, 2, 3, 4, 6, 8]
+        assert not graphed._deep_net.graphs
+    else:  # the whole pass and the shallow one (the kept features as an input); a shape
+        # called no more than WARMUP_CALLS times (the whole pass of the last, 1-image
+        # batch: 3 of 8 steps, guided or not) stays eager
+        assert {key[3] is None for key in used.graphs} == {True, False}
+        assert {key[0][0][0] for key in used.graphs} >= {2, 4, 6, 8}
+        assert not graphed.net.graphs
 
 
 def test_a_failed_forward_capture_warns_and_samples_eagerly(tmp_path):

@@ -56,6 +56,13 @@ def test_the_whole_pass_is_the_unets_forward_and_the_shallow_pass_reuses_it(name
     assert features.shape == (2, unet.up_blocks[-2].resnets[-1].out_channels, size, size)
 
 
+def test_a_model_without_a_unets_blocks_is_refused_by_name():
+    from sampling_helpers import LinearFakeUNet
+
+    with pytest.raises(ValueError, match=r"LinearFakeUNet is not a UNet2DModel \(no conv_in"):
+        DeepCacheUNet(LinearFakeUNet())
+
+
 def test_the_shallow_pass_costs_a_third_of_the_base_model():
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -93,12 +100,14 @@ def den(tmp_path_factory):
 def test_every_nth_step_runs_the_whole_unet(den, monkeypatch):
     calls = _spy(monkeypatch)
     mix = parse_mix("OI", CATS)
-    exact = generate(den, mix, [1, 2], steps=7)
-    cached = generate(den, mix, [1, 2], steps=7, deep_cache=3)
+    exact = generate(den, mix, [1, 2], steps=7, deep_cache=1)
+    assert not calls  # deep_cache=1 never calls the split UNet
+    cached = generate(den, mix, [1, 2], steps=7)  # the default: 3
     assert calls == [(6, i % 3 == 0) for i in range(7)]  # 3 conditions × 2 images
     assert (cached.int() - exact.int()).abs().max() > 2  # an approximation: other pixels
-    assert torch.equal(generate(den, mix, [1, 2], steps=7, deep_cache=1), exact)
-    assert len(calls) == 7  # deep_cache=1 never calls the split UNet
+    calls.clear()
+    generate(den, mix, [1, 2], steps=7, deep_cache=2)
+    assert calls == [(6, i % 2 == 0) for i in range(7)]
 
 
 def test_a_step_with_more_conditions_than_the_kept_features_runs_whole(den, monkeypatch):
@@ -130,17 +139,26 @@ def test_replayed_cuda_graphs_give_the_eager_cached_images(den):
     assert sorted(key[3] is None for key in graphed._deep_net.graphs) == [False, True]
 
 
-def test_sample_cli_takes_deep_cache_and_records_it(tmp_path):
+def test_sample_cli_caches_every_third_step_by_default_and_records_it(tmp_path):
     run = make_run(tmp_path / "run")
     args = ["sample", run, "-c", "O", "-n", "2", "--steps", "4", "--device", "cpu"]
-    assert invoke([*args, "--out", tmp_path / "a"]).exit_code == 0
-    r = invoke([*args, "--out", tmp_path / "b", "--deep-cache", "2"])
-    assert r.exit_code == 0, r.output
-    a, b = (json.loads((tmp_path / d / "samples.json").read_text()) for d in "ab")
-    assert "deep_cache" not in json.dumps(a)  # the exact model, as records always meant
-    assert '"deep_cache": 2' in json.dumps(b)
-    pa, pb = ((tmp_path / d / "O" / "O_0.png").read_bytes() for d in "ab")
-    assert pa != pb
+    for out, flags in (
+        ("default", []),
+        ("three", ["--deep-cache", "3"]),
+        ("exact", ["--deep-cache", "1"]),
+    ):
+        r = invoke([*args, "--out", tmp_path / out, *flags])
+        assert r.exit_code == 0, r.output
+    record = {
+        d: json.loads((tmp_path / d / "samples.json").read_text()) for d in ("default", "exact")
+    }
+    assert '"deep_cache": 3' in json.dumps(record["default"])
+    assert "deep_cache" not in json.dumps(
+        record["exact"]
+    )  # the exact model, as records always meant
+    png = {d: (tmp_path / d / "O" / "O_0.png").read_bytes() for d in ("default", "three", "exact")}
+    assert png["default"] == png["three"]
+    assert png["default"] != png["exact"]
     bad = invoke([*args, "--out", tmp_path / "c", "--deep-cache", "0"])
     assert bad.exit_code != 0
     assert error_lines(bad) == [

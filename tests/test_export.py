@@ -51,6 +51,7 @@ def test_round_trip_with_diffusers_alone(run, tmp_path):
         "num_inference_steps": SampleConfig().steps,
         "guidance_scale": SampleConfig().guidance,
         "mix_mode": SampleConfig().mix_mode,
+        "deep_cache": 3,  # the default, named: an export without it means 1
     }
     for name in ("pipeline.py", "guidance.py", "README.md"):
         assert (out / name).is_file()

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from sampling_helpers import error_lines, invoke, make_run
+from sampling_helpers import EXACT, error_lines, invoke, make_run
 from sampling_helpers import fake_loaded as fake_model
 
 from facediff.categories import DEFAULT_CATEGORIES
@@ -24,7 +24,7 @@ NULL = CATS.null_label
 SCHEDULE = scheduler_config(
     num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction"
 )
-KW = dict(steps=10, guidance=3.0, device="cpu", precision="fp32")
+KW = dict(steps=10, guidance=3.0, device="cpu", precision="fp32", **EXACT)
 
 
 def fake_loaded() -> LoadedModel:

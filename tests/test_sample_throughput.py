@@ -63,9 +63,13 @@ def test_smoke_mode_reports_the_default_path_against_eager_and_writes_the_sweep(
     sweep = tmp_path / "w" / "ttf" / "steps-sweep"
     recipes = [r["recipe"] for r in result["sweep"]]
     offset = max(result["sweep"][0]["per_category"])
-    assert recipes == [
-        *(f"{s} {n} steps" for s in ("dpmsolver++", "unipc") for n in (10, 15, 20, 25)),
-        f"dpmsolver++ 25 steps, seeds from {offset}",  # the default recipe on other seeds
+    assert recipes == [  # with the default's deep cache
+        *(
+            f"{s} {n} steps, deep cache 3"
+            for s in ("dpmsolver++", "unipc")
+            for n in (10, 15, 20, 25)
+        ),
+        f"dpmsolver++ 25 steps, deep cache 3, seeds from {offset}",  # the default, other seeds
     ]
     assert json.loads((sweep / "rows.json").read_text()) == result["sweep"]
     for name in ("data", "heldout.safetensors", "split.json"):
@@ -84,7 +88,7 @@ def test_sweep_only_skips_the_timing_sections(tmp_path):
     out = tmp_path / "rows.json"
     cmd = [sys.executable, str(SCRIPT), "--smoke", "--sweep-only", "--work", str(tmp_path / "w")]
     chosen = ["--sweep-samplers", "ddim", "--sweep-steps", "2", "--sweep-interval", "0.28,5.42",
-              "--sweep-guidance", "1,3", "--sweep-deep-cache", "2"]  # fmt: skip
+              "--sweep-guidance", "1,3", "--sweep-deep-cache", "1"]  # fmt: skip
     proc = subprocess.run(
         [*cmd, *chosen, "--json", str(out)], capture_output=True, text=True, env=env, timeout=600
     )
@@ -93,19 +97,20 @@ def test_sweep_only_skips_the_timing_sections(tmp_path):
     assert result["rows"] == [] and f"| {COLUMNS} |" not in proc.stdout
     recipes = [r["recipe"] for r in result["sweep"]]
     assert recipes[:5] == [
-        "ddim 2 steps, guidance 1",
-        "ddim 2 steps",  # guidance 3, the default's
-        "dpmsolver++ 25 steps",  # the default recipe, the yardstick, though not asked for
-        "dpmsolver++ 25 steps, guided σ in (0.28, 5.42]",
-        "dpmsolver++ 25 steps, deep cache 2",
+        "ddim 2 steps, guidance 1, deep cache 3",
+        "ddim 2 steps, deep cache 3",  # guidance 3 and the deep cache: the default's
+        "dpmsolver++ 25 steps, deep cache 3",  # the default recipe, though not asked for
+        "dpmsolver++ 25 steps, guided σ in (0.28, 5.42], deep cache 3",
+        "dpmsolver++ 25 steps",  # --sweep-deep-cache 1: the exact model
     ]
-    assert recipes[5].startswith("dpmsolver++ 25 steps, seeds from ") and len(recipes) == 6
-    unguided, guided, exact, cached = (
+    assert recipes[5].startswith("dpmsolver++ 25 steps, deep cache 3, seeds from ")
+    assert len(recipes) == 6
+    unguided, guided, default, exact = (
         load_file(str(tmp_path / "w" / "ttf" / "steps-sweep" / r["samples"]))["images"]
         for r in (result["sweep"][i] for i in (0, 1, 2, 4))
     )
     assert not torch.equal(unguided, guided)  # the scale reaches the sampler
-    assert not torch.equal(exact, cached)  # so does the deep cache
+    assert not torch.equal(default, exact)  # so does the deep cache
 
     # What a GPU machine sends back (sample_pack.py: lossless WebP grids and pack.json, at
     # most 8 files), unpacked here, scores against pristine copies of the photos, split the
@@ -295,7 +300,7 @@ def test_steady_only_times_eager_against_cuda_graphs(tmp_path):
     out = tmp_path / "rows.json"
     cmd = [sys.executable, str(SCRIPT), "--smoke", "--steady-only", "--variants", "graphs"]
     proc = subprocess.run(
-        [*cmd, "--work", str(tmp_path / "w"), "--json", str(out), "--steady-deep-cache", "2"],
+        [*cmd, "--work", str(tmp_path / "w"), "--json", str(out), "--steady-deep-cache", "1,3"],
         capture_output=True,
         text=True,
         env=env,
@@ -304,13 +309,13 @@ def test_steady_only_times_eager_against_cuda_graphs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     assert [r["row"] for r in rows] == [
-        "steady: eager",
-        "steady: eager, deep cache 2",
+        "steady: eager",  # the default's deep cache (3): no second row of it
+        "steady: eager, deep cache 1 (exact)",
         "steady: eager + CUDA graphs",
-        "steady: eager + CUDA graphs, deep cache 2",
+        "steady: eager + CUDA graphs, deep cache 1 (exact)",
     ]
     assert rows[2]["max |Δ|"] == 0 and rows[2]["images/s"] > 0
-    # the deep cache: other pixels than the whole UNet's, the same on either model
+    # the exact model: other pixels than the default's deep cache, the same on either model
     assert rows[1]["mean |Δ|"] > 0 and rows[3]["mean |Δ|"] == rows[1]["mean |Δ|"]
     assert rows[1]["images/s"] > 0 and rows[1]["vs eager"] > 0
     assert not (tmp_path / "w" / "out-0").exists()  # no sample processes
@@ -322,27 +327,27 @@ def test_a_sweep_always_holds_the_default_recipe_once_and_each_setting_once():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import sample_throughput as st
 
-    default = ("dpmsolver++", 25, False, None, "time", 3.0, 1)
-    other_seeds = ("dpmsolver++", 25, True, None, "time", 3.0, 1)
+    default = ("dpmsolver++", 25, False, None, "time", 3.0, 3)
+    other_seeds = ("dpmsolver++", 25, True, None, "time", 3.0, 3)
     assert st.sweep_settings("unipc,unipc", "15,17,15") == [
-        ("unipc", 15, False, None, "time", 3.0, 1),
-        ("unipc", 17, False, None, "time", 3.0, 1),
+        ("unipc", 15, False, None, "time", 3.0, 3),
+        ("unipc", 17, False, None, "time", 3.0, 3),
         default,  # the yardstick, not asked for
         other_seeds,  # the chance yardstick
     ]
     asked = st.sweep_settings("dpmsolver++", "20,25", ["0.28,5.42"])
     assert asked == [
-        ("dpmsolver++", 20, False, None, "time", 3.0, 1),
+        ("dpmsolver++", 20, False, None, "time", 3.0, 3),
         default,
-        ("dpmsolver++", 25, False, (0.28, 5.42), "time", 3.0, 1),
+        ("dpmsolver++", 25, False, (0.28, 5.42), "time", 3.0, 3),
         other_seeds,
     ]
     # logsnr only where the sampler takes custom timesteps (not UniPC)
     spaced = st.sweep_settings("unipc,dpmsolver++", "15", spacings="time,logsnr")
     assert spaced == [
-        ("unipc", 15, False, None, "time", 3.0, 1),
-        ("dpmsolver++", 15, False, None, "time", 3.0, 1),
-        ("dpmsolver++", 15, False, None, "logsnr", 3.0, 1),
+        ("unipc", 15, False, None, "time", 3.0, 3),
+        ("dpmsolver++", 15, False, None, "time", 3.0, 3),
+        ("dpmsolver++", 15, False, None, "logsnr", 3.0, 3),
         default,
         other_seeds,
     ]
@@ -351,24 +356,26 @@ def test_a_sweep_always_holds_the_default_recipe_once_and_each_setting_once():
     # other guidance scales for the swept rows; the yardsticks keep the default's
     scaled = st.sweep_settings("dpmsolver++", "12", spacings="logsnr", guidances="2,2.5,2")
     assert scaled == [
-        ("dpmsolver++", 12, False, None, "logsnr", 2.0, 1),
-        ("dpmsolver++", 12, False, None, "logsnr", 2.5, 1),
+        ("dpmsolver++", 12, False, None, "logsnr", 2.0, 3),
+        ("dpmsolver++", 12, False, None, "logsnr", 2.5, 3),
         default,
         other_seeds,
     ]
     row = st.SweepRow("dpmsolver++", 12, spacing="logsnr", guidance=2.5)
-    assert row.tag == "dpmsolver++-12-logsnr-g2.5"
-    assert row.recipe == "dpmsolver++ 12 steps, logsnr spacing, guidance 2.5"
-    assert st.SweepRow("dpmsolver++", 25).tag == "dpmsolver++-25"  # the default's: no suffix
+    assert row.tag == "dpmsolver++-12-logsnr-g2.5-deep-cache-3"
+    assert row.recipe == "dpmsolver++ 12 steps, logsnr spacing, guidance 2.5, deep cache 3"
+    # the default's deep cache is named (a set named without it is the exact model's)
+    assert st.SweepRow("dpmsolver++", 25).tag == "dpmsolver++-25-deep-cache-3"
+    assert st.SweepRow("dpmsolver++", 25, deep_cache=1).tag == "dpmsolver++-25"
     for bad in ("x", "-1", "nan"):
         with pytest.raises(ValueError, match="--sweep-guidance"):
             st.sweep_settings("dpmsolver++", "15", guidances=bad)
-    # the default recipe with each deep-cache interval, beside the default
-    cached = st.sweep_settings("dpmsolver++", "25", deep_caches="2,3,2")
+    # the default recipe with each deep-cache interval (1: the exact model), each set once
+    cached = st.sweep_settings("dpmsolver++", "25", deep_caches="2,3,1,2")
     assert cached == [
         default,
         ("dpmsolver++", 25, False, None, "time", 3.0, 2),
-        ("dpmsolver++", 25, False, None, "time", 3.0, 3),
+        ("dpmsolver++", 25, False, None, "time", 3.0, 1),
         other_seeds,
     ]
     row = st.SweepRow("dpmsolver++", 25, deep_cache=2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from sampling_helpers import TINY, LinearFakeUNet, make_run
+from sampling_helpers import EXACT, TINY, LinearFakeUNet, make_run
 
 from facediff.categories import DEFAULT_CATEGORIES
 from facediff.errors import FacediffError
@@ -47,7 +47,7 @@ def test_image_depends_only_on_its_seed(sampler):
     """Bit-exact across n and batch size, including DDPM's per-step noise."""
     lm = fake_loaded()
     mix = parse_mix("OIE", CATS)
-    kw = dict(sampler=sampler, steps=4, device="cpu", precision="fp32")
+    kw = dict(sampler=sampler, steps=4, device="cpu", precision="fp32", **EXACT)
     five = generate(lm, mix, [10, 11, 12, 13, 14], batch_size=2, **kw)
     assert five.shape == (5, 3, 16, 16) and five.dtype == torch.uint8
     assert torch.equal(generate(lm, mix, [12], batch_size=1, **kw)[0], five[2])
@@ -88,13 +88,13 @@ def test_guide_formula():
 
 def test_compose_is_one_batched_forward_per_step():
     lm = fake_loaded()
-    generate(lm, parse_mix("OIE", CATS), [0, 1], steps=3, batch_size=2, device="cpu")
+    generate(lm, parse_mix("OIE", CATS), [0, 1], steps=3, batch_size=2, device="cpu", **EXACT)
     assert len(lm.unet.calls) == 3
     for size, labels in lm.unet.calls:
         assert size == 8
         assert labels == [1, 1, 0, 0, 2, 2, NULL, NULL]
     lm.unet.calls.clear()
-    generate(lm, parse_mix("OI", CATS), [0], steps=2, guidance=1.0, device="cpu")
+    generate(lm, parse_mix("OI", CATS), [0], steps=2, guidance=1.0, device="cpu", **EXACT)
     assert [labels for _, labels in lm.unet.calls] == [[1, 0], [1, 0]]
 
 
@@ -111,7 +111,7 @@ def test_mix_matches_closed_form(mode):
     )
     table2 = table.clone()
     table2[0] = eff
-    kw = dict(sampler="ddim", steps=5, device="cpu", precision="fp32")
+    kw = dict(sampler="ddim", steps=5, device="cpu", precision="fp32", **EXACT)
     got = generate(lm, mix, [0, 1, 2], guidance=s, mix_mode=mode, **kw)
     want = generate(fake_loaded(table2), parse_mix("I", CATS), [0, 1, 2], guidance=1.0, **kw)
     assert (got.int() - want.int()).abs().max() <= 1
@@ -145,7 +145,8 @@ unet_sched = scheduler_config(
 
 @pytest.mark.parametrize("guidance", [1.0, 3.0])
 def test_single_category_is_plain_cfg_and_blend_agrees(tiny, guidance):
-    kw = dict(sampler="ddim", steps=3, guidance=guidance, device="cpu", precision="fp32")
+    # the reference is a hand-written CFG loop: the whole UNet at every step
+    kw = dict(sampler="ddim", steps=3, guidance=guidance, device="cpu", precision="fp32", **EXACT)
     mix = parse_mix("E", CATS)
     compose = generate(tiny, mix, [5, 6], mix_mode="compose", **kw)
     blend = generate(tiny, mix, [5, 6], mix_mode="blend", **kw)
@@ -172,7 +173,9 @@ def test_small_model_error_is_not_amplified_at_the_noisy_end(sampler):
     lm = fake_loaded()
     lm.unet.eps_error = 0.02
     steps = 50 if sampler == "ddpm" else 10
-    x = generate(lm, parse_mix("I", CATS), range(8), sampler=sampler, steps=steps, guidance=1.0)
+    x = generate(
+        lm, parse_mix("I", CATS), range(8), sampler=sampler, steps=steps, guidance=1.0, **EXACT
+    )
     saturated = ((x == 0) | (x == 255)).float().mean()
     assert saturated < 0.15
     assert 100 < x.float().mean() < 160
@@ -214,7 +217,7 @@ def test_images_are_plain_contiguous_tensors_even_from_a_channels_last_model(tmp
 
     monkeypatch.setattr(generation, "denoise", channels_last)
     lm = fake_loaded()
-    images = generate(lm, parse_mix("O", CATS), [0, 1], steps=2, device="cpu")
+    images = generate(lm, parse_mix("O", CATS), [0, 1], steps=2, device="cpu", **EXACT)
     assert images.is_contiguous()
     save_file({"images": images}, str(tmp_path / "s.safetensors"))
     assert torch.equal(load_file(str(tmp_path / "s.safetensors"))["images"], images)

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 import torch
-from sampling_helpers import TINY, LinearFakeUNet
+from sampling_helpers import EXACT, TINY, LinearFakeUNet
 
 from facediff.attributes import AttributeSet, age_attribute, embedding_sizes, gender_attribute
 from facediff.categories import DEFAULT_CATEGORIES
@@ -25,7 +25,7 @@ G_NULL, A_NULL = ATTRS.nulls()  # 2, 3
 SCHED = scheduler_config(
     num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon"
 )
-KW = dict(sampler="ddim", steps=4, device="cpu", precision="fp32")
+KW = dict(sampler="ddim", steps=4, device="cpu", precision="fp32", **EXACT)
 
 
 def loaded_with(unet: torch.nn.Module, attributes: AttributeSet = ATTRS) -> LoadedModel:

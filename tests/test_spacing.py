@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from sampling_helpers import error_lines, fake_loaded, invoke, make_run
+from sampling_helpers import EXACT, error_lines, fake_loaded, invoke, make_run
 
 from facediff.categories import DEFAULT_CATEGORIES
 from facediff.config import LOGSNR_SAMPLERS, SAMPLERS, SPACINGS, SampleConfig
@@ -74,7 +74,7 @@ def test_logsnr_solves_the_same_ode_as_time_spacing():
     lm, mix, seeds = fake_loaded(COSINE, spread=0.3), parse_mix("O", CATS), list(range(8))
 
     def solve(steps: int, spacing: str) -> torch.Tensor:
-        return generate(lm, mix, seeds, steps=steps, spacing=spacing, device="cpu")
+        return generate(lm, mix, seeds, steps=steps, spacing=spacing, device="cpu", **EXACT)
 
     limit = solve(600, "time")
     few, many = rms(solve(6, "logsnr"), limit), rms(solve(200, "logsnr"), limit)

@@ -113,7 +113,7 @@ DeepCacheOpt = Annotated[
         metavar="N",
         help="Run the whole UNet every N steps and only its shallow blocks, on the deep "
         "features kept from then, in between (DeepCache, Ma et al. 2024): fewer FLOPs, "
-        "approximate images. 1 = the whole UNet at every step.",
+        "approximate images. 1 = the whole UNet at every step (exact).",
     ),
 ]
 MixModeOpt = Annotated[
