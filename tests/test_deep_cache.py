@@ -153,9 +153,8 @@ def test_sample_cli_caches_every_third_step_by_default_and_records_it(tmp_path):
         d: json.loads((tmp_path / d / "samples.json").read_text()) for d in ("default", "exact")
     }
     assert '"deep_cache": 3' in json.dumps(record["default"])
-    assert "deep_cache" not in json.dumps(
-        record["exact"]
-    )  # the exact model, as records always meant
+    # the exact model, as records always meant
+    assert "deep_cache" not in json.dumps(record["exact"])
     png = {d: (tmp_path / d / "O" / "O_0.png").read_bytes() for d in ("default", "three", "exact")}
     assert png["default"] == png["three"]
     assert png["default"] != png["exact"]
