@@ -491,9 +491,9 @@ def sweep_settings(
     """(sampler, steps, other seeds?, interval, spacing, guidance, deep cache) for each
     sweep row: every sampler at every step count on seeds 0… with each spacing it takes and
     each guidance scale (default: the default's) and the default's deep cache, the default
-    recipe (added when those rows
-    lack it), the default recipe with each guidance interval, then with each deep-cache
-    interval, then the default recipe again on other seeds (the chance yardstick)."""
+    recipe (added when those rows lack it), the default recipe with each guidance interval,
+    then with each deep-cache interval, each set once; then the default recipe again on
+    other seeds (the chance yardstick)."""
     from facediff.config import SAMPLERS, SPACINGS, noise_interval, takes_spacing
 
     names = [s.strip() for s in samplers.split(",") if s.strip()]
@@ -532,22 +532,24 @@ def sweep_settings(
         if interval is None:
             raise ValueError(f"--sweep-interval: expected LO,HI with 0 <= LO < HI, got {text!r}")
         checked.append(interval)
-    counts, names = list(dict.fromkeys(counts)), list(dict.fromkeys(names))  # each set once
+
+    def default(other_seeds=False, interval=None, cache=d.deep_cache) -> tuple:
+        return (d.sampler, d.steps, other_seeds, interval, d.spacing, d.guidance, cache)
+
     rows = [
-        (s, n, False, None, sp, g, d.deep_cache)
-        for s in names
-        for sp in spaced
-        if takes_spacing(s, sp)
-        for g in dict.fromkeys(scales)
-        for n in counts
+        *(
+            (s, n, False, None, sp, g, d.deep_cache)
+            for s in names
+            for sp in spaced
+            if takes_spacing(s, sp)
+            for g in scales
+            for n in counts
+        ),
+        default(),  # the yardstick is always swept
+        *(default(interval=i) for i in checked),
+        *(default(cache=c) for c in caches),
     ]
-    default = (d.sampler, d.steps, False, None, d.spacing, d.guidance, d.deep_cache)
-    if default not in rows:  # the yardstick is always swept
-        rows.append(default)
-    rows += [(d.sampler, d.steps, False, i, d.spacing, d.guidance, d.deep_cache) for i in checked]
-    cached = [(d.sampler, d.steps, False, None, d.spacing, d.guidance, c) for c in caches]
-    rows += [r for r in dict.fromkeys(cached) if r not in rows]  # each set once
-    return [*rows, (d.sampler, d.steps, True, None, d.spacing, d.guidance, d.deep_cache)]
+    return [*dict.fromkeys(rows), default(other_seeds=True)]  # each set once, in order
 
 
 def steps_sweep(args, run: Path, ttf_work: Path, out: Path) -> list[dict]:
