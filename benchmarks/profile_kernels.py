@@ -38,10 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from sample_throughput import random_run, sync  # noqa: E402
+from sample_throughput import random_run, recipe_flops, sync  # noqa: E402
 
 from facediff.compile_cache import CompiledOrEager  # noqa: E402
 from facediff.config import SampleConfig, TrainConfig  # noqa: E402
+from facediff.deep_cache import DeepCacheUNet  # noqa: E402
 from facediff.device import resolve_device  # noqa: E402
 from facediff.generation import generate, mix_conditions, prepare_denoiser  # noqa: E402
 from facediff.loading import load_for_inference  # noqa: E402
@@ -238,20 +239,26 @@ def profile_sample(args, work: Path) -> dict:
     conditions = len(mix_conditions(mix, cfg.mix_mode, cfg.guidance, den.null_label).labels)
     cpu_unet = loaded.unet.float()
     x = torch.randn(1, 3, loaded.model_config.sample_size, loaded.model_config.sample_size)
-    one = flops_by_kind(lambda: cpu_unet(x, torch.tensor([500]), class_labels=torch.tensor([0])))
-    evals = args.repeat * args.batch_size * conditions * cfg.steps
-    flops = {k: v * evals for k, v in one.items()}
+    t, labels, split = torch.tensor([500]), torch.tensor([0]), DeepCacheUNet(cpu_unet)
+    with torch.inference_mode():
+        one = flops_by_kind(lambda: split(x, t, labels))  # the whole UNet
+        features = split(x, t, labels)[1]
+        shallow = flops_by_kind(lambda: split(x, t, labels, features))
+    images = args.repeat * args.batch_size
+    flops = {k: images * recipe_flops((v, shallow[k]), cfg, conditions) for k, v in one.items()}
     half = cpu_unet.to(den.dtype)
     traffic = eager_traffic(
         lambda: half(x.to(den.dtype), torch.tensor([500]), class_labels=torch.tensor([0]))
     )
     print(
         f"per image and evaluation: {sum(one.values()) / 1e9:.1f} GFLOP "
-        f"({one['convolution'] / 1e9:.1f} of convolution); an eager forward in {den.dtype} "
-        f"moves {traffic / 1e6:.0f} MB outside convolutions, matmuls and attention"
+        f"({one['convolution'] / 1e9:.1f} of convolution), {sum(shallow.values()) / 1e9:.1f} "
+        f"in the deep cache's shallow pass; an eager forward in {den.dtype} moves "
+        f"{traffic / 1e6:.0f} MB outside convolutions, matmuls and attention"
     )
     title = (
-        f"sample: {cfg.sampler} {cfg.steps} steps, guidance {cfg.guidance:g}, batch "
+        f"sample: {cfg.sampler} {cfg.steps} steps, guidance {cfg.guidance:g}, deep cache "
+        f"{cfg.deep_cache}, batch "
         f"{args.batch_size} x{args.repeat}, compiled {den.compiled}, CUDA graphs "
         f"{den.cuda_graphs}, {den.dtype}; warm-up {warm:.1f} s; "
         f"{args.repeat * args.batch_size / wall:,.1f} images/s profiled"

@@ -73,10 +73,18 @@ from facediff import compile_cache  # noqa: E402
 from facediff.categories import DEFAULT_CATEGORIES  # noqa: E402
 from facediff.checkpoint import save_checkpoint  # noqa: E402
 from facediff.config import SampleConfig, TrainConfig, preset  # noqa: E402
+from facediff.deep_cache import DeepCacheUNet  # noqa: E402
 from facediff.device import resolve_device, resolve_precision  # noqa: E402
-from facediff.generation import forward_batches, generate, prepare_denoiser  # noqa: E402
+from facediff.generation import (  # noqa: E402
+    compile_choice,
+    forward_batches,
+    generate,
+    mix_conditions,
+    prepare_denoiser,
+)
+from facediff.guidance import runs_whole  # noqa: E402
 from facediff.loading import LoadedModel, load_for_inference  # noqa: E402
-from facediff.mix import parse_mix, resolve_mixes  # noqa: E402
+from facediff.mix import Mix, parse_mix, resolve_mixes  # noqa: E402
 from facediff.model import build_unet, count_parameters, scheduler_config  # noqa: E402
 
 COLUMNS = (
@@ -121,16 +129,42 @@ def random_run(folder: Path, name: str, size: int) -> Path:
     return folder
 
 
-def flops_per_eval(loaded: LoadedModel) -> float:
-    """Model FLOPs of one forward for one image (convolutions, matmuls, attention)."""
+Passes = tuple[float, float]  # FLOPs of one image's whole UNet forward, and shallow pass
+
+
+def pass_flops(loaded: LoadedModel) -> Passes:
+    """Model FLOPs (convolutions, matmuls, attention) of one image's whole UNet forward
+    and of the deep cache's shallow pass (:class:`~facediff.deep_cache.DeepCacheUNet`),
+    counted on the CPU."""
     from torch.utils.flop_counter import FlopCounterMode
 
     size = loaded.model_config.sample_size
-    x = torch.randn(1, 3, size, size)
+    x, t = torch.randn(1, 3, size, size), torch.tensor([500])
     labels = torch.tensor([loaded.categories.null_label])
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        loaded.unet.float()(x, torch.tensor([500]), class_labels=labels)
-    return float(counter.get_total_flops())
+    split = DeepCacheUNet(loaded.unet.float())
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as whole:
+            _, features = split(x, t, labels)
+        with FlopCounterMode(display=False) as shallow:
+            split(x, t, labels, features)
+    return float(whole.get_total_flops()), float(shallow.get_total_flops())
+
+
+def recipe_flops(passes: Passes, cfg: SampleConfig, conditions: int) -> float:
+    """FLOPs per image of sampling with ``cfg`` when every step evaluates ``conditions``
+    label rows (2 for a guided category, 3 for a pair, 4 for OIE): the whole UNet at
+    the steps that run it (all of them at ``deep_cache=1``), the shallow pass between."""
+    whole = sum(runs_whole(i, cfg.deep_cache) for i in range(cfg.steps))
+    return conditions * (whole * passes[0] + (cfg.steps - whole) * passes[1])
+
+
+def job_flops(passes: Passes, jobs: list[tuple[Mix, int]], cfg: SampleConfig, null: int) -> float:
+    """FLOPs per image of a job of ``(mix, images)`` sampled with ``cfg``."""
+    total = 0.0
+    for mix, n in jobs:
+        conditions = len(mix_conditions(mix, cfg.mix_mode, cfg.guidance, null).labels)
+        total += n * recipe_flops(passes, cfg, conditions)
+    return total / max(1, sum(n for _, n in jobs))
 
 
 def child_env(cache_home: Path | None, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -219,9 +253,10 @@ def process_plan(args, work: Path) -> list[tuple[str, list[str], Path, str, bool
     return plan
 
 
-def job_shapes(args, job_row: bool) -> tuple[int, tuple[int, ...]]:
-    """The images and UNet batch sizes of the throughput job (``job_row``) or of ``sample
-    RUN`` with no flags (every category and mix at the default n and batch)."""
+def job_shapes(args, job_row: bool) -> tuple[list[tuple[Mix, int]], SampleConfig, tuple[int, ...]]:
+    """The ``(mix, images)`` of the throughput job (``job_row``) or of ``sample RUN`` with
+    no flags (every category and mix at the default n and batch), its sampling settings
+    and the UNet batch sizes it calls."""
     cats = args.categories
     if job_row:
         mixes, n, cfg = (
@@ -232,24 +267,29 @@ def job_shapes(args, job_row: bool) -> tuple[int, tuple[int, ...]]:
     else:
         mixes, n, cfg = resolve_mixes(cats), args.default_n, SampleConfig()
     shapes = forward_batches([(m, None, n) for m in mixes], cfg, cats.null_label)
-    return len(mixes) * n, shapes
+    return [(m, n) for m in mixes], cfg, shapes
 
 
-def process_rows(args, run: Path, work: Path, flops: float, evals: int) -> list[dict]:
+def process_rows(args, run: Path, work: Path, passes: Passes) -> list[dict]:
     """Section 1: subprocesses with cold and warm compile caches."""
     plan = process_plan(args, work)
     rows, eager = [], None
     for k, (label, flags, home, state, setting) in enumerate(plan):
-        # What the policy decides for this job (the same functions ``sample`` calls).
+        # What the policy decides for this job (the function ``sample`` asks).
         job_row = "--batch-size" in flags
-        images, shapes = job_shapes(args, job_row)
-        key = compile_cache.compile_cache(
-            args.model_config, args.device_obj, args.dtype, shapes
-        ).key
-        warm = (home / "facediff").exists() and any(home.rglob(f"{key}.bin"))
-        compiled = compile_cache.should_compile(
-            setting, args.device_obj, images=images, warm=warm, shapes=len(shapes)
+        jobs, cfg, shapes = job_shapes(args, job_row)
+        images = sum(n for _, n in jobs)
+        compiled, _, _ = compile_choice(
+            args.model_config,
+            args.device_obj,
+            args.dtype,
+            setting,
+            images=images,
+            shapes=shapes,
+            deep_cache=cfg.deep_cache,
+            cache_root=home / "facediff" / "compile",
         )
+        flops = job_flops(passes, jobs, cfg, args.categories.null_label)
         before = artifacts(home)
         r = run_sample(run, work / f"out-{k}", flags, home, args.device)
         n = len(list(r["out"].rglob("*.png")))
@@ -262,7 +302,7 @@ def process_rows(args, run: Path, work: Path, flops: float, evals: int) -> list[
             "first image s": r["first"],
             "wall s": r["wall"],
             "images/s": r["rate"],
-            "TFLOP/s": r["rate"] * evals * flops / 1e12,
+            "TFLOP/s": r["rate"] * flops / 1e12,
             "images": n,
             "note": f"{n} images" + ("; compile cache written" if compiled and written else ""),
         }
@@ -301,7 +341,7 @@ def steady_variants(args, dev: torch.device) -> list[tuple[str, bool, bool, str]
     return [VARIANTS[name] for name in names]
 
 
-def steady_rows(args, run: Path, flops: float, evals: int) -> list[dict]:
+def steady_rows(args, run: Path, passes: Passes) -> list[dict]:
     """Section 2: steady-state images/s in one process; images compared to eager."""
     dev = args.device_obj
     cfg = dataclasses.replace(SampleConfig(), batch_size=args.batch_size, device=args.device)
@@ -310,6 +350,9 @@ def steady_rows(args, run: Path, flops: float, evals: int) -> list[dict]:
     for label, comp, graphs, precision in steady_variants(args, dev):
         loaded = load_for_inference(run, device=dev, dtype=resolve_precision(precision, dev))
         mix = parse_mix(loaded.categories[0].code, loaded.categories)
+        conditions = len(
+            mix_conditions(mix, cfg.mix_mode, cfg.guidance, loaded.categories.null_label).labels
+        )
         den = prepare_denoiser(
             loaded,
             device=dev,
@@ -318,6 +361,7 @@ def steady_rows(args, run: Path, flops: float, evals: int) -> list[dict]:
             batch_size=args.batch_size,
             images=len(seeds),
             cuda_graphs=graphs,
+            deep_cache=cfg.deep_cache,
         )
         # warm-up (compile, capture), then the timed images
         warmup, images, rate = warm_then_time(den, mix, seeds, cfg, args.batch_size, steps=3)
@@ -329,7 +373,7 @@ def steady_rows(args, run: Path, flops: float, evals: int) -> list[dict]:
             "first image s": None,
             "wall s": warmup,
             "images/s": rate,
-            "TFLOP/s": rate * evals * flops / 1e12,
+            "TFLOP/s": rate * recipe_flops(passes, cfg, conditions) / 1e12,
             "note": f"wall s = warm-up batch (compilation); {len(seeds)} images timed",
         }
         if ref is None:
@@ -356,7 +400,7 @@ def steady_rows(args, run: Path, flops: float, evals: int) -> list[dict]:
                 "row": f"steady: {label}, {steps} steps",
                 "wall s": took,
                 "images/s": rate,
-                "TFLOP/s": rate * evals * steps / cfg.steps * flops / 1e12,
+                "TFLOP/s": rate * recipe_flops(passes, fewer, conditions) / 1e12,
                 "max |Δ|": None,
                 "mean |Δ|": None,
                 "vs eager": None,
@@ -377,7 +421,7 @@ def steady_rows(args, run: Path, flops: float, evals: int) -> list[dict]:
                 "row": f"steady: {label}, deep cache {every}" + (" (exact)" if every == 1 else ""),
                 "wall s": warmup,
                 "images/s": rate,
-                "TFLOP/s": None,  # the shallow steps cost less than `flops`
+                "TFLOP/s": rate * recipe_flops(passes, cached, conditions) / 1e12,
                 "vs eager": rate / rows[0]["images/s"],
                 "note": f"wall s = warm-up batch; {len(seeds)} images timed; "
                 "|Δ| against the first row",
@@ -763,28 +807,30 @@ def main() -> None:
     args.model_config = loaded.model_config.to_dict()
     args.categories = loaded.categories
     args.default_n = 1 if args.smoke else SampleConfig().n
-    flops = flops_per_eval(loaded)
+    passes = pass_flops(loaded)
     cfg = SampleConfig()
-    evals = cfg.steps * (2 if cfg.guidance != 1 else 1)
+    per_image = recipe_flops(passes, cfg, 2 if cfg.guidance != 1 else 1)
     name = torch.cuda.get_device_name(args.device_obj) if gpu else "CPU"
     print(
         f"device: {name}, {torch.get_num_threads()} threads; model: {label} at "
         f"{loaded.model_config.sample_size} px, {count_parameters(loaded.unet) / 1e6:.1f}M "
-        f"parameters, {flops / 1e9:.3g} GFLOP per image per evaluation; default sampling: "
-        f"{cfg.sampler}, {cfg.steps} steps, guidance {cfg.guidance:g} ({evals} evaluations)",
+        f"parameters, {passes[0] / 1e9:.3g} GFLOP per image for the whole UNet, "
+        f"{passes[1] / 1e9:.3g} for its shallow pass; default sampling: {cfg.sampler}, "
+        f"{cfg.steps} steps, guidance {cfg.guidance:g}, deep cache {cfg.deep_cache}: "
+        f"{per_image / 1e9:.4g} GFLOP per image of a category",
         flush=True,
     )
     del loaded
     rows, notes, sweep = [], [], []
     if args.steady_only:
-        rows = steady_rows(args, run, flops, evals)
+        rows = steady_rows(args, run, passes)
         print()
         print(table(rows))
     elif not args.sweep_only:
-        process = process_rows(args, run, work, flops, evals)
+        process = process_rows(args, run, work, passes)
         # This process compiles with the cache the --compile rows left (warm on a GPU).
         os.environ["XDG_CACHE_HOME"] = str(work / "cache-b")
-        steady = steady_rows(args, run, flops, evals)
+        steady = steady_rows(args, run, passes)
         rows = process + steady
         print()
         print(table(rows))

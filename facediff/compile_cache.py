@@ -289,10 +289,12 @@ def compile_cache(
     dtype: torch.dtype,
     batch: int | Sequence[int],
     mode: str = "default",
+    root: Path | None = None,
 ) -> CompileCache:
     """The :class:`CompileCache` of a model shape on this machine (nothing is written yet):
     ``batch`` is the images per batch (training) or the batch sizes the model is called
-    with (sampling, :func:`facediff.generation.forward_batches`)."""
+    with (sampling, :func:`facediff.generation.forward_batches`); ``root`` replaces
+    :func:`cache_root`."""
     version = _SLUG.sub("_", f"torch-{torch.__version__}")
-    folder = cache_root() / version / device_slug(device)
+    folder = (root or cache_root()) / version / device_slug(device)
     return CompileCache(folder, shape_key(model_config, dtype, batch, mode))

@@ -20,6 +20,7 @@ import copy
 import dataclasses
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -165,6 +166,46 @@ def as_request(
     return resolve_request(model_attributes, attributes, guidance)
 
 
+def compile_choice(
+    model_config: Mapping[str, Any],
+    device: torch.device,
+    dtype: torch.dtype,
+    setting: bool | None,
+    *,
+    images: int,
+    batch_size: int | None = None,
+    shapes: Sequence[int] | None = None,
+    deep_cache: int = 1,
+    cuda_graphs: bool | None = None,
+    cache_root: Path | None = None,
+) -> tuple[bool, CompileCache | None, str]:
+    """Whether a sampling job compiles its UNet, the compile cache it uses (None for
+    ``setting=False``) and torch.compile's mode: what :func:`prepare_denoiser` decides
+    (see there for the arguments), for a benchmark to ask too. The cache is keyed by the
+    batch sizes the UNet is called with and the mode; with the deep cache (``deep_cache``
+    above 1) each shape compiles two graphs, the whole pass and the shallow one, under a
+    key of their own. ``cache_root`` replaces the user's cache folder
+    (:func:`facediff.compile_cache.cache_root`)."""
+    # Asked for with --compile: the compiled model is replayed (reduce-overhead).
+    graphed = wanted(cuda_graphs, needs_gpu(device), compiled=True)
+    mode = "reduce-overhead" if graphed else "default"
+    if setting is False:
+        return False, None, mode
+    batch = max(1, min(batch_size or SampleConfig().batch_size, max(images, 1)))
+    split = deep_cache > 1
+    cache = compile_cache(
+        dict(model_config),
+        device,
+        dtype,
+        tuple(shapes) if shapes else batch,
+        f"{mode}+deep-cache" if split else mode,
+        root=cache_root,
+    )
+    graphs = len(shapes or (batch,)) * (2 if split else 1)
+    chosen = should_compile(setting, device, images=images, warm=cache.warm, shapes=graphs)
+    return chosen, cache, mode
+
+
 def prepare_denoiser(
     loaded: LoadedModel,
     *,
@@ -214,20 +255,19 @@ def prepare_denoiser(
         module = module.to(memory_format=torch.channels_last)
     module.eval().requires_grad_(False)
     no_gpu = needs_gpu(dev)
-    # Asked for with --compile: the compiled model is replayed (reduce-overhead).
-    mode = "reduce-overhead" if wanted(cuda_graphs, no_gpu, compiled=True) else "default"
-    cache, asked = None, compile
-    if compile is not False:
-        batch = max(1, min(batch_size or SampleConfig().batch_size, max(images, 1)))
-        key = tuple(shapes) if shapes else batch
-        split = deep_cache > 1  # two graphs per shape: the whole pass and the shallow one
-        cache_mode = f"{mode}+deep-cache" if split else mode
-        cache = compile_cache(loaded.model_config.to_dict(), dev, dtype, key, cache_mode)
-        graphs_per_job = len(shapes or (batch,)) * (2 if split else 1)
-        compile = should_compile(
-            compile, dev, images=images, warm=cache.warm, shapes=graphs_per_job
-        )
-    graphs = wanted(cuda_graphs, no_gpu, compiled=bool(compile))
+    asked = compile
+    compile, cache, mode = compile_choice(
+        loaded.model_config.to_dict(),
+        dev,
+        dtype,
+        compile,
+        images=images,
+        batch_size=batch_size,
+        shapes=shapes,
+        deep_cache=deep_cache,
+        cuda_graphs=cuda_graphs,
+    )
+    graphs = wanted(cuda_graphs, no_gpu, compiled=compile)
     if compile:
         assert cache is not None
         cache.activate()

@@ -237,6 +237,14 @@ def check_deep_cache(interval: object, name: str = "deep cache") -> int:
     return interval
 
 
+def runs_whole(step: int, every: int) -> bool:
+    """Whether sampling step ``step`` (from 0) runs the whole UNet with the deep cache
+    every ``every`` steps: the first step and every N-th after it. The others run the
+    shallow branch, unless they evaluate more condition rows than the kept features have
+    (:func:`denoise`)."""
+    return step % every == 0
+
+
 @dataclass(frozen=True)
 class Conditions:
     """The label rows evaluated at each step and how their outputs are combined."""
@@ -518,7 +526,11 @@ def denoise(
             out = net(x_all, scheduler.timesteps[i], class_labels=use_labels, return_dict=False)[0]
         else:
             cached = None
-            if i % every and features is not None and features.shape[0] >= x_all.shape[0]:
+            if (
+                not runs_whole(i, every)
+                and features is not None
+                and features.shape[0] >= x_all.shape[0]
+            ):
                 cached = features[: x_all.shape[0]]  # an unguided step's rows come first
             out, kept = net(x_all, scheduler.timesteps[i], use_labels, cached)
             if cached is None:

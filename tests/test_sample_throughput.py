@@ -381,3 +381,64 @@ def test_a_sweep_always_holds_the_default_recipe_once_and_each_setting_once():
     row = st.SweepRow("dpmsolver++", 25, deep_cache=2)
     assert row.tag == "dpmsolver++-25-deep-cache-2"
     assert row.recipe == "dpmsolver++ 25 steps, deep cache 2"
+
+
+@pytest.mark.parametrize("deep_cache", [1, 2, 3])
+def test_flops_per_image_are_those_sampling_runs(tmp_path, deep_cache):
+    """The TFLOP/s column counts what the recipe evaluates: the whole UNet at the deep
+    cache's whole steps, its shallow pass between, for every label row of the mix."""
+    from sampling_helpers import make_run
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from facediff.config import SampleConfig
+    from facediff.generation import generate
+    from facediff.loading import load_for_inference
+    from facediff.mix import parse_mix
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import sample_throughput as st
+
+    loaded = load_for_inference(make_run(tmp_path / "run"))
+    passes = st.pass_flops(loaded)
+    assert 0 < passes[1] < passes[0]
+    cfg = SampleConfig(steps=7, deep_cache=deep_cache, device="cpu")
+    null = loaded.categories.null_label
+    jobs = [(parse_mix("O", loaded.categories), 2), (parse_mix("OIE", loaded.categories), 1)]
+    counted = 0.0
+    for mix, n in jobs:
+        with FlopCounterMode(display=False) as counter:
+            generate(loaded, mix, list(range(n)), cfg)
+        counted += counter.get_total_flops()
+    assert st.job_flops(passes, jobs, cfg, null) == pytest.approx(counted / 3, rel=1e-9)
+    # O evaluates 2 rows a step, OIE 4: (2 × 2 + 4) / 3 rows per image on average
+    whole = len(range(0, 7, deep_cache))
+    assert counted / 3 == pytest.approx(8 / 3 * (whole * passes[0] + (7 - whole) * passes[1]))
+
+
+def test_the_compiled_column_asks_the_cache_sampling_writes(tmp_path):
+    """A process row says "compiled" from the compile cache of the job it runs: with the
+    deep cache (the default) that is the split UNet's cache, not the whole UNet's."""
+    from sampling_helpers import make_run
+
+    from facediff.compile_cache import cache_root
+    from facediff.generation import compile_choice, prepare_denoiser
+    from facediff.loading import load_for_inference
+
+    loaded = load_for_inference(make_run(tmp_path / "run"))
+    kw = dict(images=4, batch_size=2, shapes=(4,))
+    for deep_cache in (1, 3):
+        den = prepare_denoiser(loaded, device="cpu", compile=True, deep_cache=deep_cache, **kw)
+        asked = compile_choice(
+            loaded.model_config.to_dict(),
+            torch.device("cpu"),
+            torch.float32,
+            True,
+            deep_cache=deep_cache,
+            cache_root=tmp_path / "home",
+            **kw,
+        )
+        assert asked[0] and asked[1].key == den.cache.key and asked[2] == den.compile_mode
+        assert den.cache.folder.relative_to(cache_root()) == asked[1].folder.relative_to(
+            tmp_path / "home"
+        )
+    assert not compile_choice({}, torch.device("cpu"), torch.float32, False, images=1)[0]
