@@ -83,7 +83,7 @@ from facediff.generation import (  # noqa: E402
     prepare_denoiser,
 )
 from facediff.guidance import runs_whole  # noqa: E402
-from facediff.loading import LoadedModel, load_for_inference  # noqa: E402
+from facediff.loading import load_for_inference  # noqa: E402
 from facediff.mix import Mix, parse_mix, resolve_mixes  # noqa: E402
 from facediff.model import build_unet, count_parameters, scheduler_config  # noqa: E402
 
@@ -132,16 +132,16 @@ def random_run(folder: Path, name: str, size: int) -> Path:
 Passes = tuple[float, float]  # FLOPs of one image's whole UNet forward, and shallow pass
 
 
-def pass_flops(loaded: LoadedModel) -> Passes:
+def pass_flops(unet: torch.nn.Module, size: int, label: int = 0) -> Passes:
     """Model FLOPs (convolutions, matmuls, attention) of one image's whole UNet forward
     and of the deep cache's shallow pass (:class:`~facediff.deep_cache.DeepCacheUNet`),
-    counted on the CPU."""
+    counted on the UNet's device in its dtype for class ``label``."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    size = loaded.model_config.sample_size
-    x, t = torch.randn(1, 3, size, size), torch.tensor([500])
-    labels = torch.tensor([loaded.categories.null_label])
-    split = DeepCacheUNet(loaded.unet.float())
+    param = next(unet.parameters())
+    x = torch.randn(1, 3, size, size, device=param.device, dtype=param.dtype)
+    t, labels = torch.tensor([500], device=x.device), torch.tensor([label], device=x.device)
+    split = DeepCacheUNet(unet)
     with torch.inference_mode():
         with FlopCounterMode(display=False) as whole:
             _, features = split(x, t, labels)
@@ -807,7 +807,8 @@ def main() -> None:
     args.model_config = loaded.model_config.to_dict()
     args.categories = loaded.categories
     args.default_n = 1 if args.smoke else SampleConfig().n
-    passes = pass_flops(loaded)
+    size, null = loaded.model_config.sample_size, loaded.categories.null_label
+    passes = pass_flops(loaded.unet.float(), size, null)
     cfg = SampleConfig()
     per_image = recipe_flops(passes, cfg, 2 if cfg.guidance != 1 else 1)
     name = torch.cuda.get_device_name(args.device_obj) if gpu else "CPU"

@@ -7,11 +7,13 @@ One process, one model (a preset with random weights, or a run/export via --weig
 (b) diffusers' DDPMPipeline style: DDPM, 1000 steps, a batch of images, fp32 (the
     pipeline default), no guidance; a subset of steps is timed and extrapolated;
 (c) facediff's default sampling: ``facediff.generation.generate`` with its defaults
-    (DPM-Solver++, 25 steps, classifier-free guidance 3), bf16 weights on a GPU,
-    channels-last, large batches, torch.compile on CUDA; whole batches are timed.
+    (DPM-Solver++, 25 steps, classifier-free guidance 3, the deep cache every 3 steps),
+    bf16 weights on a GPU, channels-last, large batches, torch.compile on CUDA; whole
+    batches are timed.
 
-FLOPs per network evaluation are counted with ``torch.utils.flop_counter`` (one image,
-one forward); achieved TFLOP/s = images/s × evaluations per image × FLOPs per evaluation.
+FLOPs are counted with ``torch.utils.flop_counter`` for one image: a whole forward, and the
+deep cache's shallow pass (``sample_throughput.recipe_flops``); achieved TFLOP/s =
+images/s × FLOPs per image.
 
     python benchmarks/sample_vs_original.py                      # GPU: the 114M preset
     python benchmarks/sample_vs_original.py --device cpu --preset tiny --size 32  # ~2 min
@@ -25,7 +27,7 @@ import dataclasses
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from sample_throughput import pass_flops, recipe_flops
 
 from facediff.categories import DEFAULT_CATEGORIES
 from facediff.config import SampleConfig, preset
@@ -51,14 +53,6 @@ def load_model(args: argparse.Namespace) -> LoadedModel:
     )
     unet = build_unet(cfg).eval().requires_grad_(False)
     return LoadedModel(unet, DEFAULT_CATEGORIES, cfg, sched, 0, None, "random")  # type: ignore[arg-type]
-
-
-def flops_per_eval(unet: torch.nn.Module, size: int, device: torch.device) -> float:
-    """Model FLOPs of one forward for one image (convolutions, matmuls, attention)."""
-    x = torch.randn(1, 3, size, size, device=device, dtype=next(unet.parameters()).dtype)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        unet(x, torch.tensor([500], device=device), class_labels=torch.tensor([0], device=device))
-    return float(counter.get_total_flops())
 
 
 def ddpm_loop(
@@ -132,7 +126,8 @@ def main() -> None:
     size = loaded.model_config.sample_size
     # (a) and (b) run the model as the pipeline would: fp32, default memory format.
     fp32 = copy.deepcopy(loaded.unet).to(device).eval()
-    flops = flops_per_eval(fp32, size, device)
+    passes = pass_flops(fp32, size)
+    flops = passes[0]
     name = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
     print(
         f"device: {name}; model: {args.weights or args.preset} at {size}x{size}, "
@@ -151,7 +146,7 @@ def main() -> None:
             1,
             "fp32",
             sec,
-            1000,
+            1000 * flops,  # one evaluation per step
             f"extrapolated from {timed} of 1000 steps",
         )
     )
@@ -166,7 +161,7 @@ def main() -> None:
             pipe_batch,
             "fp32",
             sec,
-            1000,
+            1000 * flops,  # one evaluation per step
             f"extrapolated from {timed} of 1000 steps",
         )
     )
@@ -175,7 +170,7 @@ def main() -> None:
     prec = "bf16" if gpu else "fp32"
     for b in batches:
         sec = facediff_default(loaded, args, b, device)
-        evals = cfg.steps * (2 if cfg.guidance != 1 else 1)
+        image_flops = recipe_flops(passes, cfg, 2 if cfg.guidance != 1 else 1)
         note = f"{args.batches} batches timed after warm-up" + (
             ", compiled" if args.compile else ""
         )
@@ -188,7 +183,7 @@ def main() -> None:
                 b,
                 prec,
                 sec,
-                evals,
+                image_flops,
                 note,
             )
         )
@@ -202,8 +197,8 @@ def main() -> None:
         "| vs (b) | TFLOP/s | note |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for label, sampler, steps, g, b, prec_, sec, evals, note in rows:
-        tflops = evals * flops / sec / 1e12
+    for label, sampler, steps, g, b, prec_, sec, image_flops, note in rows:
+        tflops = image_flops / sec / 1e12
         print(
             f"| {label} | {sampler} | {steps} | {g:g} | {b} | {prec_} | {1 / sec:.3f} "
             f"| {base / sec:.1f}x | {pipe / sec:.2f}x | {tflops:.3g} | {note} |"

@@ -399,10 +399,10 @@ def test_flops_per_image_are_those_sampling_runs(tmp_path, deep_cache):
     import sample_throughput as st
 
     loaded = load_for_inference(make_run(tmp_path / "run"))
-    passes = st.pass_flops(loaded)
+    null = loaded.categories.null_label
+    passes = st.pass_flops(loaded.unet, loaded.model_config.sample_size, null)
     assert 0 < passes[1] < passes[0]
     cfg = SampleConfig(steps=7, deep_cache=deep_cache, device="cpu")
-    null = loaded.categories.null_label
     jobs = [(parse_mix("O", loaded.categories), 2), (parse_mix("OIE", loaded.categories), 1)]
     counted = 0.0
     for mix, n in jobs:
