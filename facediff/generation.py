@@ -300,8 +300,41 @@ def prepare_denoiser(
     )
 
 
+Job = tuple[Mix, AttributeRequest | None, int]  # (mix, attribute request, images)
+
+
+def prepare_for(
+    loaded: LoadedModel,
+    config: SampleConfig,
+    jobs: Sequence[Job] | None = None,
+    *,
+    images: int = 0,
+    device: str | torch.device | None = None,
+) -> Denoiser:
+    """:func:`prepare_denoiser` for sampling with ``config`` (its device, precision,
+    compile, CUDA-graph and deep-cache settings): for ``jobs`` ``(mix, request, images)``
+    their images and the UNet batch sizes they call (:func:`forward_batches`, one
+    compilation each), else ``images`` at ``config.batch_size`` images per batch.
+    ``device`` (already resolved) replaces ``config.device``."""
+    shapes = None
+    if jobs:
+        images = sum(n for *_, n in jobs)
+        shapes = forward_batches(jobs, config, loaded.categories.null_label)
+    return prepare_denoiser(
+        loaded,
+        device=config.device if device is None else device,
+        precision=config.precision,
+        compile=config.compile,
+        cuda_graphs=config.cuda_graphs,
+        images=images,
+        batch_size=config.batch_size,
+        shapes=shapes,
+        deep_cache=config.deep_cache,
+    )
+
+
 def forward_batches(
-    jobs: Iterable[tuple[Mix, AttributeRequest | None, int]],
+    jobs: Iterable[Job],
     config: SampleConfig,
     null_label: int,
 ) -> tuple[int, ...]:
@@ -483,21 +516,11 @@ def generate_batches(
     counts a batch once the caller has taken it."""
     c = dataclasses.replace(config or SampleConfig(), **settings)
     request = as_request(loaded.attributes, attributes, attribute_guidance)
-    if isinstance(loaded, Denoiser):
-        den = loaded
-    else:
-        null = loaded.categories.null_label
-        den = prepare_denoiser(
-            loaded,
-            device=c.device,
-            precision=c.precision,
-            compile=c.compile,
-            cuda_graphs=c.cuda_graphs,
-            images=len(seeds),
-            batch_size=c.batch_size,
-            shapes=forward_batches([(mix, request, len(seeds))], c, null),
-            deep_cache=c.deep_cache,
-        )
+    den = (
+        loaded
+        if isinstance(loaded, Denoiser)
+        else prepare_for(loaded, c, [(mix, request, len(seeds))])
+    )
     limit = max_steps(c.sampler, den.scheduler_config, c.spacing)
     if c.steps > limit:
         spaced = " with logsnr spacing" if c.spacing == "logsnr" else ""

@@ -21,7 +21,7 @@ from facediff.attribute_request import resolve_request
 from facediff.categories import CategoryMap
 from facediff.config import DEFAULT_GRID_SEEDS, DEFAULT_STRIP_STEPS, SampleConfig
 from facediff.errors import ConfigError, FacediffError
-from facediff.generation import Denoiser, generate, prepare_denoiser
+from facediff.generation import Denoiser, generate, prepare_for
 from facediff.imaging import tensor_to_image
 from facediff.loading import load_for_inference
 from facediff.mix import Mix, parse_mix, resolve_mixes
@@ -173,15 +173,8 @@ def rows_from_run(
     if strip is None and rows_by is None:
         strip = _default_strip(cats)
     sweep = strip_mixes(strip[0], strip[1], strip_steps, cats) if strip else []
-    den = prepare_denoiser(
-        loaded,
-        device=config.device,
-        precision=config.precision,
-        compile=config.compile,
-        cuda_graphs=config.cuda_graphs,
-        images=seeds * max(1, len(plan)) + len(sweep),  # at least; attribute rows add more
-        deep_cache=config.deep_cache,
-    )
+    # at least this many images; attribute rows add more
+    den = prepare_for(loaded, config, images=seeds * max(1, len(plan)) + len(sweep))
     requests = _row_requests(den, attributes, attribute_guidance, rows_by)
     seed_list = list(range(config.seed, config.seed + seeds))
     cells_per_mix = [(mix, request) for mix in plan for request in requests]

@@ -222,11 +222,7 @@ def sample(
 ) -> SampleResult:
     """Generate ``config.n`` images for every requested category and mix into ``out``,
     with the requested ``attributes`` (see :func:`facediff.generation.generate`)."""
-    from facediff.generation import (  # diffusers is heavy
-        forward_batches,
-        generate_each_batch,
-        prepare_denoiser,
-    )
+    from facediff.generation import generate_each_batch, prepare_for  # diffusers is heavy
 
     device = resolve_device(config.device)  # load straight onto it, in the sampling dtype
     dtype = resolve_precision(config.precision, device)
@@ -239,19 +235,7 @@ def sample(
     out = Path(out)
     _check_free(out, [request.label(m.label) for m in plan], seeds, force)
     total = len(plan) * len(seeds)
-    den = prepare_denoiser(
-        loaded,
-        device=device,
-        precision=config.precision,
-        compile=config.compile,
-        cuda_graphs=config.cuda_graphs,
-        images=total,
-        batch_size=min(config.batch_size, config.n),  # the shape each mix runs at
-        shapes=forward_batches(
-            [(mix, request, config.n) for mix in plan], config, loaded.categories.null_label
-        ),
-        deep_cache=config.deep_cache,
-    )
+    den = prepare_for(loaded, config, [(mix, request, config.n) for mix in plan], device=device)
     result = SampleResult(out=out, record_path=out / RECORD_FILE, attributes=dict(request.values))
     for warning in [*loaded.warnings, *den.warnings]:
         emit(progress, Progress("sample", 0, total, message=warning))

@@ -126,10 +126,9 @@ def generate_groups(
     samples per category × attribute request (see :func:`cell_requests`)."""
     from facediff.generation import (  # heavy
         as_request,
-        forward_batches,
         generate,
         generate_each,
-        prepare_denoiser,
+        prepare_for,
     )
 
     dtype = resolve_precision(config.precision, device)  # load straight onto the device
@@ -152,17 +151,7 @@ def generate_groups(
         (mix, as_request(model_attributes, r), per_cell)
         for mix, (_, r) in zip(cell_mixes, requests)
     ]
-    den = prepare_denoiser(
-        loaded,
-        device=device,
-        precision=config.precision,
-        compile=config.compile,
-        cuda_graphs=config.cuda_graphs,
-        images=sum(n for _, _, n in jobs),
-        batch_size=min(config.batch_size, per_group),  # the shape each mix runs at
-        shapes=forward_batches(jobs, config, loaded.categories.null_label),
-        deep_cache=config.deep_cache,
-    )
+    den = prepare_for(loaded, config, jobs, device=device)
     for warning in den.warnings:  # e.g. a corrupt compile cache was ignored
         emit(progress, Progress("sample", 0, None, message=warning))
     seeds = list(range(config.seed, config.seed + per_group))
