@@ -28,8 +28,12 @@
 #             about 6 minutes (run on an H200 on 2026-11-28: docs/speed.md).
 #   deepcache_speed  the steady compiled rate of the default recipe against eager, and with
 #             --deep-cache 1 (the exact model) and 2: up to 9 minutes.
-#   speed     sample_throughput.py --quick (the default's images/s, first image) and
-#             train_default.py's graphed and compiled+graphed training rows.
+#   speed     checkpoint_stall.py (how long a checkpoint blocks training, background against
+#             foreground: under a minute) and sample_throughput.py --quick (the default's
+#             images/s and first image, cold and warm, against eager).
+#   train_speed  train_default.py: the eager baseline (300 steps) and the default (3,200
+#             steps: compiled cold and graphed, a checkpoint written in the background every
+#             1,000 steps), each `facediff train` as a user runs it: about 5 minutes.
 #   knobs_sample  where sampling's device time goes (profile_kernels.py: the default at
 #             batch 256, by kernel kind), then the steady compiled rate as it is and under
 #             max-autotune with coordinate-descent tuning (what compile's
@@ -148,9 +152,13 @@ part_deepcache_speed() {  # the default's steady rate, compiled, with and withou
 }
 
 part_speed() {
+    python3 benchmarks/checkpoint_stall.py --json "$OUT/checkpoint.json" || echo "exit $?"
     python3 benchmarks/sample_throughput.py --quick --json "$OUT/sample.json"
-    python3 benchmarks/train_default.py /tmp/utk64 --no-default --rows cold --steps 1500 \
-        --json "$OUT/train.json"
+}
+
+part_train_speed() {  # 3,200 steps of batch 32 plan 102,400 images: the default compiles cold
+    python3 benchmarks/train_default.py /tmp/utk64 --rows eager,cold --steps 3200 \
+        --baseline-steps 300 --json "$OUT/train.json"
 }
 
 part_batch() {
@@ -208,7 +216,7 @@ case "${1:-}" in
 carry) carry ;;
 run)
     : "${OUT:?run it on the device machine, where OUT is set}"
-    { setup; "part_${PART:?set PART=sweep, guidance, deepcache, deepcache_speed, speed, knobs_sample, knobs_train, autotune_train or batch}"; } 2>&1 | tee "$OUT/log.txt"
+    { setup; "part_${PART:?set PART=sweep, guidance, deepcache, deepcache_speed, speed, train_speed, knobs_sample, knobs_train, autotune_train or batch}"; } 2>&1 | tee "$OUT/log.txt"
     ;;
 *)
     echo "usage: bash benchmarks/gpu_session.sh carry | PART=NAME bash benchmarks/gpu_session.sh run" >&2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -25,7 +26,14 @@ from facediff.files import write_json_atomic
 from facediff.model import count_parameters
 from facediff.progress import Progress, ProgressCallback, emit
 from facediff.tracking import check_tracker, open_tracker
-from facediff.training.periodic import maybe_checkpoint, maybe_log, new_preview_unet, preview, save
+from facediff.training.periodic import (
+    collect_checkpoint,
+    maybe_checkpoint,
+    maybe_log,
+    new_preview_unet,
+    preview,
+    save,
+)
 from facediff.training.setup import (
     build_parts,
     check_run_dir,
@@ -267,7 +275,9 @@ def _end(loop: Loop, parts: Parts, setup: Setup, progress, stopped: bool, first_
         message = f"time budget reached at step {loop.step}"
         emit(progress, Progress("train", loop.step, loop.target_step, message=message))
     if loop.step > 0:
-        save(loop, parts, setup, progress)
+        save(loop, parts, setup, progress)  # in the foreground, after any write in flight
+    if setup.dist.is_main:
+        collect_checkpoint(loop, setup, progress, wait=True)  # the last step's periodic one
     # A run stopped early (budget, signal) exits at once: the checkpoint is what counts.
     ran = loop.step > first_step
     if setup.dist.is_main and setup.config.preview_every and ran and not stopped:
@@ -310,6 +320,7 @@ def train(
     config = resume_config(Path(run_dir), config, **options)
     setup, state, notes = make_setup(Path(data_dir), Path(run_dir), config, model)
     created = distributed.init(setup.dist, setup.device)
+    loop: Loop | None = None
     try:
         parts, loop = _begin(setup, state, notes, progress, log, time_budget_s)
         if time_budget_s is not None:
@@ -321,6 +332,9 @@ def train(
         stopped = run_loop(loop, parts, setup, stream, progress, stop)
         _end(loop, parts, setup, progress, stopped, first_step)
     finally:
+        if loop is not None and loop.writer.busy:  # an error stopped the run mid-write
+            with contextlib.suppress(BaseException):
+                loop.writer.wait()  # the checkpoint it writes is complete, or not there
         if setup.tracker is not None:
             setup.tracker.close()
         distributed.shutdown(created)

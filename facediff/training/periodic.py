@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from facediff.progress import Progress, ProgressCallback, emit
 from facediff.training.setup import run_config, training_state
 from facediff.training.state import Loop, Parts, Setup
 from facediff.training.step import lr_at
+from facediff.training.writer import snapshot
 from facediff.training_log import append_metrics, plot_loss
 
 PREVIEWS_DIR = "previews"
@@ -93,14 +95,25 @@ def _weights_finite(parts: Parts) -> bool:
     return bool(torch.stack(flags).all().item())
 
 
-def save(loop: Loop, parts: Parts, setup: Setup, progress: ProgressCallback | None) -> None:
-    """Write a checkpoint of the current step (rank 0), after checking nothing diverged."""
+def save(
+    loop: Loop,
+    parts: Parts,
+    setup: Setup,
+    progress: ProgressCallback | None,
+    *,
+    background: bool = False,
+) -> None:
+    """Write a checkpoint of the current step (rank 0), after checking nothing diverged:
+    at once, or with ``background`` from a copy of the state on the writer thread
+    (:mod:`facediff.training.writer`; :func:`collect_checkpoint` takes its outcome). A
+    write still in flight is waited for first."""
     if loop.last_checkpoint_step == loop.step:
         return
     maybe_log(loop, setup, force=True)  # raises on a non-finite loss
     if not _weights_finite(parts):
         raise TrainingDiverged(f"training diverged: non-finite weights at step {loop.step}")
     if setup.dist.is_main:
+        collect_checkpoint(loop, setup, progress, wait=True)  # one write at a time
         state = {
             **run_config(setup),
             "step": loop.step,
@@ -109,33 +122,51 @@ def save(loop: Loop, parts: Parts, setup: Setup, progress: ProgressCallback | No
             "seconds": loop.seconds_before + (time.perf_counter() - loop.started),
             "loss": loop.last_loss,
         }
-        loop.last_checkpoint = save_checkpoint(
+        tensors = (parts.unet.state_dict(), parts.ema.state_dict(), training_state(parts, setup))
+        if background:
+            tensors = snapshot(tensors)
+        write = functools.partial(
+            save_checkpoint,
             setup.run_dir,
             loop.step,
-            model_state=parts.unet.state_dict(),
-            ema_state=parts.ema.state_dict(),
-            training_state=training_state(parts, setup),
+            model_state=tensors[0],
+            ema_state=tensors[1],
+            training_state=tensors[2],
             state=state,
             keep=setup.config.keep,
         )
-        plot_loss(setup.run_dir)
-        emit(
-            progress,
-            Progress(
-                "train",
-                loop.step,
-                loop.target_step,
-                dict(loop.info),
-                message=f"checkpoint saved: {loop.last_checkpoint}",
-            ),
-        )
+        if background:
+            loop.writer.submit(write)
+        else:
+            _saved(loop, setup, progress, write())
     loop.last_checkpoint_step = loop.step
     distributed.barrier(setup.dist)
 
 
+def collect_checkpoint(
+    loop: Loop, setup: Setup, progress: ProgressCallback | None, *, wait: bool = False
+) -> None:
+    """Take the outcome of a background checkpoint write once it has ended (or, with
+    ``wait``, when it ends): note the checkpoint, or raise the write's error (a
+    :class:`~facediff.errors.CheckpointError` that names the intact previous one)."""
+    if loop.writer.busy and (wait or loop.writer.done()):
+        _saved(loop, setup, progress, loop.writer.wait())
+
+
+def _saved(loop: Loop, setup: Setup, progress: ProgressCallback | None, path: Path) -> None:
+    loop.last_checkpoint = path
+    plot_loss(setup.run_dir)
+    message = f"checkpoint saved: {path}"
+    emit(progress, Progress("train", loop.step, loop.target_step, dict(loop.info), message=message))
+
+
 def maybe_checkpoint(loop: Loop, parts: Parts, setup: Setup, progress) -> None:
+    """Every ``checkpoint_every`` steps a checkpoint, written in the background; and the
+    outcome of one written earlier, once its write has ended."""
     if loop.step % setup.config.checkpoint_every == 0:
-        save(loop, parts, setup, progress)
+        save(loop, parts, setup, progress, background=True)
+    elif setup.dist.is_main:
+        collect_checkpoint(loop, setup, progress)
 
 
 def preview(loop: Loop, parts: Parts, setup: Setup, preview_unet: torch.nn.Module) -> Path:

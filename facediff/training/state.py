@@ -15,6 +15,7 @@ from facediff.dataset import PreparedData
 from facediff.distributed import DistInfo
 from facediff.ema import EMA
 from facediff.objective import NoiseSchedule
+from facediff.training.writer import BackgroundWriter
 
 
 @dataclass
@@ -89,3 +90,4 @@ class Loop:
     deadline: float | None = None  # perf_counter() value at which the time budget runs out
     budget_reached: bool = False
     first_step_s: float | None = None  # process launch → first step of this session done
+    writer: BackgroundWriter = field(default_factory=BackgroundWriter)  # periodic checkpoints
