@@ -156,3 +156,37 @@ def test_the_stall_benchmark_times_both_ways_against_the_foreground(tmp_path):
     assert back["checkpoint"] == "background"
     for row in (fore, back):
         assert 0 < row["blocked s"] <= row["complete s"]
+
+
+def test_a_second_ctrl_c_lets_the_write_in_flight_finish(tmp_path, data, monkeypatch):
+    """Two real SIGINTs: the first while the step-2 checkpoint is written in the background
+    (stop after this step), the second while the loop waits for that write. The write
+    finishes (a Ctrl-C interrupting ``Thread.join`` would mark the writer stopped, and the
+    process would exit under it, leaving a half-written folder)."""
+    import os
+    import signal
+
+    import facediff.training.loop as training
+
+    _slow_writes(monkeypatch, 0.5)
+    advance = training.advance
+
+    def advance_then_ctrl_c(loop, *a, **k):
+        advance(loop, *a, **k)
+        if loop.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    monkeypatch.setattr(training, "advance", advance_then_ctrl_c)
+    run = tmp_path / "run"
+    result = invoke(
+        ["train", data, "--out", run, "--max-steps", "100", "--checkpoint-every", "2", *FAST]
+    )
+    assert result.exit_code == 130, result.output
+    lines = error_lines(result)
+    assert len(lines) == 1 and "second Ctrl-C" in lines[0]
+    # train returned only once the write had ended: a process exits under no writer
+    assert "facediff-checkpoint-writer" not in [t.name for t in threading.enumerate()]
+    assert [s for s, _ in list_checkpoints(run)] == [2]
+    assert not [p for p in run.rglob("*") if p.name.startswith(".tmp-")]
+    verify_checkpoint(run / "checkpoints" / "step-00000002")

@@ -42,6 +42,7 @@ class BackgroundWriter:
 
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
+        self._ended = threading.Event()  # set by the worker when its write has ended
         self._outcome: tuple[Any, BaseException | None] = (None, None)
 
     @property
@@ -51,7 +52,7 @@ class BackgroundWriter:
 
     def done(self) -> bool:
         """Whether the write in flight has ended (its outcome is ready for :meth:`wait`)."""
-        return self._thread is not None and not self._thread.is_alive()
+        return self._thread is not None and self._ended.is_set()
 
     def submit(self, write: Callable[[], Any]) -> None:
         """Start ``write()`` on the worker thread; the previous write's outcome must have
@@ -64,8 +65,11 @@ class BackgroundWriter:
                 self._outcome = (write(), None)
             except BaseException as e:  # handed to the loop's thread by wait()
                 self._outcome = (None, e)
+            finally:
+                self._ended.set()
 
         self._outcome = (None, None)
+        self._ended.clear()
         self._thread = threading.Thread(target=run, name="facediff-checkpoint-writer")
         self._thread.start()
 
@@ -74,6 +78,10 @@ class BackgroundWriter:
         or its exception, raised here."""
         if self._thread is None:
             return None
+        # Wait on an event, not in Thread.join(): a Ctrl-C that interrupts join() marks the
+        # still-running thread as stopped (CPython before 3.13), and the interpreter would
+        # then exit under it, leaving its temporary folder half-written.
+        self._ended.wait()
         self._thread.join()
         (result, error), self._thread = self._outcome, None
         self._outcome = (None, None)
