@@ -44,7 +44,7 @@ from facediff.compile_cache import CompiledOrEager  # noqa: E402
 from facediff.config import SampleConfig, TrainConfig  # noqa: E402
 from facediff.deep_cache import DeepCacheUNet  # noqa: E402
 from facediff.device import resolve_device  # noqa: E402
-from facediff.generation import generate, mix_conditions, prepare_denoiser  # noqa: E402
+from facediff.generation import generate, prepare_denoiser  # noqa: E402
 from facediff.loading import load_for_inference  # noqa: E402
 from facediff.mix import parse_mix  # noqa: E402
 from facediff.model import build_unet  # noqa: E402
@@ -236,7 +236,6 @@ def profile_sample(args, work: Path) -> dict:
     sync(dev)
     warm = time.perf_counter() - start
     prof, wall = profiled(lambda: generate(den, mix, seeds, cfg), dev, args.repeat)
-    conditions = len(mix_conditions(mix, cfg.mix_mode, cfg.guidance, den.null_label).labels)
     cpu_unet = loaded.unet.float()
     x = torch.randn(1, 3, loaded.model_config.sample_size, loaded.model_config.sample_size)
     t, labels, split = torch.tensor([500]), torch.tensor([0]), DeepCacheUNet(cpu_unet)
@@ -245,7 +244,9 @@ def profile_sample(args, work: Path) -> dict:
         features = split(x, t, labels)[1]
         shallow = flops_by_kind(lambda: split(x, t, labels, features))
     images = args.repeat * args.batch_size
-    flops = {k: images * recipe_flops((v, shallow[k]), cfg, conditions) for k, v in one.items()}
+    flops = {
+        k: images * recipe_flops((v, shallow[k]), cfg, mix, den.null_label) for k, v in one.items()
+    }
     half = cpu_unet.to(den.dtype)
     traffic = eager_traffic(
         lambda: half(x.to(den.dtype), torch.tensor([500]), class_labels=torch.tensor([0]))

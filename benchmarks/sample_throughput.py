@@ -150,20 +150,18 @@ def pass_flops(unet: torch.nn.Module, size: int, label: int = 0) -> Passes:
     return float(whole.get_total_flops()), float(shallow.get_total_flops())
 
 
-def recipe_flops(passes: Passes, cfg: SampleConfig, conditions: int) -> float:
-    """FLOPs per image of sampling with ``cfg`` when every step evaluates ``conditions``
-    label rows (2 for a guided category, 3 for a pair, 4 for OIE): the whole UNet at
-    the steps that run it (all of them at ``deep_cache=1``), the shallow pass between."""
+def recipe_flops(passes: Passes, cfg: SampleConfig, mix: Mix, null: int) -> float:
+    """FLOPs per image of ``mix`` sampled with ``cfg``: every step evaluates the mix's
+    label rows (2 for a guided category, 3 for a pair, 4 for OIE), with the whole UNet at
+    the steps that run it (all of them at ``deep_cache=1``) and the shallow pass between."""
+    rows = len(mix_conditions(mix, cfg.mix_mode, cfg.guidance, null).labels)
     whole = sum(runs_whole(i, cfg.deep_cache) for i in range(cfg.steps))
-    return conditions * (whole * passes[0] + (cfg.steps - whole) * passes[1])
+    return rows * (whole * passes[0] + (cfg.steps - whole) * passes[1])
 
 
 def job_flops(passes: Passes, jobs: list[tuple[Mix, int]], cfg: SampleConfig, null: int) -> float:
     """FLOPs per image of a job of ``(mix, images)`` sampled with ``cfg``."""
-    total = 0.0
-    for mix, n in jobs:
-        conditions = len(mix_conditions(mix, cfg.mix_mode, cfg.guidance, null).labels)
-        total += n * recipe_flops(passes, cfg, conditions)
+    total = sum(n * recipe_flops(passes, cfg, mix, null) for mix, n in jobs)
     return total / max(1, sum(n for _, n in jobs))
 
 
@@ -349,9 +347,9 @@ def steady_rows(args, run: Path, passes: Passes) -> list[dict]:
     rows, ref, fp32_gap = [], None, None
     for label, comp, graphs, precision in steady_variants(args, dev):
         loaded = load_for_inference(run, device=dev, dtype=resolve_precision(precision, dev))
-        mix = parse_mix(loaded.categories[0].code, loaded.categories)
-        conditions = len(
-            mix_conditions(mix, cfg.mix_mode, cfg.guidance, loaded.categories.null_label).labels
+        mix, null = (
+            parse_mix(loaded.categories[0].code, loaded.categories),
+            loaded.categories.null_label,
         )
         den = prepare_denoiser(
             loaded,
@@ -373,7 +371,7 @@ def steady_rows(args, run: Path, passes: Passes) -> list[dict]:
             "first image s": None,
             "wall s": warmup,
             "images/s": rate,
-            "TFLOP/s": rate * recipe_flops(passes, cfg, conditions) / 1e12,
+            "TFLOP/s": rate * recipe_flops(passes, cfg, mix, null) / 1e12,
             "note": f"wall s = warm-up batch (compilation); {len(seeds)} images timed",
         }
         if ref is None:
@@ -400,7 +398,7 @@ def steady_rows(args, run: Path, passes: Passes) -> list[dict]:
                 "row": f"steady: {label}, {steps} steps",
                 "wall s": took,
                 "images/s": rate,
-                "TFLOP/s": rate * recipe_flops(passes, fewer, conditions) / 1e12,
+                "TFLOP/s": rate * recipe_flops(passes, fewer, mix, null) / 1e12,
                 "max |Δ|": None,
                 "mean |Δ|": None,
                 "vs eager": None,
@@ -421,7 +419,7 @@ def steady_rows(args, run: Path, passes: Passes) -> list[dict]:
                 "row": f"steady: {label}, deep cache {every}" + (" (exact)" if every == 1 else ""),
                 "wall s": warmup,
                 "images/s": rate,
-                "TFLOP/s": rate * recipe_flops(passes, cached, conditions) / 1e12,
+                "TFLOP/s": rate * recipe_flops(passes, cached, mix, null) / 1e12,
                 "vs eager": rate / rows[0]["images/s"],
                 "note": f"wall s = warm-up batch; {len(seeds)} images timed; "
                 "|Δ| against the first row",
@@ -810,7 +808,9 @@ def main() -> None:
     size, null = loaded.model_config.sample_size, loaded.categories.null_label
     passes = pass_flops(loaded.unet.float(), size, null)
     cfg = SampleConfig()
-    per_image = recipe_flops(passes, cfg, 2 if cfg.guidance != 1 else 1)
+    per_image = recipe_flops(
+        passes, cfg, parse_mix(loaded.categories[0].code, loaded.categories), null
+    )
     name = torch.cuda.get_device_name(args.device_obj) if gpu else "CPU"
     print(
         f"device: {name}, {torch.get_num_threads()} threads; model: {label} at "

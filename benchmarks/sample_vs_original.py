@@ -168,9 +168,10 @@ def main() -> None:
     print(f"(b) {1 / sec:.4f} images/s")
     del fp32
     prec = "bf16" if gpu else "fp32"
+    mix = parse_mix(loaded.categories[0].code, loaded.categories)  # what (c) samples
+    image_flops = recipe_flops(passes, cfg, mix, loaded.categories.null_label)
     for b in batches:
         sec = facediff_default(loaded, args, b, device)
-        image_flops = recipe_flops(passes, cfg, 2 if cfg.guidance != 1 else 1)
         note = f"{args.batches} batches timed after warm-up" + (
             ", compiled" if args.compile else ""
         )
