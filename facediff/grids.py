@@ -17,11 +17,12 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from facediff.attribute_request import resolve_request
+from facediff.attribute_request import AttributeRequest, resolve_request
+from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
 from facediff.config import DEFAULT_GRID_SEEDS, DEFAULT_STRIP_STEPS, SampleConfig
 from facediff.errors import ConfigError, FacediffError
-from facediff.generation import Denoiser, generate, prepare_for
+from facediff.generation import generate, prepare_for
 from facediff.imaging import tensor_to_image
 from facediff.loading import load_for_inference
 from facediff.mix import Mix, parse_mix, resolve_mixes
@@ -110,21 +111,20 @@ def _default_strip(categories: CategoryMap) -> tuple[str, str] | None:
 
 
 def _row_requests(
-    den: Denoiser,
+    model_attributes: AttributeSet,
     attributes: Mapping[str, str | None] | None,
     attribute_guidance: Mapping[str, float] | None,
     by: str | None,
-) -> list[dict[str, str | None]]:
+) -> list[AttributeRequest]:
     """The attribute request of each row of a mix: the request itself, or with ``by``
     one request per value of that attribute (checked before anything is generated)."""
     wanted = dict(attributes or {})
     if by is None:
-        resolve_request(den.attributes, wanted, attribute_guidance)  # one-line errors first
-        return [wanted]
-    if not den.attributes:
+        return [resolve_request(model_attributes, wanted, attribute_guidance)]
+    if not model_attributes:
         raise ConfigError("{}: this model was trained without attributes", "rows")
     try:
-        attribute = den.attributes.get(by)
+        attribute = model_attributes.get(by)
     except ValueError as e:
         raise ConfigError("{}: " + str(e).replace("{", "{{").replace("}", "}}"), "rows") from None
     if wanted.get(by) is not None:
@@ -132,9 +132,7 @@ def _row_requests(
             f"{{}} {by} and {{}} both set: the rows go through every {by}", "rows", by
         )
     requests = [{**wanted, by: value} for value in attribute.values]
-    for request in requests:
-        resolve_request(den.attributes, request, attribute_guidance)
-    return requests
+    return [resolve_request(model_attributes, r, attribute_guidance) for r in requests]
 
 
 def rows_from_run(
@@ -173,28 +171,33 @@ def rows_from_run(
     if strip is None and rows_by is None:
         strip = _default_strip(cats)
     sweep = strip_mixes(strip[0], strip[1], strip_steps, cats) if strip else []
-    # at least this many images; attribute rows add more
-    den = prepare_for(loaded, config, images=seeds * max(1, len(plan)) + len(sweep))
-    requests = _row_requests(den, attributes, attribute_guidance, rows_by)
-    seed_list = list(range(config.seed, config.seed + seeds))
+    requests = _row_requests(loaded.attributes, attributes, attribute_guidance, rows_by)
     cells_per_mix = [(mix, request) for mix in plan for request in requests]
+    strip_request = None
+    if sweep:  # the strip keeps the requested attributes
+        fixed = {k: v for k, v in (attributes or {}).items() if v is not None}
+        scales = {k: v for k, v in (attribute_guidance or {}).items() if k in fixed}
+        strip_request = resolve_request(loaded.attributes, fixed, scales)
+    # every job, so that auto --compile weighs each batch size the grid calls the UNet with
+    jobs = [(mix, request, seeds) for mix, request in cells_per_mix]
+    jobs += [(mix, strip_request, 1) for mix in sweep]
+    den = prepare_for(loaded, config, jobs)
+    seed_list = list(range(config.seed, config.seed + seeds))
     total = len(cells_per_mix) + (1 if sweep else 0)
     for warning in [*loaded.warnings, *den.warnings]:
         emit(progress, Progress("grid", 0, total, message=warning))
     rows: list[Row] = []
-    for k, (mix, wanted) in enumerate(cells_per_mix):
-        request = den.request(wanted, attribute_guidance)
+    for k, (mix, request) in enumerate(cells_per_mix):
         label = request.label(mix.label)
         emit(progress, Progress("grid", k, total, {"row": label}))
         images = generate(den, mix, seed_list, config, attributes=request)
         rows.append((label, [tensor_to_image(im) for im in images]))
     if sweep:
         emit(progress, Progress("grid", len(cells_per_mix), total, {"row": "strip"}))
-        fixed = {k: v for k, v in (attributes or {}).items() if v is not None}
-        scales = {k: v for k, v in (attribute_guidance or {}).items() if k in fixed}
-        request = den.request(fixed, scales)  # the strip keeps the requested attributes
-        cells = [generate(den, m, [config.seed], config, attributes=request)[0] for m in sweep]
-        label = f"{request.label(f'{strip[0]}->{strip[1]}')} (seed {config.seed})"
+        cells = [
+            generate(den, m, [config.seed], config, attributes=strip_request)[0] for m in sweep
+        ]
+        label = f"{strip_request.label(f'{strip[0]}->{strip[1]}')} (seed {config.seed})"
         rows.append((label, [tensor_to_image(im) for im in cells]))
     emit(progress, Progress("grid", total, total))
     return rows, [f"seed {s}" for s in seed_list]

@@ -128,6 +128,39 @@ def test_sampling_every_mix_weighs_each_shape_it_compiles(tmp_path, monkeypatch)
     assert (asked[-1]["images"], asked[-1]["shapes"]) == (2, 1)
 
 
+def test_a_grid_weighs_every_batch_size_it_calls_the_unet_with(tmp_path, monkeypatch):
+    """The rows and the strip's one-image cells (2 or 3 label rows each) all count."""
+    from facediff import generation, grids
+
+    asked, spies = [], []
+
+    def policy(setting, device, **kw):
+        asked.append(kw)
+        return False
+
+    def prepare_and_spy(*args, **kwargs):
+        den = prepare_for(*args, **kwargs)
+        den._deep_net = spy = _Spy(DeepCacheUNet(den.module))
+        spies.append(spy)
+        return den
+
+    prepare_for = grids.prepare_for
+    monkeypatch.setattr(generation, "should_compile", policy)
+    monkeypatch.setattr(grids, "prepare_for", prepare_and_spy)
+    run = make_run(tmp_path / "run")
+    config = SampleConfig(steps=2, batch_size=2, device="cpu")
+    rows, _ = grids.rows_from_run(
+        run, config, seeds=2, categories=["E"], mixes=["OIE"], strip=("O", "I"), strip_steps=3
+    )
+    strip = len(rows[-1][1])
+    assert [len(cells) for _, cells in rows] == [2, 2, strip] and strip >= 3
+    # E and OIE in batches of 2 (2 and 4 conditions); the strip's O and I cells alone (2)
+    # and its O:I mixes (3)
+    assert spies[0].sizes == {4, 8, 2, 3}
+    # with the deep cache each batch size compiles two graphs
+    assert asked == [{"images": 4 + strip, "warm": False, "shapes": 2 * 4}]
+
+
 def test_the_deep_cache_compiles_under_a_cache_of_its_own(tmp_path):
     loaded = load_for_inference(make_run(tmp_path / "run"))
     kw = dict(device="cpu", compile=True, images=4, batch_size=2)
