@@ -48,9 +48,11 @@
 #   batch     quality per GPU-minute of the default batch 32 against batch ARM (48; the way
 #             to 1,500 training images/s without a faster step): time_to_fid.py trains each for
 #             BUDGET (220) wall seconds, start-up and compilation included, and samples 1,000
-#             with the defaults, packed. Score here: python benchmarks/sample_pack.py unpack
-#             OUT/batch W/ttf-batch; python benchmarks/time_to_fid.py score W/ttf-batch
-#             --heldout-from DATA64
+#             with the defaults, packed; rows.json (in pack.json) keeps each run's steady
+#             images/s, its slowest window (the background checkpoints every 1,000 steps show
+#             there) and whether it compiled and graphed. Score here:
+#             python benchmarks/sample_pack.py unpack OUT/batch W/ttf-batch;
+#             python benchmarks/time_to_fid.py score W/ttf-batch --heldout-from DATA64
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A dry run on the CPU: STEPS=2 SAMPLES=6 SEEDS=1 REFERENCE=20 TRAIN_FLAGS="--preset tiny" \

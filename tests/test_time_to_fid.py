@@ -4,6 +4,7 @@ samples in proportion to the held-out split, and the scored table."""
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 from script_helpers import script_env
+
+from facediff.training_log import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "time_to_fid.py"
@@ -31,7 +34,7 @@ def test_run_splits_trains_a_recipe_samples_and_scores(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "run", str(tmp_path / "data"), "--work", str(work),
          "--cpu", "--holdout", "0.5", "--budgets", "120", "--samples", "6",
-         "--recipes", "b4", "--recipe", "b4=--batch-size 4 --max-steps 2"],
+         "--recipes", "b4", "--recipe", "b4=--batch-size 4 --max-steps 6 --log-every 1"],
         capture_output=True, text=True, env=script_env(tmp_path / "xdg"), timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -46,7 +49,14 @@ def test_run_splits_trains_a_recipe_samples_and_scores(tmp_path):
     assert len(sources) == split["train"] and len(every - sources) == split["heldout"]
 
     (row,) = json.loads((work / "rows.json").read_text())
-    assert row["recipe"] == "b4" and row["step"] == 2 and row["images_seen"] == 8
+    assert row["recipe"] == "b4" and row["step"] == 6 and row["images_seen"] == 24
+    # The training speed: the median window after the first (start-up), the slowest full
+    # one, and how the step ran (on the CPU neither compiled nor graphed).
+    windows = [r["images_per_s"] for r in read_metrics(work / "runs" / "b4")]
+    assert len(windows) >= 6
+    assert row["train_images_per_s"] == statistics.median(windows[1:])
+    assert row["slowest_window_images_per_s"] == min(windows[1:-1])
+    assert row["compiled"] is False and row["graphed"] is False
     assert sum(row["per_category"]) == 6 and len(row["per_category"]) == 3
     samples = load_file(str(work / row["samples"]))
     assert tuple(samples["images"].shape) == (6, 3, 16, 16)
@@ -60,3 +70,5 @@ def test_run_splits_trains_a_recipe_samples_and_scores(tmp_path):
         assert scored["fid"] > 0 and floor["fid"] >= 0
     assert "| recipe | budget s | train wall s |" in proc.stdout
     assert "| b4 | 120 |" in proc.stdout and "| real vs real" in proc.stdout
+    speed = f"| {row['train_images_per_s']:,.0f} (min {min(windows[1:-1]):,.0f}) |"
+    assert "| train img/s |" in proc.stdout and speed in proc.stdout
