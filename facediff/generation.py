@@ -306,29 +306,24 @@ Job = tuple[Mix, AttributeRequest | None, int]  # (mix, attribute request, image
 def prepare_for(
     loaded: LoadedModel,
     config: SampleConfig,
-    jobs: Sequence[Job] | None = None,
+    jobs: Sequence[Job],
     *,
-    images: int = 0,
     device: str | torch.device | None = None,
 ) -> Denoiser:
-    """:func:`prepare_denoiser` for sampling with ``config`` (its device, precision,
-    compile, CUDA-graph and deep-cache settings): for ``jobs`` ``(mix, request, images)``
-    their images and the UNet batch sizes they call (:func:`forward_batches`, one
-    compilation each), else ``images`` at ``config.batch_size`` images per batch.
-    ``device`` (already resolved) replaces ``config.device``."""
-    shapes = None
-    if jobs:
-        images = sum(n for *_, n in jobs)
-        shapes = forward_batches(jobs, config, loaded.categories.null_label)
+    """:func:`prepare_denoiser` for sampling ``jobs`` ``(mix, request, images)`` with
+    ``config`` (its device, precision, compile, CUDA-graph and deep-cache settings): the
+    compile choice weighs their images and the UNet batch sizes they call
+    (:func:`forward_batches`, one compilation each). ``device`` (already resolved)
+    replaces ``config.device``."""
     return prepare_denoiser(
         loaded,
         device=config.device if device is None else device,
         precision=config.precision,
         compile=config.compile,
         cuda_graphs=config.cuda_graphs,
-        images=images,
+        images=sum(n for *_, n in jobs),
         batch_size=config.batch_size,
-        shapes=shapes,
+        shapes=forward_batches(jobs, config, loaded.categories.null_label) or None,
         deep_cache=config.deep_cache,
     )
 
