@@ -179,7 +179,7 @@ def sample_run(
     guidance: float | None = None,
     batch_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
-    from facediff.generation import generate_each, prepare_denoiser
+    from facediff.generation import generate_each, prepare_for
     from facediff.loading import load_for_inference
     from facediff.mix import parse_mix
 
@@ -189,11 +189,12 @@ def sample_run(
     if batch_size is not None:
         config = dataclasses.replace(config, batch_size=batch_size)
     loaded = load_for_inference(run)
-    den = prepare_denoiser(loaded, device=config.device, precision=config.precision)
+    mixes = [parse_mix(c.code, loaded.categories) for c in loaded.categories]
+    # placed (and compiled or graphed) as `facediff sample` would for these jobs
+    den = prepare_for(loaded, config, [(m, None, n) for m, n in zip(mixes, per_category)])
     images, labels = [], []
     start = time.perf_counter()
-    for k, n in enumerate(per_category):
-        mix = parse_mix(loaded.categories[k].code, loaded.categories)
+    for k, (mix, n) in enumerate(zip(mixes, per_category)):
         for _, imgs in generate_each(den, [mix], list(range(n)), config):
             images.append(imgs)
             labels.append(torch.full((n,), k, dtype=torch.int64))
