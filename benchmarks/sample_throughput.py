@@ -285,7 +285,7 @@ def process_rows(args, run: Path, work: Path, passes: Passes) -> list[dict]:
             images=images,
             shapes=shapes,
             deep_cache=cfg.deep_cache,
-            cache_root=home / "facediff" / "compile",
+            cache_root=compile_cache.cache_root(home),  # the child process's cache
         )
         flops = job_flops(passes, jobs, cfg, args.categories.null_label)
         before = artifacts(home)
@@ -347,10 +347,8 @@ def steady_rows(args, run: Path, passes: Passes) -> list[dict]:
     rows, ref, fp32_gap = [], None, None
     for label, comp, graphs, precision in steady_variants(args, dev):
         loaded = load_for_inference(run, device=dev, dtype=resolve_precision(precision, dev))
-        mix, null = (
-            parse_mix(loaded.categories[0].code, loaded.categories),
-            loaded.categories.null_label,
-        )
+        mix = parse_mix(loaded.categories[0].code, loaded.categories)
+        null = loaded.categories.null_label
         den = prepare_denoiser(
             loaded,
             device=dev,

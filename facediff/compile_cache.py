@@ -168,9 +168,10 @@ class CompiledOrEager(torch.nn.Module):
         return out
 
 
-def cache_root() -> Path:
-    """``$XDG_CACHE_HOME/facediff/compile`` (``~/.cache/facediff/compile`` by default)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+def cache_root(cache_home: Path | None = None) -> Path:
+    """``$XDG_CACHE_HOME/facediff/compile`` (``~/.cache/facediff/compile`` by default), or
+    that folder under ``cache_home`` (a process's ``XDG_CACHE_HOME``) when given."""
+    base = cache_home or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "facediff" / "compile"
 
 
