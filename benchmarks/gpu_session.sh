@@ -53,6 +53,10 @@
 #             there) and whether it compiled and graphed. Score here:
 #             python benchmarks/sample_pack.py unpack OUT/batch W/ttf-batch;
 #             python benchmarks/time_to_fid.py score W/ttf-batch --heldout-from DATA64
+#   first     the first image with today's defaults (deep cache 3): start_up.py's in-process
+#             row and `facediff sample RUN` as typed, best of 2, on PART=batch's trained run
+#             if this machine still has it, else on `base` with random weights: about 2
+#             minutes, a second call after batch if the budget allows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A dry run on the CPU: STEPS=2 SAMPLES=6 SEEDS=1 REFERENCE=20 TRAIN_FLAGS="--preset tiny" \
@@ -172,6 +176,16 @@ part_batch() {
     echo "[${SECONDS}s] done"
 }
 
+part_first() {  # a trained run if PART=batch left one (same warm machine), else random weights
+    local run=/tmp/ttfb/runs/default
+    [ -d "$run/checkpoints" ] || run=$(python3 -c "import sys; sys.path.insert(0, 'benchmarks')
+from pathlib import Path; from sample_throughput import random_run
+print(random_run(Path('/tmp/first/run'), 'base', 64))")
+    timeout 300 python3 benchmarks/start_up.py "$run" --rows default,cli --repeat 2 \
+        --json "$OUT/first.json" || echo "exit $?"
+    echo "[${SECONDS}s] done"
+}
+
 part_knobs_sample() {  # an autotune row has a time limit: if it runs out, only it is lost
     # shellcheck disable=SC2086  # the *_KNOB_FLAGS are lists of flags
     # knob 0 (no knob) then compiles with the cache this profile leaves; a failure loses one row
@@ -218,7 +232,7 @@ case "${1:-}" in
 carry) carry ;;
 run)
     : "${OUT:?run it on the device machine, where OUT is set}"
-    { setup; "part_${PART:?set PART=sweep, guidance, deepcache, deepcache_speed, speed, train_speed, knobs_sample, knobs_train, autotune_train or batch}"; } 2>&1 | tee "$OUT/log.txt"
+    { setup; "part_${PART:?set PART=sweep, guidance, deepcache, deepcache_speed, speed, train_speed, knobs_sample, knobs_train, autotune_train, batch or first}"; } 2>&1 | tee "$OUT/log.txt"
     ;;
 *)
     echo "usage: bash benchmarks/gpu_session.sh carry | PART=NAME bash benchmarks/gpu_session.sh run" >&2
