@@ -21,7 +21,7 @@ from facediff.attribute_request import AttributeRequest, resolve_request
 from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
 from facediff.config import DEFAULT_GRID_SEEDS, DEFAULT_STRIP_STEPS, SampleConfig
-from facediff.errors import ConfigError, FacediffError
+from facediff.errors import ConfigError, FacediffError, invalid
 from facediff.generation import generate, prepare_for
 from facediff.imaging import tensor_to_image
 from facediff.loading import load_for_inference
@@ -222,6 +222,18 @@ def rows_from_samples(folder: Path, *, seeds: int) -> tuple[list[Row], list[str]
     return rows, [f"seed {s}" for s in sorted(all_seeds)[:seeds]]
 
 
+def check_grid_path(out: Path, force: bool) -> None:
+    """Refuse, before any sampling, a grid path the image cannot be written to: an
+    existing file without ``force``, a folder, or a name without an image extension."""
+    if out.is_dir():
+        raise invalid("out", str(out), "it is a folder; give the image file to write")
+    if out.exists() and not force:
+        raise FacediffError(f"{out} already exists; use --force to overwrite")
+    Image.init()
+    if out.suffix.lower() not in Image.registered_extensions():
+        raise invalid("out", str(out), "give an image file name ending in .png (or .jpg, .webp)")
+
+
 def grid(
     run: Path | None,
     out: Path | None,
@@ -253,8 +265,7 @@ def grid(
         raise ConfigError("{} needs a model; it cannot be used with {}", "rows", "from_samples")
     base = Path(from_samples) if from_samples is not None else Path(run or ".")
     out = Path(out) if out is not None else base / GRID_FILE
-    if out.exists() and not force:
-        raise FacediffError(f"{out} already exists; use --force to overwrite")
+    check_grid_path(out, force)
     if from_samples is None:
         grid_rows, labels = rows_from_run(
             Path(run or "."),

@@ -84,3 +84,26 @@ def test_grid_from_run_and_from_samples(tmp_path):
         )
     r = invoke(["grid", "--from-samples", tmp_path / "none", "--out", tmp_path / "n.png"])
     assert r.exit_code == 1 and "sample folder not found" in error_lines(r)[0]
+
+
+def test_an_out_path_no_image_can_be_written_to_is_refused_before_sampling(tmp_path, monkeypatch):
+    import facediff.grids as grids
+
+    run = make_run(tmp_path / "run")
+    (tmp_path / "a folder").mkdir()
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled before checking --out")
+
+    monkeypatch.setattr(grids, "rows_from_run", no_sampling)
+    for out, why in (
+        ("mygrid", "give an image file name ending in .png (or .jpg, .webp)"),
+        ("g.xyz", "give an image file name ending in .png (or .jpg, .webp)"),
+        ("a folder", "it is a folder; give the image file to write"),
+    ):
+        path = tmp_path / out
+        for force in ([], ["--force"]):
+            r = invoke(["grid", run, "--out", path, *force, *FAST])
+            assert r.exit_code == 2, r.output
+            assert error_lines(r) == [f"facediff: error: invalid --out {str(path)!r}: {why}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a folder", "run"]
