@@ -31,7 +31,7 @@ from facediff.categories import CategoryMap
 from facediff.checkpoint import read_state
 from facediff.config import ModelConfig, SampleConfig
 from facediff.dataset import read_manifest
-from facediff.errors import CheckpointError, FacediffError, UsageError
+from facediff.errors import CheckpointError, FacediffError, UsageError, first_line
 from facediff.files import write_json_atomic
 from facediff.guidance import attach_attributes
 from facediff.loading import LoadedModel, load_for_inference, recorded_attributes
@@ -111,37 +111,47 @@ def export(
     evaluation = read_report(report_path)
     if report is not None and evaluation is None:
         raise UsageError(f"{report}: not found or not a `facediff evaluate` report.json")
-    out.mkdir(parents=True, exist_ok=True)
     config = SampleConfig()
     pipe = build_pipeline(loaded, config)
+    counts, counts_note = training_counts(state)
+    try:  # the card first: a damaged report stops the export before anything is written
+        card = render_model_card(
+            CardFacts(
+                folder=out.name,
+                categories=loaded.categories,
+                counts=counts,
+                counts_note=counts_note,
+                size=loaded.model_config.sample_size,
+                preset=state.get("train", {}).get("preset"),
+                parameters=count_parameters(loaded.unet),
+                step=loaded.step,
+                images_seen=state.get("images_seen"),
+                seconds=state.get("seconds"),
+                weights=loaded.weights,
+                ema_decay=state.get("train", {}).get("ema_decay"),
+                schedule=loaded.scheduler_config,
+                precision=state.get("precision"),
+                scheduler_class=type(pipe.scheduler).__name__,
+                sample_defaults=sample_defaults(config),
+                report=evaluation,
+                report_note=report_note(report_path, evaluation, loaded.source, loaded.step),
+                attributes=loaded.attributes,
+            )
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        if evaluation is None:
+            raise
+        raise UsageError(
+            f"{report_path}: a damaged `facediff evaluate` report.json ({first_line(e)}); "
+            "evaluate again, or pass another with --report"
+        ) from None
+    out.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(out, safe_serialization=True)
     package = Path(__file__).parent
     for src, dst in PIPELINE_FILES.items():
         shutil.copyfile(package / src, out / dst)
-    counts, counts_note = training_counts(state)
     write_json_atomic(out / EXPORT_INFO_FILE, _export_info(loaded, config, counts))
-    facts = CardFacts(
-        folder=out.name,
-        categories=loaded.categories,
-        counts=counts,
-        counts_note=counts_note,
-        size=loaded.model_config.sample_size,
-        preset=state.get("train", {}).get("preset"),
-        parameters=count_parameters(loaded.unet),
-        step=loaded.step,
-        images_seen=state.get("images_seen"),
-        seconds=state.get("seconds"),
-        weights=loaded.weights,
-        ema_decay=state.get("train", {}).get("ema_decay"),
-        schedule=loaded.scheduler_config,
-        precision=state.get("precision"),
-        scheduler_class=type(pipe.scheduler).__name__,
-        sample_defaults=sample_defaults(config),
-        report=evaluation,
-        report_note=report_note(report_path, evaluation, loaded.source, loaded.step),
-        attributes=loaded.attributes,
-    )
-    (out / MODEL_CARD_FILE).write_text(render_model_card(facts), encoding="utf-8")
+    (out / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
     return ExportResult(
         out=out,
         step=loaded.step,
@@ -221,9 +231,9 @@ def load_export(path: Path) -> LoadedModel:
         attributes = recorded_attributes(info, model_cfg)
         unet = UNet2DModel.from_pretrained(path / "unet", low_cpu_mem_usage=False)
         attach_attributes(unet, embedding_sizes(len(categories), attributes.sizes))
+        step = int(info.get("step", 0))
     except (OSError, KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"cannot load exported model {path}: {e}") from None
-    step = int(info.get("step", 0))
     return LoadedModel(
         unet, categories, model_cfg, sched, step, path, "export", attributes=attributes
     )

@@ -237,3 +237,40 @@ def test_model_card_says_what_is_unknown(run, tmp_path):
     assert "Training image counts are not known" in card
     assert "No `facediff evaluate` report was found" in card
     assert "| training time | not recorded |" in card
+
+
+def test_a_damaged_report_stops_the_export_before_it_writes_anything(evaluated, run, tmp_path):
+    src, _ = evaluated
+    report = json.loads((src / "evaluation" / "report.json").read_text())
+    damages = {
+        "judge": (lambda r: r.update(judge=5), "'int' object has no attribute 'get'"),
+        "hit rate": (lambda r: r.update(hit_rate=5), "'int' object is not iterable"),
+        "realism": (lambda r: r.update(realism=[1]), "'list' object has no attribute 'items'"),
+    }
+    for name, (damage, why) in damages.items():
+        bad = json.loads(json.dumps(report))
+        damage(bad)
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(bad))
+        r = invoke(["export", run, "--out", tmp_path / "n", "--report", path])
+        assert r.exit_code == 2, r.output
+        assert error_lines(r) == [
+            f"facediff: error: {path}: a damaged `facediff evaluate` report.json ({why}); "
+            "evaluate again, or pass another with --report"
+        ]
+        assert not (tmp_path / "n").exists()  # nothing half-written that --force must clear
+
+
+def test_a_damaged_export_info_is_refused_in_one_line_by_every_reader(run, tmp_path):
+    out = tmp_path / "export"
+    assert invoke(["export", run, "--out", out]).exit_code == 0
+    info = json.loads((out / "facediff.json").read_text())
+    (out / "facediff.json").write_text(json.dumps({**info, "step": "x"}))
+    why = "invalid literal for int() with base 10: 'x'"
+    for args in (
+        ["sample", out, "--out", tmp_path / "s", "-n", "1", "-c", "I"],
+        ["grid", out, "--out", tmp_path / "g.png", "--seeds", "1", "-c", "I"],
+    ):
+        r = invoke([*args, "--steps", "2", "--device", "cpu"])
+        assert r.exit_code == 1, r.output
+        assert error_lines(r) == [f"facediff: error: cannot load exported model {out}: {why}"]
