@@ -85,12 +85,20 @@ def save_png(image: torch.Tensor, path: Path) -> None:
 
 def read_record(folder: Path) -> list[Any]:
     """The entries of ``<folder>/samples.json``, oldest first; [] when it is missing or
-    unreadable (a record is a convenience, never fatal)."""
-    try:
-        text = read_text_bounded(Path(folder) / RECORD_FILE)
-        return list(json.loads(text).get("entries", []))
-    except (OSError, ValueError, AttributeError, TypeError):
+    unreadable (a record is a convenience, never fatal to reading a folder)."""
+    return _entries(folder) or []
+
+
+def _entries(folder: Path) -> list[Any] | None:
+    """The record's entries; [] when there is no record, None when it is unreadable."""
+    path = Path(folder) / RECORD_FILE
+    if not path.exists() and not path.is_symlink():
         return []
+    try:
+        entries = json.loads(read_text_bounded(path)).get("entries", [])
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    return entries if isinstance(entries, list) else None
 
 
 def _recorded_weights(folder: Path) -> dict[str, Any]:
@@ -165,6 +173,11 @@ def read_images(folder: Path, label: str, size: int, limit: int) -> torch.Tensor
 def _check_free(out: Path, labels: list[str], seeds: list[int], force: bool) -> None:
     if force:
         return
+    if _entries(out) is None:  # appending would replace it, and the records in it
+        raise FacediffError(
+            f"{out / RECORD_FILE} is not a readable samples record; move it away, or use "
+            "--force to replace it"
+        )
     for label in labels:
         for s in seeds:
             p = image_path(out, label, s)
@@ -202,7 +215,7 @@ def _record_entry(
 def write_record(out: Path, entry: dict[str, Any]) -> Path:
     """Append ``entry`` to ``<out>/samples.json`` (``{"entries": [...]}``, newest last)."""
     path = Path(out) / RECORD_FILE
-    entries = read_record(out)  # an unreadable record is replaced, never fatal
+    entries = read_record(out)  # an unreadable one is replaced: sample refused it unforced
     write_json_atomic(path, {"entries": [*entries, entry]})
     return path
 

@@ -123,3 +123,27 @@ def test_each_batch_is_on_disk_before_the_next_and_an_interrupt_keeps_them(run, 
     assert [p.name for p in again.files["E"]] == [f"E_{s}.png" for s in range(5)]
     with Image.open(again.files["E"][1]) as im:
         assert im.tobytes() == kept  # the same seed, the same image
+
+
+def test_an_unreadable_record_is_not_replaced_without_force(run, tmp_path):
+    """Appending to a samples.json it cannot read would drop the records in it (or a
+    user's own file of that name): refused before sampling unless --force."""
+    out = tmp_path / "out"
+    args = ["sample", run, "-n", "1", "--out", out, *FAST]
+    assert invoke([*args, "-c", "O"]).exit_code == 0
+    assert invoke([*args, "-c", "E"]).exit_code == 0
+    record = out / "samples.json"
+    damaged = record.read_bytes()[:200]
+    record.write_bytes(damaged)
+    r = invoke([*args, "-c", "I"])
+    assert r.exit_code == 1, r.output
+    assert error_lines(r) == [
+        f"facediff: error: {record} is not a readable samples record; move it away, or use "
+        "--force to replace it"
+    ]
+    assert record.read_bytes() == damaged and not (out / "I").exists()
+    record.write_text('{"entries": {"not": "a list"}}')
+    assert invoke([*args, "-c", "I"]).exit_code == 1
+    r = invoke([*args, "-c", "I", "--force"])
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(record.read_text())["entries"]) == 1
