@@ -147,3 +147,19 @@ def test_an_unreadable_record_is_not_replaced_without_force(run, tmp_path):
     r = invoke([*args, "-c", "I", "--force"])
     assert r.exit_code == 0, r.output
     assert len(json.loads(record.read_text())["entries"]) == 1
+
+
+def test_force_replaces_a_linked_png_and_never_writes_through_the_link(run, tmp_path):
+    out = tmp_path / "out"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("a file of the user's, outside OUT")
+    (out / "I").mkdir(parents=True)
+    link = out / "I" / "I_0.png"
+    link.symlink_to(victim)
+    args = ["sample", run, "-c", "I", "-n", "1", "--out", out, *FAST]
+    assert invoke(args).exit_code == 1  # it exists: refused without --force
+    r = invoke([*args, "--force"])
+    assert r.exit_code == 0, r.output
+    assert victim.read_text() == "a file of the user's, outside OUT"
+    assert not link.is_symlink() and link.read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in (out / "I").iterdir()) == ["I_0.png"]  # no temporary left
