@@ -6,14 +6,14 @@ from __future__ import annotations
 import math
 import re
 
-from facediff.errors import FacediffError
+from facediff.errors import UsageError
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 
 
 def parse_duration(text: str, what: str = "duration") -> float:
-    """Seconds in ``text``; raises :class:`FacediffError` (naming ``what``) for anything
+    """Seconds in ``text``; raises :class:`UsageError` (naming ``what``) for anything
     else, for zero and for infinity."""
     s = str(text).strip().lower().replace(" ", "")
     seconds: float | None = None
@@ -22,7 +22,7 @@ def parse_duration(text: str, what: str = "duration") -> float:
     elif s and _PART.sub("", s) == "":
         seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(s))
     if seconds is None or not math.isfinite(seconds) or seconds <= 0:
-        raise FacediffError(f"invalid {what} {text!r}: use seconds or e.g. 90s, 15m, 2h, 1h30m")
+        raise UsageError(f"invalid {what} {text!r}: use seconds or e.g. 90s, 15m, 2h, 1h30m")
     return seconds
 
 

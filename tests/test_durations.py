@@ -19,3 +19,13 @@ def test_parses(text, seconds):
 def test_refuses_naming_the_option(text):
     with pytest.raises(FacediffError, match="--time-budget"):
         parse_duration(text, "--time-budget")
+
+
+def test_a_bad_time_budget_is_a_usage_error_exit_2(tmp_path):
+    from sampling_helpers import error_lines, invoke
+
+    r = invoke(["train", tmp_path / "data", "--time-budget", "abc"])
+    assert r.exit_code == 2, r.output
+    assert error_lines(r) == [
+        "facediff: error: invalid --time-budget 'abc': use seconds or e.g. 90s, 15m, 2h, 1h30m"
+    ]
