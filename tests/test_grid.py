@@ -107,3 +107,17 @@ def test_an_out_path_no_image_can_be_written_to_is_refused_before_sampling(tmp_p
             assert r.exit_code == 2, r.output
             assert error_lines(r) == [f"facediff: error: invalid --out {str(path)!r}: {why}"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a folder", "run"]
+
+
+def test_force_replaces_a_linked_grid_and_never_writes_through_the_link(tmp_path):
+    run = make_run(tmp_path / "run")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("a file of the user's")
+    link = tmp_path / "g.png"
+    link.symlink_to(victim)
+    r = invoke(["grid", run, "--out", link, "--force", "--seeds", "1", "-c", "I", *FAST])
+    assert r.exit_code == 0, r.output
+    assert victim.read_text() == "a file of the user's"
+    assert not link.is_symlink()
+    with Image.open(link) as im:
+        assert im.format == "PNG"
