@@ -59,6 +59,14 @@ def atomic_path(path: Path, *, fsync: bool = False) -> Iterator[Path]:
         raise
 
 
+def save_image_atomic(image: Any, path: Path, image_format: str = "PNG") -> None:
+    """Save a PIL image through :func:`atomic_path`: never half-written, and a link at
+    ``path`` is replaced, never written through. The temporary name has no image
+    extension, hence ``image_format``."""
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=image_format)
+
+
 def write_text_atomic(path: Path, text: str, *, fsync: bool = False) -> None:
     with atomic_path(path, fsync=fsync) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -22,7 +22,7 @@ from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
 from facediff.config import DEFAULT_GRID_SEEDS, DEFAULT_STRIP_STEPS, SampleConfig
 from facediff.errors import ConfigError, FacediffError, invalid
-from facediff.files import atomic_path
+from facediff.files import save_image_atomic
 from facediff.generation import generate, prepare_for
 from facediff.imaging import tensor_to_image
 from facediff.loading import load_for_inference
@@ -304,8 +304,7 @@ def grid(
             grid_rows += strip_rows
     image = compose_grid(grid_rows, column_labels=labels)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:  # never half-written; a link is replaced, not written through
-        image.save(tmp, format=Image.registered_extensions()[out.suffix.lower()])
+    save_image_atomic(image, out, Image.registered_extensions()[out.suffix.lower()])
     return GridResult(
         out=out,
         rows=len(grid_rows),

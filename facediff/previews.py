@@ -17,7 +17,7 @@ from PIL import Image
 
 from facediff.attributes import AttributeSet
 from facediff.config import SampleConfig
-from facediff.files import atomic_path
+from facediff.files import save_image_atomic
 from facediff.generation import Denoiser, generate
 from facediff.mix import Mix
 
@@ -68,6 +68,5 @@ def save_grid(images: torch.Tensor, rows: int, path: Path) -> Path:
         y, x = pad + r * (s + pad), pad + c * (s + pad)
         canvas[y : y + s, x : x + s] = arr[i]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        Image.fromarray(canvas).save(tmp, format="PNG")
+    save_image_atomic(Image.fromarray(canvas), path)
     return path

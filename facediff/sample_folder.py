@@ -38,7 +38,7 @@ from facediff.categories import CategoryMap
 from facediff.config import SampleConfig
 from facediff.device import resolve_device, resolve_precision
 from facediff.errors import FacediffError
-from facediff.files import atomic_path, read_text_bounded, write_json_atomic
+from facediff.files import read_text_bounded, save_image_atomic, write_json_atomic
 from facediff.imaging import ImageSkip, load_png_rgb, tensor_to_image
 from facediff.loading import LoadedModel, load_for_inference
 from facediff.mix import Mix, parse_mix, resolve_mixes
@@ -81,8 +81,7 @@ def read_sample_png(path: Path) -> Image.Image:
 def save_png(image: torch.Tensor, path: Path) -> None:
     """Write one uint8 3×H×W image as PNG, beside it and then renamed into place: never a
     half-written PNG, and an existing link is replaced, never written through."""
-    with atomic_path(path) as tmp:
-        tensor_to_image(image).save(tmp, format="PNG")
+    save_image_atomic(tensor_to_image(image), path)
 
 
 def read_record(folder: Path) -> list[Any]:

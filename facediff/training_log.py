@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from facediff.files import atomic_path, write_text_atomic
+from facediff.files import save_image_atomic, write_text_atomic
 
 METRICS_FILE = "metrics.jsonl"
 LOSS_PLOT_FILE = "loss.png"
@@ -76,6 +76,5 @@ def plot_loss(run_dir: Path, width: int = 640, height: int = 360) -> Path | None
     d.text((width - margin_r - 60, height - margin_b + 5), f"step {int(x1)}", fill="black")
     d.text((width // 2 - 40, 3), "loss (log scale)", fill="black")
     path = Path(run_dir) / LOSS_PLOT_FILE
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
+    save_image_atomic(img, path)
     return path
