@@ -270,8 +270,8 @@ def _check_train_config(c: TrainConfig) -> None:
         _check_positive_int(c, name)
     if c.preview_every < 0 or c.lr_warmup_steps < 0:
         raise ConfigError("{} and {} must be >= 0", "preview_every", "lr_warmup_steps")
-    if not c.lr > 0:
-        raise invalid("lr", c.lr, "must be > 0")
+    if not (math.isfinite(c.lr) and c.lr > 0):  # inf/nan: the first step diverges
+        raise invalid("lr", c.lr, "must be a finite number > 0")
     if not 0.0 <= c.cond_drop < 1.0:
         raise invalid("cond_drop", c.cond_drop, "must be in [0, 1)")
     _check_attribute_dropout(c.attribute_dropout)
@@ -279,8 +279,12 @@ def _check_train_config(c: TrainConfig) -> None:
         raise invalid("ema_decay", c.ema_decay, "must be in [0, 1)")
     if c.min_snr_gamma is not None and not c.min_snr_gamma > 0:
         raise invalid("min_snr_gamma", c.min_snr_gamma, "must be > 0 (or omitted)")
-    if c.grad_clip <= 0:
+    if not c.grad_clip > 0:  # nan would make every gradient nan
         raise invalid("grad_clip", c.grad_clip, "must be > 0")
+    if not (math.isfinite(c.weight_decay) and c.weight_decay >= 0):
+        raise invalid("weight_decay", c.weight_decay, "must be a finite number >= 0")
+    if len(c.adam_betas) != 2 or not all(0 <= b < 1 for b in c.adam_betas):
+        raise invalid("adam_betas", c.adam_betas, "use two numbers in [0, 1)")
     _check_choice(c, "precision", PRECISIONS)
     if c.prediction_type not in PREDICTION_TYPES:
         raise invalid("prediction_type", c.prediction_type, f"use {' or '.join(PREDICTION_TYPES)}")

@@ -312,3 +312,37 @@ def test_json_inputs_that_are_fifos_or_devices_do_not_hang(tmp_path):
     os.mkfifo(folder / "samples.json")
     result = invoke(["grid", "--from-samples", folder, "--out", tmp_path / "g.png"])
     assert result.exit_code == 0, result.output  # the record is optional: ignored, not read
+
+
+# ---- training's number options must be finite where inf/nan would wreck the run
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--lr", "inf"),
+        ("--lr", "nan"),
+        ("--lr", "0"),
+        ("--ema-decay", "nan"),
+        ("--cond-drop", "inf"),
+    ],
+)
+def test_train_number_options_are_checked_before_training(data, tmp_path, option, value):
+    out = tmp_path / "r"
+    result = invoke(["train", data, "--out", out, "--max-steps", "1", option, value, *TRAIN_FAST])
+    _one_error(result, option)
+    assert not out.exists()
+
+
+def test_optimizer_settings_checked_in_the_api():
+    from facediff.config import TrainConfig
+
+    for bad in (
+        {"grad_clip": float("nan")},
+        {"weight_decay": float("inf")},
+        {"weight_decay": -0.1},
+        {"adam_betas": (0.9, 1.0)},
+        {"lr": float("inf")},
+    ):
+        with pytest.raises(FacediffError, match=next(iter(bad)).replace("_", " ")):
+            TrainConfig(**bad)
