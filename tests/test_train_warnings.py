@@ -71,3 +71,17 @@ def test_end_of_run_preview_skipped_for_large_models_on_the_cpu(tmp_path, monkey
     assert not (tmp_path / "large" / "previews").exists()
     assert any(m and "preview skipped on the CPU" in m for m in messages)
     assert any(m and "on the CPU takes seconds to minutes per step" in m for m in messages)
+
+
+def test_resuming_on_other_images_warns_even_when_quiet(tmp_path):
+    first = faces_dataset(tmp_path / "first", per_category=2, seed=0)
+    other = faces_dataset(tmp_path / "other", per_category=2, seed=1)
+    run = tmp_path / "run"
+    steps = ["--lr-warmup-steps", "0", "--quiet", *FAST]
+    assert invoke(["train", first, "--out", run, "--max-steps", "1", *steps]).exit_code == 0
+    same = invoke(["train", first, "--out", run, "--max-steps", "2", *steps])
+    assert same.exit_code == 0 and "warning" not in same.stderr, same.output
+    moved = invoke(["train", other, "--out", run, "--max-steps", "3", *steps])
+    assert moved.exit_code == 0, moved.output
+    (line,) = [x for x in moved.stderr.splitlines() if x.startswith("warning:")]
+    assert str(other) in line and str(first.resolve()) in line and "other images" in line

@@ -173,11 +173,7 @@ def make_setup(
         model_cfg = _check_resumable(state, ckpt, data, config)
         if model is not None and _arch(model) != _arch(model_cfg):
             raise CheckpointError(f"cannot resume {run_dir} with a different model architecture")
-        if state.get("data", {}).get("fingerprint") != data.fingerprint:
-            notes.append(
-                f"note: {data.path} differs from the data this run was trained on "
-                "(same categories): continuing on the new data"
-            )
+        notes += _data_change(state, data)
     elif model is not None:
         model_cfg = dataclasses.replace(
             model, sample_size=data.size, num_categories=len(data.categories)
@@ -202,6 +198,20 @@ def make_setup(
     )
     setup = Setup(data, Path(run_dir), config, model_cfg, sched, device, dtype, info, ckpt)
     return setup, state, notes
+
+
+def _data_change(state: dict[str, Any], data: PreparedData) -> list[str]:
+    """A warning (shown even with ``--quiet``) when a run resumes on other images than
+    its checkpoint was trained on: same categories and size, other packed file."""
+    saved = state.get("data")
+    saved = saved if isinstance(saved, dict) else {}
+    if saved.get("fingerprint") == data.fingerprint:
+        return []
+    before = f" ({saved['path']})" if isinstance(saved.get("path"), str) else ""
+    return [
+        f"warning: {data.path} holds other images than the data this run was trained on"
+        f"{before}: continuing on {data.path} (use a new --out folder to keep the runs apart)"
+    ]
 
 
 def _arch(cfg: ModelConfig) -> dict[str, Any]:
