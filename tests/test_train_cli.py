@@ -180,3 +180,25 @@ def test_api_and_cli_resume_give_the_same_config(tmp_path, data):
     assert configs["api"] == configs["cli"]
     assert configs["api"]["lr"] == 1e-3 and configs["api"]["max_steps"] == 2  # inherited, given
     assert configs["api"]["min_snr_gamma"] is None and configs["api"]["preset"] == "tiny"
+
+
+def test_a_run_stopped_before_its_first_checkpoint_restarts_with_its_settings(tmp_path, data):
+    """Killed before any checkpoint (SIGKILL, power loss): a bare `facediff train` starts
+    the run again with the options it was started with, not with the defaults."""
+    import shutil
+
+    from facediff.training import resume_config
+
+    run = tmp_path / "run"
+    started = [str(data), "--out", str(run), "--max-steps", "1", "--lr", "1e-3", *FAST]
+    assert _run(*started, "--seed", "7").exit_code == 0
+    shutil.rmtree(run / "checkpoints")  # what a kill before the first checkpoint leaves
+    assert resume_config(run).preset == "tiny"
+    again = _run(str(data), "--out", str(run), "--max-steps", "2")
+    assert again.exit_code == 0, again.output
+    assert "stopped before its first checkpoint" in again.output
+    train = json.loads((run / "config.json").read_text())["train"]
+    assert (train["preset"], train["lr"], train["seed"], train["max_steps"]) == ("tiny", 1e-3, 7, 2)
+    assert [s for s, _ in list_checkpoints(run)] == [2]
+    resumed = _run(str(data), "--out", str(run), "--max-steps", "3")
+    assert "stopped before" not in resumed.output and "resuming from step 2" in resumed.output

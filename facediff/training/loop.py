@@ -44,6 +44,7 @@ from facediff.training.setup import (
     restore,
     resume_config,
     run_config,
+    started_config,
 )
 from facediff.training.state import Loop, Parts, Setup, TrainResult
 from facediff.training.step import advance
@@ -300,7 +301,8 @@ def train(
     """Train (or resume) a class-conditional diffusion model on a prepared dataset.
 
     The config is :func:`resume_config`'s: ``config``, else the run's saved config when
-    resuming, else the defaults, with ``options`` (``max_steps=5000``, ``lr=1e-4``…)
+    resuming (or its ``config.json`` when it was stopped before its first checkpoint),
+    else the defaults, with ``options`` (``max_steps=5000``, ``lr=1e-4``…)
     replacing its values, so ``train(data, run, max_steps=N)`` resumes a run as
     ``facediff train DATA --out RUN --max-steps N`` does. ``model`` overrides the preset
     architecture (Python API); a resumed run always takes its architecture from the
@@ -317,8 +319,16 @@ def train(
     if time_budget_s is not None and not time_budget_s > 0:
         raise ConfigError(f"the time budget must be a positive duration; got {time_budget_s}")
     check_run_dir(Path(run_dir), force)
+    restarted = config is None and started_config(Path(run_dir)) is not None
     config = resume_config(Path(run_dir), config, **options)
     setup, state, notes = make_setup(Path(data_dir), Path(run_dir), config, model)
+    if restarted:
+        notes.insert(
+            0,
+            f"note: {run_dir} was stopped before its first checkpoint: starting again at "
+            f"step 0 with the settings of {Path(run_dir) / RUN_CONFIG_FILE} and the options "
+            "given",
+        )
     created = distributed.init(setup.dist, setup.device)
     loop: Loop | None = None
     try:

@@ -20,6 +20,7 @@ from facediff.checkpoint import (
     MODEL_FILE,
     RUN_CONFIG_FILE,
     find_usable,
+    list_checkpoints,
     load_training_state,
     load_weights,
 )
@@ -58,6 +59,19 @@ def saved_train_config(run_dir: Path) -> TrainConfig | None:
         raise CheckpointError(f"checkpoint {ckpt} lacks a valid training config ({e})") from None
 
 
+def started_config(run_dir: Path) -> TrainConfig | None:
+    """The settings of a run stopped before its first checkpoint (its ``config.json``),
+    or None: it has checkpoints, or no readable config (a new run)."""
+    run_dir = Path(run_dir)
+    if list_checkpoints(run_dir):
+        return None
+    try:
+        saved = json.loads((run_dir / RUN_CONFIG_FILE).read_text(encoding="utf-8"))
+        return TrainConfig.from_dict(saved["train"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, FacediffError):
+        return None  # unreadable or invalid: the run starts anew, as before it had one
+
+
 def is_run_dir(run_dir: Path) -> bool:
     """Whether ``run_dir`` was written by ``train`` (its config or its checkpoints folder)."""
     if (run_dir / CHECKPOINTS_DIR).is_dir():
@@ -85,9 +99,11 @@ def resume_config(run_dir: Path, config: TrainConfig | None = None, **options: A
     """The config a run trains with (the resume policy of the CLI and the API alike).
 
     The base is ``config`` when given, else the run's saved config when it has a
-    checkpoint, else the defaults; ``options`` (:class:`TrainConfig` fields, None = keep
-    the base's value) replace its values. Giving ``epochs`` clears ``max_steps`` and the
-    other way round; ``min_snr_gamma=0`` turns the weighting off (None).
+    checkpoint, else the settings it was started with when it was stopped before its
+    first checkpoint (:func:`started_config`), else the defaults; ``options``
+    (:class:`TrainConfig` fields, None = keep the base's value) replace its values.
+    Giving ``epochs`` clears ``max_steps`` and the other way round; ``min_snr_gamma=0``
+    turns the weighting off (None).
     """
     given = {k: v for k, v in options.items() if v is not None}
     if given.get("min_snr_gamma") == 0:
@@ -96,7 +112,7 @@ def resume_config(run_dir: Path, config: TrainConfig | None = None, **options: A
         given["max_steps"] = None
     elif "max_steps" in given and "epochs" not in given:
         given["epochs"] = None
-    base = config or saved_train_config(run_dir) or TrainConfig()
+    base = config or saved_train_config(run_dir) or started_config(run_dir) or TrainConfig()
     return dataclasses.replace(base, **given)
 
 
