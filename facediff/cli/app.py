@@ -160,5 +160,8 @@ def _root(
 
 def main() -> None:
     """Console-script entry point (``facediff`` and ``python -m facediff``)."""
-    lean_start()  # a faster start: fewer of diffusers' imports (facediff.imports)
-    app()
+    from facediff.cli.interrupts import deferred_during_imports
+
+    with deferred_during_imports():  # Ctrl-C inside `import torch` waits for it to finish
+        lean_start()  # a faster start: fewer of diffusers' imports (facediff.imports)
+        app()
