@@ -32,13 +32,14 @@ def test_an_interrupt_inside_an_import_waits_for_the_import_then_raises(tmp_path
     (tmp_path / "slow_module.py").write_text(SLOW_MODULE)
     result = _python(
         """
-        import sys
+        import sys, time
         sys.path.insert(0, ".")
         from facediff.cli.interrupts import deferred_during_imports
         with deferred_during_imports():
             try:
                 import slow_module
-                after = "the line after the import ran"
+                time.sleep(5)  # the held interrupt is raised here, within milliseconds
+                print("lost")
             except KeyboardInterrupt:
                 module = sys.modules.get("slow_module")
                 print("complete" if getattr(module, "second_half", False) else "half")
@@ -48,6 +49,25 @@ def test_an_interrupt_inside_an_import_waits_for_the_import_then_raises(tmp_path
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["complete", "handler restored: default_int_handler"]
+
+
+def test_a_held_interrupt_is_raised_when_the_block_ends_first(tmp_path):
+    (tmp_path / "slow_module.py").write_text(SLOW_MODULE)
+    result = _python(
+        """
+        import sys
+        sys.path.insert(0, ".")
+        from facediff.cli.interrupts import deferred_during_imports
+        try:
+            with deferred_during_imports():
+                import slow_module
+        except KeyboardInterrupt:
+            print("raised")
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["raised"]
 
 
 def test_an_interrupt_outside_imports_is_raised_at_once(tmp_path):

@@ -5,76 +5,91 @@ torch's own start-up) leaves half-initialised modules behind: the process then f
 with a traceback (``ImportError: cannot load module more than once per process``,
 ``RecursionError``) or, in about one try in three, lost the interrupt and trained on.
 While :func:`deferred_during_imports` is active, a SIGINT that lands inside an import is
-held: a trace function on the frame that started the import raises the
-``KeyboardInterrupt`` there as soon as the import returns. Outside imports, Ctrl-C
-behaves as Python's default handler does; a command that installs its own SIGINT
-handler (``train``'s stop-after-this-step) replaces this one.
+held, and raised as ``KeyboardInterrupt`` within a few milliseconds of the import's
+return (a timer checks), or by :func:`raise_held` just before a command installs its
+own SIGINT handler (``train``'s stop-after-this-step), which then replaces this one.
+Outside imports, Ctrl-C behaves as Python's default handler does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
 
+#: How often a held interrupt checks whether the import has returned.
+RETRY_S = 0.005
 
-def importer(frame: FrameType | None) -> FrameType | None:
-    """The frame whose code started the outermost import ``frame`` runs in (None when
-    ``frame`` runs outside any import)."""
-    outermost = None
+_held = False
+
+
+def inside_import(frame: FrameType | None) -> bool:
+    """Whether ``frame`` (the frame a signal interrupted) runs inside a module import."""
     while frame is not None:
         if frame.f_code.co_filename.startswith("<frozen importlib"):
-            outermost = frame
+            return True
         frame = frame.f_back
-    return None if outermost is None else outermost.f_back
+    return False
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
-    caller = importer(frame)
-    if caller is None:
+    global _held
+    if not inside_import(frame):
         raise KeyboardInterrupt
-    _interrupt_when_back_in(caller)
+    _held = True
+    signal.setitimer(signal.ITIMER_REAL, RETRY_S)
 
 
-def _interrupt_when_back_in(caller: FrameType) -> None:
-    """Raise ``KeyboardInterrupt`` in ``caller`` once its import has returned: at its next
-    line, or in its own caller if the import was its last statement."""
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    global _held
+    if not _held:
+        return
+    if inside_import(frame):
+        signal.setitimer(signal.ITIMER_REAL, RETRY_S)
+        return
+    _held = False
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler is not _on_sigint:
+        handler(signal.SIGINT, frame)  # installed since the Ctrl-C (see raise_held)
+        return
+    raise KeyboardInterrupt
 
-    def local(frame: FrameType, event: str, arg: object):
-        if frame is not caller:
-            return local
-        frame.f_trace = None
-        if event == "return" and frame.f_back is not None:
-            _interrupt_when_back_in(frame.f_back)
-            return None
-        sys.settrace(None)
+
+def raise_held() -> None:
+    """Raise the ``KeyboardInterrupt`` of a Ctrl-C still held for an import. A command
+    calls this just before it installs a SIGINT handler of its own (``train``), so that
+    a Ctrl-C from before ends it as any early Ctrl-C does."""
+    global _held
+    if _held:
+        _held = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
         raise KeyboardInterrupt
-
-    caller.f_trace_lines = True
-    caller.f_trace = local
-    sys.settrace(_no_new_frames)  # tracing on, so that caller.f_trace is called
-
-
-def _no_new_frames(frame: FrameType, event: str, arg: object) -> None:
-    return None
 
 
 @contextlib.contextmanager
 def deferred_during_imports() -> Iterator[None]:
-    """Hold a Ctrl-C that lands inside an import until the import is done (main thread
-    only, with Python's default SIGINT handler in place; elsewhere nothing changes)."""
+    """Hold a Ctrl-C that lands inside an import until the import is done (main thread,
+    with Python's default SIGINT handler in place and SIGALRM free; elsewhere nothing
+    changes)."""
+    global _held
     if (
-        threading.current_thread() is not threading.main_thread()
+        not hasattr(signal, "setitimer")
+        or threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-        or sys.gettrace() is not None  # a debugger or coverage: leave its tracing alone
+        or signal.getsignal(signal.SIGALRM) != signal.SIG_DFL
     ):
         yield
         return
+    _held = False
+    signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGINT, _on_sigint)
     try:
         yield
+        raise_held()  # not lost when the block ends before the timer fires
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        _held = False

@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from facediff.cli.app import EXIT_INTERRUPTED, app
+from facediff.cli.interrupts import raise_held
 from facediff.cli.options import DEFAULT_DATA, DEFAULT_RUN, DataArg, QuietOpt
 from facediff.config import (
     DEFAULT_EPOCHS,
@@ -40,6 +41,7 @@ def stop_on_signals():
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
+    raise_held()  # a Ctrl-C held while torch imported ends the command before training
 
     def handler(signum, frame):
         if stop.is_set() and signum == signal.SIGINT:
