@@ -56,6 +56,13 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _sha256(packed: Path) -> str:
+    try:
+        return sha256_file(packed)
+    except OSError as e:
+        raise DataError(f"cannot read packed file {packed}: {e}") from None
+
+
 def write_packed(
     path: Path,
     images: torch.Tensor,
@@ -106,20 +113,28 @@ def read_manifest(data_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def load_prepared(data_dir: Path) -> PreparedData:
-    """Read and validate a prepared dataset (one read of the packed file)."""
+def load_prepared(data_dir: Path, verify: bool = True) -> PreparedData:
+    """Read and validate a prepared dataset. With ``verify`` the packed file's sha256 is
+    checked against the manifest first (about 0.2 s per 300 MB here): a damaged file is
+    refused, never trained or evaluated on."""
     data_dir = Path(data_dir)
     manifest = read_manifest(data_dir)
     try:
         categories = CategoryMap.from_list(manifest["categories"])
         size = int(manifest["size"])
         expected = int(manifest["packed"]["count"])
+        recorded = str(manifest["packed"]["sha256"])
         attributes = AttributeSet.from_list(manifest.get("attributes"))
     except (KeyError, TypeError, ValueError, AttributeError, FacediffError) as e:
         raise DataError(f"corrupt manifest {data_dir / MANIFEST_FILE}: {e}") from None
     packed = data_dir / PACKED_FILE
     if not packed.is_file():
         raise DataError(f"packed file missing: {packed} (run `facediff prepare` again)")
+    if verify and _sha256(packed) != recorded:
+        raise DataError(
+            f"packed file {packed} is damaged: its sha256 differs from the one in "
+            f"{MANIFEST_FILE} (prepare the raw folder again)"
+        )
     try:
         tensors = load_file(str(packed))
         images, labels = tensors["images"], tensors["labels"]

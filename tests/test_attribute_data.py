@@ -11,7 +11,7 @@ from train_helpers import people_dataset, write_dataset
 
 from facediff.attributes import AttributeSet, age_attribute, gender_attribute
 from facediff.config import MANIFEST_FILE, PACKED_FILE
-from facediff.dataset import load_prepared
+from facediff.dataset import load_prepared, read_manifest, sha256_file, write_manifest
 from facediff.errors import DataError
 
 ATTRS = AttributeSet((age_attribute((30, 60)), gender_attribute()))
@@ -54,6 +54,9 @@ def _rewrite_packed(data_dir, **changes):
         else:
             tensors[k] = v
     save_file(tensors, str(path))
+    manifest = read_manifest(data_dir)  # a consistent file: checked beyond its checksum
+    manifest["packed"]["sha256"] = sha256_file(path)
+    write_manifest(data_dir, manifest)
 
 
 @pytest.mark.parametrize(

@@ -137,6 +137,43 @@ def test_non_string_category_in_manifest(data, tmp_path):
     _one_error(result, str(data / MANIFEST_FILE))
 
 
+def _flip_last_byte(path: Path) -> None:
+    """One pixel of the last image changes: the file still loads, with other pixels."""
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def test_a_flipped_pixel_byte_in_the_packed_file_is_refused_by_train(data, tmp_path):
+    from facediff.config import PACKED_FILE
+
+    _flip_last_byte(data / PACKED_FILE)
+    result = invoke(["train", data, "--out", tmp_path / "r", "--max-steps", "1", *TRAIN_FAST])
+    _one_error(result, str(data / PACKED_FILE), "damaged")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_flipped_pixel_byte_in_the_packed_file_is_refused_by_evaluate(tmp_path):
+    from facediff.config import PACKED_FILE
+
+    run, _ = _eval_env(tmp_path)
+    _flip_last_byte(tmp_path / "data" / PACKED_FILE)
+    args = [
+        "evaluate",
+        run,
+        "--out",
+        tmp_path / "ev",
+        "-n",
+        "2",
+        "--steps",
+        "2",
+        "--judge-epochs",
+        "1",
+    ]
+    _one_error(invoke(args), str(tmp_path / "data" / PACKED_FILE), "damaged")
+    assert not (tmp_path / "ev").exists()
+
+
 def test_non_string_category_in_state(tmp_path):
     run = make_run(tmp_path / "run", steps=(10,))
     state_path = run / "checkpoints" / "step-00000010" / "state.json"
