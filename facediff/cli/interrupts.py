@@ -1,4 +1,4 @@
-"""Ctrl-C during a module import waits until the import is done.
+"""Ctrl-C and SIGTERM end a command in one line, even during a module import.
 
 A ``KeyboardInterrupt`` raised in the middle of ``import torch`` (numpy's C extension,
 torch's own start-up) leaves half-initialised modules behind: the process then failed
@@ -7,8 +7,10 @@ with a traceback (``ImportError: cannot load module more than once per process``
 While :func:`deferred_during_imports` is active, a SIGINT that lands inside an import is
 held, and raised as ``KeyboardInterrupt`` within a few milliseconds of the import's
 return (a timer checks), or by :func:`raise_held` just before a command installs its
-own SIGINT handler (``train``'s stop-after-this-step), which then replaces this one.
-Outside imports, Ctrl-C behaves as Python's default handler does.
+own handlers (``train``'s stop-after-this-step), which then replace these. SIGTERM is
+taken the same way, so that it ends every command as the exit-status table says (130,
+``facediff: error: interrupted``) rather than killing the process mid-write. Outside
+imports, both behave as Python's default Ctrl-C handler does.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from types import FrameType
 #: How often a held interrupt checks whether the import has returned.
 RETRY_S = 0.005
 
-_held = False
+#: The signal held for an import (SIGINT or SIGTERM), or None.
+_held: int | None = None
 
 
 def inside_import(frame: FrameType | None) -> bool:
@@ -34,62 +37,70 @@ def inside_import(frame: FrameType | None) -> bool:
     return False
 
 
-def _on_sigint(signum: int, frame: FrameType | None) -> None:
+def _on_signal(signum: int, frame: FrameType | None) -> None:
     global _held
     if not inside_import(frame):
         raise KeyboardInterrupt
-    _held = True
+    _held = signum
     signal.setitimer(signal.ITIMER_REAL, RETRY_S)
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
     global _held
-    if not _held:
+    held = _held
+    if held is None:
         return
     if inside_import(frame):
         signal.setitimer(signal.ITIMER_REAL, RETRY_S)
         return
-    _held = False
-    handler = signal.getsignal(signal.SIGINT)
-    if callable(handler) and handler is not _on_sigint:
-        handler(signal.SIGINT, frame)  # installed since the Ctrl-C (see raise_held)
+    _held = None
+    handler = signal.getsignal(held)
+    if callable(handler) and handler is not _on_signal:
+        handler(held, frame)  # installed since the signal came (see raise_held)
         return
     raise KeyboardInterrupt
 
 
 def raise_held() -> None:
-    """Raise the ``KeyboardInterrupt`` of a Ctrl-C still held for an import. A command
-    calls this just before it installs a SIGINT handler of its own (``train``), so that
-    a Ctrl-C from before ends it as any early Ctrl-C does."""
+    """Raise the ``KeyboardInterrupt`` of a Ctrl-C (or SIGTERM) still held for an import.
+    A command calls this just before it installs signal handlers of its own (``train``),
+    so that a signal from before ends it as any early Ctrl-C does."""
     global _held
-    if _held:
-        _held = False
+    if _held is not None:
+        _held = None
         signal.setitimer(signal.ITIMER_REAL, 0)
         raise KeyboardInterrupt
 
 
+#: The signals handled, each with the handler it must have for this module to take it
+#: over: Python's default for Ctrl-C, the default action (exit by the signal) for SIGTERM.
+_TAKEN = ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))
+
+
 @contextlib.contextmanager
 def deferred_during_imports() -> Iterator[None]:
-    """Hold a Ctrl-C that lands inside an import until the import is done (main thread,
-    with Python's default SIGINT handler in place and SIGALRM free; elsewhere nothing
-    changes)."""
+    """Ctrl-C and SIGTERM raise ``KeyboardInterrupt`` (the command ends with exit 130),
+    held while an import runs until it returns (main thread, SIGALRM free; elsewhere
+    nothing changes)."""
     global _held
+    taken = [s for s, default in _TAKEN if signal.getsignal(s) == default]
     if (
         not hasattr(signal, "setitimer")
         or threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
         or signal.getsignal(signal.SIGALRM) != signal.SIG_DFL
+        or not taken
     ):
         yield
         return
-    _held = False
+    _held = None
     signal.signal(signal.SIGALRM, _on_alarm)
-    signal.signal(signal.SIGINT, _on_sigint)
+    previous = {s: signal.signal(s, _on_signal) for s in taken}
     try:
         yield
         raise_held()  # not lost when the block ends before the timer fires
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
-        _held = False
+        _held = None
