@@ -273,45 +273,48 @@ def prepare(
     skipped += duplicates
     if not unique:
         raise FacediffError(f"no images found in {raw}: {_skip_summary(skipped)}")
+    fresh = not out_abs.exists()
     clear_out(out_abs, categories, force)
     files = _output_files(unique, categories)
-    _make_folders(out_abs, files)
-    jobs = [(str(s.path), str(out_abs / f)) for (s, _), f in zip(unique, files)]
-    shape = (max_pixels, min_side, max_aspect)
-    results = run_jobs(jobs, size, shape, workers or cpu_count(), progress)
-    kept, kept_labels, entries, failed = _collect(unique, files, results.reasons, categories)
-    skipped = sorted(skipped + failed, key=lambda s: s.source)
-    if not kept:
-        remove_empty_folders(out_abs, categories)
-        raise FacediffError(f"no usable images in {raw}: {_skip_summary(skipped)}")
-    labelled = None
-    if source is not None:
-        labelled = label_images(source, [e["source"] for e in entries], categories)
-        for entry, values, why in zip(entries, labelled.values, labelled.unknown):
-            entry["attributes"], entry["unknown"] = values, why
-        if labelled.unused_rows:
-            message = (
-                f"warning: {labelled.unused_rows} rows of the attributes file name no kept image"
-            )
-            emit(progress, Progress("prepare", len(jobs), len(jobs), message=message))
-    packed = results.images if len(kept) == len(jobs) else results.images[kept]
-    packed_sha256 = _write_packed(
-        out_abs, packed, kept_labels, labelled.tensor if labelled is not None else None
-    )
-    counts, unmatched = _counts(categories, sources, kept_labels, skipped)
-    manifest = _manifest(
-        raw_abs,
-        size,
-        categories,
-        counts,
-        entries,
-        skipped,
-        packed_sha256,
-        layout,
-        labelled,
-        kept_labels,
-    )
-    write_manifest(out_abs, manifest)
+    try:  # Ctrl-C, SIGTERM, a full disk, no usable image: leave no half-written dataset
+        _make_folders(out_abs, files)
+        jobs = [(str(s.path), str(out_abs / f)) for (s, _), f in zip(unique, files)]
+        shape = (max_pixels, min_side, max_aspect)
+        results = run_jobs(jobs, size, shape, workers or cpu_count(), progress)
+        kept, kept_labels, entries, failed = _collect(unique, files, results.reasons, categories)
+        skipped = sorted(skipped + failed, key=lambda s: s.source)
+        if not kept:
+            raise FacediffError(f"no usable images in {raw}: {_skip_summary(skipped)}")
+        labelled = None
+        if source is not None:
+            labelled = label_images(source, [e["source"] for e in entries], categories)
+            for entry, values, why in zip(entries, labelled.values, labelled.unknown):
+                entry["attributes"], entry["unknown"] = values, why
+            if labelled.unused_rows:
+                unused = labelled.unused_rows
+                message = f"warning: {unused} rows of the attributes file name no kept image"
+                emit(progress, Progress("prepare", len(jobs), len(jobs), message=message))
+        packed = results.images if len(kept) == len(jobs) else results.images[kept]
+        packed_sha256 = _write_packed(
+            out_abs, packed, kept_labels, labelled.tensor if labelled is not None else None
+        )
+        counts, unmatched = _counts(categories, sources, kept_labels, skipped)
+        manifest = _manifest(
+            raw_abs,
+            size,
+            categories,
+            counts,
+            entries,
+            skipped,
+            packed_sha256,
+            layout,
+            labelled,
+            kept_labels,
+        )
+        write_manifest(out_abs, manifest)
+    except BaseException:
+        _remove_partial(out_abs, files, categories, fresh)
+        raise
     sides = [results.sides[j] for j in kept]
     upscaled = sum(side < size for side in sides)
     if upscaled:
@@ -332,6 +335,20 @@ def prepare(
         attribute_counts=manifest.get("attribute_counts", {}),
         attribute_unknown=unknown_reasons(labelled) if labelled is not None else {},
     )
+
+
+def _remove_partial(out: Path, files: list[str], categories: CategoryMap, fresh: bool) -> None:
+    """Remove what an unfinished prepare wrote (its decoder processes have stopped): the
+    manifest if it got that far, the packed file, the images, the category folders left
+    empty, and ``out`` itself when this prepare created it; a retry needs no --force."""
+    names = (MANIFEST_FILE, MANIFEST_FILE + TMP_SUFFIX, PACKED_FILE, PACKED_FILE + TMP_SUFFIX)
+    for rel in (*names, *files):
+        path = out / rel
+        if path.is_symlink() or path.is_file():  # a link itself, never its target
+            path.unlink()
+    remove_empty_folders(out, categories)
+    if fresh and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
 
 
 def _make_folders(out: Path, files: list[str]) -> None:

@@ -173,3 +173,40 @@ def test_eps_named_jpg_never_reaches_the_eps_plugin(raw, tmp_path, monkeypatch):
     with pytest.raises(Exception):  # noqa: B017 (sanity: PIL alone would hand it to EPS)
         Image.open(raw / "indian_eps.jpg").load()
     assert calls == [1]
+
+
+def test_an_interrupted_prepare_leaves_nothing_and_a_retry_needs_no_force(raw, tmp_path):
+    """Ctrl-C (or SIGTERM) half-way through: the images written so far are removed, so
+    running the same command again works; it used to leave a folder that only deleting
+    by hand could clear (no manifest, so even --force refused it)."""
+    before = _tree(raw)
+    out = tmp_path / "data"
+
+    def interrupt_after_the_first_images(event):
+        if event.total and event.completed:
+            assert any(out.rglob("*.png"))  # it did write images before the interrupt
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare(raw, out, size=16, workers=1, progress=interrupt_after_the_first_images)
+    assert not out.exists()
+    assert _tree(raw) == before
+    assert prepare(raw, out, size=16, workers=1).out == out.resolve()
+    assert len(load_prepared(out)) == 6
+
+
+def test_a_prepare_that_fails_writing_keeps_the_users_files_in_out(raw, tmp_path, monkeypatch):
+    import facediff.preparation as preparation
+
+    out = tmp_path / "data"
+    prepare(raw, out, size=16, workers=1)
+    (out / "notes.txt").write_text("mine")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(preparation, "_write_packed", disk_full)
+    with pytest.raises(OSError):
+        prepare(raw, out, size=16, workers=1, force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # no half dataset
+    assert (out / "notes.txt").read_text() == "mine"
