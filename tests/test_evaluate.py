@@ -124,6 +124,10 @@ def test_generates_samples_and_refuses_to_overwrite(env):
     assert "Warning:" in (result.out / "report.md").read_text()
     with pytest.raises(FacediffError, match="--force"):
         evaluate(run, per_group=4, mixes=["O"], sample_config=cfg, judge_config=JUDGE)
+    outside = result.out.parent / "not-a-chart.txt"  # --force replaces a linked chart,
+    outside.write_text("mine")  # never writes through the link
+    (result.out / "hit_rate.png").unlink()
+    (result.out / "hit_rate.png").symlink_to(outside)
     again = evaluate(
         run,
         per_group=4,
@@ -134,6 +138,7 @@ def test_generates_samples_and_refuses_to_overwrite(env):
         device="cpu",
     )
     assert not again.judge_trained  # the judge is cached in the run
+    assert outside.read_text() == "mine" and not (again.out / "hit_rate.png").is_symlink()
 
 
 def _cli(args):

@@ -14,6 +14,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from facediff.evaluation.report import Report
+from facediff.files import save_image_atomic
 from facediff.imaging import tensor_to_image
 
 # Distinct, colour-blind-friendly category colours (Okabe & Ito 2008), cycled.
@@ -104,7 +105,7 @@ def mix_probabilities(report: Report, path: Path) -> None:
             xr += wr
             if 0 < xr - LABEL_W < BAR_W - 0.5:
                 d.line([(round(xr), y - 5), (round(xr), y + 25)], fill=FG, width=3)
-    im.save(path)
+    save_image_atomic(im, path)
 
 
 def _rate_frame(rows: int, title: str) -> tuple[Image.Image, ImageDraw.ImageDraw, int]:
@@ -133,7 +134,7 @@ def hit_rates(report: Report, path: Path) -> None:
         if real is not None:
             _diamond(d, real, y)
         d.text((LABEL_W + BAR_W + 10, y + 2), f"{row.hit_rate:.2f}", fill=FG, font=_font())
-    im.save(path)
+    save_image_atomic(im, path)
 
 
 def attribute_hit_rates(report: Report, path: Path) -> None:
@@ -160,7 +161,7 @@ def attribute_hit_rates(report: Report, path: Path) -> None:
         if len(hits) == 1 and hits[0].judge_accuracy is not None:
             _diamond(d, hits[0].judge_accuracy, y)
         d.text((LABEL_W + BAR_W + 10, y + 2), f"{cell.hit_rate:.2f}", fill=FG, font=_font())
-    im.save(path)
+    save_image_atomic(im, path)
 
 
 def _value_bars(
@@ -198,7 +199,7 @@ def realism(report: Report, path: Path) -> None:
     for k, (title, items) in enumerate(panels):
         d.text((PAD, y), title, fill=FG, font=_font(13))
         y = _value_bars(d, y + 20, items, _colour(4 if k % 2 == 0 else 5)) + ROW_H - 20
-    im.save(path)
+    save_image_atomic(im, path)
 
 
 def _tile(image: torch.Tensor, size: int) -> Image.Image:
@@ -229,4 +230,4 @@ def memorisation_pairs(
         im.paste(_tile(train, tile), (x + tile + 2, y))
         flag = "  memorised-like" if dist < threshold else ""
         d.text((x, y + tile + 3), f"{label}  d={dist:.4f}{flag}", fill=FG, font=_font(11))
-    im.save(path)
+    save_image_atomic(im, path)
