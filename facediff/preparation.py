@@ -19,6 +19,7 @@ stem of another file).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -313,7 +314,8 @@ def prepare(
         )
         write_manifest(out_abs, manifest)
     except BaseException:
-        _remove_partial(out_abs, files, categories, fresh)
+        with contextlib.suppress(OSError):  # the first error is the one to report
+            _remove_partial(out_abs, files, categories, fresh)
         raise
     sides = [results.sides[j] for j in kept]
     upscaled = sum(side < size for side in sides)

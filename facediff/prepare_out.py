@@ -113,5 +113,5 @@ def remove_empty_folders(out: Path, categories: CategoryMap) -> None:
     """Remove the category folders left empty when no image could be kept."""
     for c in categories:
         folder = out / c.name
-        if folder.is_dir() and not any(folder.iterdir()):
+        if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
             folder.rmdir()

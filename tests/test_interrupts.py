@@ -174,3 +174,25 @@ def test_sigterm_during_sampling_keeps_the_finished_images_and_exits_130(tmp_pat
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("facediff: error:")]
     assert line.startswith("facediff: error: interrupted") and "kept the 2 finished" in line
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["I_0.png", "I_1.png"]
+
+
+def test_forked_children_get_the_default_handlers_back(tmp_path):
+    """prepare's decoder processes are forked while the handlers are in place: they keep
+    Python's defaults (SIGTERM ends a child at once), as before."""
+    result = _python(
+        """
+        import os, signal
+        from facediff.cli.interrupts import deferred_during_imports
+        with deferred_during_imports():
+            parent = signal.getsignal(signal.SIGTERM).__name__
+            pid = os.fork()
+            if pid == 0:
+                child = (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))
+                os._exit(0 if child == (signal.SIG_DFL, signal.default_int_handler) else 3)
+            _, status = os.waitpid(pid, 0)
+            print(parent, os.waitstatus_to_exitcode(status))
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["_on_signal", "0"]

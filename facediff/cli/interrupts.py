@@ -16,6 +16,7 @@ imports, both behave as Python's default Ctrl-C handler does.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -75,6 +76,22 @@ def raise_held() -> None:
 #: The signals handled, each with the handler it must have for this module to take it
 #: over: Python's default for Ctrl-C, the default action (exit by the signal) for SIGTERM.
 _TAKEN = ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL))
+
+
+def _defaults_in_child() -> None:
+    """A forked child (prepare's decoder processes) starts with Python's own handlers,
+    as before this module: its parent decides when the work stops."""
+    global _held
+    _held = None
+    for s, default in _TAKEN:
+        if signal.getsignal(s) is _on_signal:
+            signal.signal(s, default)
+    if signal.getsignal(signal.SIGALRM) is _on_alarm:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_defaults_in_child)
 
 
 @contextlib.contextmanager
