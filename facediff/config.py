@@ -425,9 +425,11 @@ class SampleConfig:
                     "must be two noise levels LO,HI with 0 <= LO < HI",
                 )
             object.__setattr__(self, "guidance_interval", interval)
-        if type(self.seed) is not int or not 0 <= self.seed <= 2**63 - self.n:
+        if type(self.seed) is not int or not 0 <= self.seed <= 2**63 - 1:
+            raise invalid("seed", self.seed, f"must lie in 0 … {2**63 - 1}")
+        if self.seed + self.n > 2**63:  # image k's seed is seed + k
             raise invalid(
-                "seed", self.seed, f"seeds seed … seed + n − 1 must lie in 0 … {2**63 - 1}"
+                "n", self.n, f"with --seed {self.seed} the seeds seed … seed + n − 1 pass 2**63 − 1"
             )
         _check_choice(self, "precision", PRECISIONS)
         check_device_name(self.device)

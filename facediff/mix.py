@@ -60,6 +60,8 @@ def unique_mixes(mixes: list[Mix], specs: list[str] | None = None) -> list[Mix]:
     folder of images and one row of results."""
     out: list[Mix] = []
     for k, m in enumerate(mixes):
+        if any(_same_weights(o, m) for o in out):  # OI after IO, O:1,I:1 after O+I
+            continue
         same = next((o for o in out if o.label == m.label), None)
         if same is None:
             out.append(m)
@@ -72,6 +74,12 @@ def unique_mixes(mixes: list[Mix], specs: list[str] | None = None) -> list[Mix]:
                 "weights; give weights that differ in whole percents, or drop one"
             )
     return out
+
+
+def _same_weights(a: Mix, b: Mix) -> bool:
+    """Whether two mixes weigh the same categories alike, in whatever order named."""
+    wa, wb = dict(zip(a.indices, a.weights)), dict(zip(b.indices, b.weights))
+    return wa.keys() == wb.keys() and all(abs(wa[i] - wb[i]) <= 1e-9 for i in wa)
 
 
 def _label(indices: Sequence[int], weights: Sequence[float], categories: CategoryMap) -> str:
@@ -100,4 +108,22 @@ def resolve_mixes(
     if not mixes and not single:
         return default_mixes(categories)
     specs = [*(single or ()), *(mixes or ())]
-    return unique_mixes([parse_mix(s, categories) for s in specs], specs)
+    parsed = [_parse_category(s, categories) for s in single or ()]
+    parsed += [parse_mix(s, categories) for s in mixes or ()]
+    return unique_mixes(parsed, specs)
+
+
+def _parse_category(spec: str, categories: CategoryMap) -> Mix:
+    """One ``--category``: a single code or name. ``-c O,I`` is refused, not sampled as
+    the hybrid OI: a user who lists categories there means each one on its own."""
+    if not spec.strip():
+        raise UsageError("invalid --category '': name a category, e.g. -c " + categories[0].code)
+    mix = parse_mix(spec, categories)
+    if not mix.is_single:
+        codes = [categories[i].code for i in mix.indices]
+        raise UsageError(
+            f"invalid --category {spec!r}: it names {len(codes)} categories; repeat the "
+            f"option for each ({' '.join('-c ' + c for c in codes)}), or use --mix {spec} "
+            "for a hybrid"
+        )
+    return mix

@@ -11,7 +11,7 @@ from facediff.categories import (
     resolve_categories,
 )
 from facediff.errors import FacediffError
-from facediff.mix import default_mixes, parse_mix
+from facediff.mix import default_mixes, parse_mix, resolve_mixes
 
 
 @pytest.mark.parametrize(
@@ -107,3 +107,21 @@ def test_parse_mix_errors(spec, match):
 def test_default_mixes():
     labels = [m.label for m in default_mixes(DEFAULT_CATEGORIES)]
     assert labels == ["I", "O", "E", "OI", "OE", "IE", "OIE"]
+
+
+def test_one_mix_named_in_several_orders_is_sampled_once():
+    plan = resolve_mixes(DEFAULT_CATEGORIES, ["OI", "IO", "O:1,I:1", "I+O"], ["O", "o"])
+    assert [m.label for m in plan] == ["O", "OI"]
+    weighted = resolve_mixes(DEFAULT_CATEGORIES, ["O:0.7,I:0.3", "I:3,O:7", "I:0.7,O:0.3"])
+    assert [m.label for m in weighted] == ["O70I30", "I70O30"]
+
+
+@pytest.mark.parametrize("spec", ["O,I", "OIE", "O+E", "Oriental:1,Indian:1"])
+def test_a_category_option_naming_several_categories_is_refused(spec):
+    with pytest.raises(FacediffError, match=r"--category .* repeat the option .* --mix"):
+        resolve_mixes(DEFAULT_CATEGORIES, None, [spec])
+
+
+def test_an_empty_category_option_names_the_option():
+    with pytest.raises(FacediffError, match="--category ''"):
+        resolve_mixes(DEFAULT_CATEGORIES, ["OI"], [" "])

@@ -101,6 +101,17 @@ def test_seed_plus_n_past_the_largest_seed(run, tmp_path):
     _one_error(result, "--seed")
 
 
+def test_huge_n_is_named_as_the_wrong_option(run, tmp_path):
+    result = invoke(["sample", run, "--out", tmp_path / "s", "-n", HUGE_SEED])
+    _one_error(result, "-n " + HUGE_SEED)
+
+
+def test_a_category_option_listing_categories_is_not_sampled_as_a_hybrid(run, tmp_path):
+    result = invoke(["sample", run, "--out", tmp_path / "s", "-n", "1", "-c", "O,I", *FAST])
+    _one_error(result, "--category 'O,I'", "-c O -c I", "--mix O,I")
+    assert not (tmp_path / "s").exists()
+
+
 def test_huge_seed_in_train(data, tmp_path):
     result = invoke(["train", data, "--out", tmp_path / "r", "--seed", HUGE_SEED, *TRAIN_FAST])
     _one_error(result, "--seed")
