@@ -24,11 +24,12 @@ from facediff.config import DEFAULT_GRID_SEEDS, DEFAULT_STRIP_STEPS, SampleConfi
 from facediff.errors import ConfigError, FacediffError, invalid
 from facediff.files import save_image_atomic
 from facediff.generation import generate, prepare_for
+from facediff.guidance import parse_mix_spec
 from facediff.imaging import tensor_to_image
 from facediff.loading import load_for_inference
 from facediff.mix import Mix, parse_mix, resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
-from facediff.sample_folder import read_sample_png, recorded_labels, seed_files
+from facediff.sample_folder import read_sample_png, recorded_labels, recorded_weights, seed_files
 
 GRID_FILE = "grid.png"
 _PAD = 2
@@ -50,6 +51,28 @@ def _text_size(draw: ImageDraw.ImageDraw, text: str, font) -> tuple[int, int]:
     return right - left, bottom - top
 
 
+#: The most pixels a grid may have: Pillow's own limit for opening an image
+#: (``PIL.Image.MAX_IMAGE_PIXELS``); a bigger grid could not be opened again.
+MAX_GRID_PIXELS = 89_478_485
+
+
+def _cell_size(width: int) -> int:
+    return width * max(1, -(-_MIN_CELL // width))
+
+
+def _check_grid_size(image_size: int, rows: int, columns: int, option: str) -> None:
+    """Refuse, before anything is generated or read, a grid too big to open again
+    (``--seeds 100000`` would take hours and tens of GB of memory first)."""
+    step = _cell_size(image_size) + _PAD
+    width, height = columns * step + _PAD, rows * step + _PAD
+    if width * height > MAX_GRID_PIXELS:
+        raise ConfigError(
+            f"{{}} {columns}: the grid would be at least {width}×{height} pixels, more than "
+            f"Pillow opens ({MAX_GRID_PIXELS:,}); ask for fewer columns or rows",
+            option,
+        )
+
+
 def compose_grid(
     rows: Sequence[Row], *, column_labels: Sequence[str] | None = None, cell: int | None = None
 ) -> Image.Image:
@@ -63,7 +86,7 @@ def compose_grid(
         raise FacediffError("nothing to put in the grid")
     first = next(im for _, images in rows for im in images)
     if cell is None:
-        cell = first.width * max(1, -(-_MIN_CELL // first.width))
+        cell = _cell_size(first.width)
     font = ImageFont.load_default()
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     label_w = max(_text_size(probe, label, font)[0] for label, _ in rows) + 3 * _PAD
@@ -174,6 +197,12 @@ def rows_from_run(
     sweep = strip_mixes(strip[0], strip[1], strip_steps, cats) if strip else []
     requests = _row_requests(loaded.attributes, attributes, attribute_guidance, rows_by)
     cells_per_mix = [(mix, request) for mix in plan for request in requests]
+    _check_grid_size(
+        loaded.model_config.sample_size,
+        len(cells_per_mix) + (1 if sweep else 0),
+        max(seeds, len(sweep)),
+        "strip_steps" if len(sweep) > seeds else "seeds",
+    )
     strip_request = None
     if sweep:  # the strip keeps the requested attributes
         fixed = {k: v for k, v in (attributes or {}).items() if v is not None}
@@ -204,23 +233,68 @@ def rows_from_run(
     return rows, [f"seed {s}" for s in seed_list]
 
 
-def rows_from_samples(folder: Path, *, seeds: int) -> tuple[list[Row], list[str]]:
-    """Rows read from a ``facediff sample`` folder: one per label folder, first seeds."""
+def rows_from_samples(
+    folder: Path, *, seeds: int, specs: Sequence[str] | None = None
+) -> tuple[list[Row], list[str]]:
+    """Rows read from a ``facediff sample`` folder, first seeds: one per label folder, or
+    with ``specs`` (categories and mixes) the rows they name, in that order."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FacediffError(f"sample folder not found: {folder}")
-    rows: list[Row] = []
-    all_seeds: set[int] = set()
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        chosen = seed_files(folder, sub.name)[:seeds]
-        if chosen:
-            rows.append((sub.name, [read_sample_png(p) for _, p in chosen]))
-            all_seeds.update(s for s, _ in chosen)
-    if not rows:
+    present = {
+        sub.name: files
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir())
+        if (files := seed_files(folder, sub.name)[:seeds])
+    }
+    if not present:
         raise FacediffError(f"no <LABEL>/<LABEL>_<seed>.png images in {folder}")
-    order = {label: i for i, label in enumerate(recorded_labels(folder))}
-    rows.sort(key=lambda r: (order.get(r[0], len(order)), len(r[0]), r[0]))
+    if specs:
+        labels = _sampled_labels(folder, list(present), specs)
+    else:
+        order = {label: i for i, label in enumerate(recorded_labels(folder))}
+        labels = sorted(present, key=lambda x: (order.get(x, len(order)), len(x), x))
+    first = read_sample_png(present[labels[0]][0][1])
+    _check_grid_size(first.width, len(labels), max(len(present[x]) for x in labels), "seeds")
+    rows = [(label, [read_sample_png(p) for _, p in present[label]]) for label in labels]
+    all_seeds = {s for label in labels for s, _ in present[label]}
     return rows, [f"seed {s}" for s in sorted(all_seeds)[:seeds]]
+
+
+def _sampled_labels(folder: Path, present: list[str], specs: Sequence[str]) -> list[str]:
+    """The rows of a sample folder that ``specs`` name: a row's own label (``OI``,
+    ``I_female``), or a category or mix the record lists under any spelling (``O+I``,
+    ``IO``, ``Oriental``), with each of its attribute rows."""
+    recorded = recorded_weights(folder)
+    codes = sorted({c for w in recorded.values() if isinstance(w, dict) for c in w})
+    chosen: list[str] = []
+    for spec in specs:
+        found = [spec] if spec in present else []
+        if not found and codes:
+            try:
+                indices, weights = parse_mix_spec(spec, codes, codes)
+            except ValueError:
+                indices, weights = (), ()
+            want = {codes[i]: w for i, w in zip(indices, weights)}
+            found = [
+                label
+                for label, got in recorded.items()
+                if label in present and _same_weights(got, want)
+            ]
+        if not found:
+            raise FacediffError(
+                f"no images for {spec!r} in {folder}; its rows are {', '.join(present)}"
+            )
+        chosen += [label for label in found if label not in chosen]
+    return chosen
+
+
+def _same_weights(got: object, want: dict[str, float]) -> bool:
+    if not want or not isinstance(got, dict) or got.keys() != want.keys():
+        return False
+    try:
+        return all(abs(float(got[c]) - w) <= 1e-6 for c, w in want.items())
+    except (TypeError, ValueError):
+        return False
 
 
 def check_grid_path(out: Path, force: bool) -> None:
@@ -283,11 +357,16 @@ def grid(
             progress=progress,
         )
     else:
-        if strip and run is None:
-            raise ConfigError(
-                "{} needs a model; it cannot be used with {}", "strip", "from_samples"
-            )
-        grid_rows, labels = rows_from_samples(from_samples, seeds=seeds)
+        if run is None:
+            asked = [k for k, v in (attributes or {}).items() if v is not None]
+            given = {"attribute_guidance": attribute_guidance, "strip": strip}
+            asked += [k for k, v in given.items() if v]
+            if asked:
+                raise ConfigError(
+                    "{} needs a model; it cannot be used with {}", asked[0], "from_samples"
+                )
+        specs = [*(categories or ()), *(mixes or ())]
+        grid_rows, labels = rows_from_samples(from_samples, seeds=seeds, specs=specs)
         if run is not None:  # add the strip from the model
             strip_rows, _ = rows_from_run(
                 Path(run),

@@ -102,7 +102,7 @@ def _entries(folder: Path) -> list[Any] | None:
     return entries if isinstance(entries, list) else None
 
 
-def _recorded_weights(folder: Path) -> dict[str, Any]:
+def recorded_weights(folder: Path) -> dict[str, Any]:
     """Each mix label the record lists (first-sampled first) with its newest weights."""
     found: dict[str, Any] = {}
     for entry in read_record(folder):
@@ -114,7 +114,7 @@ def _recorded_weights(folder: Path) -> dict[str, Any]:
 
 def recorded_labels(folder: Path) -> list[str]:
     """The mix labels the record lists, in the order they were first sampled."""
-    return list(_recorded_weights(folder))
+    return list(recorded_weights(folder))
 
 
 #: A label: the mix label, then an optional ``_<value>`` per requested attribute.
@@ -126,7 +126,7 @@ def recorded_mixes(folder: Path, categories: CategoryMap) -> dict[str, Mix]:
     A label is a name, never a path: one that is not a mix label (letters and digits),
     optionally followed by ``_<attribute value>`` parts, is refused."""
     found: dict[str, Mix] = {}
-    for label, weights in _recorded_weights(folder).items():
+    for label, weights in recorded_weights(folder).items():
         if not isinstance(label, str) or not _LABEL_RE.fullmatch(label):
             raise FacediffError(
                 f"{Path(folder) / RECORD_FILE} lists the mix label {label!r}, which is not a "

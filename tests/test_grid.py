@@ -121,3 +121,73 @@ def test_force_replaces_a_linked_grid_and_never_writes_through_the_link(tmp_path
     assert not link.is_symlink()
     with Image.open(link) as im:
         assert im.format == "PNG"
+
+
+@pytest.fixture(scope="module")
+def sampled(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("from-samples")
+    run = make_run(tmp / "run")
+    samples = tmp / "samples"
+    args = ["sample", run, "-c", "E", "--mix", "OI", "--mix", "O:0.7,I:0.3", "-n", "2"]
+    args += ["--out", samples]
+    assert invoke([*args, *FAST]).exit_code == 0
+    return samples
+
+
+def _read(samples, label):
+    return [Image.open(samples / label / f"{label}_{s}.png").convert("RGB") for s in (0, 1)]
+
+
+@pytest.mark.parametrize("spelling", [["-c", "e", "--mix", "I+O"], ["-c", "E", "--mix", "OI"]])
+def test_a_grid_from_samples_shows_the_rows_named(sampled, tmp_path, spelling):
+    out = tmp_path / "g.png"
+    r = invoke(["grid", "--from-samples", sampled, "--seeds", "2", "--out", out, *spelling])
+    assert r.exit_code == 0, r.output
+    want = compose_grid(
+        [("E", _read(sampled, "E")), ("OI", _read(sampled, "OI"))],
+        column_labels=["seed 0", "seed 1"],
+    )
+    with Image.open(out) as im:
+        assert im.size == want.size
+        assert list(im.convert("RGB").getdata()) == list(want.getdata())
+
+
+def test_a_grid_from_samples_refuses_a_row_it_does_not_have(sampled, tmp_path):
+    out = tmp_path / "g.png"
+    r = invoke(["grid", "--from-samples", sampled, "--mix", "O:0.6,I:0.4", "--out", out])
+    assert r.exit_code == 1
+    (line,) = error_lines(r)
+    assert line.endswith("'O:0.6,I:0.4' in " + f"{sampled}; its rows are E, O70I30, OI")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "named"),
+    [(["--gender", "f"], "--gender"), (["--strip", "O", "I"], "--strip")],
+)
+def test_model_options_are_refused_with_a_sample_folder(sampled, tmp_path, option, named):
+    out = tmp_path / "g.png"
+    r = invoke(["grid", "--from-samples", sampled, *option, "--out", out])
+    assert r.exit_code == 2
+    assert error_lines(r) == [
+        f"facediff: error: {named} needs a model; it cannot be used with --from-samples"
+    ]
+
+
+def test_a_grid_too_big_to_open_is_refused_before_sampling(tmp_path, monkeypatch):
+    import facediff.grids as grids
+
+    run = make_run(tmp_path / "run")
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled a grid that is too big")
+
+    fits = invoke(["grid", run, "--seeds", "3", "-c", "O", "--out", tmp_path / "g.png", *FAST])
+    assert fits.exit_code == 0, fits.output
+    monkeypatch.setattr(grids, "generate", no_sampling)
+    for option in (["--seeds", "100000"], ["--strip-steps", "100000"]):
+        r = invoke(["grid", run, *option, "--out", tmp_path / "big.png", *FAST])
+        assert r.exit_code == 2, r.output
+        (line,) = error_lines(r)
+        assert line.startswith(f"facediff: error: {option[0]} 100000: the grid would be")
+    assert not (tmp_path / "big.png").exists()

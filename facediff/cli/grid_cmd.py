@@ -77,7 +77,10 @@ def grid_command(
     ] = DEFAULT_STRIP_STEPS,
     from_samples: Annotated[
         Path | None,
-        typer.Option("--from-samples", help="Build the grid from a `facediff sample` folder."),
+        typer.Option(
+            "--from-samples",
+            help="Build the grid from a `facediff sample` folder (rows: all, or -c/--mix).",
+        ),
     ] = None,
     sampler: SamplerOpt = _D.sampler,
     steps: StepsOpt = _D.steps,
