@@ -240,3 +240,20 @@ def test_evaluate_reads_samples_in_natural_seed_order(tmp_path):
     assert group.images[:, 0, 0, 0].tolist() == list(range(12))
     [first] = read_groups(folder, ["OI"], 3, DEFAULT_CATEGORIES, SIZE)
     assert first.images[:, 0, 0, 0].tolist() == [0, 1, 2]
+
+
+def test_a_sample_folder_with_fewer_images_than_n_reports_what_it_read(env, tmp_path):
+    _, data, run, _, _ = env
+    groups = {"O": ({"O": 1.0}, _fresh("O", 4)), "E": ({"E": 1.0}, _fresh("E", 3))}
+    samples = write_samples(tmp_path / "samples", groups)
+    kw = dict(data=data, judge_config=JUDGE, device="cpu")
+    result = evaluate(run, samples=samples, per_group=100, out=tmp_path / "out", **kw)
+    assert {k: g["n"] for k, g in result.report["samples"]["groups"].items()} == {"O": 4, "E": 3}
+    header = (tmp_path / "out" / "report.md").read_text().splitlines()[2]
+    assert header.endswith(f"3–4 samples per group (read from {samples}).")
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["samples"]["per_group"] == 4
+    (tmp_path / "one" / "E").mkdir(parents=True)
+    shutil.copy(samples / "E" / "E_0.png", tmp_path / "one" / "E" / "E_0.png")
+    with pytest.raises(FacediffError, match="holds 1 sample PNG; evaluate needs at least 2"):
+        evaluate(run, samples=tmp_path / "one", out=tmp_path / "out1", **kw)
+    assert not (tmp_path / "out1").exists()

@@ -204,5 +204,7 @@ def read_groups(
         images = read_images(folder, mix.label, size, per_group) if sub.is_dir() else None
         if images is None or len(images) == 0:
             raise FacediffError(f"no PNG samples for mix {mix.label} in {sub}")
+        if len(images) < 2:  # as -n 1 is refused: no spread, no distance to measure
+            raise FacediffError(f"{sub} holds 1 sample PNG; evaluate needs at least 2 per mix")
         groups.append(Group(mix, images))
     return groups

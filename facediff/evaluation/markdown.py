@@ -241,11 +241,12 @@ def attribute_lines(report: Report) -> list[str]:
 def render_markdown(report: Report) -> str:
     s = report.samples
     src = "generated" if s.source == "generated" else f"read from {s.source}"
+    counts = sorted({g.n for g in s.groups.values()} or {s.per_group})
+    n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
     lines = [
         "# facediff evaluation",
         "",
-        f"Run `{report.run}`, data `{report.data['path']}`; {s.per_group} samples "
-        f"per group ({src}).",
+        f"Run `{report.run}`, data `{report.data['path']}`; {n} samples per group ({src}).",
         "",
     ]
     for warning in report.warnings:

@@ -325,8 +325,8 @@ def _samples_section(
     samples: Path | None, config: SampleConfig, per_group: int, groups: list[Group]
 ) -> SamplesSection:
     recorded = {g.mix.label: SampleGroup(len(g.images), list(g.mix.weights)) for g in groups}
-    if samples is not None:
-        return SamplesSection(per_group, recorded, str(samples))
+    if samples is not None:  # a folder may hold fewer than -n: name what was read
+        return SamplesSection(max(g.n for g in recorded.values()), recorded, str(samples))
     settings = ("sampler", "steps", "guidance", "mix_mode", "seed", "use_ema")
     used = {k: getattr(config, k) for k in settings}
     used.update(config.recorded_extras())
