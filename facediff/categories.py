@@ -153,7 +153,8 @@ def parse_category_option(text: str) -> Category:
 def load_categories_file(path: Path) -> CategoryMap:
     """Read categories from a JSON file: a list, or ``{"categories": [...]}``."""
     try:
-        data = json.loads(read_text_bounded(Path(path)))
+        # a byte-order mark (Notepad's UTF-8) is not content, as in the attributes CSV
+        data = json.loads(read_text_bounded(Path(path)).removeprefix("\ufeff"))
     except FileNotFoundError:
         raise FacediffError(f"categories file not found: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -63,6 +63,17 @@ def test_categories_file(tmp_path):
         load_categories_file(tmp_path / "missing.json")
 
 
+def test_a_categories_file_saved_by_notepad_is_read(tmp_path):
+    f = tmp_path / "cats.json"
+    cats = [
+        {"prefix": "cat", "name": "Cat", "code": "C"},
+        {"prefix": "dog", "name": "Dog", "code": "D"},
+    ]
+    text = json.dumps(cats, indent=1).replace("\n", "\r\n")
+    f.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_categories_file(f).codes == "CD"
+
+
 @pytest.mark.parametrize(
     ("spec", "label", "weights"),
     [
