@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facediff.errors import ConfigError, FacediffError, UsageError
-from facediff.files import read_text_bounded
+from facediff.files import failure_reason, read_text_bounded
 
 _PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
@@ -158,7 +158,7 @@ def load_categories_file(path: Path) -> CategoryMap:
     except FileNotFoundError:
         raise FacediffError(f"categories file not found: {path}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FacediffError(f"cannot read categories file {path}: {e}") from None
+        raise FacediffError(f"cannot read categories file {path}: {failure_reason(e)}") from None
     if isinstance(data, dict):
         data = data.get("categories")
     if not isinstance(data, list):

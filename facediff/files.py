@@ -28,13 +28,22 @@ def read_text_bounded(path: Path, limit: int = MAX_JSON_BYTES) -> str:
     filling memory."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     fd = os.open(path, flags)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):  # before fdopen, which names a folder by its descriptor
+        os.close(fd)
+        why = "is a folder, not a file" if stat.S_ISDIR(mode) else "not a regular file"
+        raise OSError(errno.EINVAL, why, str(path))
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
         data = f.read(limit + 1)
     if len(data) > limit:
         raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
     return data.decode("utf-8")
+
+
+def failure_reason(e: Exception) -> str:
+    """Why reading failed, for a message that already names the file: an OSError's
+    text without its ``[Errno N]`` and file name (``is a folder, not a file``)."""
+    return (e.strerror or str(e)) if isinstance(e, OSError) else str(e)
 
 
 def tmp_path(path: Path) -> Path:

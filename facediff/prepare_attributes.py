@@ -41,7 +41,7 @@ from facediff.attributes import (
 )
 from facediff.categories import CategoryMap
 from facediff.errors import FacediffError, UsageError
-from facediff.files import read_text_bounded
+from facediff.files import failure_reason, read_text_bounded
 from facediff.raw_scan import csv_path_cell
 
 UTKFACE = "utkface"
@@ -143,7 +143,7 @@ def _read_csv(path: Path, raw: Path, edges: tuple[int, ...], edges_given: bool) 
     except FileNotFoundError:
         raise FacediffError(f"attributes file not found: {path}") from None
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise FacediffError(f"cannot read attributes file {path}: {e}") from None
+        raise FacediffError(f"cannot read attributes file {path}: {failure_reason(e)}") from None
     numbered = [(n, row) for n, row in enumerate(rows, 1) if any(c.strip() for c in row)]
     if not numbered:
         raise FacediffError(f"attributes file {path} is empty")

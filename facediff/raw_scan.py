@@ -21,7 +21,7 @@ from pathlib import Path
 
 from facediff.categories import CategoryMap
 from facediff.errors import FacediffError
-from facediff.files import read_text_bounded
+from facediff.files import failure_reason, read_text_bounded
 from facediff.imaging import IMAGE_EXTENSIONS, ImageSkip, sha256_regular
 
 NOT_IMAGE_FILE = "not an image file"
@@ -113,7 +113,7 @@ def read_labels(path: Path, raw: Path, categories: CategoryMap) -> dict[str, int
     except FileNotFoundError:
         raise FacediffError(f"labels file not found: {path}") from None
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise FacediffError(f"cannot read labels file {path}: {e}") from None
+        raise FacediffError(f"cannot read labels file {path}: {failure_reason(e)}") from None
     if rows and rows[0][0].strip().lower() in ("file", "filename", "path", "image"):
         rows = rows[1:]  # a header row
     labels: dict[str, int | str] = {}

@@ -147,6 +147,16 @@ def test_a_fifo_or_dev_zero_as_labels_file_is_an_error_not_a_hang(raw, tmp_path)
         assert not (out / MANIFEST_FILE).exists()
 
 
+@pytest.mark.parametrize("option", ["--labels", "--attributes", "--categories-file"])
+def test_a_folder_given_as_a_file_option_is_named_plainly(raw, tmp_path, option):
+    out = tmp_path / "out"
+    proc = _cli("prepare", str(raw), "--out", str(out), option, str(tmp_path))
+    assert proc.returncode == 1, proc.stderr
+    line = _one_error(proc, f"file {tmp_path}: is a folder, not a file")
+    assert "Errno" not in line
+    assert not out.exists()
+
+
 def test_an_oversized_file_is_skipped_unread(raw, tmp_path, monkeypatch):
     import facediff.imaging as imaging
 

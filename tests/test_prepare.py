@@ -279,6 +279,22 @@ def test_deterministic_whatever_the_workers(demo_raw, tmp_path):
     assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
 
 
+def test_never_more_decoder_processes_than_cores(demo_raw, tmp_path, monkeypatch):
+    import facediff.prepare_pool as pool
+
+    started = []
+    real = pool.ProcessPoolExecutor
+
+    def counting(max_workers, **kw):
+        started.append(max_workers)
+        return real(max_workers=max_workers, **kw)
+
+    monkeypatch.setattr(pool, "ProcessPoolExecutor", counting)
+    monkeypatch.setattr("facediff.preparation.cpu_count", lambda: 2)
+    report = prepare(demo_raw, tmp_path / "a", size=SIZE, workers=100_000)
+    assert report.kept == 120 and started == [2]
+
+
 def test_refuses_non_empty_out_without_force(demo_raw, tmp_path):
     out = tmp_path / "out"
     prepare(demo_raw, out, size=SIZE, workers=1)

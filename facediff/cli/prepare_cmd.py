@@ -141,7 +141,8 @@ def prepare_command(
         ),
     ] = None,
     workers: Annotated[
-        int, typer.Option("--workers", help="Decoder processes (0 = one per CPU core).")
+        int,
+        typer.Option("--workers", help="Decoder processes (0: one per CPU core; never more)."),
     ] = field_default(PrepareConfig, "workers"),
     force: Annotated[
         bool,
@@ -200,6 +201,7 @@ def prepare_command(
     if report.skipped:
         render.out.print(f"Skipped files and their reasons are listed in {out / 'manifest.json'}.")
     render.out.print(
-        f"{report.kept} images ready in {out} ({report.seconds:.1f} s). Next: facediff train {out}",
+        f"{report.kept} image{'' if report.kept == 1 else 's'} ready in {out} "
+        f"({report.seconds:.1f} s). Next: facediff train {out}",
         soft_wrap=True,
     )
