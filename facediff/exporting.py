@@ -100,6 +100,8 @@ def export(
     ``<run>/evaluation/report.json`` when it exists.
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FacediffError(f"--out {out} is a file, not a folder")
     if out.exists() and any(out.iterdir()) and not force:
         raise FacediffError(f"{out} already exists and is not empty; use --force to overwrite")
     loaded = load_for_inference(Path(run), step=checkpoint_step, use_ema=use_ema)
@@ -111,6 +113,8 @@ def export(
     evaluation = read_report(report_path)
     if report is not None and evaluation is None:
         raise UsageError(f"{report}: not found or not a `facediff evaluate` report.json")
+    if report is not None and evaluation is not None:
+        _check_report_run(report_path, evaluation, run_dir)
     config = SampleConfig()
     pipe = build_pipeline(loaded, config)
     counts, counts_note = training_counts(state)
@@ -199,6 +203,26 @@ def training_counts(state: dict[str, Any]) -> tuple[list[int] | None, str]:
     except (FacediffError, KeyError, TypeError, ValueError):
         return None, f"the prepared data `{shown(path, 1)}` is missing or unreadable"
     return counts, f"from the manifest of the prepared data `{shown(path, 1)}`"
+
+
+def _check_report_run(path: Path, report: dict[str, Any], run_dir: Path) -> None:
+    """Refuse a report of another run: its numbers would describe another model on the
+    card. The run it names is checked where it still exists (it is the path given to
+    ``evaluate``); a report whose run has moved, or of an exported folder (perhaps this
+    run's own export), is taken as it is."""
+    named = report.get("run")
+    if not isinstance(named, str) or not named:
+        return
+    try:
+        other = Path(named)
+        if not (other / "checkpoints").is_dir() or other.resolve() == run_dir.resolve():
+            return
+    except (OSError, ValueError):
+        return
+    raise UsageError(
+        f"--report {path} evaluates the run {named}, not {run_dir}: the model card would "
+        "show another model's numbers; evaluate this run, or export without --report"
+    )
 
 
 def default_report_path(run_dir: Path, step: int) -> Path:

@@ -111,6 +111,11 @@ def test_refusals(run, tmp_path):
         export(out, tmp_path / "again")
     r = invoke(["export", tmp_path / "nope", "--out", tmp_path / "o"])
     assert r.exit_code == 1 and len(error_lines(r)) == 1
+    (tmp_path / "a file").write_text("x")
+    r = invoke(["export", run, "--out", tmp_path / "a file"])
+    assert error_lines(r) == [
+        f"facediff: error: --out {tmp_path / 'a file'} is a file, not a folder"
+    ]
 
 
 def test_v_prediction_run_exports_its_schedule(tmp_path):
@@ -176,7 +181,7 @@ def test_model_card_carries_the_numbers(evaluated, tmp_path):
 def test_report_named_on_the_command_line(evaluated, run, tmp_path):
     src, _ = evaluated
     report = src / "evaluation" / "report.json"
-    r = invoke(["export", run, "--out", tmp_path / "m", "--report", report])
+    r = invoke(["export", src, "--out", tmp_path / "m", "--report", report])
     assert r.exit_code == 0, r.output
     card = (tmp_path / "m" / "README.md").read_text()
     assert "`facediff evaluate` (run/evaluation/report.json)" in card
@@ -192,6 +197,21 @@ def test_report_named_on_the_command_line(evaluated, run, tmp_path):
     assert not (tmp_path / "n").exists()
 
 
+def test_a_report_of_another_run_is_refused(evaluated, run, tmp_path):
+    src, _ = evaluated
+    report = src / "evaluation" / "report.json"
+    r = invoke(["export", run, "--out", tmp_path / "m", "--report", report])
+    assert r.exit_code == 2
+    assert error_lines(r) == [
+        f"facediff: error: --report {report} evaluates the run {src}, not {run}: the model "
+        "card would show another model's numbers; evaluate this run, or export without --report"
+    ]
+    assert not (tmp_path / "m").exists()
+    moved = tmp_path / "moved.json"  # its run is gone: taken as it is
+    moved.write_text(json.dumps(json.loads(report.read_text()) | {"run": str(tmp_path / "x")}))
+    assert export(run, tmp_path / "m", report=moved).report == moved
+
+
 def test_model_card_colour_casts(evaluated, run, tmp_path):
     """The colour-cast section (issue 8's `colour`) and the sampling settings reach the card."""
     _, report = evaluated
@@ -203,7 +223,7 @@ def test_model_card_colour_casts(evaluated, run, tmp_path):
     path = tmp_path / "report.json"
     sampled = {"sampler": "ddim", "steps": 50, "guidance": 3.0, "mix_mode": "compose"}
     samples = {**report["samples"], "sample_config": sampled}
-    path.write_text(json.dumps({**report, "colour": colour, "samples": samples}))
+    path.write_text(json.dumps({**report, "run": str(run), "colour": colour, "samples": samples}))
     export(run, tmp_path / "m", report=path)
     card = (tmp_path / "m" / "README.md").read_text()
     assert "| O | 4 | 0.250 |" in card and "| held-out photos |  | 0.013 |" in card
@@ -241,7 +261,7 @@ def test_model_card_says_what_is_unknown(run, tmp_path):
 
 def test_a_damaged_report_stops_the_export_before_it_writes_anything(evaluated, run, tmp_path):
     src, _ = evaluated
-    report = json.loads((src / "evaluation" / "report.json").read_text())
+    report = json.loads((src / "evaluation" / "report.json").read_text()) | {"run": str(run)}
     damages = {
         "judge": (lambda r: r.update(judge=5), "'int' object has no attribute 'get'"),
         "hit rate": (lambda r: r.update(hit_rate=5), "'int' object is not iterable"),
