@@ -172,6 +172,9 @@ def read_images(folder: Path, label: str, size: int, limit: int) -> torch.Tensor
 
 
 def _check_free(out: Path, labels: list[str], seeds: list[int], force: bool) -> None:
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():  # before the model does any work
+        raise FacediffError(f"--out {out}: {existing} is a file, not a folder")
     if force:
         return
     if _entries(out) is None:  # appending would replace it, and the records in it

@@ -112,6 +112,14 @@ def test_a_category_option_listing_categories_is_not_sampled_as_a_hybrid(run, tm
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.parametrize("out", ["a file", "a file/x/y"])
+def test_sample_out_through_a_file_is_named(run, tmp_path, out):
+    (tmp_path / "a file").write_text("notes")
+    result = invoke(["sample", run, "--out", tmp_path / out, "-n", "1", "--force", *FAST])
+    _one_error(result, f"--out {tmp_path / out}: {tmp_path / 'a file'} is a file, not a folder")
+    assert (tmp_path / "a file").read_text() == "notes"
+
+
 def test_huge_seed_in_train(data, tmp_path):
     result = invoke(["train", data, "--out", tmp_path / "r", "--seed", HUGE_SEED, *TRAIN_FAST])
     _one_error(result, "--seed")
