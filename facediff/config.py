@@ -268,8 +268,9 @@ def _check_train_config(c: TrainConfig) -> None:
         "preview_steps",
     ):
         _check_positive_int(c, name)
-    if c.preview_every < 0 or c.lr_warmup_steps < 0:
-        raise ConfigError("{} and {} must be >= 0", "preview_every", "lr_warmup_steps")
+    for name in ("preview_every", "lr_warmup_steps"):
+        if not isinstance(getattr(c, name), int) or getattr(c, name) < 0:
+            raise invalid(name, getattr(c, name), "must be an integer >= 0")
     if not (math.isfinite(c.lr) and c.lr > 0):  # inf/nan: the first step diverges
         raise invalid("lr", c.lr, "must be a finite number > 0")
     if not 0.0 <= c.cond_drop < 1.0:

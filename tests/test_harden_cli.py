@@ -120,6 +120,16 @@ def test_sample_out_through_a_file_is_named(run, tmp_path, out):
     assert (tmp_path / "a file").read_text() == "notes"
 
 
+@pytest.mark.parametrize("option", ["--preview-every", "--lr-warmup-steps"])
+def test_a_negative_step_count_names_only_its_option(data, tmp_path, option):
+    fast = [a for a in TRAIN_FAST if a not in ("--preview-every", "0")]
+    result = invoke(["train", data, "--out", tmp_path / "r", *fast, option, "-1"])
+    line = _one_error(result, f"invalid {option} -1: must be an integer >= 0")
+    other = ({"--preview-every", "--lr-warmup-steps"} - {option}).pop()
+    assert other not in line
+    assert not (tmp_path / "r").exists()
+
+
 def test_huge_seed_in_train(data, tmp_path):
     result = invoke(["train", data, "--out", tmp_path / "r", "--seed", HUGE_SEED, *TRAIN_FAST])
     _one_error(result, "--seed")
