@@ -57,6 +57,21 @@ OUTPUT_TYPES = ("pil", "np", "pt")
 SETTING_NAMES = ("mix_mode", "num_inference_steps", "guidance_scale")
 
 
+def _whole(value: Any, name: str) -> int:
+    """``value`` as an int; ``ValueError`` naming ``name`` for a fraction (``2.5`` would
+    otherwise be truncated without a word) or a non-number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ValueError(f"{name} must be a whole number; got {value!r}")
+    return int(value)
+
+
+def _weight(key: object, weight: Any) -> float:
+    try:
+        return float(weight)
+    except (TypeError, ValueError):
+        raise ValueError(f"mix= weight of {key!r} must be a number; got {weight!r}") from None
+
+
 class FaceDiffPipeline(DiffusionPipeline):
     """Class-conditional faces per category and hybrid mixes of categories.
 
@@ -126,6 +141,8 @@ class FaceDiffPipeline(DiffusionPipeline):
         if (category is None) == (mix is None):
             raise ValueError("pass exactly one of category= or mix=")
         if category is not None:
+            if isinstance(category, bool):
+                raise ValueError(f"category must be a code, a name or an index; got {category}")
             if isinstance(category, int):
                 if not 0 <= category < len(self.codes):
                     last = len(self.codes) - 1
@@ -133,7 +150,7 @@ class FaceDiffPipeline(DiffusionPipeline):
                 return (category,), (1.0,)
             return (find_category(str(category), self.codes, self.names),), (1.0,)
         if isinstance(mix, Mapping):
-            spec = ",".join(f"{k}:{float(w)!r}" for k, w in mix.items())
+            spec = ",".join(f"{k}:{_weight(k, w)!r}" for k, w in mix.items())
         elif isinstance(mix, str):
             spec = mix
         else:
@@ -226,9 +243,15 @@ class FaceDiffPipeline(DiffusionPipeline):
         indices, weights = self.resolve_mix(category, mix)
         values, nulls, scales = self.resolve_attributes(attributes, attribute_guidance)
         mode = self._default("mix_mode", mix_mode)
-        steps = int(self._default("num_inference_steps", num_inference_steps))
+        steps = _whole(self._default("num_inference_steps", num_inference_steps), SETTING_NAMES[1])
         guidance = float(self._default("guidance_scale", guidance_scale))
         check_settings(mode, steps, guidance, names=SETTING_NAMES)
+        limit = self._max_steps()
+        if steps > limit:  # past the schedule the scheduler indexes out of its tables
+            raise ValueError(
+                f"num_inference_steps must be at most {limit} with this scheduler (its "
+                f"num_train_timesteps); got {steps}"
+            )
         if guidance_interval is None:  # exports without one guide every step
             guidance_interval = (self.config.sample_defaults or {}).get("guidance_interval")
         interval = check_interval(guidance_interval, "guidance_interval")
@@ -282,8 +305,20 @@ class FaceDiffPipeline(DiffusionPipeline):
             return (images,)
         return ImagePipelineOutput(images=images)
 
+    def _max_steps(self) -> int:
+        """The most steps the scheduler takes: one per training timestep, less its
+        ``steps_offset`` (DDIM's 1 would index one past the schedule)."""
+        config = self.scheduler.config
+        n = int(getattr(config, "num_train_timesteps", 1000))
+        return n - int(getattr(config, "steps_offset", 0) or 0)
+
     @staticmethod
     def _batch_size(batch_size: int | None, generator: Generators) -> int:
+        if generator is not None and not isinstance(generator, (torch.Generator, Sequence)):
+            raise ValueError(
+                "generator must be a torch.Generator or a list of them (one per image); "
+                f"got {type(generator).__name__}"
+            )
         if isinstance(generator, Sequence):
             if batch_size is not None and batch_size != len(generator):
                 raise ValueError(
@@ -292,7 +327,7 @@ class FaceDiffPipeline(DiffusionPipeline):
             if not generator:
                 raise ValueError("generator= is an empty list")
             return len(generator)
-        n = 1 if batch_size is None else int(batch_size)
+        n = 1 if batch_size is None else _whole(batch_size, "batch_size")
         if n < 1:
             raise ValueError(f"batch_size must be at least 1; got {n}")
         return n

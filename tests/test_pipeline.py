@@ -196,12 +196,25 @@ def test_deep_cache_matches_generate_with_diffusers_alone_and_defaults_from_the_
         ({"category": "O", "output_type": "latent"}, "output_type"),
         ({"category": "O", "num_inference_steps": 0}, "at least 1"),
         ({"category": "O", "batch_size": 3, "generator": [torch.Generator()]}, "does not match"),
+        ({"category": True}, "category must be a code, a name or an index; got True"),
+        ({"mix": {"O": "a"}}, "mix= weight of 'O' must be a number; got 'a'"),
+        ({"category": "O", "num_inference_steps": 1.5}, "num_inference_steps must be a whole"),
+        ({"category": "O", "batch_size": 2.5}, "batch_size must be a whole number; got 2.5"),
+        ({"category": "O", "generator": 5}, "generator must be a torch.Generator or a list"),
+        ({"category": "O", "num_inference_steps": 1001}, "must be at most 1000 with this"),
     ],
 )
 def test_bad_arguments(folder, kwargs, match):
     pipe = FaceDiffPipeline.from_pretrained(folder)
     with pytest.raises(ValueError, match=re.escape(match)):
         pipe(**kwargs)
+
+
+def test_the_step_limit_follows_the_scheduler(folder):
+    pipe = _quiet(FaceDiffPipeline.from_pretrained(folder))
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, steps_offset=1)
+    with pytest.raises(ValueError, match="at most 999 with this scheduler"):
+        pipe(category="O", num_inference_steps=1000)
 
 
 def test_scheduler_swap(folder):
