@@ -257,3 +257,14 @@ def test_a_sample_folder_with_fewer_images_than_n_reports_what_it_read(env, tmp_
     with pytest.raises(FacediffError, match="holds 1 sample PNG; evaluate needs at least 2"):
         evaluate(run, samples=tmp_path / "one", out=tmp_path / "out1", **kw)
     assert not (tmp_path / "out1").exists()
+
+
+def test_a_mix_named_in_another_order_reads_the_folder_it_was_sampled_into(env, tmp_path):
+    _, data, run, _, _ = env
+    both = torch.cat([_fresh("O", 3), _fresh("I", 3)])
+    samples = write_samples(tmp_path / "samples", {"OI": ({"O": 0.5, "I": 0.5}, both)})
+    kw = dict(data=data, samples=samples, judge_config=JUDGE, device="cpu")
+    result = evaluate(run, mixes=["I+O"], out=tmp_path / "out", **kw)
+    assert {k: g["n"] for k, g in result.report["samples"]["groups"].items()} == {"OI": 6}
+    with pytest.raises(FacediffError, match="no PNG samples for mix O70I30"):
+        evaluate(run, mixes=["O:0.7,I:0.3"], out=tmp_path / "out2", **kw)

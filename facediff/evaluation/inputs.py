@@ -176,6 +176,20 @@ def generate_groups(
     return out
 
 
+def _as_sampled(mix: Mix, folder: Path, recorded: dict[str, Mix]) -> Mix:
+    """``mix`` under the label its samples were recorded with, when its own label has no
+    folder but a recorded mix weighs the same categories alike."""
+    if (folder / mix.label).is_dir():
+        return mix
+    want = dict(zip(mix.indices, mix.weights))
+    for label, m in recorded.items():
+        got = dict(zip(m.indices, m.weights))
+        same = got.keys() == want.keys() and all(abs(got[i] - want[i]) <= 1e-6 for i in want)
+        if same and (folder / label).is_dir():
+            return m
+    return mix
+
+
 def read_groups(
     folder: Path,
     specs: list[str] | None,
@@ -188,8 +202,8 @@ def read_groups(
     if not folder.is_dir():
         raise FacediffError(f"samples folder not found: {folder}")
     recorded = recorded_mixes(folder, categories)
-    if specs:
-        mixes = resolve_mixes(categories, specs)
+    if specs:  # IO or O+I finds the folder OI that `sample --mix OI` wrote
+        mixes = [_as_sampled(m, folder, recorded) for m in resolve_mixes(categories, specs)]
     else:
         candidates = {m.label: m for m in default_mixes(categories)} | recorded
         mixes = [m for label, m in candidates.items() if (folder / label).is_dir()]
