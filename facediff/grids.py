@@ -27,7 +27,7 @@ from facediff.generation import generate, prepare_for
 from facediff.guidance import parse_mix_spec
 from facediff.imaging import tensor_to_image
 from facediff.loading import load_for_inference
-from facediff.mix import Mix, parse_mix, resolve_mixes
+from facediff.mix import Mix, parse_mix, resolve_mixes, same_weights
 from facediff.progress import Progress, ProgressCallback, emit
 from facediff.sample_folder import read_sample_png, recorded_labels, recorded_weights, seed_files
 
@@ -278,7 +278,7 @@ def _sampled_labels(folder: Path, present: list[str], specs: Sequence[str]) -> l
             found = [
                 label
                 for label, got in recorded.items()
-                if label in present and _same_weights(got, want)
+                if label in present and isinstance(got, dict) and same_weights(got, want)
             ]
         if not found:
             raise FacediffError(
@@ -286,15 +286,6 @@ def _sampled_labels(folder: Path, present: list[str], specs: Sequence[str]) -> l
             )
         chosen += [label for label in found if label not in chosen]
     return chosen
-
-
-def _same_weights(got: object, want: dict[str, float]) -> bool:
-    if not want or not isinstance(got, dict) or got.keys() != want.keys():
-        return False
-    try:
-        return all(abs(float(got[c]) - w) <= 1e-6 for c, w in want.items())
-    except (TypeError, ValueError):
-        return False
 
 
 def check_grid_path(out: Path, force: bool) -> None:

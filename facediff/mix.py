@@ -11,8 +11,9 @@ Accepted forms (codes or names, case-insensitive)::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from facediff.categories import CategoryMap
 from facediff.errors import UsageError
@@ -33,6 +34,11 @@ class Mix:
     @property
     def is_single(self) -> bool:
         return len(self.indices) == 1
+
+    @property
+    def weight_map(self) -> dict[int, float]:
+        """``{label index: weight}``: the mix whatever order its categories were named in."""
+        return dict(zip(self.indices, self.weights))
 
     def to_dict(self, categories: CategoryMap) -> dict[str, object]:
         return {
@@ -60,7 +66,7 @@ def unique_mixes(mixes: list[Mix], specs: list[str] | None = None) -> list[Mix]:
     folder of images and one row of results."""
     out: list[Mix] = []
     for k, m in enumerate(mixes):
-        if any(_same_weights(o, m) for o in out):  # OI after IO, O:1,I:1 after O+I
+        if any(same_weights(o.weight_map, m.weight_map) for o in out):  # OI after IO
             continue
         same = next((o for o in out if o.label == m.label), None)
         if same is None:
@@ -76,10 +82,17 @@ def unique_mixes(mixes: list[Mix], specs: list[str] | None = None) -> list[Mix]:
     return out
 
 
-def _same_weights(a: Mix, b: Mix) -> bool:
-    """Whether two mixes weigh the same categories alike, in whatever order named."""
-    wa, wb = dict(zip(a.indices, a.weights)), dict(zip(b.indices, b.weights))
-    return wa.keys() == wb.keys() and all(abs(wa[i] - wb[i]) <= 1e-9 for i in wa)
+def same_weights(a: Mapping[Any, Any], b: Mapping[Any, Any]) -> bool:
+    """Whether two ``{category: weight}`` maps weigh the same categories alike (to 1e-6,
+    what a record's JSON keeps); False for an empty or non-numeric one."""
+    try:
+        return (
+            bool(a)
+            and a.keys() == b.keys()
+            and all(abs(float(a[k]) - float(b[k])) <= 1e-6 for k in a)
+        )
+    except (TypeError, ValueError, AttributeError):
+        return False
 
 
 def _label(indices: Sequence[int], weights: Sequence[float], categories: CategoryMap) -> str:

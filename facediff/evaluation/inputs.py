@@ -17,7 +17,7 @@ from facediff.config import DEFAULT_DATA_DIR, SampleConfig
 from facediff.device import resolve_precision
 from facediff.errors import CheckpointError, FacediffError
 from facediff.loading import load_for_inference
-from facediff.mix import Mix, default_mixes, resolve_mixes
+from facediff.mix import Mix, default_mixes, resolve_mixes, same_weights
 from facediff.progress import Progress, ProgressCallback, emit
 from facediff.sample_folder import read_images, recorded_mixes
 
@@ -181,11 +181,8 @@ def _as_sampled(mix: Mix, folder: Path, recorded: dict[str, Mix]) -> Mix:
     folder but a recorded mix weighs the same categories alike."""
     if (folder / mix.label).is_dir():
         return mix
-    want = dict(zip(mix.indices, mix.weights))
     for label, m in recorded.items():
-        got = dict(zip(m.indices, m.weights))
-        same = got.keys() == want.keys() and all(abs(got[i] - want[i]) <= 1e-6 for i in want)
-        if same and (folder / label).is_dir():
+        if same_weights(m.weight_map, mix.weight_map) and (folder / label).is_dir():
             return m
     return mix
 
