@@ -262,8 +262,9 @@ def rows_from_samples(
 
 def _sampled_labels(folder: Path, present: list[str], specs: Sequence[str]) -> list[str]:
     """The rows of a sample folder that ``specs`` name: a row's own label (``OI``,
-    ``I_female``), or a category or mix the record lists under any spelling (``O+I``,
-    ``IO``, ``Oriental``), with each of its attribute rows."""
+    ``I_female``), or a category or mix the record lists, spelt with codes in any order
+    or form (``IO``, ``o+i``, ``I:1,O:1``), with each of its attribute rows. Names
+    (``Oriental``) are not known to a sample folder's record."""
     recorded = recorded_weights(folder)
     codes = sorted({c for w in recorded.values() if isinstance(w, dict) for c in w})
     chosen: list[str] = []

@@ -27,6 +27,7 @@ summed class embedding back on load and takes ``attributes={"gender": "female", 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -58,11 +59,16 @@ SETTING_NAMES = ("mix_mode", "num_inference_steps", "guidance_scale")
 
 
 def _whole(value: Any, name: str) -> int:
-    """``value`` as an int; ``ValueError`` naming ``name`` for a fraction (``2.5`` would
-    otherwise be truncated without a word) or a non-number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    """``value`` (an int, a numpy or 0-d torch number) as an int; ``ValueError`` naming
+    ``name`` for a fraction (``2.5`` would otherwise be cut to 2 without a word), inf,
+    nan or a non-number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not number.is_integer():
         raise ValueError(f"{name} must be a whole number; got {value!r}")
-    return int(value)
+    return int(number)
 
 
 def _weight(key: object, weight: Any) -> float:

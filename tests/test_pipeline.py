@@ -200,6 +200,7 @@ def test_deep_cache_matches_generate_with_diffusers_alone_and_defaults_from_the_
         ({"mix": {"O": "a"}}, "mix= weight of 'O' must be a number; got 'a'"),
         ({"category": "O", "num_inference_steps": 1.5}, "num_inference_steps must be a whole"),
         ({"category": "O", "batch_size": 2.5}, "batch_size must be a whole number; got 2.5"),
+        ({"category": "O", "num_inference_steps": float("inf")}, "must be a whole number; got inf"),
         ({"category": "O", "generator": 5}, "generator must be a torch.Generator or a list"),
         ({"category": "O", "num_inference_steps": 1001}, "must be at most 1000 with this"),
     ],
@@ -208,6 +209,12 @@ def test_bad_arguments(folder, kwargs, match):
     pipe = FaceDiffPipeline.from_pretrained(folder)
     with pytest.raises(ValueError, match=re.escape(match)):
         pipe(**kwargs)
+
+
+def test_numpy_and_torch_counts_are_taken(folder):
+    pipe = _quiet(FaceDiffPipeline.from_pretrained(folder))
+    out = pipe(category="O", num_inference_steps=np.int64(2), batch_size=torch.tensor(2))
+    assert len(out.images) == 2
 
 
 def test_the_step_limit_follows_the_scheduler(folder):
