@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from facediff import folder_lock
 from facediff.attributes import embedding_sizes
 from facediff.categories import CategoryMap
 from facediff.checkpoint import read_state
@@ -102,68 +103,71 @@ def export(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FacediffError(f"--out {out} is a file, not a folder")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise FacediffError(f"{out} already exists and is not empty; use --force to overwrite")
-    loaded = load_for_inference(Path(run), step=checkpoint_step, use_ema=use_ema)
-    if loaded.weights == "export":
-        raise FacediffError(f"{run} is already an exported model")
-    state = read_state(loaded.source)
-    run_dir = loaded.source.parent.parent  # <run>/checkpoints/step-XXXXXXXX
-    report_path = Path(report) if report is not None else default_report_path(run_dir, loaded.step)
-    evaluation = read_report(report_path)
-    if report is not None and evaluation is None:
-        raise UsageError(f"{report}: not found or not a `facediff evaluate` report.json")
-    if report is not None and evaluation is not None:
-        _check_report_run(report_path, evaluation, run_dir)
-    config = SampleConfig()
-    pipe = build_pipeline(loaded, config)
-    counts, counts_note = training_counts(state)
-    try:  # the card first: a damaged report stops the export before anything is written
-        card = render_model_card(
-            CardFacts(
-                folder=out.name,
-                categories=loaded.categories,
-                counts=counts,
-                counts_note=counts_note,
-                size=loaded.model_config.sample_size,
-                preset=state.get("train", {}).get("preset"),
-                parameters=count_parameters(loaded.unet),
-                step=loaded.step,
-                images_seen=state.get("images_seen"),
-                seconds=state.get("seconds"),
-                weights=loaded.weights,
-                ema_decay=state.get("train", {}).get("ema_decay"),
-                schedule=loaded.scheduler_config,
-                precision=state.get("precision"),
-                scheduler_class=type(pipe.scheduler).__name__,
-                sample_defaults=sample_defaults(config),
-                report=evaluation,
-                report_note=report_note(report_path, evaluation, loaded.source, loaded.step),
-                attributes=loaded.attributes,
-            )
+    with folder_lock.writing(out):  # one export per folder
+        if out.exists() and any(out.iterdir()) and not force:
+            raise FacediffError(f"{out} already exists and is not empty; use --force to overwrite")
+        loaded = load_for_inference(Path(run), step=checkpoint_step, use_ema=use_ema)
+        if loaded.weights == "export":
+            raise FacediffError(f"{run} is already an exported model")
+        state = read_state(loaded.source)
+        run_dir = loaded.source.parent.parent  # <run>/checkpoints/step-XXXXXXXX
+        report_path = (
+            Path(report) if report is not None else default_report_path(run_dir, loaded.step)
         )
-    except (AttributeError, KeyError, TypeError, ValueError) as e:
-        if evaluation is None:
-            raise
-        raise UsageError(
-            f"{report_path}: a damaged `facediff evaluate` report.json ({first_line(e)}); "
-            "evaluate again, or pass another with --report"
-        ) from None
-    out.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(out, safe_serialization=True)
-    package = Path(__file__).parent
-    for src, dst in PIPELINE_FILES.items():
-        shutil.copyfile(package / src, out / dst)
-    write_json_atomic(out / EXPORT_INFO_FILE, _export_info(loaded, config, counts))
-    (out / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
-    return ExportResult(
-        out=out,
-        step=loaded.step,
-        weights=loaded.weights,
-        source=loaded.source,
-        report=report_path if evaluation is not None else None,
-        warnings=loaded.warnings,
-    )
+        evaluation = read_report(report_path)
+        if report is not None and evaluation is None:
+            raise UsageError(f"{report}: not found or not a `facediff evaluate` report.json")
+        if report is not None and evaluation is not None:
+            _check_report_run(report_path, evaluation, run_dir)
+        config = SampleConfig()
+        pipe = build_pipeline(loaded, config)
+        counts, counts_note = training_counts(state)
+        try:  # the card first: a damaged report stops the export before anything is written
+            card = render_model_card(
+                CardFacts(
+                    folder=out.name,
+                    categories=loaded.categories,
+                    counts=counts,
+                    counts_note=counts_note,
+                    size=loaded.model_config.sample_size,
+                    preset=state.get("train", {}).get("preset"),
+                    parameters=count_parameters(loaded.unet),
+                    step=loaded.step,
+                    images_seen=state.get("images_seen"),
+                    seconds=state.get("seconds"),
+                    weights=loaded.weights,
+                    ema_decay=state.get("train", {}).get("ema_decay"),
+                    schedule=loaded.scheduler_config,
+                    precision=state.get("precision"),
+                    scheduler_class=type(pipe.scheduler).__name__,
+                    sample_defaults=sample_defaults(config),
+                    report=evaluation,
+                    report_note=report_note(report_path, evaluation, loaded.source, loaded.step),
+                    attributes=loaded.attributes,
+                )
+            )
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            if evaluation is None:
+                raise
+            raise UsageError(
+                f"{report_path}: a damaged `facediff evaluate` report.json ({first_line(e)}); "
+                "evaluate again, or pass another with --report"
+            ) from None
+        out.mkdir(parents=True, exist_ok=True)
+        pipe.save_pretrained(out, safe_serialization=True)
+        package = Path(__file__).parent
+        for src, dst in PIPELINE_FILES.items():
+            shutil.copyfile(package / src, out / dst)
+        write_json_atomic(out / EXPORT_INFO_FILE, _export_info(loaded, config, counts))
+        (out / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
+        return ExportResult(
+            out=out,
+            step=loaded.step,
+            weights=loaded.weights,
+            source=loaded.source,
+            report=report_path if evaluation is not None else None,
+            warnings=loaded.warnings,
+        )
 
 
 def _export_info(

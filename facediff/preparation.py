@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from facediff import __version__
+from facediff import __version__, folder_lock
 from facediff.attributes import AttributeSet
 from facediff.categories import DEFAULT_CATEGORIES, CategoryMap
 from facediff.config import (
@@ -265,81 +265,88 @@ def prepare(
     started = time.perf_counter()
     _check_options(categories, workers)
     raw_abs, out_abs = _check_paths(Path(raw), Path(out), size)
-    listed = read_labels(Path(labels), raw_abs, categories) if labels is not None else None
-    if attributes is None and age_edges is not None:
-        raise UsageError("--age-edges needs --attributes (utkface or a CSV with an age column)")
-    source = attribute_source(attributes, raw_abs, age_edges) if attributes is not None else None
-    sources, skipped, layout = scan_raw(raw_abs, categories, listed)
-    emit(progress, Progress("prepare", 0, None, message=f"layout: {describe_layout(layout)}"))
-    unique, duplicates = dedupe(sources)
-    skipped += duplicates
-    if not unique:
-        raise FacediffError(f"no images found in {raw}: {_skip_summary(skipped)}")
     fresh = not out_abs.exists()
-    clear_out(out_abs, categories, force)
-    files = _output_files(unique, categories)
-    try:  # Ctrl-C, SIGTERM, a full disk, no usable image: leave no half-written dataset
-        _make_folders(out_abs, files)
-        jobs = [(str(s.path), str(out_abs / f)) for (s, _), f in zip(unique, files)]
-        shape = (max_pixels, min_side, max_aspect)
-        # never more decoders than cores: --workers 100000 forked 600 processes for 600
-        # photos on 2 cores and took 100 times as long
-        results = run_jobs(jobs, size, shape, min(workers or cpu_count(), cpu_count()), progress)
-        kept, kept_labels, entries, failed = _collect(unique, files, results.reasons, categories)
-        skipped = sorted(skipped + failed, key=lambda s: s.source)
-        if not kept:
-            raise FacediffError(f"no usable images in {raw}: {_skip_summary(skipped)}")
-        labelled = None
-        if source is not None:
-            labelled = label_images(source, [e["source"] for e in entries], categories)
-            for entry, values, why in zip(entries, labelled.values, labelled.unknown):
-                entry["attributes"], entry["unknown"] = values, why
-            if labelled.unused_rows:
-                unused = labelled.unused_rows
-                message = f"warning: {unused} rows of the attributes file name no kept image"
-                emit(progress, Progress("prepare", len(jobs), len(jobs), message=message))
-        packed = results.images if len(kept) == len(jobs) else results.images[kept]
-        packed_sha256 = _write_packed(
-            out_abs, packed, kept_labels, labelled.tensor if labelled is not None else None
+    with folder_lock.writing(out_abs):  # one prepare per output folder
+        listed = read_labels(Path(labels), raw_abs, categories) if labels is not None else None
+        if attributes is None and age_edges is not None:
+            raise UsageError("--age-edges needs --attributes (utkface or a CSV with an age column)")
+        source = (
+            attribute_source(attributes, raw_abs, age_edges) if attributes is not None else None
         )
-        counts, unmatched = _counts(categories, sources, kept_labels, skipped)
-        manifest = _manifest(
-            raw_abs,
-            size,
-            categories,
-            counts,
-            entries,
-            skipped,
-            packed_sha256,
-            layout,
-            labelled,
-            kept_labels,
+        sources, skipped, layout = scan_raw(raw_abs, categories, listed)
+        emit(progress, Progress("prepare", 0, None, message=f"layout: {describe_layout(layout)}"))
+        unique, duplicates = dedupe(sources)
+        skipped += duplicates
+        if not unique:
+            raise FacediffError(f"no images found in {raw}: {_skip_summary(skipped)}")
+        clear_out(out_abs, categories, force)
+        files = _output_files(unique, categories)
+        try:  # Ctrl-C, SIGTERM, a full disk, no usable image: leave no half-written dataset
+            _make_folders(out_abs, files)
+            jobs = [(str(s.path), str(out_abs / f)) for (s, _), f in zip(unique, files)]
+            shape = (max_pixels, min_side, max_aspect)
+            # never more decoders than cores: --workers 100000 forked 600 processes for 600
+            # photos on 2 cores and took 100 times as long
+            results = run_jobs(
+                jobs, size, shape, min(workers or cpu_count(), cpu_count()), progress
+            )
+            kept, kept_labels, entries, failed = _collect(
+                unique, files, results.reasons, categories
+            )
+            skipped = sorted(skipped + failed, key=lambda s: s.source)
+            if not kept:
+                raise FacediffError(f"no usable images in {raw}: {_skip_summary(skipped)}")
+            labelled = None
+            if source is not None:
+                labelled = label_images(source, [e["source"] for e in entries], categories)
+                for entry, values, why in zip(entries, labelled.values, labelled.unknown):
+                    entry["attributes"], entry["unknown"] = values, why
+                if labelled.unused_rows:
+                    unused = labelled.unused_rows
+                    message = f"warning: {unused} rows of the attributes file name no kept image"
+                    emit(progress, Progress("prepare", len(jobs), len(jobs), message=message))
+            packed = results.images if len(kept) == len(jobs) else results.images[kept]
+            packed_sha256 = _write_packed(
+                out_abs, packed, kept_labels, labelled.tensor if labelled is not None else None
+            )
+            counts, unmatched = _counts(categories, sources, kept_labels, skipped)
+            manifest = _manifest(
+                raw_abs,
+                size,
+                categories,
+                counts,
+                entries,
+                skipped,
+                packed_sha256,
+                layout,
+                labelled,
+                kept_labels,
+            )
+            write_manifest(out_abs, manifest)
+        except BaseException:
+            with contextlib.suppress(OSError):  # the first error is the one to report
+                _remove_partial(out_abs, files, categories, fresh)
+            raise
+        sides = [results.sides[j] for j in kept]
+        upscaled = sum(side < size for side in sides)
+        if upscaled:
+            message = _upscale_warning(upscaled, len(kept), size, min(sides))
+            emit(progress, Progress("prepare", len(jobs), len(jobs), message=message))
+        return PrepareReport(
+            raw=raw_abs,
+            out=out_abs,
+            size=size,
+            categories=counts,
+            unmatched=unmatched,
+            skipped=tuple(skipped),
+            seconds=time.perf_counter() - started,
+            layout=layout,
+            upscaled=upscaled,
+            smallest_side=min(sides),
+            attributes=labelled.attributes if labelled is not None else AttributeSet(),
+            attribute_counts=manifest.get("attribute_counts", {}),
+            attribute_unknown=unknown_reasons(labelled) if labelled is not None else {},
         )
-        write_manifest(out_abs, manifest)
-    except BaseException:
-        with contextlib.suppress(OSError):  # the first error is the one to report
-            _remove_partial(out_abs, files, categories, fresh)
-        raise
-    sides = [results.sides[j] for j in kept]
-    upscaled = sum(side < size for side in sides)
-    if upscaled:
-        message = _upscale_warning(upscaled, len(kept), size, min(sides))
-        emit(progress, Progress("prepare", len(jobs), len(jobs), message=message))
-    return PrepareReport(
-        raw=raw_abs,
-        out=out_abs,
-        size=size,
-        categories=counts,
-        unmatched=unmatched,
-        skipped=tuple(skipped),
-        seconds=time.perf_counter() - started,
-        layout=layout,
-        upscaled=upscaled,
-        smallest_side=min(sides),
-        attributes=labelled.attributes if labelled is not None else AttributeSet(),
-        attribute_counts=manifest.get("attribute_counts", {}),
-        attribute_unknown=unknown_reasons(labelled) if labelled is not None else {},
-    )
 
 
 def _remove_partial(out: Path, files: list[str], categories: CategoryMap, fresh: bool) -> None:

@@ -21,6 +21,7 @@ when guidance ran on part of the steps only).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from facediff import folder_lock
 from facediff.attribute_request import AttributeRequest, resolve_request
 from facediff.categories import CategoryMap
 from facediff.config import SampleConfig
@@ -45,6 +47,8 @@ from facediff.mix import Mix, parse_mix, resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
 
 RECORD_FILE = "samples.json"
+#: How long appending to the record waits for another sample appending to it.
+RECORD_WAIT_S = 60.0
 
 
 @dataclass
@@ -219,8 +223,11 @@ def _record_entry(
 def write_record(out: Path, entry: dict[str, Any]) -> Path:
     """Append ``entry`` to ``<out>/samples.json`` (``{"entries": [...]}``, newest last)."""
     path = Path(out) / RECORD_FILE
-    entries = read_record(out)  # an unreadable one is replaced: sample refused it unforced
-    write_json_atomic(path, {"entries": [*entries, entry]})
+    # held while read, appended and written: a sample of other mixes into this folder
+    # appends its entry before or after, never in between
+    with folder_lock.writing(Path(out), wait_s=RECORD_WAIT_S):
+        entries = read_record(out)  # an unreadable one is replaced: sample refused it unforced
+        write_json_atomic(path, {"entries": [*entries, entry]})
     return path
 
 
@@ -250,31 +257,37 @@ def sample(
     request = resolve_request(loaded.attributes, attributes, attribute_guidance)
     seeds = list(range(config.seed, config.seed + config.n))
     out = Path(out)
-    _check_free(out, [request.label(m.label) for m in plan], seeds, force)
-    total = len(plan) * len(seeds)
-    den = prepare_for(loaded, config, [(mix, request, config.n) for mix in plan], device=device)
-    result = SampleResult(out=out, record_path=out / RECORD_FILE, attributes=dict(request.values))
-    for warning in [*loaded.warnings, *den.warnings]:
-        emit(progress, Progress("sample", 0, total, message=warning))
-    emit(progress, Progress("sample", 0, total))
-    start = time.perf_counter()
-    # Each batch's PNGs are written as soon as it is done: the first image appears after
-    # one batch, and an interrupted run keeps every finished batch.
-    try:
-        for mix, part, images in generate_each_batch(
-            den, plan, seeds, config, attributes=request, progress=progress
-        ):
-            label = request.label(mix.label)
-            (out / label).mkdir(parents=True, exist_ok=True)
-            paths = [image_path(out, label, s) for s in part]
-            for img, p in zip(images, paths):
-                save_png(img, p)
-            result.files.setdefault(label, []).extend(paths)
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(
-            f"interrupted; kept the {result.images} finished images in {out} "
-            "(sample again with --force to redo them)"
-        ) from None
-    result.seconds = time.perf_counter() - start
-    write_record(out, _record_entry(loaded, config, plan, seeds, result.seconds, request))
-    return result
+    labels = [request.label(m.label) for m in plan]
+    with contextlib.ExitStack() as held:  # one writer per mix folder; other mixes may run
+        for label in labels:
+            held.enter_context(folder_lock.writing(out / label))
+        _check_free(out, labels, seeds, force)
+        total = len(plan) * len(seeds)
+        den = prepare_for(loaded, config, [(mix, request, config.n) for mix in plan], device=device)
+        result = SampleResult(
+            out=out, record_path=out / RECORD_FILE, attributes=dict(request.values)
+        )
+        for warning in [*loaded.warnings, *den.warnings]:
+            emit(progress, Progress("sample", 0, total, message=warning))
+        emit(progress, Progress("sample", 0, total))
+        start = time.perf_counter()
+        # Each batch's PNGs are written as soon as it is done: the first image appears after
+        # one batch, and an interrupted run keeps every finished batch.
+        try:
+            for mix, part, images in generate_each_batch(
+                den, plan, seeds, config, attributes=request, progress=progress
+            ):
+                label = request.label(mix.label)
+                (out / label).mkdir(parents=True, exist_ok=True)
+                paths = [image_path(out, label, s) for s in part]
+                for img, p in zip(images, paths):
+                    save_png(img, p)
+                result.files.setdefault(label, []).extend(paths)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(
+                f"interrupted; kept the {result.images} finished images in {out} "
+                "(sample again with --force to redo them)"
+            ) from None
+        result.seconds = time.perf_counter() - start
+        write_record(out, _record_entry(loaded, config, plan, seeds, result.seconds, request))
+        return result

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from facediff import folder_lock
 from facediff.checkpoint import CHECKPOINTS_DIR, resolve_checkpoint
 from facediff.config import DEFAULT_SAMPLES_PER_CELL, DEFAULT_SAMPLES_PER_GROUP, SampleConfig
 from facediff.dataset import PreparedData, load_prepared
@@ -198,30 +199,31 @@ def evaluate(
     if checkpoint_step is not None and samples is None:
         resolve_checkpoint(run, checkpoint_step)  # fails early when there is no such step
     out = Path(out) if out is not None else default_out(run, checkpoint_step)
-    _check_out(out, force)
-    incep = load_inception(inception, dev)  # fails early when asked for but not installed
-    groups, step = None, None  # a samples folder is read (and checked) before the judge
-    if samples is not None:
-        groups = read_groups(Path(samples), mixes, per_group, cats, prepared.size)
-    home = judge_home(run, prepared)
-    judge = load_or_train_judge(home, prepared, judge_config, device=dev, progress=progress)
-    drawn = Generated(groups, None) if groups is not None else None
-    if drawn is None:
-        drawn = generate_groups(
-            run, plan, per_group, config, dev, cats, progress, checkpoint_step,
-            attributes=prepared.attributes, per_cell=per_cell, cells=attribute_cells,
-        )  # fmt: skip
-    groups, step = drawn.groups, drawn.step
-    _score_groups(groups, drawn.cells, judge, incep, progress)
-    section = _samples_section(samples, config, per_group, groups)
-    section.checkpoint_step = step
-    report, pairs = _build_report(run, prepared, section, groups, judge, incep, dev)
-    if drawn.attributes:  # a model with attributes, sampled here
-        report.attributes = _attribute_report(prepared, drawn, judge, attribute_cells, per_cell)
-    report.warnings = _warnings(report)
-    report.seconds = round(time.perf_counter() - start, 2)
-    files = _write_outputs(out, report, groups, prepared, pairs)
-    return EvaluationReport(out, report, files, judge.trained, report.seconds)
+    with folder_lock.writing(out):  # one evaluation per folder
+        _check_out(out, force)
+        incep = load_inception(inception, dev)  # fails early when asked for but not installed
+        groups, step = None, None  # a samples folder is read (and checked) before the judge
+        if samples is not None:
+            groups = read_groups(Path(samples), mixes, per_group, cats, prepared.size)
+        home = judge_home(run, prepared)
+        judge = load_or_train_judge(home, prepared, judge_config, device=dev, progress=progress)
+        drawn = Generated(groups, None) if groups is not None else None
+        if drawn is None:
+            drawn = generate_groups(
+                run, plan, per_group, config, dev, cats, progress, checkpoint_step,
+                attributes=prepared.attributes, per_cell=per_cell, cells=attribute_cells,
+            )  # fmt: skip
+        groups, step = drawn.groups, drawn.step
+        _score_groups(groups, drawn.cells, judge, incep, progress)
+        section = _samples_section(samples, config, per_group, groups)
+        section.checkpoint_step = step
+        report, pairs = _build_report(run, prepared, section, groups, judge, incep, dev)
+        if drawn.attributes:  # a model with attributes, sampled here
+            report.attributes = _attribute_report(prepared, drawn, judge, attribute_cells, per_cell)
+        report.warnings = _warnings(report)
+        report.seconds = round(time.perf_counter() - start, 2)
+        files = _write_outputs(out, report, groups, prepared, pairs)
+        return EvaluationReport(out, report, files, judge.trained, report.seconds)
 
 
 def _attribute_report(

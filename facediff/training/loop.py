@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from facediff import distributed
+from facediff import distributed, folder_lock
 from facediff.batches import IndexStream
 from facediff.checkpoint import RUN_CONFIG_FILE
 from facediff.compile_cache import (
@@ -318,6 +318,28 @@ def train(
     check_tracker(log)
     if time_budget_s is not None and not time_budget_s > 0:
         raise ConfigError(f"the time budget must be a positive duration; got {time_budget_s}")
+    # one trainer per run folder: the main process holds it (torchrun's others share it)
+    held = folder_lock.writing(Path(run_dir)) if distributed.detect().is_main else None
+    with held or contextlib.nullcontext():
+        return _train(
+            data_dir, run_dir, config, model, progress, stop, log, time_budget_s, force, began,
+            options,
+        )  # fmt: skip
+
+
+def _train(
+    data_dir: Path,
+    run_dir: Path,
+    config: TrainConfig | None,
+    model: ModelConfig | None,
+    progress: ProgressCallback | None,
+    stop: threading.Event | None,
+    log: str,
+    time_budget_s: float | None,
+    force: bool,
+    began: float,
+    options: dict[str, Any],
+) -> TrainResult:
     check_run_dir(Path(run_dir), force)
     restarted = config is None and started_config(Path(run_dir)) is not None
     config = resume_config(Path(run_dir), config, **options)
