@@ -23,7 +23,7 @@ import contextlib
 import errno
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from facediff.errors import FacediffError
@@ -58,8 +58,8 @@ def _created_folders(folder: Path) -> list[Path] | None:
 
 
 def _holder(inode: int) -> str:
-    """`` (pid N: its command line)`` of the process holding a flock on ``inode``
-    (Linux's ``/proc/locks``), or nothing when that cannot be told."""
+    """``pid N: its command line`` of the process holding a flock on ``inode`` (Linux's
+    ``/proc/locks``), or ``""`` when that cannot be told."""
     try:
         with open("/proc/locks", encoding="ascii", errors="replace") as f:
             lines = f.read().splitlines()
@@ -76,7 +76,7 @@ def _holder(inode: int) -> str:
     except (OSError, ValueError, IndexError):
         return ""
     command = " ".join(_command(args).split())  # one line, whatever the arguments hold
-    return f" (pid {pid}: {command[:160]})" if command else f" (pid {pid})"
+    return f"pid {pid}: {command[:160]}" if command else f"pid {pid}"
 
 
 def _command(args: list[str]) -> str:
@@ -100,12 +100,18 @@ def _try_lock(fd: int) -> bool | None:
 
 
 @contextlib.contextmanager
-def writing(folder: Path, option: str = "--out", wait_s: float = 0.0) -> Iterator[None]:
+def writing(
+    folder: Path,
+    option: str = "--out",
+    wait_s: float = 0.0,
+    waiting: Callable[[str], None] | None = None,
+) -> Iterator[None]:
     """Hold ``folder`` (made if missing) while the block writes it; another process
     holding it raises :class:`FolderBusy`, naming ``option``, after waiting up to
-    ``wait_s`` seconds for it (0: refuse at once)."""
+    ``wait_s`` seconds for it (0: refuse at once; ``math.inf``: until it is free).
+    ``waiting`` is called once, with the holder (``pid N: command``), when it waits."""
     folder = Path(folder)
-    opened = _open_locked(folder, option, wait_s) if fcntl is not None else None
+    opened = _open_locked(folder, option, wait_s, waiting) if fcntl is not None else None
     if opened is None:  # no flock here, or no folder: run unlocked
         yield
         return
@@ -123,7 +129,7 @@ def writing(folder: Path, option: str = "--out", wait_s: float = 0.0) -> Iterato
 
 
 def _open_locked(
-    folder: Path, option: str, wait_s: float
+    folder: Path, option: str, wait_s: float, waiting: Callable[[str], None] | None
 ) -> tuple[int, tuple[int, int], list[Path]] | None:
     """The folder's descriptor, locked (or held already by this process), its key and
     the folders made for it; None where it cannot be locked."""
@@ -141,7 +147,7 @@ def _open_locked(
             _held[key] += 1
             return fd, key, created
         try:
-            locked = _acquire(fd, folder, option, wait_s, st.st_ino)
+            locked = _acquire(fd, folder, option, wait_s, st.st_ino, waiting)
         except BaseException:
             os.close(fd)
             raise
@@ -159,16 +165,28 @@ def _open_locked(
     return None
 
 
-def _acquire(fd: int, folder: Path, option: str, wait_s: float, inode: int) -> bool:
+def _acquire(
+    fd: int,
+    folder: Path,
+    option: str,
+    wait_s: float,
+    inode: int,
+    waiting: Callable[[str], None] | None,
+) -> bool:
     """Lock ``fd``: True once locked, False where locking is not available."""
     deadline = time.monotonic() + wait_s
+    told = False
     while True:
         locked = _try_lock(fd)
         if locked is not False:
             return bool(locked)
+        if not told and waiting is not None and wait_s > 0:
+            waiting(_holder(inode) or "another process")
+            told = True
         if time.monotonic() >= deadline:
+            holder = _holder(inode)
             raise FolderBusy(
-                f"{folder} is in use: another facediff process{_holder(inode)} is writing "
-                f"there; wait for it to finish, or choose another {option}"
+                f"{folder} is in use: another facediff process{f' ({holder})' if holder else ''}"
+                f" is writing there; wait for it to finish, or choose another {option}"
             )
         time.sleep(0.05)

@@ -22,6 +22,7 @@ from train_helpers import blocks_dataset, write_dataset
 import facediff.sample_folder as sample_folder
 from facediff import folder_lock
 from facediff.evaluation import evaluate
+from facediff.evaluation.judge_training import JudgeConfig
 from facediff.folder_lock import FolderBusy
 from facediff.synthetic import make_faces
 
@@ -34,16 +35,17 @@ HOLD = (
     "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
     "fcntl.flock(fd, fcntl.LOCK_EX)\n"
     "print('held', flush=True)\n"
-    "time.sleep(600)\n"
+    "time.sleep(float(sys.argv[2]))\n"
 )
 
 
 @contextlib.contextmanager
-def held_elsewhere(folder: Path) -> Iterator[subprocess.Popen]:
-    """``folder`` locked by another process until the block ends, then that process is
-    killed (SIGKILL: no clean release)."""
+def held_elsewhere(folder: Path, seconds: float = 600) -> Iterator[subprocess.Popen]:
+    """``folder`` locked by another process for ``seconds`` or until the block ends, when
+    that process is killed (SIGKILL: no clean release)."""
     folder.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE)
+    args = [sys.executable, "-c", HOLD, str(folder), str(seconds)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE)
     try:
         assert proc.stdout.readline().strip() == b"held"
         yield proc
@@ -150,6 +152,27 @@ def test_evaluate_refuses_an_out_folder_another_process_writes(tmp_path):
             evaluate(run, data=data, per_group=2, out=out, device="cpu")
         assert _tree(out) == []
         assert not (run / "judge").exists()  # refused before the judge was trained
+
+
+def test_evaluate_waits_for_a_judge_another_process_trains_then_goes_on(tmp_path):
+    images, labels = make_faces(6, size=16, seed=0)
+    data = write_dataset(tmp_path / "data", images, labels)
+    run = make_untrained_run(tmp_path / "run", data)
+    messages: list[str] = []
+    with held_elsewhere(run / "judge", seconds=1.5) as holder:
+        report = evaluate(
+            run,
+            data=data,
+            per_group=2,
+            device="cpu",
+            inception=False,
+            judge_config=JudgeConfig(epochs=1),
+            progress=lambda e: messages.append(e.message or ""),
+        )
+        assert holder.poll() is not None  # it waited for the holder to end
+    waits = [m for m in messages if m.startswith("waiting for")]
+    assert len(waits) == 1 and f"training the judge in {run / 'judge'}" in waits[0], messages
+    assert report.judge_trained and (run / "judge" / "judge.json").is_file()
 
 
 def test_a_process_may_hold_a_folder_it_holds_already(tmp_path):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from facediff import folder_lock
 from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
 from facediff.dataset import PreparedData
@@ -277,6 +279,24 @@ def load_or_train_judge(
     config = config or JudgeConfig()
     judge_dir = Path(run_dir) / JUDGE_DIR
     resolve_precision(config.precision, device)  # a bad --precision fails before training
+
+    def waiting(holder: str) -> None:
+        message = f"waiting for {holder}, which is training the judge in {judge_dir}"
+        emit(progress, Progress("judge", 0, None, message=message))
+
+    # one judge trainer per cache: a second evaluate waits for the first's judge and
+    # loads it, instead of training it again and writing the same files meanwhile
+    with folder_lock.writing(judge_dir, wait_s=math.inf, waiting=waiting):
+        return _load_or_train(judge_dir, data, config, device, progress)
+
+
+def _load_or_train(
+    judge_dir: Path,
+    data: PreparedData,
+    config: JudgeConfig,
+    device: torch.device,
+    progress: ProgressCallback | None,
+) -> Judge:
     info = _read_cache(judge_dir)
     if info is not None and _cache_matches(info, data, config):
         judge = _load_cached(judge_dir, info, data, device)
