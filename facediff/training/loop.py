@@ -26,6 +26,7 @@ from facediff.files import write_json_atomic
 from facediff.model import count_parameters
 from facediff.progress import Progress, ProgressCallback, emit
 from facediff.tracking import check_tracker, open_tracker
+from facediff.training.memory import check_fits
 from facediff.training.periodic import (
     collect_checkpoint,
     maybe_checkpoint,
@@ -344,6 +345,8 @@ def _train(
     restarted = config is None and started_config(Path(run_dir)) is not None
     config = resume_config(Path(run_dir), config, **options)
     setup, state, notes = make_setup(Path(data_dir), Path(run_dir), config, model)
+    if setup.device.type == "cpu":  # a batch too big is killed by the kernel, not an error
+        check_fits(setup.model_config, setup.config.batch_size, setup.dtype)
     if restarted:
         notes.insert(
             0,
