@@ -76,6 +76,27 @@ def save_image_atomic(image: Any, path: Path, image_format: str = "PNG") -> None
         image.save(tmp, format=image_format)
 
 
+def save_image_new(image: Any, path: Path, image_format: str = "PNG") -> None:
+    """Save a PIL image at ``path`` only if nothing is there, never half-written: written
+    beside under a name of this process's own, then hard-linked into place. A file that
+    appeared at ``path`` meanwhile (another process) raises :class:`FileExistsError` and
+    is left as it is, where a rename would replace it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    try:
+        image.save(tmp, format=image_format)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: check, then rename
+            if path.exists() or path.is_symlink():
+                raise FileExistsError(errno.EEXIST, "already exists", str(path)) from None
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_text_atomic(path: Path, text: str, *, fsync: bool = False) -> None:
     with atomic_path(path, fsync=fsync) as tmp:
         tmp.write_text(text, encoding="utf-8")

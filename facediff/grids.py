@@ -22,7 +22,7 @@ from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
 from facediff.config import DEFAULT_GRID_SEEDS, DEFAULT_STRIP_STEPS, SampleConfig
 from facediff.errors import ConfigError, FacediffError, invalid
-from facediff.files import save_image_atomic
+from facediff.files import save_image_atomic, save_image_new
 from facediff.generation import generate, prepare_for
 from facediff.guidance import parse_mix_spec
 from facediff.imaging import tensor_to_image
@@ -375,7 +375,17 @@ def grid(
             grid_rows += strip_rows
     image = compose_grid(grid_rows, column_labels=labels)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_image_atomic(image, out, Image.registered_extensions()[out.suffix.lower()])
+    image_format = Image.registered_extensions()[out.suffix.lower()]
+    if force:
+        save_image_atomic(image, out, image_format)
+    else:  # a grid another process wrote there while this one sampled is kept
+        try:
+            save_image_new(image, out, image_format)
+        except FileExistsError:
+            raise FacediffError(
+                f"{out} was written by another process meanwhile; kept it (use --force to "
+                "overwrite, or choose another --out)"
+            ) from None
     return GridResult(
         out=out,
         rows=len(grid_rows),

@@ -184,3 +184,28 @@ def test_a_process_may_hold_a_folder_it_holds_already(tmp_path):
         pass
     assert not (tmp_path / "c").exists()  # made for the lock, left empty: removed
     assert (folder / "x").is_file()
+
+
+def test_a_grid_another_process_wrote_meanwhile_is_kept(run, tmp_path, monkeypatch):
+    """``grid`` checks that --out is free before sampling; a grid another process writes
+    there while this one samples is kept, not replaced, unless --force."""
+    import facediff.grids as grids
+
+    out = tmp_path / "grid.png"
+    compose = grids.compose_grid
+
+    def theirs_lands_meanwhile(*args, **kwargs):
+        Image.new("RGB", (8, 8), (255, 0, 0)).save(out)
+        return compose(*args, **kwargs)
+
+    monkeypatch.setattr(grids, "compose_grid", theirs_lands_meanwhile)
+    args = ["grid", run, "-c", "O", "--seeds", "2", "--out", out, *SAMPLE_FAST]
+    result = invoke(args)
+    assert result.exit_code == 1, result.output
+    (line,) = error_lines(result)
+    assert f"{out} was written by another process meanwhile; kept it" in line, line
+    assert Image.open(out).size == (8, 8)  # theirs, intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png"]  # no temporary left
+    result = invoke([*args, "--force"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size != (8, 8)
