@@ -163,7 +163,16 @@ def test_a_grid_from_samples_refuses_a_row_it_does_not_have(sampled, tmp_path):
 
 @pytest.mark.parametrize(
     ("option", "named"),
-    [(["--gender", "f"], "--gender"), (["--strip", "O", "I"], "--strip")],
+    [
+        (["--gender", "f"], "--gender"),
+        (["--strip", "O", "I"], "--strip"),
+        # settings that change the images: read from a folder, they were silently ignored
+        (["--steps", "3"], "--steps"),
+        (["--guidance", "7"], "--guidance"),
+        (["--seed", "5"], "--seed"),
+        (["--no-ema"], "--no-ema"),
+        (["--checkpoint", "10"], "--checkpoint"),
+    ],
 )
 def test_model_options_are_refused_with_a_sample_folder(sampled, tmp_path, option, named):
     out = tmp_path / "g.png"
@@ -172,6 +181,16 @@ def test_model_options_are_refused_with_a_sample_folder(sampled, tmp_path, optio
     assert error_lines(r) == [
         f"facediff: error: {named} needs a model; it cannot be used with --from-samples"
     ]
+
+
+def test_how_fast_options_are_accepted_with_a_sample_folder(sampled, tmp_path):
+    """The device, precision and batch size change no image: a script that passes them to
+    every command still makes its grid."""
+    out = tmp_path / "g.png"
+    args = ["--device", "cpu", "--precision", "fp32", "--batch-size", "4", "--no-compile"]
+    r = invoke(["grid", "--from-samples", sampled, *args, "--out", out])
+    assert r.exit_code == 0, r.output
+    assert out.is_file()
 
 
 def test_a_grid_too_big_to_open_is_refused_before_sampling(tmp_path, monkeypatch):

@@ -45,7 +45,12 @@ def _os_error_message(e: OSError) -> str:
 
 
 #: Config fields whose option is not ``--<field-with-dashes>``.
-_OPTION_NAMES = {"n": "-n", "per_group": "-n", "use_ema": "--no-ema"}
+_OPTION_NAMES = {
+    "n": "-n",
+    "per_group": "-n",
+    "use_ema": "--no-ema",
+    "checkpoint_step": "--checkpoint",
+}
 
 
 def option_name(field: str) -> str:
