@@ -372,6 +372,20 @@ def noise_interval(value: Any) -> tuple[float, float] | None:
     return (lo, hi) if 0 <= lo < hi and not math.isinf(lo) else None
 
 
+#: The :class:`SampleConfig` fields that change the images, not how fast they are made.
+IMAGE_SETTINGS = (
+    "sampler",
+    "steps",
+    "spacing",
+    "guidance",
+    "guidance_interval",
+    "deep_cache",
+    "mix_mode",
+    "seed",
+    "use_ema",
+)
+
+
 @dataclass(frozen=True)
 class SampleConfig:
     """How to sample: the settings of ``sample``, ``grid``, ``evaluate`` and ``generate``."""
@@ -434,6 +448,13 @@ class SampleConfig:
             )
         _check_choice(self, "precision", PRECISIONS)
         check_device_name(self.device)
+
+    def changed_image_settings(self) -> list[str]:
+        """The fields set away from their defaults that change the images (``steps``,
+        ``guidance``…; not the device, precision, compile, CUDA graphs or batch size): a
+        command that reads images instead of sampling them refuses these."""
+        default = SampleConfig()
+        return [k for k in IMAGE_SETTINGS if getattr(self, k) != getattr(default, k)]
 
     def recorded_extras(self) -> dict[str, Any]:
         """The settings a record (``samples.json``, an evaluation report, an export's

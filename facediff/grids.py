@@ -289,29 +289,6 @@ def _sampled_labels(folder: Path, present: list[str], specs: Sequence[str]) -> l
     return chosen
 
 
-#: Sampling settings that change the images (not how fast they are made: the device,
-#: precision, compile, CUDA graphs and batch size).
-_IMAGE_SETTINGS = (
-    "sampler",
-    "steps",
-    "spacing",
-    "guidance",
-    "guidance_interval",
-    "deep_cache",
-    "mix_mode",
-    "seed",
-    "use_ema",
-)
-
-
-def _sampling_settings(config: SampleConfig) -> list[str]:
-    """The settings of ``config`` that change the images, set away from their defaults
-    (``steps``, ``guidance``…): a grid read from a sample folder would silently ignore
-    them."""
-    default = SampleConfig()
-    return [k for k in _IMAGE_SETTINGS if getattr(config, k) != getattr(default, k)]
-
-
 def check_grid_path(out: Path, force: bool) -> None:
     """Refuse, before any sampling, a grid path the image cannot be written to: an
     existing file without ``force``, a folder, or a name without an image extension."""
@@ -377,7 +354,7 @@ def grid(
             given = {"attribute_guidance": attribute_guidance, "strip": strip}
             asked += [k for k, v in given.items() if v]
             asked += ["checkpoint_step"] if checkpoint_step is not None else []
-            asked += _sampling_settings(config)  # the images are read, not sampled
+            asked += config.changed_image_settings()  # the images are read, not sampled
             if asked:
                 raise ConfigError(
                     "{} needs a model; it cannot be used with {}", asked[0], "from_samples"

@@ -247,6 +247,23 @@ def test_bomb_png_in_samples_folder_for_evaluate(tmp_path):
     _one_error(invoke(args), "I_0.png", "too large")
 
 
+@pytest.mark.parametrize(
+    ("option", "named"),
+    [(["--steps", "50"], "--steps"), (["--seed", "3"], "--seed"), (["--no-ema"], "--no-ema")],
+)
+def test_evaluate_samples_refuses_settings_that_would_change_the_images(tmp_path, option, named):
+    """A folder's images are read, not sampled: --steps 50 was silently ignored."""
+    run, images = _eval_env(tmp_path)
+    folder = write_samples(tmp_path / "samples", {"I": ({"I": 1.0}, images[:3])})
+    out = tmp_path / "ev"
+    args = ["evaluate", run, "--samples", folder, "--out", out, "--judge-epochs", "1"]
+    line = _one_error(invoke([*args, *option]), named, "cannot be used with --samples")
+    assert line.startswith(f"facediff: error: {named} "), line
+    assert not out.exists()
+    result = invoke([*args, "--device", "cpu", "--batch-size", "4"])  # how, not what
+    assert result.exit_code == 0, result.output
+
+
 # ---- item 12: out of memory
 
 

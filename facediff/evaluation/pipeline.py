@@ -37,7 +37,7 @@ from facediff.checkpoint import CHECKPOINTS_DIR, resolve_checkpoint
 from facediff.config import DEFAULT_SAMPLES_PER_CELL, DEFAULT_SAMPLES_PER_GROUP, SampleConfig
 from facediff.dataset import PreparedData, load_prepared
 from facediff.device import enable_fast_math, resolve_device
-from facediff.errors import CheckpointError, DataError, FacediffError, invalid
+from facediff.errors import CheckpointError, ConfigError, DataError, FacediffError, invalid
 from facediff.evaluation.attribute_scores import attribute_section
 from facediff.evaluation.inception import InceptionFeatures, load_inception
 from facediff.evaluation.inputs import (
@@ -196,6 +196,12 @@ def evaluate(
     plan = resolve_mixes(cats, mixes)
     if samples is not None and not Path(samples).is_dir():
         raise FacediffError(f"samples folder not found: {samples}")
+    if samples is not None and (changed := config.changed_image_settings()):
+        raise ConfigError(
+            "{} cannot be used with {}: the images are read from the folder, not sampled",
+            changed[0],
+            "samples",
+        )
     if checkpoint_step is not None and samples is None:
         resolve_checkpoint(run, checkpoint_step)  # fails early when there is no such step
     out = Path(out) if out is not None else default_out(run, checkpoint_step)
