@@ -322,9 +322,12 @@ def _warnings(report: Report) -> list[str]:
         )
     small = [g for g, v in report.samples.groups.items() if v.n < FEW_SAMPLES]
     if small:
+        # read from a folder, -n only caps what is read: the folder may hold no more
+        source = report.samples.source
+        more = "raise -n" if source == "generated" else f"raise -n, or sample more into {source}"
         out.append(
             f"fewer than {FEW_SAMPLES} samples in {', '.join(small)}: Fréchet distances are "
-            "strongly biased upward and intervals are wide (raise -n)"
+            f"strongly biased upward and intervals are wide ({more})"
         )
     return out
 
