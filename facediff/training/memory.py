@@ -21,12 +21,12 @@ cgroup limits the process; where that cannot be told, nothing is checked.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import torch
 
 from facediff.config import ModelConfig
 from facediff.errors import ConfigError
+from facediff.host_memory import available_bytes, format_size
 
 #: Bytes a parameter takes during a forward pass in fp32: weights, EMA weights and
 #: AdamW's two moments (the gradients were released after the previous step).
@@ -34,7 +34,6 @@ PARAMETER_BYTES = 16
 #: The step keeps more than the bound counts (1.27 to 1.45 times, measured): the batch
 #: suggested is the bound's largest times this.
 SUGGESTED_SHARE = 0.6
-GIB = 1 << 30
 #: The layers whose outputs the bound counts.
 _KEPT = (torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.SiLU)
 
@@ -73,38 +72,6 @@ def _counted(model: ModelConfig) -> tuple[int, int]:
     return numel, sum(p.numel() for p in unet.parameters())
 
 
-def _meminfo(field: str) -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
-            name, _, rest = line.partition(":")
-            if name == field:
-                return int(rest.split()[0]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _cgroup_room() -> int | None:
-    """What a cgroup v2 memory limit leaves this process, or None (no limit)."""
-    root = Path("/sys/fs/cgroup")
-    try:
-        limit = (root / "memory.max").read_text(encoding="ascii").strip()
-        used = int((root / "memory.current").read_text(encoding="ascii").strip())
-    except (OSError, ValueError):
-        return None
-    return None if limit == "max" else max(0, int(limit) - used)
-
-
-def available_bytes() -> int | None:
-    """The memory this process can still take, or None where that cannot be told."""
-    available = _meminfo("MemAvailable")
-    if available is None:
-        return None
-    available += _meminfo("SwapFree") or 0
-    room = _cgroup_room()
-    return available if room is None else min(available, room)
-
-
 def check_fits(model: ModelConfig, batch_size: int, dtype: torch.dtype) -> None:
     """Refuse a CPU training batch that cannot fit in the memory available (see the module
     docstring); do nothing where the memory cannot be told."""
@@ -116,15 +83,12 @@ def check_fits(model: ModelConfig, batch_size: int, dtype: torch.dtype) -> None:
     needed = fixed + batch_size * per_image
     if needed <= available:
         return
+    size = format_size
     what = (
-        f"{{}} {batch_size} needs at least {_size(needed)} of memory to train on the CPU "
-        f"({_size(per_image)} an image at {model.sample_size} px, {_size(fixed)} for the "
-        f"model and optimizer); {_size(available)} is available"
+        f"{{}} {batch_size} needs at least {size(needed)} of memory to train on the CPU "
+        f"({size(per_image)} an image at {model.sample_size} px, {size(fixed)} for the model "
+        f"and optimizer); {size(available)} is available"
     )
     largest = int((available - fixed) // per_image * SUGGESTED_SHARE) if per_image else 0
     hint = f": try {{}} {largest}" if largest >= 1 else ": use a smaller model (--preset)"
     raise ConfigError(what + hint, "batch_size", *(["batch_size"] if largest >= 1 else []))
-
-
-def _size(n: float) -> str:
-    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / 2**20:.0f} MiB"

@@ -1,0 +1,46 @@
+"""How much memory this process can still take: the kernel's ``MemAvailable`` plus free
+swap (``/proc/meminfo``), less where a cgroup v2 limit leaves less. Where that cannot be
+told (not Linux), None: callers then check nothing. Standard library only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+GIB = 1 << 30
+
+
+def _meminfo(field: str) -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
+            name, _, rest = line.partition(":")
+            if name == field:
+                return int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_room() -> int | None:
+    """What a cgroup v2 memory limit leaves this process, or None (no limit)."""
+    root = Path("/sys/fs/cgroup")
+    try:
+        limit = (root / "memory.max").read_text(encoding="ascii").strip()
+        used = int((root / "memory.current").read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+    return None if limit == "max" else max(0, int(limit) - used)
+
+
+def available_bytes() -> int | None:
+    """The memory this process can still take, or None where that cannot be told."""
+    available = _meminfo("MemAvailable")
+    if available is None:
+        return None
+    available += _meminfo("SwapFree") or 0
+    room = _cgroup_room()
+    return available if room is None else min(available, room)
+
+
+def format_size(n: float) -> str:
+    """``1.2 GiB``, or ``18 MiB`` under a GiB."""
+    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / 2**20:.0f} MiB"
