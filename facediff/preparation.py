@@ -20,6 +20,7 @@ stem of another file).
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -44,6 +45,7 @@ from facediff.config import (
 from facediff.dataset import write_manifest, write_packed
 from facediff.errors import ConfigError, FacediffError, UsageError
 from facediff.files import TMP_SUFFIX, atomic_path
+from facediff.host_memory import available_bytes, format_size
 from facediff.prepare_attributes import (
     ImageAttributes,
     attribute_counts,
@@ -184,6 +186,23 @@ def _manifest(
     }
 
 
+def _check_packed_fits(photos: int, size: int) -> None:
+    """Refuse a dataset whose packed images (``photos`` × 3 × ``size``², uint8, held in
+    memory while they are decoded and written) cannot fit in the memory available: the
+    kernel would kill the process once decoding had filled it, minutes in."""
+    available = available_bytes()
+    needed = photos * 3 * size * size
+    if available is None or needed <= available:
+        return
+    fits = int(math.isqrt(available // (3 * photos)) // 8 * 8)
+    hint = f"use --size {fits} or less, or fewer photos" if fits >= MIN_SIZE else "use fewer photos"
+    raise ConfigError(
+        f"{{}} {size}: packing {photos:,} photos needs at least {format_size(needed)} of "
+        f"memory; {format_size(available)} is available: {hint}",
+        "size",
+    )
+
+
 def _write_packed(
     out: Path, images: np.ndarray, labels: list[int], attributes: torch.Tensor | None
 ) -> str:
@@ -279,6 +298,7 @@ def prepare(
         skipped += duplicates
         if not unique:
             raise FacediffError(f"no images found in {raw}: {_skip_summary(skipped)}")
+        _check_packed_fits(len(unique), size)  # before anything of --out is replaced
         clear_out(out_abs, categories, force)
         files = _output_files(unique, categories)
         try:  # Ctrl-C, SIGTERM, a full disk, no usable image: leave no half-written dataset

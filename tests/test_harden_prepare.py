@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from PIL import EpsImagePlugin, Image
+from sampling_helpers import error_lines, invoke
 
+import facediff.preparation as preparation
 from facediff.categories import CategoryMap, make_category
 from facediff.config import MANIFEST_FILE
 from facediff.dataset import load_prepared
@@ -220,3 +223,23 @@ def test_a_prepare_that_fails_writing_keeps_the_users_files_in_out(raw, tmp_path
         prepare(raw, out, size=16, workers=1, force=True)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # no half dataset
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_dataset_too_big_for_memory_is_refused_before_out_is_touched(raw, tmp_path, monkeypatch):
+    """The packed images are held in memory while they are decoded: a --size whose
+    dataset cannot fit was decoded until the kernel killed the process (exit 137)."""
+    out = tmp_path / "data"
+    assert invoke(["prepare", raw, "--out", out, "--size", "16"]).exit_code == 0
+    before = _tree(out)
+    photos = len(list(raw.iterdir()))
+    monkeypatch.setattr(preparation, "available_bytes", lambda: photos * 3 * 24 * 24 + 100)
+    result = invoke(["prepare", raw, "--out", out, "--size", "64", "--force"])
+    assert result.exit_code == 2, result.output
+    (line,) = error_lines(result)
+    assert line.startswith(f"facediff: error: --size 64: packing {photos} photos needs"), line
+    fits = int(re.search(r"use --size (\d+) or less", line).group(1))
+    assert fits == 24
+    assert _tree(out) == before  # the dataset there is untouched, --force or not
+    result = invoke(["prepare", raw, "--out", out, "--size", str(fits), "--force"])
+    assert result.exit_code == 0, result.output
+    assert load_prepared(out).size == fits
