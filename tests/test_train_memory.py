@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -62,3 +63,7 @@ def test_the_bound_counts_every_kept_layer_output_per_image():
     # batch 264 against batch 8); the bound must stay below it, and not far below
     assert 4 * MIB < small < 8.6 * MIB
     assert params == 1_192_771
+    # a config built in Python with lists (the API's model=) is counted the same
+    tiny = preset("tiny", sample_size=32, num_categories=3)
+    listed = dataclasses.replace(tiny, block_out_channels=list(tiny.block_out_channels))
+    assert memory.activation_bytes(listed, torch.float32) == (small, params)

@@ -20,6 +20,7 @@ cgroup limits the process; where that cannot be told, nothing is checked.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import torch
@@ -41,7 +42,12 @@ _KEPT = (torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.SiLU)
 def activation_bytes(model: ModelConfig, dtype: torch.dtype) -> tuple[int, int]:
     """Per image, the bytes in ``dtype`` of the layer outputs a training step keeps for
     backward (a lower bound, see the module docstring), and the parameter count."""
-    numel, parameters = _counted(model)
+    lists = {  # a config built in Python may hold lists: the cache needs it hashable
+        f.name: tuple(getattr(model, f.name))
+        for f in dataclasses.fields(model)
+        if isinstance(getattr(model, f.name), list)
+    }
+    numel, parameters = _counted(dataclasses.replace(model, **lists) if lists else model)
     return numel * torch.tensor([], dtype=dtype).element_size(), parameters
 
 
