@@ -258,6 +258,8 @@ def sample(
     seeds = list(range(config.seed, config.seed + config.n))
     out = Path(out)
     labels = [request.label(m.label) for m in plan]
+    with folder_lock.writing(out, wait_s=RECORD_WAIT_S):
+        pass  # a command writing --out itself (a run training there) refuses now, not after
     with contextlib.ExitStack() as held:  # one writer per mix folder; other mixes may run
         for label in labels:
             held.enter_context(folder_lock.writing(out / label))

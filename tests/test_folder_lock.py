@@ -122,6 +122,21 @@ def test_sample_refuses_a_mix_another_process_writes_and_samples_the_others(run,
     assert [list(e["mixes"]) for e in record["entries"]] == [["I"]]
 
 
+def test_sample_into_a_folder_another_command_writes_is_refused_before_sampling(
+    run, tmp_path, monkeypatch
+):
+    """e.g. ``sample RUN --out RUN`` while RUN trains: refused at once, not after writing
+    its images and waiting to append its record."""
+    monkeypatch.setattr(sample_folder, "RECORD_WAIT_S", 0.2)
+    out = tmp_path / "training-run"
+    sampled = []
+    monkeypatch.setattr(sample_folder, "save_png", lambda img, p: sampled.append(p))
+    with held_elsewhere(out) as holder:
+        result = invoke(["sample", run, "-c", "O", "-n", "2", "--out", out, *SAMPLE_FAST])
+        _busy(result, out, "--out", holder)
+    assert sampled == [] and _tree(out) == []
+
+
 def test_the_samples_record_is_appended_by_one_process_at_a_time(tmp_path, monkeypatch):
     out = tmp_path / "samples"
     sample_folder.write_record(out, {"mixes": {"O": {"O": 1.0}}})
