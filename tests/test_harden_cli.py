@@ -263,7 +263,7 @@ def test_evaluate_samples_refuses_settings_that_would_change_the_images(tmp_path
     result = invoke([*args, "--device", "cpu", "--batch-size", "4"])  # how, not what
     assert result.exit_code == 0, result.output
     (few,) = [w for w in json.loads((out / "report.json").read_text())["warnings"] if "few" in w]
-    assert few.endswith(f"(raise -n, or sample more into {folder})"), few  # -n only caps
+    assert few.endswith("(raise -n, or sample more into the folder)"), few  # -n only caps
 
 
 # ---- item 12: out of memory

@@ -322,9 +322,10 @@ def _warnings(report: Report) -> list[str]:
         )
     small = [g for g, v in report.samples.groups.items() if v.n < FEW_SAMPLES]
     if small:
-        # read from a folder, -n only caps what is read: the folder may hold no more
-        source = report.samples.source
-        more = "raise -n" if source == "generated" else f"raise -n, or sample more into {source}"
+        # read from a folder, -n only caps what is read: the folder may hold no more. No
+        # path: warnings travel into exported model cards
+        folder = report.samples.source != "generated"
+        more = "raise -n, or sample more into the folder" if folder else "raise -n"
         out.append(
             f"fewer than {FEW_SAMPLES} samples in {', '.join(small)}: Fréchet distances are "
             f"strongly biased upward and intervals are wide ({more})"
