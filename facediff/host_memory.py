@@ -42,5 +42,7 @@ def available_bytes() -> int | None:
 
 
 def format_size(n: float) -> str:
-    """``1.2 GiB``, or ``18 MiB`` under a GiB."""
-    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / 2**20:.0f} MiB"
+    """``1.2 GiB``, ``18 MiB`` under a GiB, ``36 KiB`` under a MiB."""
+    if n >= GIB:
+        return f"{n / GIB:.1f} GiB"
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 1024:.0f} KiB"

@@ -67,3 +67,34 @@ def test_the_bound_counts_every_kept_layer_output_per_image():
     tiny = preset("tiny", sample_size=32, num_categories=3)
     listed = dataclasses.replace(tiny, block_out_channels=list(tiny.block_out_channels))
     assert memory.activation_bytes(listed, torch.float32) == (small, params)
+
+
+class _NoRoom(torch.Tensor):
+    """Images that do not fit where they are moved (as on a GPU smaller than the data)."""
+
+    def to(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+
+def test_a_dataset_too_big_for_the_device_names_the_dataset_not_the_batch(
+    data, tmp_path, monkeypatch
+):
+    """Training keeps the whole dataset on its device: when that fails, the one-line OOM
+    message used to say to lower --batch-size, which cannot help."""
+    import facediff.training.loop as loop
+
+    moved = loop.data_to_device
+
+    def on_a_small_device(setup):
+        setup.data.images = setup.data.images.as_subclass(_NoRoom)
+        moved(setup)
+
+    monkeypatch.setattr(loop, "data_to_device", on_a_small_device)
+    run = tmp_path / "run"
+    result = invoke(["train", data, "--out", run, "--batch-size", "4", *TRAIN])
+    assert result.exit_code == 1, result.output
+    (line,) = error_lines(result)
+    assert line.startswith(f"facediff: error: the prepared dataset {data} ("), line
+    assert "does not fit in the memory of cpu" in line and "smaller --size" in line, line
+    assert "--batch-size" not in line
+    assert not (run / "checkpoints").exists()

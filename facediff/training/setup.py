@@ -40,7 +40,8 @@ from facediff.config import (
 from facediff.dataset import PreparedData, load_prepared
 from facediff.device import enable_fast_math, resolve_device, resolve_precision
 from facediff.ema import EMA
-from facediff.errors import CheckpointError, FacediffError
+from facediff.errors import CheckpointError, DataError, FacediffError
+from facediff.host_memory import format_size
 from facediff.model import build_unet, scheduler_config
 from facediff.objective import make_schedule
 from facediff.training.state import Parts, Setup
@@ -256,7 +257,16 @@ def data_to_device(setup: Setup) -> None:
     labels) moved onto the device once, where every step's batch is indexed from."""
     enable_fast_math(setup.device)
     data = setup.data
-    data.images, data.labels = data.images.to(setup.device), data.labels.to(setup.device)
+    try:
+        images = data.images.to(setup.device)
+    except torch.OutOfMemoryError:  # not the batch: the one-line OOM message would say so
+        size = format_size(data.images.numel() * data.images.element_size())
+        raise DataError(
+            f"the prepared dataset {data.path} ({size} of images) does not fit in the memory of "
+            f"{setup.device}, where training keeps it: prepare it again with a smaller --size "
+            "or fewer photos"
+        ) from None
+    data.images, data.labels = images, data.labels.to(setup.device)
     if data.attribute_labels is not None:
         data.attribute_labels = data.attribute_labels.to(setup.device)
 
