@@ -9,15 +9,17 @@ from pathlib import Path
 GIB = 1 << 30
 
 
-def _meminfo(field: str) -> int | None:
+def _meminfo() -> dict[str, int]:
+    """``/proc/meminfo``'s fields in bytes, read once (empty where there is none)."""
+    fields: dict[str, int] = {}
     try:
         for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
             name, _, rest = line.partition(":")
-            if name == field:
-                return int(rest.split()[0]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+            if rest.split():
+                fields[name] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError):
+        return {}
+    return fields
 
 
 def _cgroup_room() -> int | None:
@@ -33,10 +35,10 @@ def _cgroup_room() -> int | None:
 
 def available_bytes() -> int | None:
     """The memory this process can still take, or None where that cannot be told."""
-    available = _meminfo("MemAvailable")
-    if available is None:
+    info = _meminfo()
+    if "MemAvailable" not in info:
         return None
-    available += _meminfo("SwapFree") or 0
+    available = info["MemAvailable"] + info.get("SwapFree", 0)
     room = _cgroup_room()
     return available if room is None else min(available, room)
 

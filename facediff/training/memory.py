@@ -48,7 +48,7 @@ def activation_bytes(model: ModelConfig, dtype: torch.dtype) -> tuple[int, int]:
         if isinstance(getattr(model, f.name), list)
     }
     numel, parameters = _counted(dataclasses.replace(model, **lists) if lists else model)
-    return numel * torch.tensor([], dtype=dtype).element_size(), parameters
+    return numel * dtype.itemsize, parameters
 
 
 @functools.lru_cache(maxsize=8)

@@ -260,7 +260,7 @@ def data_to_device(setup: Setup) -> None:
     try:
         images = data.images.to(setup.device)
     except torch.OutOfMemoryError:  # not the batch: the one-line OOM message would say so
-        size = format_size(data.images.numel() * data.images.element_size())
+        size = format_size(data.images.nbytes)
         raise DataError(
             f"the prepared dataset {data.path} ({size} of images) does not fit in the memory of "
             f"{setup.device}, where training keeps it: prepare it again with a smaller --size "
