@@ -34,6 +34,29 @@ def build_unet(cfg: ModelConfig) -> UNet2DModel:
     return attach_attributes(unet, sizes)
 
 
+def meta_unet(cfg: ModelConfig, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """:func:`build_unet` on the meta device (shapes only: no memory, no arithmetic), in
+    ``dtype``, in eval mode: for counting what a forward pass of ``cfg`` would hold."""
+    with torch.device("meta"):
+        unet = build_unet(cfg)
+    # nn.Module.to, not ModelMixin.to: the latter warns about fp32-only modules (none here).
+    return torch.nn.Module.to(unet, dtype=dtype).eval().requires_grad_(False)
+
+
+def meta_inputs(
+    cfg: ModelConfig, rows: int, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(sample, timestep, class_labels)`` of ``rows`` rows on the meta device, shaped as
+    sampling and training call the UNet (labels N×(1+A) with attributes)."""
+    size = cfg.sample_size
+    width = (rows, 1 + len(cfg.attribute_sizes)) if cfg.attribute_sizes else (rows,)
+    return (
+        torch.zeros((rows, 3, size, size), device="meta", dtype=dtype),
+        torch.zeros(rows, dtype=torch.long, device="meta"),
+        torch.zeros(width, dtype=torch.long, device="meta"),
+    )
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

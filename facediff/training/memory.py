@@ -20,7 +20,6 @@ cgroup limits the process; where that cannot be told, nothing is checked.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import torch
@@ -42,21 +41,16 @@ _KEPT = (torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.SiLU)
 def activation_bytes(model: ModelConfig, dtype: torch.dtype) -> tuple[int, int]:
     """Per image, the bytes in ``dtype`` of the layer outputs a training step keeps for
     backward (a lower bound, see the module docstring), and the parameter count."""
-    lists = {  # a config built in Python may hold lists: the cache needs it hashable
-        f.name: tuple(getattr(model, f.name))
-        for f in dataclasses.fields(model)
-        if isinstance(getattr(model, f.name), list)
-    }
-    numel, parameters = _counted(dataclasses.replace(model, **lists) if lists else model)
+    # a config built in Python may hold lists: the cache needs it hashable
+    numel, parameters = _counted(ModelConfig.from_dict(model.to_dict()))
     return numel * dtype.itemsize, parameters
 
 
 @functools.lru_cache(maxsize=8)
 def _counted(model: ModelConfig) -> tuple[int, int]:
-    from facediff.model import build_unet  # diffusers is heavy
+    from facediff.model import meta_inputs, meta_unet  # diffusers is heavy
 
-    with torch.device("meta"):
-        unet = build_unet(model)
+    unet = meta_unet(model)
     numel = 0
 
     def count(module: torch.nn.Module, args: object, output: object) -> None:
@@ -65,14 +59,9 @@ def _counted(model: ModelConfig) -> tuple[int, int]:
             numel += output.numel()
 
     hooks = [m.register_forward_hook(count) for m in unet.modules() if isinstance(m, _KEPT)]
-    size = model.sample_size
-    labels = torch.zeros((1, 1 + len(model.attribute_sizes)) if model.attribute_sizes else (1,))
+    sample, timestep, labels = meta_inputs(model, 1)
     with torch.no_grad():
-        unet(
-            torch.zeros((1, 3, size, size), device="meta"),
-            torch.zeros(1, dtype=torch.long, device="meta"),
-            class_labels=labels.long().to("meta"),
-        )
+        unet(sample, timestep, class_labels=labels)
     for h in hooks:
         h.remove()
     return numel, sum(p.numel() for p in unet.parameters())
