@@ -32,6 +32,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
+from facediff import sample_memory
 from facediff.attribute_request import AttributeRequest, resolve_request
 from facediff.attributes import AttributeSet
 from facediff.compile_cache import (
@@ -40,7 +41,7 @@ from facediff.compile_cache import (
     compile_cache,
     should_compile,
 )
-from facediff.config import SAMPLERS, SampleConfig
+from facediff.config import SAMPLERS, ModelConfig, SampleConfig
 from facediff.cuda_graphs import GraphedForward, needs_gpu, wanted
 from facediff.deep_cache import DeepCacheUNet
 from facediff.device import enable_fast_math, resolve_device, resolve_precision
@@ -124,7 +125,9 @@ class Denoiser:
     warnings: list[str] = dataclasses.field(default_factory=list)  # e.g. a corrupt cache
     compile_mode: str = "default"  # torch.compile's mode, when compiled
     strict: bool = False  # a failed compilation raises (an explicit --compile)
+    model_config: ModelConfig | None = None  # for sizing CPU batches (None: not checked)
     _deep_net: torch.nn.Module | None = dataclasses.field(default=None, repr=False)
+    _fitted: dict[tuple[int, int], int] = dataclasses.field(default_factory=dict, repr=False)
 
     def deep_net(self) -> torch.nn.Module:
         """The UNet split for deep-feature caching (:class:`~facediff.deep_cache.
@@ -141,6 +144,18 @@ class Denoiser:
             else:
                 self._deep_net = split
         return self._deep_net
+
+    def fitting_batch(self, rows: int, batch_size: int) -> tuple[int, str | None]:
+        """The images per batch that fit in memory when each runs ``rows`` UNet rows:
+        ``batch_size`` off the CPU or where it fits, else fewer, with a warning the first
+        time (:func:`facediff.sample_memory.fitting_batch`)."""
+        if self.device.type != "cpu" or self.model_config is None:
+            return batch_size, None
+        if (rows, batch_size) in self._fitted:
+            return self._fitted[rows, batch_size], None
+        fitted, note = sample_memory.fitting_batch(self.model_config, self.dtype, rows, batch_size)
+        self._fitted[rows, batch_size] = fitted
+        return fitted, note
 
     def request(
         self,
@@ -297,6 +312,7 @@ def prepare_denoiser(
         warnings=notes,
         compile_mode=mode,
         strict=asked is True,
+        model_config=loaded.model_config,
     )
 
 
@@ -527,7 +543,9 @@ def generate_batches(
     cond = mix_conditions(mix, c.mix_mode, float(c.guidance), den.null_label, request)
     task = f"sample {request.label(mix.label)}"
     emit(progress, Progress(task, 0, len(seeds)))
-    batch_size = min(c.batch_size, max(1, len(seeds)))
+    batch_size, note = den.fitting_batch(len(cond.labels), min(c.batch_size, max(1, len(seeds))))
+    if note:
+        emit(progress, Progress(task, 0, len(seeds), message=note))
     for start in range(0, len(seeds), batch_size):
         part = seeds[start : start + batch_size]
         pad = batch_size - len(part) if den.compiled else 0

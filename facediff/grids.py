@@ -216,11 +216,16 @@ def rows_from_run(
     total = len(cells_per_mix) + (1 if sweep else 0)
     for warning in [*loaded.warnings, *den.warnings]:
         emit(progress, Progress("grid", 0, total, message=warning))
+
+    def notes(event: Progress) -> None:  # a batch split to fit in memory says so
+        if event.message:
+            emit(progress, Progress("grid", len(rows), total, message=event.message))
+
     rows: list[Row] = []
     for k, (mix, request) in enumerate(cells_per_mix):
         label = request.label(mix.label)
         emit(progress, Progress("grid", k, total, {"row": label}))
-        images = generate(den, mix, seed_list, config, attributes=request)
+        images = generate(den, mix, seed_list, config, attributes=request, progress=notes)
         rows.append((label, [tensor_to_image(im) for im in images]))
     if sweep:
         emit(progress, Progress("grid", len(cells_per_mix), total, {"row": "strip"}))
