@@ -18,6 +18,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1  # the processes of this run on this machine
 
     @property
     def enabled(self) -> bool:
@@ -35,6 +36,7 @@ def detect() -> DistInfo:
             rank=int(os.environ["RANK"]),
             world_size=int(os.environ["WORLD_SIZE"]),
             local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+            local_world_size=max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))),
         )
     except (KeyError, ValueError):
         return DistInfo()

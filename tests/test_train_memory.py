@@ -49,6 +49,35 @@ def test_a_model_too_big_for_memory_asks_for_a_smaller_preset(data, tmp_path, mo
     assert "--batch-size 1 needs at least" in line and line.endswith("(--preset)"), line
 
 
+def test_processes_of_one_torchrun_job_share_the_memory(data, tmp_path, monkeypatch):
+    """Under torchrun each process on the machine holds a model and a batch, and each sees
+    the same MemAvailable: a batch that fits one process alone is refused for four."""
+    import facediff.distributed as distributed
+
+    model = preset("tiny", sample_size=16, num_categories=3)
+    per_image, params = memory.activation_bytes(model, torch.float32)
+    room = params * memory.PARAMETER_BYTES + 3 * per_image
+    monkeypatch.setattr(memory, "available_bytes", lambda: room)
+    args = ["train", data, "--batch-size", "2", *TRAIN]
+    assert invoke([*args, "--out", tmp_path / "alone"]).exit_code == 0
+
+    four = distributed.DistInfo(local_world_size=4)  # as torchrun --nproc-per-node 4 says
+    monkeypatch.setattr(distributed, "detect", lambda: four)
+    result = invoke([*args, "--out", tmp_path / "shared"])
+    assert result.exit_code == 2, result.output
+    (line,) = error_lines(result)
+    assert "--batch-size 2 needs at least" in line, line
+    assert "is available to each of the 4 processes on this machine" in line, line
+
+
+def test_torchrun_says_how_many_processes_share_the_machine(monkeypatch):
+    import facediff.distributed as distributed
+
+    for name, value in {"RANK": 5, "WORLD_SIZE": 8, "LOCAL_RANK": 1, "LOCAL_WORLD_SIZE": 4}.items():
+        monkeypatch.setenv(name, str(value))
+    assert distributed.detect() == distributed.DistInfo(5, 8, 1, 4)
+
+
 def test_the_bound_counts_every_kept_layer_output_per_image():
     """The bound grows with the image's area and halves in bf16: what the step keeps."""
 

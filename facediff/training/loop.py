@@ -346,7 +346,12 @@ def _train(
     config = resume_config(Path(run_dir), config, **options)
     setup, state, notes = make_setup(Path(data_dir), Path(run_dir), config, model)
     if setup.device.type == "cpu":  # a batch too big is killed by the kernel, not an error
-        check_fits(setup.model_config, setup.config.batch_size, setup.dtype)
+        check_fits(
+            setup.model_config,
+            setup.config.batch_size,
+            setup.dtype,
+            processes=setup.dist.local_world_size,
+        )
     if restarted:
         notes.insert(
             0,

@@ -15,7 +15,8 @@ by 8.6 MiB an image for ``tiny`` (batch 8 against 264) and 54.7 for ``base`` (4 
 36) against the bound's 6.0 and 37.7. The outputs are counted by running the model once on
 the meta device (no memory, no arithmetic; 0.2–0.5 s, once per model in a process). What
 the machine has is ``MemAvailable`` plus free swap (``/proc/meminfo``), less where a
-cgroup limits the process; where that cannot be told, nothing is checked.
+cgroup limits the process, shared among the processes a ``torchrun`` job runs on the
+machine; where that cannot be told, nothing is checked.
 """
 
 from __future__ import annotations
@@ -67,12 +68,17 @@ def _counted(model: ModelConfig) -> tuple[int, int]:
     return numel, sum(p.numel() for p in unet.parameters())
 
 
-def check_fits(model: ModelConfig, batch_size: int, dtype: torch.dtype) -> None:
+def check_fits(
+    model: ModelConfig, batch_size: int, dtype: torch.dtype, *, processes: int = 1
+) -> None:
     """Refuse a CPU training batch that cannot fit in the memory available (see the module
-    docstring); do nothing where the memory cannot be told."""
+    docstring); do nothing where the memory cannot be told. Under ``torchrun`` the
+    ``processes`` of the run on this machine (``LOCAL_WORLD_SIZE``) each hold a model and
+    a batch of ``batch_size``: each gets its share of the memory."""
     available = available_bytes()
     if available is None:
         return
+    available //= max(1, processes)
     per_image, parameters = activation_bytes(model, dtype)
     fixed = parameters * PARAMETER_BYTES
     needed = fixed + batch_size * per_image
@@ -83,6 +89,7 @@ def check_fits(model: ModelConfig, batch_size: int, dtype: torch.dtype) -> None:
         f"{{}} {batch_size} needs at least {size(needed)} of memory to train on the CPU "
         f"({size(per_image)} an image at {model.sample_size} px, {size(fixed)} for the model "
         f"and optimizer); {size(available)} is available"
+        + (f" to each of the {processes} processes on this machine" if processes > 1 else "")
     )
     largest = int((available - fixed) // per_image * SUGGESTED_SHARE) if per_image else 0
     hint = f": try {{}} {largest}" if largest >= 1 else ": use a smaller model (--preset)"
