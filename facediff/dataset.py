@@ -23,7 +23,7 @@ from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
 from facediff.config import DATASET_VERSION, MANIFEST_FILE, PACKED_FILE
 from facediff.errors import DataError, FacediffError
-from facediff.files import read_text_bounded, write_text_atomic
+from facediff.files import raise_naming, read_text_bounded, write_text_atomic
 
 
 @dataclass
@@ -78,11 +78,14 @@ def write_packed(
         if attributes.ndim != 2 or attributes.shape[0] != images.shape[0]:
             raise ValueError("attributes must be N×A")
         tensors["attributes"] = attributes.to(torch.int64).contiguous()
-    save_file(
-        tensors,
-        str(path),
-        metadata={"facediff_dataset_version": str(DATASET_VERSION)},
-    )
+    try:
+        save_file(
+            tensors,
+            str(path),
+            metadata={"facediff_dataset_version": str(DATASET_VERSION)},
+        )
+    except Exception as e:  # a full disk: name the file
+        raise_naming(e, path)
     return sha256_file(path)
 
 

@@ -21,6 +21,7 @@ Layout::
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from facediff.checkpoint import read_state
 from facediff.config import ModelConfig, SampleConfig
 from facediff.dataset import read_manifest
 from facediff.errors import CheckpointError, FacediffError, UsageError, first_line
-from facediff.files import write_json_atomic
+from facediff.files import TMP_SUFFIX, naming, write_json_atomic
 from facediff.guidance import attach_attributes
 from facediff.loading import LoadedModel, load_for_inference, recorded_attributes
 from facediff.model import count_parameters
@@ -49,6 +50,10 @@ PIPELINE_FILES = {
     "deep_cache.py": "deep_cache.py",
 }
 MODEL_CARD_FILE = "README.md"
+
+
+#: An export is written into ``<out>/.export-<pid>.tmp`` and moved into place once whole.
+STAGING_PREFIX = ".export-"
 
 
 @dataclass
@@ -154,12 +159,28 @@ def export(
                 "evaluate again, or pass another with --report"
             ) from None
         out.mkdir(parents=True, exist_ok=True)
-        pipe.save_pretrained(out, safe_serialization=True)
-        package = Path(__file__).parent
-        for src, dst in PIPELINE_FILES.items():
-            shutil.copyfile(package / src, out / dst)
-        write_json_atomic(out / EXPORT_INFO_FILE, _export_info(loaded, config, counts))
-        (out / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
+        for stale in out.glob(f"{STAGING_PREFIX}*{TMP_SUFFIX}"):  # a killed export's (held: ours)
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = out / f"{STAGING_PREFIX}{os.getpid()}{TMP_SUFFIX}"
+        try:
+            staging.mkdir()
+            pipe.save_pretrained(staging, safe_serialization=True)
+            package = Path(__file__).parent
+            for src, dst in PIPELINE_FILES.items():
+                shutil.copyfile(package / src, staging / dst)
+            write_json_atomic(staging / EXPORT_INFO_FILE, _export_info(loaded, config, counts))
+            (staging / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
+        except Exception as e:  # a full disk: the folder is left as it was
+            shutil.rmtree(staging, ignore_errors=True)
+            named = naming(e, out)
+            why = named.strerror if isinstance(named, OSError) else first_line(e)
+            raise FacediffError(
+                f"cannot write the export to {out} ({why}); nothing in it was changed"
+            ) from None
+        except BaseException:  # Ctrl-C
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _move_into(staging, out)
         return ExportResult(
             out=out,
             step=loaded.step,
@@ -168,6 +189,22 @@ def export(
             report=report_path if evaluation is not None else None,
             warnings=loaded.warnings,
         )
+
+
+def _move_into(staging: Path, out: Path) -> None:
+    """Move each file and folder of a complete export in ``staging`` into ``out``,
+    replacing those of the same name (an older export's, with ``--force``); renames only,
+    so nothing can fail half-written."""
+    for entry in sorted(staging.iterdir()):
+        target = out / entry.name
+        aside = None
+        if target.is_dir() and not target.is_symlink():  # a folder is not replaced by rename
+            aside = out / f".{entry.name}.old-{os.getpid()}{TMP_SUFFIX}"
+            os.rename(target, aside)
+        os.replace(entry, target)
+        if aside is not None:
+            shutil.rmtree(aside)
+    staging.rmdir()
 
 
 def _export_info(

@@ -11,10 +11,11 @@ import contextlib
 import errno
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 TMP_SUFFIX = ".tmp"
 
@@ -51,6 +52,35 @@ def tmp_path(path: Path) -> Path:
     return path.with_name(path.name + TMP_SUFFIX)
 
 
+#: How a Rust library (safetensors) reports the OS error under a failed write.
+_WRAPPED_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def naming(e: BaseException, path: Path | str, *written: Path | str) -> BaseException:
+    """The error to raise for ``e``, a failed write of ``path`` (through the temporary
+    files ``written``): an :class:`OSError` naming ``path`` where ``e`` names no file or
+    only a temporary one (a full disk names none), or where ``e`` wraps an OS error
+    (``SafetensorError: ... No space left on device (os error 28)``); else ``e``. The
+    one-line message then says which file could not be written."""
+    if isinstance(e, OSError):
+        if e.filename is not None and str(e.filename) not in {str(w) for w in written}:
+            return e
+        return type(e)(e.errno, e.strerror or str(e), str(path))
+    found = _WRAPPED_OS_ERROR.search(str(e))
+    if found:
+        code = int(found.group(1))
+        return OSError(code, os.strerror(code), str(path))
+    return e
+
+
+def raise_naming(e: BaseException, path: Path | str, *written: Path | str) -> NoReturn:
+    """Raise :func:`naming`'s error for ``e`` (chained to ``e``, or ``e`` itself)."""
+    named = naming(e, path, *written)
+    if named is e:
+        raise e
+    raise named from e
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path, *, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; once the block has written it, rename it
@@ -63,9 +93,9 @@ def atomic_path(path: Path, *, fsync: bool = False) -> Iterator[Path]:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:  # a full disk or Ctrl-C: leave no temporary file behind
+    except BaseException as e:  # a full disk or Ctrl-C: leave no temporary file behind
         tmp.unlink(missing_ok=True)
-        raise
+        raise_naming(e, path, tmp)
 
 
 def save_image_atomic(image: Any, path: Path, image_format: str = "PNG") -> None:
@@ -93,6 +123,10 @@ def save_image_new(image: Any, path: Path, image_format: str = "PNG") -> None:
             if path.exists() or path.is_symlink():
                 raise FileExistsError(errno.EEXIST, "already exists", str(path)) from None
             os.replace(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as e:  # a full disk: name the file
+        raise_naming(e, path, tmp)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from facediff.files import raise_naming
+
 #: File-name extensions ``prepare`` treats as images (lower case, with the dot).
 IMAGE_EXTENSIONS = frozenset(
     {
@@ -300,8 +302,11 @@ def process_file(
     if dest is not None:  # zlib level 1: ~35% less time than the default 6, ~6% larger files
         # A new file, never through a link: O_EXCL | O_NOFOLLOW.
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        with os.fdopen(os.open(dest, flags, 0o666), "wb") as f:
-            Image.fromarray(array, "RGB").save(f, format="PNG", compress_level=1)
+        try:
+            with os.fdopen(os.open(dest, flags, 0o666), "wb") as f:
+                Image.fromarray(array, "RGB").save(f, format="PNG", compress_level=1)
+        except OSError as e:  # a full disk: name the file (a write error names none)
+            raise_naming(e, dest)
     return array, None, min(width, height)
 
 

@@ -10,15 +10,20 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from facediff.files import save_image_atomic, write_text_atomic
+from facediff.files import raise_naming, save_image_atomic, write_text_atomic
 
 METRICS_FILE = "metrics.jsonl"
 LOSS_PLOT_FILE = "loss.png"
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
-    with open(Path(run_dir) / METRICS_FILE, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    """Append ``record`` as one line (a line cut short by a full disk is skipped when read)."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as e:  # a full disk: name the file
+        raise_naming(e, path)
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -62,7 +62,7 @@ from facediff.evaluation.scores import (
     realism_sections,
 )
 from facediff.exporting import EXPORT_INFO_FILE
-from facediff.files import write_json_atomic
+from facediff.files import write_json_atomic, write_text_atomic
 from facediff.mix import resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
 
@@ -382,7 +382,7 @@ def _write_outputs(
     files["report_json"] = out / REPORT_JSON
     files["report_md"] = out / REPORT_MD
     write_json_atomic(files["report_json"], report.to_dict())
-    (out / REPORT_MD).write_text(render_markdown(report), encoding="utf-8")
+    write_text_atomic(out / REPORT_MD, render_markdown(report))
     return files
 
 
