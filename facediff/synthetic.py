@@ -21,6 +21,7 @@ category *k* depends only on ``(seed, k, i)``, not on how many images are asked 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from PIL import Image, ImageDraw
 from facediff.categories import DEFAULT_CATEGORIES, CategoryMap
 from facediff.config import DEMO_PER_CATEGORY, DEMO_SIZE
 from facediff.errors import FacediffError
+from facediff.files import save_image_atomic
 from facediff.synthetic_people import Person, demo_name, person_of
 
 if TYPE_CHECKING:
@@ -364,23 +366,34 @@ def make_demo_data(
     the ages and genders back). With ``people=False`` the faces show their category
     only (no age or gender cues, which a 3-minute CPU run cannot learn as well) and
     are named ``<prefix>_0001.png``. Refuses an ``out`` that exists and is not an
-    empty folder.
+    empty folder. Each image is written whole (:func:`~facediff.files.save_image_atomic`);
+    if writing stops (a full disk, Ctrl-C), the images written are removed again, and
+    ``out`` too if this call made it.
     """
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FacediffError(f"{out} already exists and is not an empty folder")
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    for label, category in enumerate(categories):
-        look = category_look(label)
-        for i in range(per_category):
-            person = person_of(seed, label, i) if people else None
-            if person is None:
-                path = out / f"{category.prefix}_{i + 1:04d}.png"
-            else:
-                path = out / demo_name(category.prefix, label, i, person)
-            draw_face(look, _face_rng(seed, label, i), size, person).save(path, optimize=False)
-            paths.append(path)
+    try:
+        for label, category in enumerate(categories):
+            look = category_look(label)
+            for i in range(per_category):
+                person = person_of(seed, label, i) if people else None
+                if person is None:
+                    path = out / f"{category.prefix}_{i + 1:04d}.png"
+                else:
+                    path = out / demo_name(category.prefix, label, i, person)
+                save_image_atomic(draw_face(look, _face_rng(seed, label, i), size, person), path)
+                paths.append(path)
+    except BaseException:
+        for path in paths:
+            path.unlink(missing_ok=True)
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     return paths
 
 

@@ -124,3 +124,13 @@ def test_an_export_that_runs_out_of_space_leaves_the_old_one_as_it_was(run, tmp_
     assert result.exit_code == 0, result.output
     assert (out / "notes.txt").read_text() == "mine"  # --force replaces the export's files only
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_demo_data_names_the_image_and_takes_back_what_it_wrote(tmp_path, monkeypatch):
+    fill_disk_after(monkeypatch, 3)
+    out = tmp_path / "raw"
+    result = invoke(["demo-data", out])
+    assert result.exit_code == 1, result.output
+    (line,) = error_lines(result)
+    assert line.startswith(f"facediff: error: {FULL}: {out}/") and line.endswith(".png"), line
+    assert not out.exists()  # the same command works once there is room
