@@ -158,21 +158,24 @@ def seed_files(folder: Path, label: str) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def read_images(folder: Path, label: str, size: int, limit: int) -> torch.Tensor:
+def read_images(folder: Path, label: str, size: int, limit: int) -> tuple[torch.Tensor, list[str]]:
     """Up to ``limit`` images of ``label`` as uint8 N×3×size×size, in seed order (other
-    PNGs in the label's folder after them, by name); resized when they differ in size."""
+    PNGs in the label's folder after them, by name), resized when they differ in size;
+    and the sizes resized from (``["64x64"]``; empty when none was)."""
     seeded = [p for _, p in seed_files(folder, label)]
     sub = Path(folder) / label
     others = sorted(p for p in sub.iterdir() if p.suffix.lower() == ".png" and p not in seeded)
-    arrays = []
+    arrays, resized = [], set()
     for p in [*seeded, *others][:limit]:
         im = read_sample_png(p)
         if im.size != (size, size):
+            resized.add(im.size)
             im = im.resize((size, size), Image.LANCZOS)
         arrays.append(np.asarray(im, dtype=np.uint8))
+    sizes = [f"{w}x{h}" for w, h in sorted(resized)]
     if not arrays:
-        return torch.empty((0, 3, size, size), dtype=torch.uint8)
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+        return torch.empty((0, 3, size, size), dtype=torch.uint8), sizes
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(), sizes
 
 
 def _check_free(out: Path, labels: list[str], seeds: list[int], force: bool) -> None:

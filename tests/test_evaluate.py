@@ -268,3 +268,21 @@ def test_a_mix_named_in_another_order_reads_the_folder_it_was_sampled_into(env, 
     assert {k: g["n"] for k, g in result.report["samples"]["groups"].items()} == {"OI": 6}
     with pytest.raises(FacediffError, match="no PNG samples for mix O70I30"):
         evaluate(run, mixes=["O:0.7,I:0.3"], out=tmp_path / "out2", **kw)
+
+
+def test_samples_of_another_size_are_scored_resized_and_the_report_says_so(env, tmp_path):
+    """A folder's PNGs are resized to the data's size to be scored: a mix sampled at
+    another size (e.g. by a model trained at 64 px) is named in a warning."""
+    _, data, run, _, _ = env
+    faces = _fresh("E", 4)
+    large = torch.nn.functional.interpolate(faces.float(), scale_factor=2).to(torch.uint8)
+    groups = {"O": ({"O": 1.0}, _fresh("O", 4)), "E": ({"E": 1.0}, large)}
+    samples = write_samples(tmp_path / "samples", groups)
+    kw = dict(data=data, judge_config=JUDGE, device="cpu")
+    report = evaluate(run, samples=samples, out=tmp_path / "out", **kw).report
+    big = f"{2 * SIZE}x{2 * SIZE}"
+    assert report["samples"]["groups"]["E"]["resized_from"] == [big]
+    assert report["samples"]["groups"]["O"]["resized_from"] == []
+    (line,) = [w for w in report["warnings"] if "resized" in w]
+    assert line.startswith(f"samples in E are {big}, resized to the data's {SIZE}x{SIZE}")
+    assert f"**Warning:** {line}" in (tmp_path / "out" / "report.md").read_text()

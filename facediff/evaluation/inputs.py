@@ -32,6 +32,7 @@ class Group:
     feats: torch.Tensor | None = None  # judge features N×D
     inception: torch.Tensor | None = None  # N×2048 when available
     attributes: dict[str, torch.Tensor] | None = None  # judge's attribute probabilities
+    resized_from: list[str] = field(default_factory=list)  # read from a folder: "64x64"
 
 
 EACH, JOINT = "each", "joint"
@@ -212,10 +213,12 @@ def read_groups(
     groups = []
     for mix in mixes:
         sub = folder / mix.label
-        images = read_images(folder, mix.label, size, per_group) if sub.is_dir() else None
-        if images is None or len(images) == 0:
+        images, resized = (
+            read_images(folder, mix.label, size, per_group) if sub.is_dir() else ((), [])
+        )
+        if len(images) == 0:
             raise FacediffError(f"no PNG samples for mix {mix.label} in {sub}")
         if len(images) < 2:  # as -n 1 is refused: no spread, no distance to measure
             raise FacediffError(f"{sub} holds 1 sample PNG; evaluate needs at least 2 per mix")
-        groups.append(Group(mix, images))
+        groups.append(Group(mix, images, resized_from=resized))
     return groups

@@ -226,7 +226,7 @@ def evaluate(
         report, pairs = _build_report(run, prepared, section, groups, judge, incep, dev)
         if drawn.attributes:  # a model with attributes, sampled here
             report.attributes = _attribute_report(prepared, drawn, judge, attribute_cells, per_cell)
-        report.warnings = _warnings(report)
+        report.warnings = _warnings(report, prepared.size)
         report.seconds = round(time.perf_counter() - start, 2)
         files = _write_outputs(out, report, groups, prepared, pairs)
         return EvaluationReport(out, report, files, judge.trained, report.seconds)
@@ -298,8 +298,9 @@ REPORT_NOTES = [
 ]
 
 
-def _warnings(report: Report) -> list[str]:
-    """Plain-language cautions about how far this report can be trusted."""
+def _warnings(report: Report, size: int) -> list[str]:
+    """Plain-language cautions about how far this report can be trusted (``size``: the
+    prepared data's, at which samples are scored)."""
     out = []
     balanced = report.judge.heldout_accuracy.balanced
     if balanced is not None and balanced < TRUSTED_JUDGE_ACCURACY:
@@ -330,13 +331,22 @@ def _warnings(report: Report) -> list[str]:
             f"fewer than {FEW_SAMPLES} samples in {', '.join(small)}: Fréchet distances are "
             f"strongly biased upward and intervals are wide ({more})"
         )
+    for label, group in report.samples.groups.items():
+        if group.resized_from:
+            out.append(
+                f"samples in {label} are {' and '.join(group.resized_from)}, resized to the "
+                f"data's {size}x{size} to be scored: the scores judge the resized images "
+                "(sample with a model trained at the data's size)"
+            )
     return out
 
 
 def _samples_section(
     samples: Path | None, config: SampleConfig, per_group: int, groups: list[Group]
 ) -> SamplesSection:
-    recorded = {g.mix.label: SampleGroup(len(g.images), list(g.mix.weights)) for g in groups}
+    recorded = {
+        g.mix.label: SampleGroup(len(g.images), list(g.mix.weights), g.resized_from) for g in groups
+    }
     if samples is not None:  # a folder may hold fewer than -n: name what was read
         return SamplesSection(max(g.n for g in recorded.values()), recorded, str(samples))
     settings = ("sampler", "steps", "guidance", "mix_mode", "seed", "use_ema")

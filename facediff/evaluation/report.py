@@ -82,6 +82,7 @@ class JudgeSection:
 class SampleGroup:
     n: int
     weights: list[float]
+    resized_from: list[str] = field(default_factory=list)  # read from a folder: "64x64"
 
 
 @dataclass
