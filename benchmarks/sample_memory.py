@@ -5,7 +5,7 @@ For each preset and size, a run with random weights is sampled in fresh processe
 (``facediff.sample``, one category, guidance on: 2 UNet rows an image, 3 steps, CPU) at a
 small and a large batch; "measured" is the growth of the process's peak resident memory
 (``ru_maxrss``) per added row. "counted" is :func:`facediff.sample_memory.row_bytes`, the
-peak of live tensors in one forward pass on the meta device. The batch sizer assumes at
+peak of live tensors in one forward pass of two rows. The batch sizer assumes at
 most :data:`~facediff.sample_memory.MARGIN` times the count: the last column says whether
 that held. Exits 1 if it did not.
 
@@ -59,10 +59,12 @@ def measure(name: str, size: int, work: Path) -> list[dict]:
     from sample_throughput import random_run
 
     from facediff.config import preset
+    from facediff.model import build_unet
     from facediff.sample_memory import MARGIN, row_bytes
 
     run = random_run(work / f"{name}{size}", name, size)
-    counted = row_bytes(preset(name, sample_size=size, num_categories=3), torch.float32)
+    model = preset(name, sample_size=size, num_categories=3)
+    counted = row_bytes(build_unet(model).eval(), model, torch.float32)
     large = max(SMALL + 8, min(512, int(LARGE_BYTES / (ROWS * counted))))
     rows = []
     for deep_cache in (1, 3):
@@ -99,7 +101,7 @@ def main() -> None:
     cases = [("tiny", 16)] if args.smoke else [("tiny", 32), ("base", 64)]
     with tempfile.TemporaryDirectory() as tmp:
         rows = [r for name, size in cases for r in measure(name, size, Path(tmp))]
-    print("CPU, fp32; peak resident memory growth per UNet row against the meta-device count")
+    print("CPU, fp32; peak resident memory growth per UNet row against the count")
     print("| " + " | ".join(COLUMNS) + " |")
     print("|" + "---|" * len(COLUMNS))
     for r in rows:

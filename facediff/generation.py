@@ -153,7 +153,9 @@ class Denoiser:
             return batch_size, None
         if (rows, batch_size) in self._fitted:
             return self._fitted[rows, batch_size], None
-        fitted, note = sample_memory.fitting_batch(self.model_config, self.dtype, rows, batch_size)
+        fitted, note = sample_memory.fitting_batch(
+            self.module, self.model_config, self.dtype, rows, batch_size
+        )
         self._fitted[rows, batch_size] = fitted
         return fitted, note
 

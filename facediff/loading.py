@@ -7,9 +7,6 @@ this module builds the UNet from a checkpoint's recorded config without initiali
 
 from __future__ import annotations
 
-import contextlib
-import functools
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +25,7 @@ from facediff.checkpoint import (
 )
 from facediff.config import ModelConfig
 from facediff.errors import CheckpointError, FacediffError, first_line
-from facediff.model import build_unet
+from facediff.model import build_unet, parameters_on_meta
 
 
 @dataclass
@@ -64,40 +61,6 @@ def recorded_attributes(info: dict[str, Any], model_cfg: ModelConfig) -> Attribu
     return attributes
 
 
-@contextlib.contextmanager
-def _parameters_on_meta() -> Iterator[None]:
-    """Modules built inside get their parameters on the meta device, so nothing is
-    initialised (seconds for a large UNet); buffers stay real, since those outside the state
-    dict are not loaded (accelerate's ``init_empty_weights``). ``torch.nn.init`` leaves meta
-    tensors alone meanwhile: some of its fills (``normal_``) reach meta tensors through
-    PyTorch's Python reference kernels, which import the compiler (``torch._dynamo``)."""
-    register = torch.nn.Module.register_parameter
-
-    def on_meta(module: torch.nn.Module, name: str, param: torch.nn.Parameter | None) -> None:
-        if param is not None and not param.is_meta:
-            param = torch.nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-        register(module, name, param)
-
-    def skip_meta(fill: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-        @functools.wraps(fill)
-        def filled(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-            return tensor if tensor.is_meta else fill(tensor, *args, **kwargs)
-
-        return filled
-
-    init = torch.nn.init
-    fills = {n: f for n, f in vars(init).items() if n.endswith("_") and not n.startswith("_")}
-    torch.nn.Module.register_parameter = on_meta  # type: ignore[method-assign]
-    for name, fill in fills.items():
-        setattr(init, name, skip_meta(fill))
-    try:
-        yield
-    finally:
-        torch.nn.Module.register_parameter = register  # type: ignore[method-assign]
-        for name, fill in fills.items():
-            setattr(init, name, fill)
-
-
 def load_for_inference(
     path: Path,
     *,
@@ -131,7 +94,7 @@ def load_for_inference(
     except (KeyError, TypeError, ValueError, AttributeError, FacediffError) as e:
         raise CheckpointError(f"checkpoint {ckpt} lacks a valid run config ({e})") from None
     try:
-        with _parameters_on_meta():  # no random initialisation: the weights replace it
+        with parameters_on_meta():  # no random initialisation: the weights replace it
             unet = build_unet(model_cfg)  # with attributes: the summed class embedding attached
     except Exception as e:  # diffusers rejects a bad architecture with many error types
         raise CheckpointError(

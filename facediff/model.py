@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -34,26 +37,63 @@ def build_unet(cfg: ModelConfig) -> UNet2DModel:
     return attach_attributes(unet, sizes)
 
 
+@contextlib.contextmanager
+def parameters_on_meta() -> Iterator[None]:
+    """Modules built inside get their parameters on the meta device, so nothing is
+    initialised (seconds for a large UNet); buffers stay real, since those outside the state
+    dict are not loaded (accelerate's ``init_empty_weights``). ``torch.nn.init`` leaves meta
+    tensors alone meanwhile: some of its fills (``normal_``) reach meta tensors through
+    PyTorch's Python reference kernels, which import the compiler (``torch._dynamo``)."""
+    register = torch.nn.Module.register_parameter
+
+    def on_meta(module: torch.nn.Module, name: str, param: torch.nn.Parameter | None) -> None:
+        if param is not None and not param.is_meta:
+            param = torch.nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        register(module, name, param)
+
+    def skip_meta(fill: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        @functools.wraps(fill)
+        def filled(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+            return tensor if tensor.is_meta else fill(tensor, *args, **kwargs)
+
+        return filled
+
+    init = torch.nn.init
+    fills = {n: f for n, f in vars(init).items() if n.endswith("_") and not n.startswith("_")}
+    torch.nn.Module.register_parameter = on_meta  # type: ignore[method-assign]
+    for name, fill in fills.items():
+        setattr(init, name, skip_meta(fill))
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = register  # type: ignore[method-assign]
+        for name, fill in fills.items():
+            setattr(init, name, fill)
+
+
 def meta_unet(cfg: ModelConfig, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """:func:`build_unet` on the meta device (shapes only: no memory, no arithmetic), in
     ``dtype``, in eval mode: for counting what a forward pass of ``cfg`` would hold."""
-    with torch.device("meta"):
+    with torch.device("meta"), parameters_on_meta():  # nn.init would import the compiler
         unet = build_unet(cfg)
     # nn.Module.to, not ModelMixin.to: the latter warns about fp32-only modules (none here).
     return torch.nn.Module.to(unet, dtype=dtype).eval().requires_grad_(False)
 
 
-def meta_inputs(
-    cfg: ModelConfig, rows: int, dtype: torch.dtype = torch.float32
+def unet_inputs(
+    cfg: ModelConfig,
+    rows: int,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "meta",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(sample, timestep, class_labels)`` of ``rows`` rows on the meta device, shaped as
-    sampling and training call the UNet (labels N×(1+A) with attributes)."""
+    """``(sample, timestep, class_labels)`` of ``rows`` rows of zeros on ``device``, shaped
+    as sampling and training call the UNet (labels N×(1+A) with attributes)."""
     size = cfg.sample_size
     width = (rows, 1 + len(cfg.attribute_sizes)) if cfg.attribute_sizes else (rows,)
     return (
-        torch.zeros((rows, 3, size, size), device="meta", dtype=dtype),
-        torch.zeros(rows, dtype=torch.long, device="meta"),
-        torch.zeros(width, dtype=torch.long, device="meta"),
+        torch.zeros((rows, 3, size, size), device=device, dtype=dtype),
+        torch.zeros(rows, dtype=torch.long, device=device),
+        torch.zeros(width, dtype=torch.long, device=device),
     )
 
 

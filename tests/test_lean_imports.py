@@ -19,7 +19,7 @@ from sampling_helpers import make_run
 from script_helpers import script_env
 
 from facediff.imports import ENV, UNUSED, keep_out
-from facediff.loading import _parameters_on_meta
+from facediff.model import parameters_on_meta
 
 
 @pytest.fixture
@@ -270,7 +270,7 @@ def test_what_the_lean_start_defers_is_there_when_asked_for(tmp_path):
 def test_building_on_meta_skips_the_init_fills_and_restores_them():
     normal = torch.nn.init.normal_
     real = torch.zeros(3)
-    with _parameters_on_meta():
+    with parameters_on_meta():
         layer = torch.nn.Embedding(4, 2)
         torch.nn.init.normal_(real)
         assert torch.nn.init.normal_(layer.weight) is layer.weight

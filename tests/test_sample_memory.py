@@ -11,7 +11,8 @@ from PIL import Image
 from sampling_helpers import TINY, error_lines, invoke, make_run
 
 import facediff.sample_memory as sample_memory
-from facediff.config import preset
+from facediff.config import PRESETS, preset
+from facediff.model import build_unet
 from facediff.training.memory import activation_bytes
 
 FAST = ["--steps", "2", "--device", "cpu", "-c", "O", "--seed", "3"]
@@ -25,7 +26,8 @@ def run(tmp_path_factory):
 
 
 def per_image() -> int:
-    return int(ROWS * sample_memory.row_bytes(TINY, torch.float32) * sample_memory.MARGIN)
+    unet = build_unet(TINY).eval()
+    return int(ROWS * sample_memory.row_bytes(unet, TINY, torch.float32) * sample_memory.MARGIN)
 
 
 def pixels(folder) -> dict[str, np.ndarray]:
@@ -66,10 +68,11 @@ def test_a_model_that_cannot_sample_one_image_is_refused_before_writing(run, tmp
 
 
 def test_a_batch_that_fits_is_left_alone_and_unknown_memory_checks_nothing(monkeypatch):
+    unet = build_unet(TINY).eval()
     monkeypatch.setattr(sample_memory, "available_bytes", lambda: 64 * per_image())
-    assert sample_memory.fitting_batch(TINY, torch.float32, ROWS, 64) == (64, None)
+    assert sample_memory.fitting_batch(unet, TINY, torch.float32, ROWS, 64) == (64, None)
     monkeypatch.setattr(sample_memory, "available_bytes", lambda: None)
-    assert sample_memory.fitting_batch(TINY, torch.float32, ROWS, 10**6) == (10**6, None)
+    assert sample_memory.fitting_batch(unet, TINY, torch.float32, ROWS, 10**6) == (10**6, None)
 
 
 def test_the_peak_counts_live_tensors_once():
@@ -78,7 +81,9 @@ def test_the_peak_counts_live_tensors_once():
     and halves in bf16."""
 
     def peak(size: int, dtype: torch.dtype = torch.float32) -> int:
-        return sample_memory.row_bytes(preset("tiny", sample_size=size, num_categories=3), dtype)
+        model = preset("tiny", sample_size=size, num_categories=3)
+        unet = torch.nn.Module.to(build_unet(model), dtype=dtype).eval()
+        return sample_memory.row_bytes(unet, model, dtype)
 
     model = preset("tiny", sample_size=32, num_categories=3)
     widest = model.block_out_channels[0] * 32 * 32 * 4  # the first conv's output, fp32
@@ -96,3 +101,12 @@ def test_grid_says_when_it_splits_a_batch(run, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "warning: batches of 4 images would need about" in result.output, result.output
     assert out.is_file()
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_the_bound_that_skips_measuring_lies_above_every_presets_peak(name):
+    """A batch the feature-map bound clears is not measured: the bound must hold."""
+    model = preset(name, sample_size=32, num_categories=3)
+    peak = sample_memory.row_bytes(build_unet(model).eval(), model, torch.float32)
+    bound = sample_memory.FEATURE_MULTIPLE * sample_memory.feature_bytes(model, torch.float32)
+    assert peak <= bound / 1.5, (peak, bound)  # with room to spare

@@ -49,7 +49,7 @@ def activation_bytes(model: ModelConfig, dtype: torch.dtype) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=8)
 def _counted(model: ModelConfig) -> tuple[int, int]:
-    from facediff.model import meta_inputs, meta_unet  # diffusers is heavy
+    from facediff.model import meta_unet, unet_inputs  # diffusers is heavy
 
     unet = meta_unet(model)
     numel = 0
@@ -60,7 +60,7 @@ def _counted(model: ModelConfig) -> tuple[int, int]:
             numel += output.numel()
 
     hooks = [m.register_forward_hook(count) for m in unet.modules() if isinstance(m, _KEPT)]
-    sample, timestep, labels = meta_inputs(model, 1)
+    sample, timestep, labels = unet_inputs(model, 1)
     with torch.no_grad():
         unet(sample, timestep, class_labels=labels)
     for h in hooks:
