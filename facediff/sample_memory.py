@@ -13,7 +13,7 @@ running the loaded UNet once on two rows of zeros and following every tensor fro
 that makes it until it is freed. Real runs need a little more (allocator slack,
 convolution workspaces, the deep cache's kept features): ``benchmarks/sample_memory.py``
 measured the peak resident memory of ``facediff.sample`` (3 steps, fp32) growing by
-1.11–1.26 times the count per row (``tiny`` at 16 and 32 px, ``base`` at 64 px, deep cache
+1.11–1.32 times the count per row (``tiny`` at 16 and 32 px, ``base`` at 64 px, deep cache
 1 and 3; 31.0–33.1 MiB a row for ``base`` at 64 px against 28.0 counted), hence
 :data:`MARGIN`.
 
@@ -45,7 +45,7 @@ from facediff.config import ModelConfig
 from facediff.errors import ConfigError
 from facediff.host_memory import available_bytes, format_size
 
-#: Real sampling needs up to this times the counted peak (1.11–1.26 measured, see above).
+#: Real sampling needs up to this times the counted peak (1.11–1.32 measured, see above).
 MARGIN = 1.4
 #: A row's counted peak was 7.0–8.3 times its feature maps (:func:`feature_bytes`) for every
 #: preset at 32 and 64 px (tests): a batch that fits at this multiple is not measured.
