@@ -48,7 +48,8 @@ from facediff.host_memory import available_bytes, format_size
 #: Real sampling needs up to this times the counted peak (1.11–1.32 measured, see above).
 MARGIN = 1.4
 #: A row's counted peak was 7.0–8.3 times its feature maps (:func:`feature_bytes`) for every
-#: preset at 32 and 64 px (tests): a batch that fits at this multiple is not measured.
+#: preset at 32 and 64 px (a test checks each at 32 px): a batch that fits at this multiple
+#: of them is not measured.
 FEATURE_MULTIPLE = 16
 
 
