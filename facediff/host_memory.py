@@ -15,8 +15,8 @@ def _meminfo() -> dict[str, int]:
     try:
         for line in Path("/proc/meminfo").read_text(encoding="ascii").splitlines():
             name, _, rest = line.partition(":")
-            if rest.split():
-                fields[name] = int(rest.split()[0]) * 1024
+            if value := rest.split():
+                fields[name] = int(value[0]) * 1024
     except (OSError, ValueError):
         return {}
     return fields

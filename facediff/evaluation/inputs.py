@@ -214,9 +214,9 @@ def read_groups(
     for mix in mixes:
         sub = folder / mix.label
         images, resized = (
-            read_images(folder, mix.label, size, per_group) if sub.is_dir() else ((), [])
+            read_images(folder, mix.label, size, per_group) if sub.is_dir() else (None, [])
         )
-        if len(images) == 0:
+        if images is None or len(images) == 0:
             raise FacediffError(f"no PNG samples for mix {mix.label} in {sub}")
         if len(images) < 2:  # as -n 1 is refused: no spread, no distance to measure
             raise FacediffError(f"{sub} holds 1 sample PNG; evaluate needs at least 2 per mix")
