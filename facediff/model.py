@@ -71,13 +71,12 @@ def parameters_on_meta() -> Iterator[None]:
             setattr(init, name, fill)
 
 
-def meta_unet(cfg: ModelConfig, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+def meta_unet(cfg: ModelConfig) -> torch.nn.Module:
     """:func:`build_unet` on the meta device (shapes only: no memory, no arithmetic), in
-    ``dtype``, in eval mode: for counting what a forward pass of ``cfg`` would hold."""
+    eval mode: for counting what a forward pass of ``cfg`` would hold."""
     with torch.device("meta"), parameters_on_meta():  # nn.init would import the compiler
         unet = build_unet(cfg)
-    # nn.Module.to, not ModelMixin.to: the latter warns about fp32-only modules (none here).
-    return torch.nn.Module.to(unet, dtype=dtype).eval().requires_grad_(False)
+    return unet.eval().requires_grad_(False)
 
 
 def unet_inputs(
