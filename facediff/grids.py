@@ -29,7 +29,13 @@ from facediff.imaging import tensor_to_image
 from facediff.loading import load_for_inference
 from facediff.mix import Mix, parse_mix, resolve_mixes, same_weights
 from facediff.progress import Progress, ProgressCallback, emit
-from facediff.sample_folder import read_sample_png, recorded_labels, recorded_weights, seed_files
+from facediff.sample_folder import (
+    mixed_origins,
+    read_sample_png,
+    recorded_labels,
+    recorded_weights,
+    seed_files,
+)
 
 GRID_FILE = "grid.png"
 _PAD = 2
@@ -84,9 +90,8 @@ def compose_grid(
     """
     if not rows or not any(images for _, images in rows):
         raise FacediffError("nothing to put in the grid")
-    first = next(im for _, images in rows for im in images)
-    if cell is None:
-        cell = _cell_size(first.width)
+    if cell is None:  # the largest image's, so that none is shrunk
+        cell = _cell_size(max(im.width for _, images in rows for im in images))
     font = ImageFont.load_default()
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     label_w = max(_text_size(probe, label, font)[0] for label, _ in rows) + 3 * _PAD
@@ -239,10 +244,15 @@ def rows_from_run(
 
 
 def rows_from_samples(
-    folder: Path, *, seeds: int, specs: Sequence[str] | None = None
+    folder: Path,
+    *,
+    seeds: int,
+    specs: Sequence[str] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> tuple[list[Row], list[str]]:
     """Rows read from a ``facediff sample`` folder, first seeds: one per label folder, or
-    with ``specs`` (categories and mixes) the rows they name, in that order."""
+    with ``specs`` (categories and mixes) the rows they name, in that order. A row whose
+    images the folder's record says were drawn different ways is named in a warning."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FacediffError(f"sample folder not found: {folder}")
@@ -258,9 +268,24 @@ def rows_from_samples(
     else:
         order = {label: i for i, label in enumerate(recorded_labels(folder))}
         labels = sorted(present, key=lambda x: (order.get(x, len(order)), len(x), x))
-    first = read_sample_png(present[labels[0]][0][1])
-    _check_grid_size(first.width, len(labels), max(len(present[x]) for x in labels), "seeds")
-    rows = [(label, [read_sample_png(p) for _, p in present[label]]) for label in labels]
+    first_path = present[labels[0]][0][1]
+    first = read_sample_png(first_path)
+    columns = max(len(present[x]) for x in labels)
+    _check_grid_size(first.width, len(labels), columns, "seeds")  # before reading the rest
+    rows = [
+        (label, [first if p == first_path else read_sample_png(p) for _, p in present[label]])
+        for label in labels
+    ]
+    widest = max(im.width for _, images in rows for im in images)
+    _check_grid_size(widest, len(labels), columns, "seeds")  # the cells fit the widest
+    for label in labels:
+        ways = mixed_origins(folder, label, [s for s, _ in present[label]])
+        if ways is not None:
+            message = (
+                f"warning: row {label} shows images {ways}; sample each way into its own "
+                "folder to keep them apart"
+            )
+            emit(progress, Progress("grid", 0, None, message=message))
     all_seeds = {s for label in labels for s, _ in present[label]}
     return rows, [f"seed {s}" for s in sorted(all_seeds)[:seeds]]
 
@@ -365,7 +390,9 @@ def grid(
                     "{} needs a model; it cannot be used with {}", asked[0], "from_samples"
                 )
         specs = [*(categories or ()), *(mixes or ())]
-        grid_rows, labels = rows_from_samples(from_samples, seeds=seeds, specs=specs)
+        grid_rows, labels = rows_from_samples(
+            from_samples, seeds=seeds, specs=specs, progress=progress
+        )
         if run is not None:  # add the strip from the model
             strip_rows, _ = rows_from_run(
                 Path(run),

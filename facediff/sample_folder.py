@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -158,24 +159,142 @@ def seed_files(folder: Path, label: str) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def read_images(folder: Path, label: str, size: int, limit: int) -> tuple[torch.Tensor, list[str]]:
+@dataclass
+class ReadImages:
+    """What :func:`read_images` read from one label's folder."""
+
+    images: torch.Tensor  # uint8 N×3×S×S
+    resized_from: list[str]  # the sizes resized from (["64x64"]; empty when none was)
+    seeds: list[int]  # the seeds of the seeded images read, in order (they come first)
+    unseeded: int = 0  # other PNGs read after them
+
+
+def read_images(folder: Path, label: str, size: int, limit: int) -> ReadImages:
     """Up to ``limit`` images of ``label`` as uint8 N×3×size×size, in seed order (other
-    PNGs in the label's folder after them, by name), resized when they differ in size;
-    and the sizes resized from (``["64x64"]``; empty when none was)."""
-    seeded = [p for _, p in seed_files(folder, label)]
+    PNGs in the label's folder after them, by name), resized when they differ in size."""
+    seeded = seed_files(folder, label)
     sub = Path(folder) / label
-    others = sorted(p for p in sub.iterdir() if p.suffix.lower() == ".png" and p not in seeded)
+    paths = {p for _, p in seeded}
+    others = sorted(p for p in sub.iterdir() if p.suffix.lower() == ".png" and p not in paths)
+    chosen = [*(p for _, p in seeded), *others][:limit]
     arrays, resized = [], set()
-    for p in [*seeded, *others][:limit]:
+    for p in chosen:
         im = read_sample_png(p)
         if im.size != (size, size):
             resized.add(im.size)
             im = im.resize((size, size), Image.LANCZOS)
         arrays.append(np.asarray(im, dtype=np.uint8))
-    sizes = [f"{w}x{h}" for w, h in sorted(resized)]
-    if not arrays:
-        return torch.empty((0, 3, size, size), dtype=torch.uint8), sizes
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(), sizes
+    seeds = [s for s, _ in seeded[:limit]]
+    read = ReadImages(
+        torch.empty((0, 3, size, size), dtype=torch.uint8),
+        [f"{w}x{h}" for w, h in sorted(resized)],
+        seeds,
+        len(chosen) - len(seeds),
+    )
+    if arrays:
+        read.images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return read
+
+
+#: Entry fields that say which images an entry wrote, not what drew them and how.
+_NOT_ORIGIN = ("seeds", "mixes", "attributes", "seconds")
+
+
+def origin_of(entry: Mapping[str, Any], label: str) -> dict[str, Any]:
+    """What drew an entry's images of ``label``: model, step, weights, size, sampling
+    settings and the label's ``mix`` weights (``O:1,I:2`` and ``O:0.334,I:0.666`` share
+    the label ``O33I67``)."""
+    mixes = entry.get("mixes")
+    mix = mixes.get(label) if isinstance(mixes, dict) else None
+    return {k: v for k, v in entry.items() if k not in _NOT_ORIGIN} | {"mix": mix}
+
+
+def image_origins(
+    folder: Path, label: str, seeds: list[int]
+) -> list[tuple[dict[str, Any] | None, list[int]]]:
+    """What drew the images of ``label`` for ``seeds``, by the record: each distinct
+    origin (:func:`origin_of` the newest entry that wrote the seed), first found first,
+    with its seeds; ``None`` for seeds no entry lists."""
+    entries = [e for e in read_record(folder) if isinstance(e, dict)]
+    owner: dict[int, int] = {}
+    for i, entry in enumerate(entries):
+        mixes, written = entry.get("mixes"), entry.get("seeds")
+        if isinstance(mixes, dict) and label in mixes and isinstance(written, list):
+            owner.update((s, i) for s in written if isinstance(s, int))
+    found: dict[str, tuple[dict[str, Any] | None, list[int]]] = {}
+    for s in seeds:
+        i = owner.get(s)
+        origin = origin_of(entries[i], label) if i is not None else None
+        found.setdefault(json.dumps(origin, sort_keys=True), (origin, []))[1].append(s)
+    return list(found.values())
+
+
+def origin_differences(origins: list[Mapping[str, Any]]) -> list[str]:
+    """How origins differ, by field: ``"2 models"``, ``"step 20 / 40"`` (no path: these
+    words travel into reports and model cards)."""
+    parts = []
+    for key in dict.fromkeys(k for o in origins for k in o if k != "images"):
+        values = list(dict.fromkeys(_value(o, key) for o in origins))
+        if len(values) > 1:
+            parts.append(
+                f"{len(values)} models" if key == "model" else f"{key} {' / '.join(values)}"
+            )
+    return parts
+
+
+def mixed_origins(folder: Path, label: str, seeds: list[int]) -> str | None:
+    """``"drawn 2 different ways (step 20 / 40)"`` when the record says the images of
+    ``label`` for ``seeds`` were not all drawn alike; None when they were (or none is
+    recorded)."""
+    found = image_origins(folder, label, seeds)
+    recorded = [o for o, _ in found if o is not None]
+    if len(found) < 2 or not recorded:
+        return None
+    return ways_drawn(recorded, sum(len(s) for o, s in found if o is None))
+
+
+def ways_drawn(recorded: list[Mapping[str, Any]], unlisted: int) -> str:
+    """``"drawn 3 different ways (2 models; step 20 / 40; 5 images samples.json does not
+    list)"``: distinct recorded origins, and ``unlisted`` images of none."""
+    parts = origin_differences(recorded)
+    if unlisted:
+        parts.append(f"{unlisted} images samples.json does not list")
+    return f"drawn {len(recorded) + bool(unlisted)} different ways ({'; '.join(parts)})"
+
+
+def _value(origin: Mapping[str, Any], key: str) -> str:
+    v = origin.get(key, "none")
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def _shown(origin: Mapping[str, Any], keys: list[str]) -> str:
+    return ", ".join(f"{k} {_value(origin, k)}" for k in keys)
+
+
+def _mixed_in(out: Path, labels: list[str], seeds: list[int], entry: dict[str, Any]) -> list[str]:
+    """A warning per label folder that already holds images drawn otherwise than this
+    ``entry`` draws (another model, step, size or setting, by the record): grid and
+    evaluate read a label's images together."""
+    entry = json.loads(json.dumps(entry))  # as the record will hold it
+    redrawn = set(seeds)  # under --force these are replaced, not kept beside
+    warnings = []
+    for label in labels:
+        here = origin_of(entry, label)
+        kept = [s for s, _ in seed_files(out, label) if s not in redrawn]
+        others, differ = [], []
+        for origin, found in image_origins(out, label, kept):
+            if origin is not None and origin != here:
+                keys = [k for k in dict.fromkeys([*origin, *here]) if origin.get(k) != here.get(k)]
+                others.append(f"{len(found)} with {_shown(origin, keys)}")
+                differ += [k for k in keys if k not in differ]
+        if others:
+            warnings.append(
+                f"warning: {out / label} already holds images drawn otherwise than these "
+                f"({_shown(here, [k for k in here if k in differ])}): {'; '.join(others)}. "
+                "grid and evaluate read a "
+                "label folder's images together; sample into another --out to keep them apart"
+            )
+    return warnings
 
 
 def _check_free(out: Path, labels: list[str], seeds: list[int], force: bool) -> None:
@@ -205,7 +324,7 @@ def _record_entry(
     request: AttributeRequest,
 ) -> dict[str, Any]:
     entry = {
-        "model": str(loaded.source),
+        "model": os.path.abspath(loaded.source),  # where it is, from any working folder
         "step": loaded.step,
         "weights": loaded.weights,
         "sampler": config.sampler,
@@ -267,12 +386,15 @@ def sample(
         for label in labels:
             held.enter_context(folder_lock.writing(out / label))
         _check_free(out, labels, seeds, force)
+        mixed = _mixed_in(
+            out, labels, seeds, _record_entry(loaded, config, plan, seeds, 0, request)
+        )
         total = len(plan) * len(seeds)
         den = prepare_for(loaded, config, [(mix, request, config.n) for mix in plan], device=device)
         result = SampleResult(
             out=out, record_path=out / RECORD_FILE, attributes=dict(request.values)
         )
-        for warning in [*loaded.warnings, *den.warnings]:
+        for warning in [*loaded.warnings, *mixed, *den.warnings]:
             emit(progress, Progress("sample", 0, total, message=warning))
         emit(progress, Progress("sample", 0, total))
         start = time.perf_counter()

@@ -19,7 +19,7 @@ from facediff.errors import CheckpointError, FacediffError
 from facediff.loading import load_for_inference
 from facediff.mix import Mix, default_mixes, resolve_mixes, same_weights
 from facediff.progress import Progress, ProgressCallback, emit
-from facediff.sample_folder import read_images, recorded_mixes
+from facediff.sample_folder import image_origins, read_images, recorded_mixes
 
 
 @dataclass
@@ -33,6 +33,7 @@ class Group:
     inception: torch.Tensor | None = None  # N×2048 when available
     attributes: dict[str, torch.Tensor] | None = None  # judge's attribute probabilities
     resized_from: list[str] = field(default_factory=list)  # read from a folder: "64x64"
+    sampled_by: list[dict] = field(default_factory=list)  # read from a folder: see sampled_by
 
 
 EACH, JOINT = "each", "joint"
@@ -213,12 +214,26 @@ def read_groups(
     groups = []
     for mix in mixes:
         sub = folder / mix.label
-        images, resized = (
-            read_images(folder, mix.label, size, per_group) if sub.is_dir() else (None, [])
-        )
-        if images is None or len(images) == 0:
+        read = read_images(folder, mix.label, size, per_group) if sub.is_dir() else None
+        if read is None or len(read.images) == 0:
             raise FacediffError(f"no PNG samples for mix {mix.label} in {sub}")
-        if len(images) < 2:  # as -n 1 is refused: no spread, no distance to measure
+        if len(read.images) < 2:  # as -n 1 is refused: no spread, no distance to measure
             raise FacediffError(f"{sub} holds 1 sample PNG; evaluate needs at least 2 per mix")
-        groups.append(Group(mix, images, resized_from=resized))
+        group = Group(mix, read.images, resized_from=read.resized_from)
+        group.sampled_by = sampled_by(folder, mix.label, read.seeds, read.unseeded)
+        groups.append(group)
     return groups
+
+
+def sampled_by(folder: Path, label: str, seeds: list[int], unseeded: int) -> list[dict]:
+    """What drew the images read, by the folder's record: one entry per distinct origin
+    (model, step, weights, size, sampling settings) with its ``"images"``; an entry with
+    only ``"images"`` counts those the record does not list (or PNGs without a seed)."""
+    found = []
+    unrecorded = unseeded
+    for origin, its_seeds in image_origins(folder, label, seeds):
+        if origin is None:
+            unrecorded += len(its_seeds)
+        else:
+            found.append({**origin, "images": len(its_seeds)})
+    return found + ([{"images": unrecorded}] if unrecorded else [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from facediff.evaluation.report import AttributeCell, Report
@@ -238,6 +239,30 @@ def attribute_lines(report: Report) -> list[str]:
     return lines
 
 
+def provenance_lines(report: Report) -> list[str]:
+    """Samples read from a folder: what drew them, by its ``samples.json``."""
+    drawn: dict[str, tuple[dict, list[str]]] = {}
+    for label, group in report.samples.groups.items():
+        for origin in group.sampled_by:
+            settings = {k: v for k, v in origin.items() if k not in ("images", "mix")}
+            key = json.dumps(settings, sort_keys=True)
+            drawn.setdefault(key, (settings, []))[1].append(f"{label} ({origin['images']})")
+    if not any("model" in settings for settings, _ in drawn.values()):
+        return []  # a folder without a record (or an old one) says nothing of its images
+    lines = ["Drawn by (from the folder's samples.json):", ""]
+    for settings, groups in drawn.values():
+        if "model" not in settings:
+            lines.append(f"- not listed in samples.json: {', '.join(groups)}")
+            continue
+        rest = dict(settings)
+        model, step, weights = rest.pop("model"), rest.pop("step", "?"), rest.pop("weights", "?")
+        details = ", ".join(f"{k} {v}" for k, v in rest.items())
+        lines.append(
+            f"- `{model}` (step {step}, {weights} weights; {details}): {', '.join(groups)}"
+        )
+    return [*lines, ""]
+
+
 def render_markdown(report: Report) -> str:
     s = report.samples
     src = "generated" if s.source == "generated" else f"read from {s.source}"
@@ -251,6 +276,7 @@ def render_markdown(report: Report) -> str:
     ]
     for warning in report.warnings:
         lines += [f"> **Warning:** {warning}.", ""]
+    lines += provenance_lines(report)
     if s.sample_config is not None:
         lines += [", ".join(f"{k} {v}" for k, v in s.sample_config.items()), ""]
     lines += judge_lines(report) + hit_lines(report) + balance_lines(report)

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from facediff import folder_lock
-from facediff.checkpoint import CHECKPOINTS_DIR, resolve_checkpoint
+from facediff.checkpoint import CHECKPOINTS_DIR, STATE_FILE, list_checkpoints, resolve_checkpoint
 from facediff.config import DEFAULT_SAMPLES_PER_CELL, DEFAULT_SAMPLES_PER_GROUP, SampleConfig
 from facediff.dataset import PreparedData, load_prepared
 from facediff.device import enable_fast_math, resolve_device
@@ -65,6 +65,7 @@ from facediff.exporting import EXPORT_INFO_FILE
 from facediff.files import write_json_atomic, write_text_atomic
 from facediff.mix import resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
+from facediff.sample_folder import ways_drawn
 
 EVALUATION_DIR = "evaluation"
 REPORT_JSON = "report.json"
@@ -227,6 +228,8 @@ def evaluate(
         if drawn.attributes:  # a model with attributes, sampled here
             report.attributes = _attribute_report(prepared, drawn, judge, attribute_cells, per_cell)
         report.warnings = _warnings(report, prepared.size)
+        if samples is not None:
+            report.warnings += provenance_warnings(section, evaluated_model(run, checkpoint_step))
         report.seconds = round(time.perf_counter() - start, 2)
         files = _write_outputs(out, report, groups, prepared, pairs)
         return EvaluationReport(out, report, files, judge.trained, report.seconds)
@@ -341,11 +344,53 @@ def _warnings(report: Report, size: int) -> list[str]:
     return out
 
 
+def evaluated_model(run: Path, step: int | None) -> Path | None:
+    """The folder of the model ``evaluate`` names: an export or checkpoint given as the
+    run, else the run's checkpoint for ``step`` (None: its newest); None when it has none."""
+    if (run / EXPORT_INFO_FILE).is_file() or (run / STATE_FILE).is_file():
+        return run
+    found = [p for s, p in list_checkpoints(run) if step is None or s == step]
+    return found[-1] if found else None
+
+
+def provenance_warnings(section: SamplesSection, model: Path | None) -> list[str]:
+    """Cautions about what drew samples read from a folder, by its record: a group drawn
+    by several models or settings, or by another model than ``model`` (the evaluated
+    one). No path: warnings travel into exported model cards."""
+    here = os.path.realpath(model) if model is not None else None
+    out = []
+    for label, group in section.groups.items():
+        origins = [o for o in group.sampled_by if "model" in o]
+        unrecorded = sum(o["images"] for o in group.sampled_by if "model" not in o)
+        if len(group.sampled_by) > 1:
+            out.append(
+                f"samples in {label} were {ways_drawn(origins, unrecorded)}: the scores mix "
+                "them (sample each into its own folder)"
+            )
+        other = [
+            o
+            for o in origins
+            if here is not None
+            and isinstance(o["model"], str)
+            and os.path.isabs(o["model"])  # older records hold paths relative to their shell
+            and os.path.realpath(o["model"]) != here
+        ]
+        if other:
+            n = sum(o["images"] for o in other)
+            steps = ", ".join(dict.fromkeys(str(o.get("step")) for o in other))
+            out.append(
+                f"{n} samples in {label} were drawn by another model than the evaluated one "
+                f"(step {steps}, by samples.json): the scores judge that model"
+            )
+    return out
+
+
 def _samples_section(
     samples: Path | None, config: SampleConfig, per_group: int, groups: list[Group]
 ) -> SamplesSection:
     recorded = {
-        g.mix.label: SampleGroup(len(g.images), list(g.mix.weights), g.resized_from) for g in groups
+        g.mix.label: SampleGroup(len(g.images), list(g.mix.weights), g.resized_from, g.sampled_by)
+        for g in groups
     }
     if samples is not None:  # a folder may hold fewer than -n: name what was read
         return SamplesSection(max(g.n for g in recorded.values()), recorded, str(samples))

@@ -83,6 +83,9 @@ class SampleGroup:
     n: int
     weights: list[float]
     resized_from: list[str] = field(default_factory=list)  # read from a folder: "64x64"
+    #: Read from a folder: what drew the images, by its samples.json (model, step, weights,
+    #: size, sampling settings, and "images"; an entry with "images" only: not recorded).
+    sampled_by: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
