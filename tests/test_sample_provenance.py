@@ -92,12 +92,12 @@ def test_evaluate_reports_what_drew_a_folder_and_warns_when_it_is_mixed(env, tmp
     assert [(b["step"], b["images"]) for b in groups["I"]["sampled_by"]] == [(1, 2)]
     warned = [w for w in report["warnings"] if "drawn" in w]
     assert warned == [  # groups in the default order: I, O
-        "2 samples in I were drawn by another model than the evaluated one (step 1, by "
-        "samples.json): the scores judge that model",
+        "2 samples in I were drawn from another model folder than the evaluated one "
+        "(step 1, by samples.json): the scores judge that model",
         "samples in O were drawn 2 different ways (2 models; step 1 / 2): the scores mix "
         "them (sample each into its own folder)",
-        "2 samples in O were drawn by another model than the evaluated one (step 1, by "
-        "samples.json): the scores judge that model",
+        "2 samples in O were drawn from another model folder than the evaluated one "
+        "(step 1, by samples.json): the scores judge that model",
     ]
     md = (tmp_path / "ev" / "report.md").read_text()
     assert f"- `{o_by[0]['model']}` (step 1, ema weights; sampler" in md
@@ -106,8 +106,8 @@ def test_evaluate_reports_what_drew_a_folder_and_warns_when_it_is_mixed(env, tmp
     report = evaluate(run, samples=out, out=tmp_path / "ev1", checkpoint_step=1, **kw).report
     other = [w for w in report["warnings"] if "another model" in w]
     assert other == [
-        "2 samples in O were drawn by another model than the evaluated one (step 2, by "
-        "samples.json): the scores judge that model"
+        "2 samples in O were drawn from another model folder than the evaluated one "
+        "(step 2, by samples.json): the scores judge that model"
     ]
 
 

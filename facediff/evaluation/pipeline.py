@@ -379,8 +379,8 @@ def provenance_warnings(section: SamplesSection, model: Path | None) -> list[str
             n = sum(o["images"] for o in other)
             steps = ", ".join(dict.fromkeys(str(o.get("step")) for o in other))
             out.append(
-                f"{n} samples in {label} were drawn by another model than the evaluated one "
-                f"(step {steps}, by samples.json): the scores judge that model"
+                f"{n} samples in {label} were drawn from another model folder than the "
+                f"evaluated one (step {steps}, by samples.json): the scores judge that model"
             )
     return out
 
