@@ -225,8 +225,14 @@ def _realism_lines(r: dict[str, Any]) -> list[str]:
     rows = _realism_rows(r)
     if not rows:
         return []
+    held = (r.get("data") or {}).get("heldout")
+    against = (
+        f"{held.get('images')} photos the model never trained on"
+        if isinstance(held, dict)
+        else "held-out photos (held out from the judge; the model trained on them)"
+    )
     return [
-        "Realism against held-out photos (lower is better; FD is biased upward from few "
+        f"Realism against {against} (lower is better; FD is biased upward from few "
         "samples, KID is not).",
         "",
         *_table(["features", "category", "samples", "FD", "KID"], rows),

@@ -230,6 +230,22 @@ def test_model_card_colour_casts(evaluated, run, tmp_path):
     assert "4 samples per group, ddim 50 steps, guidance 3.0, mix mode compose" in card
 
 
+def test_model_card_says_which_photos_realism_used(evaluated, run, tmp_path):
+    """Photos the model never trained on (`evaluate --heldout`), or the judge's split of
+    the training data; never their path."""
+    _, report = evaluated
+    held = {"path": str(tmp_path / "secret-held"), "fingerprint": "f", "images": 40, "dropped": 0}
+    for name, data in (("judge", report["data"]), ("held", {**report["data"], "heldout": held})):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({**report, "run": str(run), "data": data}))
+        export(run, tmp_path / name, report=path)
+    judged = (tmp_path / "judge" / "README.md").read_text()
+    assert "Realism against held-out photos (held out from the judge; the model trained" in judged
+    card = (tmp_path / "held" / "README.md").read_text()
+    assert "Realism against 40 photos the model never trained on (lower is better" in card
+    assert "secret-held" not in card
+
+
 def test_model_card_uses_the_report_of_the_exported_checkpoint(evaluated, tmp_path):
     src, _ = evaluated
     run = tmp_path / "run"

@@ -63,6 +63,15 @@ def evaluate_command(
         Path | None,
         typer.Option("--samples", help="Judge a `facediff sample` folder instead of sampling."),
     ] = None,
+    heldout: Annotated[
+        Path | None,
+        typer.Option(
+            "--heldout",
+            help="Prepared photos the model never trained on (`facediff prepare` of photos "
+            "kept apart): realism, colour casts and memorisation are measured against them "
+            "(default: the judge's held-out split of the training data).",
+        ),
+    ] = None,
     mix: MixOpt = None,
     attribute_n: Annotated[
         int,
@@ -123,6 +132,7 @@ def evaluate_command(
       facediff evaluate runs/faces --checkpoint 5000   # -> runs/faces/evaluation-step-5000/
       facediff evaluate faces-model --data data/faces  # an export: only read, never written
       facediff evaluate runs/faces --samples generated_images --out eval-samples
+      facediff evaluate runs/faces --heldout data/heldout  # photos it never trained on
       facediff evaluate runs/utk --attribute-n 50 --attribute-cells joint
     """
     from facediff.cli import render
@@ -146,6 +156,7 @@ def evaluate_command(
             per_group=n,
             out=out,
             samples=samples,
+            heldout=heldout,
             mixes=mix,
             sample_config=config,
             judge_config=judge,

@@ -3,10 +3,12 @@ generated from the run or read from a ``facediff sample`` folder."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -14,8 +16,9 @@ from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
 from facediff.checkpoint import RUN_CONFIG_FILE, latest_checkpoint, read_state
 from facediff.config import DEFAULT_DATA_DIR, SampleConfig
+from facediff.dataset import PreparedData, load_prepared
 from facediff.device import resolve_precision
-from facediff.errors import CheckpointError, FacediffError
+from facediff.errors import CheckpointError, ConfigError, FacediffError
 from facediff.loading import load_for_inference
 from facediff.mix import Mix, default_mixes, resolve_mixes, same_weights
 from facediff.progress import Progress, ProgressCallback, emit
@@ -62,6 +65,64 @@ class CellGroup:
     images: torch.Tensor  # uint8 N×3×S×S
     probs: torch.Tensor | None = None  # N×K category probabilities
     attributes: dict[str, torch.Tensor] | None = None  # name -> N×V probabilities
+
+
+@dataclass
+class RealPhotos:
+    """The photos samples are set against (realism, colour, the memorisation baseline):
+    the judge's held-out split of the prepared data, which the diffusion model trained on
+    (``indices`` into it), or prepared photos it never trained on (``--heldout``)."""
+
+    images: torch.Tensor  # uint8 N×3×S×S
+    labels: torch.Tensor  # int64 N
+    indices: torch.Tensor | None = None  # into the prepared data: the judge's split
+    source: dict[str, Any] | None = None  # --heldout: path, fingerprint, images, dropped
+
+    @property
+    def unseen(self) -> bool:
+        return self.indices is None
+
+
+def _image_digests(images: torch.Tensor) -> list[bytes]:
+    return [hashlib.blake2b(im.numpy().tobytes(), digest_size=16).digest() for im in images]
+
+
+def load_heldout(path: Path, prepared: PreparedData) -> RealPhotos:
+    """The prepared photos at ``path``, which the model never trained on: the categories
+    and size of ``prepared`` (the training data); photos also in it (pixel for pixel) are
+    dropped and counted."""
+
+    def refused(why: str) -> ConfigError:  # "--heldout PATH ..." from the CLI
+        return ConfigError("{} " + why.replace("{", "{{").replace("}", "}}"), "heldout")
+
+    try:
+        data = load_prepared(Path(path))
+    except FacediffError as e:
+        raise refused(f"{path}: {e}") from None
+    if data.categories.to_list() != prepared.categories.to_list():
+        raise refused(
+            f"{path} holds the categories {data.categories.codes}, not the data's "
+            f"{prepared.categories.codes}; prepare both with the same categories"
+        )
+    if data.size != prepared.size:
+        raise refused(
+            f"{path} is prepared at {data.size}x{data.size}, the data at "
+            f"{prepared.size}x{prepared.size}; prepare it with --size {prepared.size}"
+        )
+    trained = set(_image_digests(prepared.images))
+    keep = torch.tensor([d not in trained for d in _image_digests(data.images)], dtype=torch.bool)
+    if not keep.any():
+        raise refused(
+            f"{path}: every photo in it is also in the training data {prepared.path}; give "
+            "photos the model never trained on"
+        )
+    source = {
+        "path": str(path),
+        "fingerprint": data.fingerprint,
+        "images": int(keep.sum()),
+        "dropped": int((~keep).sum()),  # also in the training data
+    }
+    return RealPhotos(data.images[keep], data.labels[keep], source=source)
 
 
 def recorded_data_path(run: Path) -> Path:

@@ -263,6 +263,20 @@ def provenance_lines(report: Report) -> list[str]:
     return [*lines, ""]
 
 
+def _reals_line(heldout: dict[str, Any] | None) -> str:
+    if heldout is None:
+        return (
+            "Real photos: the judge's held-out split of the data, which the model trained on "
+            "(`--heldout` sets photos it never saw)."
+        )
+    dropped = heldout["dropped"]
+    also = f"; {dropped} also in the training data were dropped" if dropped else ""
+    return (
+        f"Real photos: `{heldout['path']}`, {heldout['images']} photos the model never "
+        f"trained on{also}."
+    )
+
+
 def render_markdown(report: Report) -> str:
     s = report.samples
     src = "generated" if s.source == "generated" else f"read from {s.source}"
@@ -272,6 +286,8 @@ def render_markdown(report: Report) -> str:
         "# facediff evaluation",
         "",
         f"Run `{report.run}`, data `{report.data['path']}`; {n} samples per group ({src}).",
+        "",
+        _reals_line(report.data.get("heldout")),
         "",
     ]
     for warning in report.warnings:

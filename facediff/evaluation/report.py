@@ -246,7 +246,9 @@ class AttributeSection:
 @dataclass
 class Report:
     run: str
-    data: dict[str, str]  # path, fingerprint
+    data: dict[
+        str, Any
+    ]  # path, fingerprint; heldout (--heldout: path, fingerprint, images, dropped)
     categories: list[dict[str, Any]]
     samples: SamplesSection
     judge: JudgeSection

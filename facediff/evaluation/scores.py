@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from facediff.categories import CategoryMap
 from facediff.dataset import PreparedData
 from facediff.evaluation.colour import fit_colour_reference, mean_rgb
-from facediff.evaluation.inputs import Group
+from facediff.evaluation.inputs import Group, RealPhotos
 from facediff.evaluation.judge import Judge
 from facediff.evaluation.maths import (
     balance_score,
@@ -149,18 +149,25 @@ def feature_space_rows(
 
 
 def memorisation(
-    groups: list[Group], data: PreparedData, judge: Judge, device: torch.device
+    groups: list[Group], data: PreparedData, reals: RealPhotos, device: torch.device
 ) -> tuple[Memorisation, list[tuple[float, int, int, int]]]:
-    """Pixel-space nearest training image for every sample and for held-out reals.
+    """Pixel-space nearest training image for every sample and for the real photos.
 
     Distances are RMS pixel differences on a 0–1 scale at the data resolution. The
     reference set is every prepared image (what the diffusion model trained on). The
-    baseline is each held-out real image's distance to its nearest *other* prepared image.
+    baseline is each real photo's distance to its nearest prepared image: photos the model
+    never trained on (``--heldout``), else the judge's held-out photos, each to its nearest
+    *other* prepared image.
     """
     ref = data.images.to(device).double().div(255)  # float64: see facediff.evaluation.maths
     d = ref[0].numel() ** 0.5
-    held = judge.heldout_indices
-    real_nn, _ = pairwise_nearest(ref[held.to(device)], ref, exclude=held)
+    if reals.indices is None:
+        real_nn, _ = pairwise_nearest(reals.images.to(device).double().div(255), ref)
+        baseline = "photos the model never trained on (--heldout) → nearest prepared image"
+    else:
+        held = reals.indices
+        real_nn, _ = pairwise_nearest(ref[held.to(device)], ref, exclude=held)
+        baseline = "held-out real images → nearest other prepared image"
     real_nn = real_nn / d
     rows, pairs, all_nn = {}, [], []
     for gi, g in enumerate(groups):
@@ -179,7 +186,7 @@ def memorisation(
     summary = Memorisation(
         space="pixels (RMS difference per channel value on a 0-1 scale, at the data resolution)",
         reference="all prepared images (the diffusion model's training set)",
-        baseline="held-out real images → nearest other prepared image",
+        baseline=baseline,
         quantile=MEMORISATION_QUANTILE,
         threshold=threshold,
         real_median_nn_distance=float(real_nn.median()),
@@ -191,10 +198,10 @@ def memorisation(
     return summary, pairs
 
 
-def colour_section(groups: list[Group], data: PreparedData, heldout: torch.Tensor) -> ColourSection:
+def colour_section(groups: list[Group], data: PreparedData, reals: torch.Tensor) -> ColourSection:
     """Colour-cast rate per category and mix: the share of samples whose per-channel mean
-    and spread lie outside the ellipse holding 99% of the prepared photos; the held-out
-    photos' own rate is the floor (about 1%)."""
+    and spread lie outside the ellipse holding 99% of the prepared photos; the ``reals``'
+    own rate (held-out photos) is the floor (about 1%)."""
     reference = fit_colour_reference(data.images)
     per_group = {
         g.mix.label: GroupColour(
@@ -207,7 +214,7 @@ def colour_section(groups: list[Group], data: PreparedData, heldout: torch.Tenso
     return ColourSection(
         reference=f"per-channel mean and std of all {len(data)} prepared images",
         coverage=reference.coverage,
-        real_cast_rate=reference.cast_rate(data.images[heldout]),
+        real_cast_rate=reference.cast_rate(reals),
         real_mean_rgb=[round(v, 1) for v in reference.mean_rgb()],
         per_group=per_group,
     )
