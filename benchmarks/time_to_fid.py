@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -54,6 +53,7 @@ from train_default import COMPILING_NOTE, GRAPH_FAILED, GRAPHED_NOTE, steady_rat
 from facediff.config import SampleConfig
 from facediff.dataset import PreparedData, load_prepared, write_manifest, write_packed
 from facediff.evaluation.colour import fit_colour_reference, mean_rgb
+from facediff.preparation import held_out_by_name
 from facediff.training_log import read_metrics
 
 #: Named recipes: extra ``facediff train`` flags (on top of the defaults of this version).
@@ -71,15 +71,10 @@ RECIPES: dict[str, list[str]] = {
 }  # fmt: skip
 
 
-def heldout_by_name(source: str, fraction: float) -> bool:
-    digest = hashlib.sha256(Path(source).name.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
-
-
 def split(data: PreparedData, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(train indices, held-out indices) into the packed tensor, by source-name hash."""
     entries = data.manifest["images"]
-    held = torch.tensor([heldout_by_name(e["source"], fraction) for e in entries])
+    held = torch.tensor([held_out_by_name(e["source"], fraction) for e in entries])
     idx = torch.arange(len(entries))
     return idx[~held], idx[held]
 

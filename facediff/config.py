@@ -15,6 +15,8 @@ from typing import Any
 from facediff.errors import ConfigError, UsageError, invalid, unknown
 
 PACKED_FILE = "dataset.safetensors"
+HELDOUT_FILE = "heldout.safetensors"  # prepare --holdout: photos training never reads
+MAX_HOLDOUT = 0.5  # the largest --holdout fraction
 MANIFEST_FILE = "manifest.json"
 DATASET_VERSION = 1
 DEFAULT_DATA_DIR = "data/faces"
@@ -45,6 +47,7 @@ class PrepareConfig:
     max_pixels: int = 64_000_000  # decompression-bomb bound, in source pixels
     min_side: int = 16  # sources with a smaller side are skipped ("too small")
     max_aspect: float = 4.0  # longer side / shorter side beyond this: skipped
+    holdout: float = 0.0  # fraction of photos kept out of training, for evaluate
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@
 (int64, N) and, when prepared with attributes, ``attributes`` (int64, N×A: the value
 index of each attribute in the manifest's ``"attributes"`` list, -1 when unknown);
 ``<data>/manifest.json`` describes them. Training reads only these two
-files, in one read, so the whole set can live in (GPU) memory.
+files, in one read, so the whole set can live in (GPU) memory. Photos held out by
+``prepare --holdout`` are packed apart in ``<data>/heldout.safetensors`` (same tensors),
+described by the manifest's ``"holdout"``: training never reads them.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
-from facediff.config import DATASET_VERSION, MANIFEST_FILE, PACKED_FILE
+from facediff.config import DATASET_VERSION, HELDOUT_FILE, MANIFEST_FILE, PACKED_FILE
 from facediff.errors import DataError, FacediffError
 from facediff.files import raise_naming, read_text_bounded, write_text_atomic
 
@@ -119,18 +121,43 @@ def read_manifest(data_dir: Path) -> dict[str, Any]:
 def load_prepared(data_dir: Path, verify: bool = True) -> PreparedData:
     """Read and validate a prepared dataset. With ``verify`` the packed file's sha256 is
     checked against the manifest first (about 0.2 s per 300 MB here): a damaged file is
-    refused, never trained or evaluated on."""
+    refused, never trained or evaluated on. Photos held out by ``prepare --holdout`` are
+    not part of it (:func:`load_held_out`)."""
     data_dir = Path(data_dir)
     manifest = read_manifest(data_dir)
     try:
+        packed = (PACKED_FILE, str(manifest["packed"]["sha256"]), int(manifest["packed"]["count"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DataError(f"corrupt manifest {data_dir / MANIFEST_FILE}: {e}") from None
+    return _read_packed(data_dir, manifest, *packed, verify=verify)
+
+
+def load_held_out(data: PreparedData, verify: bool = True) -> PreparedData | None:
+    """The photos ``prepare --holdout`` kept out of ``data`` (never trained on), as a
+    dataset of their own (its ``manifest`` is the dataset's, its ``path`` the dataset's
+    folder); None when none were held out."""
+    held = data.manifest.get("holdout")
+    if held is None:
+        return None
+    try:
+        packed = (str(held["file"]), str(held["sha256"]), int(held["count"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DataError(f"corrupt manifest {data.path / MANIFEST_FILE}: holdout {e}") from None
+    if packed[0] != HELDOUT_FILE:  # a name, never a path out of the folder
+        raise DataError(f"corrupt manifest {data.path / MANIFEST_FILE}: holdout file {packed[0]!r}")
+    return _read_packed(data.path, data.manifest, *packed, verify=verify)
+
+
+def _read_packed(
+    data_dir: Path, manifest: dict[str, Any], file: str, recorded: str, expected: int, verify: bool
+) -> PreparedData:
+    try:
         categories = CategoryMap.from_list(manifest["categories"])
         size = int(manifest["size"])
-        expected = int(manifest["packed"]["count"])
-        recorded = str(manifest["packed"]["sha256"])
         attributes = AttributeSet.from_list(manifest.get("attributes"))
     except (KeyError, TypeError, ValueError, AttributeError, FacediffError) as e:
         raise DataError(f"corrupt manifest {data_dir / MANIFEST_FILE}: {e}") from None
-    packed = data_dir / PACKED_FILE
+    packed = data_dir / file
     if not packed.is_file():
         raise DataError(f"packed file missing: {packed} (run `facediff prepare` again)")
     if verify and _sha256(packed) != recorded:

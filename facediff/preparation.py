@@ -20,6 +20,8 @@ stem of another file).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import math
 import time
 from collections import Counter
@@ -36,7 +38,9 @@ from facediff.attributes import AttributeSet
 from facediff.categories import DEFAULT_CATEGORIES, CategoryMap
 from facediff.config import (
     DATASET_VERSION,
+    HELDOUT_FILE,
     MANIFEST_FILE,
+    MAX_HOLDOUT,
     MAX_SIZE,
     MIN_SIZE,
     PACKED_FILE,
@@ -79,8 +83,9 @@ class CategoryCounts:
     name: str
     code: str
     found: int  # image files whose name matched the prefix
-    kept: int
+    kept: int  # held out ones included
     skipped: dict[str, int] = field(default_factory=dict)  # by reason kind
+    held_out: int = 0  # of the kept: --holdout, packed apart, never trained on
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,10 @@ class PrepareReport:
     def files_seen(self) -> int:
         return self.kept + len(self.skipped)
 
+    @property
+    def held_out(self) -> int:
+        return sum(c.held_out for c in self.categories)
+
 
 def _check_paths(raw: Path, out: Path, size: int) -> tuple[Path, Path]:
     if not MIN_SIZE <= size <= MAX_SIZE:
@@ -138,16 +147,22 @@ def _reason_kind(reason: str) -> str:
 
 
 def _counts(
-    categories: CategoryMap, sources: list[Source], kept_labels: list[int], skipped: list[Skipped]
+    categories: CategoryMap,
+    sources: list[Source],
+    kept_labels: list[int],
+    skipped: list[Skipped],
+    held_labels: list[int],
 ) -> tuple[tuple[CategoryCounts, ...], dict[str, int]]:
     found = Counter(s.label for s in sources)
-    kept = Counter(kept_labels)
+    kept, held = Counter(kept_labels), Counter(held_labels)
     by_cat: dict[int, Counter] = {i: Counter() for i in range(len(categories))}
     unmatched: Counter = Counter()
     for s in skipped:
         (by_cat[s.label] if s.label is not None else unmatched)[s.kind] += 1
     counts = tuple(
-        CategoryCounts(c.prefix, c.name, c.code, found[i], kept[i], dict(sorted(by_cat[i].items())))
+        CategoryCounts(
+            c.prefix, c.name, c.code, found[i], kept[i], dict(sorted(by_cat[i].items())), held[i]
+        )
         for i, c in enumerate(categories)
     )
     return counts, dict(sorted(unmatched.items()))
@@ -177,7 +192,9 @@ def _manifest(
         "size": size,
         "layout": layout,
         "created_by": f"facediff {__version__}",
-        "categories": [{**c.to_dict(), "count": n.kept} for c, n in zip(categories, counts)],
+        "categories": [
+            {**c.to_dict(), "count": n.kept - n.held_out} for c, n in zip(categories, counts)
+        ],
         **extra,
         "images": images,
         "skipped": [{"source": s.source, "reason": s.reason} for s in skipped],
@@ -204,11 +221,57 @@ def _check_packed_fits(photos: int, size: int) -> None:
 
 
 def _write_packed(
-    out: Path, images: np.ndarray, labels: list[int], attributes: torch.Tensor | None
+    out: Path,
+    images: np.ndarray,
+    labels: list[int],
+    attributes: torch.Tensor | None,
+    file: str = PACKED_FILE,
 ) -> str:
-    with atomic_path(out / PACKED_FILE) as tmp:
+    with atomic_path(out / file) as tmp:
         labels_t = torch.tensor(labels, dtype=torch.int64)
         return write_packed(tmp, torch.from_numpy(images), labels_t, attributes)
+
+
+class _Split:
+    """The kept images in packed order, and the photos ``--holdout`` takes out of them."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: list[int],
+        entries: list[dict[str, Any]],
+        labelled: ImageAttributes | None,
+    ) -> None:
+        self.images, self.labels, self.entries, self.labelled = images, labels, entries, labelled
+
+    @property
+    def tensor(self) -> torch.Tensor | None:
+        return self.labelled.tensor if self.labelled is not None else None
+
+    def hold_out(self, fraction: float) -> dict[str, Any] | None:
+        """Take the held-out photos out; their manifest record (with their ``packed``
+        images, ``labels`` and attribute ``tensor`` to write), or None when none is."""
+        held = [i for i, e in enumerate(self.entries) if held_out_by_name(e["source"], fraction)]
+        if not held:
+            return None
+        taken = set(held)
+        train = [i for i in range(len(self.entries)) if i not in taken]
+        tensor = self.tensor
+        record = {
+            "fraction": fraction,
+            "file": HELDOUT_FILE,
+            "count": len(held),
+            "images": [self.entries[i] for i in held],
+            "packed": self.images[held],
+            "labels": [self.labels[i] for i in held],
+            "tensor": tensor[held] if tensor is not None else None,
+        }
+        self.images = self.images[train]
+        self.labels = [self.labels[i] for i in train]
+        self.entries = [self.entries[i] for i in train]
+        if self.labelled is not None and tensor is not None:
+            self.labelled = dataclasses.replace(self.labelled, tensor=tensor[train])
+        return record
 
 
 def _output_files(unique: list[tuple[Source, str]], categories: CategoryMap) -> list[str]:
@@ -238,10 +301,21 @@ def _collect(
     return kept, labels, entries, skipped
 
 
-def _check_options(categories: CategoryMap, workers: int) -> None:
+def held_out_by_name(source: str, fraction: float) -> bool:
+    """Whether ``prepare --holdout fraction`` keeps a photo out of training: by a hash of
+    its file name (not its folder, content or position), so a photo stays on its side
+    as the raw folder grows or moves, and a larger fraction holds out a superset."""
+    digest = hashlib.sha256(Path(source).name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def _check_options(categories: CategoryMap, workers: int, holdout: float) -> None:
     if workers < 0:
         raise ConfigError(f"{{}} must be >= 0, got {workers}", "workers")
+    if not 0.0 <= holdout <= MAX_HOLDOUT:
+        raise ConfigError(f"{{}} must be from 0 to {MAX_HOLDOUT}, got {holdout}", "holdout")
     ours = {PACKED_FILE, MANIFEST_FILE, PACKED_FILE + TMP_SUFFIX, MANIFEST_FILE + TMP_SUFFIX}
+    ours |= {HELDOUT_FILE, HELDOUT_FILE + TMP_SUFFIX}
     for c in categories:
         if c.name.lower() in ours:
             raise UsageError(f"category name {c.name!r} is reserved for a dataset file")
@@ -261,6 +335,7 @@ def prepare(
     age_edges: str | Sequence[int] | None = None,
     min_side: int = _DEFAULTS.min_side,
     max_aspect: float = _DEFAULTS.max_aspect,
+    holdout: float = _DEFAULTS.holdout,
     progress: ProgressCallback | None = None,
 ) -> PrepareReport:
     """Sort, resize and validate the photos under ``raw`` into a dataset in ``out``.
@@ -275,6 +350,11 @@ def prepare(
     by ``age_edges`` (``"10,20,30"``; default decades). Unknown values are recorded with
     their reason, never guessed.
 
+    ``holdout`` (a fraction) keeps photos out of training, chosen by a hash of their file
+    name (:func:`held_out_by_name`): packed apart in ``heldout.safetensors``, listed in
+    the manifest's ``"holdout"``, never read by ``train``; ``evaluate`` measures against
+    them.
+
     Writes ``<out>/<Category>/<stem>.png``, the packed file and, last, the manifest.
     ``workers=0`` uses one process per CPU core (and at most that many),
     ``workers=1`` decodes in-process.
@@ -282,7 +362,7 @@ def prepare(
     holds a previous dataset.
     """
     started = time.perf_counter()
-    _check_options(categories, workers)
+    _check_options(categories, workers, holdout)
     raw_abs, out_abs = _check_paths(Path(raw), Path(out), size)
     fresh = not out_abs.exists()
     with folder_lock.writing(out_abs):  # one prepare per output folder
@@ -326,22 +406,37 @@ def prepare(
                     message = f"warning: {unused} rows of the attributes file name no kept image"
                     emit(progress, Progress("prepare", len(jobs), len(jobs), message=message))
             packed = results.images if len(kept) == len(jobs) else results.images[kept]
-            packed_sha256 = _write_packed(
-                out_abs, packed, kept_labels, labelled.tensor if labelled is not None else None
-            )
-            counts, unmatched = _counts(categories, sources, kept_labels, skipped)
+            split = _Split(packed, kept_labels, entries, labelled)
+            held = split.hold_out(holdout)
+            if not split.labels:
+                raise FacediffError(
+                    f"--holdout {holdout} holds out all {len(entries)} usable images of {raw}, "
+                    "leaving none to train on: lower it"
+                )
+            if held is not None:
+                held["sha256"] = _write_packed(
+                    out_abs, held.pop("packed"), held["labels"], held.pop("tensor"), HELDOUT_FILE
+                )
+            elif holdout > 0:
+                message = f"warning: --holdout {holdout} held out none of {len(entries)} images"
+                emit(progress, Progress("prepare", len(jobs), len(jobs), message=message))
+            packed_sha256 = _write_packed(out_abs, split.images, split.labels, split.tensor)
+            held_labels = held.pop("labels") if held is not None else []
+            counts, unmatched = _counts(categories, sources, kept_labels, skipped, held_labels)
             manifest = _manifest(
                 raw_abs,
                 size,
                 categories,
                 counts,
-                entries,
+                split.entries,
                 skipped,
                 packed_sha256,
                 layout,
-                labelled,
-                kept_labels,
+                split.labelled,
+                split.labels,
             )
+            if held is not None:
+                manifest["holdout"] = held
             write_manifest(out_abs, manifest)
         except BaseException:
             with contextlib.suppress(OSError):  # the first error is the one to report
@@ -374,6 +469,7 @@ def _remove_partial(out: Path, files: list[str], categories: CategoryMap, fresh:
     manifest if it got that far, the packed file, the images, the category folders left
     empty, and ``out`` itself when this prepare created it; a retry needs no --force."""
     names = (MANIFEST_FILE, MANIFEST_FILE + TMP_SUFFIX, PACKED_FILE, PACKED_FILE + TMP_SUFFIX)
+    names += (HELDOUT_FILE, HELDOUT_FILE + TMP_SUFFIX)
     for rel in (*names, *files):
         path = out / rel
         if path.is_symlink() or path.is_file():  # a link itself, never its target

@@ -13,11 +13,19 @@ import re
 from pathlib import Path
 
 from facediff.categories import CategoryMap
-from facediff.config import MANIFEST_FILE, PACKED_FILE
+from facediff.config import HELDOUT_FILE, MANIFEST_FILE, PACKED_FILE
 from facediff.errors import FacediffError
 from facediff.files import TMP_SUFFIX, read_text_bounded
 
 _OUTPUT_FILE_RE = re.compile(r"^[^/\\]+/[^/\\]+\.png$")
+#: The dataset's files beside the manifest (and those of an interrupted write).
+_LEFTOVERS = (
+    PACKED_FILE,
+    PACKED_FILE + TMP_SUFFIX,
+    HELDOUT_FILE,
+    HELDOUT_FILE + TMP_SUFFIX,
+    MANIFEST_FILE + TMP_SUFFIX,
+)
 
 
 def _previous_dataset(out: Path) -> tuple[set[str], set[str]]:
@@ -28,7 +36,8 @@ def _previous_dataset(out: Path) -> tuple[set[str], set[str]]:
     try:
         manifest = json.loads(read_text_bounded(path))
         names = {c.name for c in CategoryMap.from_list(manifest["categories"])}
-        files = {entry["file"] for entry in manifest["images"]}
+        held = manifest.get("holdout") or {"images": []}  # prepare --holdout
+        files = {entry["file"] for entry in [*manifest["images"], *held["images"]]}
     except (OSError, UnicodeDecodeError, ValueError) as e:
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
     except (KeyError, TypeError, AttributeError, FacediffError):
@@ -93,7 +102,7 @@ def clear_out(out: Path, categories: CategoryMap, force: bool) -> None:
     new_names = {c.name for c in categories}
     for name in sorted(old_names | new_names):
         _check_folder(out, name, ours, name in new_names)
-    for leftover in (PACKED_FILE, PACKED_FILE + TMP_SUFFIX, MANIFEST_FILE + TMP_SUFFIX):
+    for leftover in _LEFTOVERS:
         if (out / leftover).is_dir() and not (out / leftover).is_symlink():
             raise FacediffError(f"--out {out}: {out / leftover} is a folder; remove it first")
     (out / MANIFEST_FILE).unlink()  # first: no manifest may describe a half-replaced set
@@ -105,7 +114,7 @@ def clear_out(out: Path, categories: CategoryMap, force: bool) -> None:
         folder = out / name
         if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
             folder.rmdir()
-    for leftover in (PACKED_FILE, PACKED_FILE + TMP_SUFFIX, MANIFEST_FILE + TMP_SUFFIX):
+    for leftover in _LEFTOVERS:
         (out / leftover).unlink(missing_ok=True)
 
 

@@ -61,7 +61,7 @@ def test_realism_and_memorisation_use_the_heldout_photos(env, tmp_path):
     per_cat = report["realism"]["judge"]["per_category"]
     assert per_cat["O"]["n_real"] == int((unseen_labels == o).sum())
     assert report["realism"]["judge"]["pooled"]["n_real"] == len(unseen)
-    assert report["memorisation"]["baseline"].startswith("photos the model never trained on")
+    assert report["memorisation"]["baseline"].startswith("held-out photos the model never trained")
     md = (tmp_path / "ev" / "report.md").read_text()
     assert f"Real photos: `{held}`, {len(unseen)} photos the model never trained on; 4 " in md
     assert any("never trained on" in n for n in report["notes"])

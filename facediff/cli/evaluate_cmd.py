@@ -69,7 +69,8 @@ def evaluate_command(
             "--heldout",
             help="Prepared photos the model never trained on (`facediff prepare` of photos "
             "kept apart): realism, colour casts and memorisation are measured against them "
-            "(default: the judge's held-out split of the training data).",
+            "(default: the photos `prepare --holdout` kept out of the data, else the "
+            "judge's held-out split of the training data).",
         ),
     ] = None,
     mix: MixOpt = None,

@@ -30,16 +30,28 @@ def _summary(report):
 
     title = f"Prepared {report.size}×{report.size} dataset (layout: {report.layout})"
     table = Table(title=title, title_justify="left")
-    for column in ("category", "code", "prefix", "found", "kept", "skipped"):
-        table.add_column(column, justify="right" if column in ("found", "kept") else "left")
+    held = report.held_out > 0  # --holdout: a column of the kept photos held out
+    columns = ["category", "code", "prefix", "found", "kept", *(["held out"] * held), "skipped"]
+    for column in columns:
+        table.add_column(
+            column, justify="right" if column in ("found", "kept", "held out") else "left"
+        )
     for c in report.categories:
-        table.add_row(c.name, c.code, c.prefix, str(c.found), str(c.kept), _reasons(c.skipped))
+        table.add_row(
+            c.name, c.code, c.prefix, str(c.found), str(c.kept),
+            *([str(c.held_out)] * held), _reasons(c.skipped),
+        )  # fmt: skip
     other = sum(report.unmatched.values())
     if other:
-        table.add_row("(other files)", "", "", str(other), "0", _reasons(report.unmatched))
+        table.add_row(
+            "(other files)", "", "", str(other), "0", *(["0"] * held), _reasons(report.unmatched)
+        )
     table.add_section()
     total = report.found + other
-    table.add_row("total", "", "", str(total), str(report.kept), str(total - report.kept))
+    table.add_row(
+        "total", "", "", str(total), str(report.kept),
+        *([str(report.held_out)] * held), str(total - report.kept),
+    )  # fmt: skip
     return table
 
 
@@ -73,6 +85,7 @@ def _json_summary(report) -> dict:
         "size": report.size,
         "found": report.found,
         "kept": report.kept,
+        "held_out": report.held_out,
         "skipped": len(report.skipped),
         "layout": report.layout,
         "upscaled": report.upscaled,
@@ -83,6 +96,7 @@ def _json_summary(report) -> dict:
                 "prefix": c.prefix,
                 "found": c.found,
                 "kept": c.kept,
+                "held_out": c.held_out,
                 "skipped": c.skipped,
             }
             for c in report.categories
@@ -144,6 +158,16 @@ def prepare_command(
         int,
         typer.Option("--workers", help="Decoder processes (0: one per CPU core; never more)."),
     ] = field_default(PrepareConfig, "workers"),
+    holdout: Annotated[
+        float,
+        typer.Option(
+            "--holdout",
+            metavar="FRACTION",
+            help="Keep this fraction of the photos out of training (chosen by a hash of "
+            "their file names), for `facediff evaluate` to measure against photos the model "
+            "never saw.",
+        ),
+    ] = field_default(PrepareConfig, "holdout"),
     force: Annotated[
         bool,
         typer.Option("--force", help="Replace a dataset previously prepared in --out."),
@@ -167,6 +191,7 @@ def prepare_command(
       facediff prepare ./utkface --attributes utkface    # age and gender from the names
       facediff prepare ./raw --attributes attrs.csv --age-edges 20,40,60
       facediff prepare ./raw -c cat=Cat:C -c dog=Dog:D   # your own categories
+      facediff prepare ./raw --holdout 0.1               # 10% never trained on, for evaluate
       facediff prepare ./raw --out data/faces --force    # replace an earlier dataset
     """
     from facediff.cli import render
@@ -185,6 +210,7 @@ def prepare_command(
             labels=labels,
             attributes=attributes,
             age_edges=age_edges,
+            holdout=holdout,
             progress=progress,
         )
     if json:
@@ -200,8 +226,13 @@ def prepare_command(
             render.out.print(line, markup=False)
     if report.skipped:
         render.out.print(f"Skipped files and their reasons are listed in {out / 'manifest.json'}.")
+    held = (
+        f", {report.held_out} of them held out for evaluate (never trained on)"
+        if report.held_out
+        else ""
+    )
     render.out.print(
-        f"{report.kept} image{'' if report.kept == 1 else 's'} ready in {out} "
+        f"{report.kept} image{'' if report.kept == 1 else 's'} ready in {out}{held} "
         f"({report.seconds:.1f} s). Next: facediff train {out}",
         soft_wrap=True,
     )

@@ -15,8 +15,8 @@ import torch
 from facediff.attributes import AttributeSet
 from facediff.categories import CategoryMap
 from facediff.checkpoint import RUN_CONFIG_FILE, latest_checkpoint, read_state
-from facediff.config import DEFAULT_DATA_DIR, SampleConfig
-from facediff.dataset import PreparedData, load_prepared
+from facediff.config import DEFAULT_DATA_DIR, HELDOUT_FILE, SampleConfig
+from facediff.dataset import PreparedData, load_held_out, load_prepared
 from facediff.device import resolve_precision
 from facediff.errors import CheckpointError, ConfigError, FacediffError
 from facediff.loading import load_for_inference
@@ -87,10 +87,17 @@ def _image_digests(images: torch.Tensor) -> list[bytes]:
     return [hashlib.blake2b(im.numpy().tobytes(), digest_size=16).digest() for im in images]
 
 
-def load_heldout(path: Path, prepared: PreparedData) -> RealPhotos:
-    """The prepared photos at ``path``, which the model never trained on: the categories
-    and size of ``prepared`` (the training data); photos also in it (pixel for pixel) are
-    dropped and counted."""
+def load_heldout(path: Path | None, prepared: PreparedData) -> RealPhotos | None:
+    """Photos the model never trained on: the prepared data at ``path`` (of the categories
+    and size of ``prepared``, the training data), else those ``prepare --holdout`` kept
+    out of ``prepared``; None when there are neither. Photos also in the training data
+    (pixel for pixel) are dropped and counted."""
+    if path is None:
+        held = load_held_out(prepared)
+        if held is None:
+            return None
+        sha = str(prepared.manifest["holdout"]["sha256"])
+        return _unseen(held, prepared, str(held.path / HELDOUT_FILE), sha)
 
     def refused(why: str) -> ConfigError:  # "--heldout PATH ..." from the CLI
         return ConfigError("{} " + why.replace("{", "{{").replace("}", "}}"), "heldout")
@@ -109,16 +116,26 @@ def load_heldout(path: Path, prepared: PreparedData) -> RealPhotos:
             f"{path} is prepared at {data.size}x{data.size}, the data at "
             f"{prepared.size}x{prepared.size}; prepare it with --size {prepared.size}"
         )
-    trained = set(_image_digests(prepared.images))
-    keep = torch.tensor([d not in trained for d in _image_digests(data.images)], dtype=torch.bool)
-    if not keep.any():
+    unseen = _unseen(data, prepared, str(path), data.fingerprint)
+    if unseen is None:
         raise refused(
             f"{path}: every photo in it is also in the training data {prepared.path}; give "
             "photos the model never trained on"
         )
+    return unseen
+
+
+def _unseen(
+    data: PreparedData, prepared: PreparedData, shown: str, fingerprint: str
+) -> RealPhotos | None:
+    """``data`` less the photos also in ``prepared``; None when nothing is left."""
+    trained = set(_image_digests(prepared.images))
+    keep = torch.tensor([d not in trained for d in _image_digests(data.images)], dtype=torch.bool)
+    if not keep.any():
+        return None
     source = {
-        "path": str(path),
-        "fingerprint": data.fingerprint,
+        "path": shown,
+        "fingerprint": fingerprint,
         "images": int(keep.sum()),
         "dropped": int((~keep).sum()),  # also in the training data
     }

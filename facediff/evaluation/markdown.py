@@ -267,7 +267,7 @@ def _reals_line(heldout: dict[str, Any] | None) -> str:
     if heldout is None:
         return (
             "Real photos: the judge's held-out split of the data, which the model trained on "
-            "(`--heldout` sets photos it never saw)."
+            "(`prepare --holdout` or `evaluate --heldout` give photos it never saw)."
         )
     dropped = heldout["dropped"]
     also = f"; {dropped} also in the training data were dropped" if dropped else ""

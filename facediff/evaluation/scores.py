@@ -163,7 +163,7 @@ def memorisation(
     d = ref[0].numel() ** 0.5
     if reals.indices is None:
         real_nn, _ = pairwise_nearest(reals.images.to(device).double().div(255), ref)
-        baseline = "photos the model never trained on (--heldout) → nearest prepared image"
+        baseline = "held-out photos the model never trained on → nearest prepared image"
     else:
         held = reals.indices
         real_nn, _ = pairwise_nearest(ref[held.to(device)], ref, exclude=held)
