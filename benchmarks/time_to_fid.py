@@ -51,7 +51,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_default import COMPILING_NOTE, GRAPH_FAILED, GRAPHED_NOTE, steady_rate
 
 from facediff.config import SampleConfig
-from facediff.dataset import PreparedData, load_prepared, write_manifest, write_packed
+from facediff.dataset import (
+    PreparedData,
+    load_held_out,
+    load_prepared,
+    write_manifest,
+    write_packed,
+)
 from facediff.evaluation.colour import fit_colour_reference, mean_rgb
 from facediff.preparation import held_out_by_name
 from facediff.training_log import read_metrics
@@ -79,6 +85,19 @@ def split(data: PreparedData, fraction: float) -> tuple[torch.Tensor, torch.Tens
     return idx[~held], idx[held]
 
 
+def held_photos(
+    data: PreparedData, fraction: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train indices into ``data``, held-out images, their labels): the photos whose name
+    hashes below ``fraction``, and those ``prepare --holdout`` already kept out of it."""
+    train_idx, held_idx = split(data, fraction)
+    images, labels = data.images[held_idx], data.labels[held_idx]
+    own = load_held_out(data)
+    if own is not None:
+        images, labels = torch.cat([own.images, images]), torch.cat([own.labels, labels])
+    return train_idx, images, labels
+
+
 def write_subset(data: PreparedData, idx: torch.Tensor, out: Path) -> None:
     """A valid prepared dataset holding only images ``idx`` of ``data``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -86,6 +105,7 @@ def write_subset(data: PreparedData, idx: torch.Tensor, out: Path) -> None:
     sha = write_packed(out / "dataset.safetensors", images, labels)
     manifest = json.loads(json.dumps(data.manifest))
     manifest["images"] = [manifest["images"][i] for i in idx.tolist()]
+    manifest.pop("holdout", None)  # its held-out file stays behind: the work folder keeps them
     counts = torch.bincount(labels, minlength=len(data.categories)).tolist()
     for cat, n in zip(manifest["categories"], counts):
         cat["count"] = n
@@ -95,10 +115,10 @@ def write_subset(data: PreparedData, idx: torch.Tensor, out: Path) -> None:
 
 def prepare_work(data_dir: Path, work: Path, fraction: float) -> dict:
     data = load_prepared(data_dir)
-    train_idx, held_idx = split(data, fraction)
+    train_idx, held_images, held_labels = held_photos(data, fraction)
     write_subset(data, train_idx, work / "data")
     save_file(
-        {"images": data.images[held_idx].contiguous(), "labels": data.labels[held_idx]},
+        {"images": held_images.contiguous(), "labels": held_labels.contiguous()},
         str(work / "heldout.safetensors"),
     )
     info = {
@@ -107,9 +127,9 @@ def prepare_work(data_dir: Path, work: Path, fraction: float) -> dict:
         "size": data.size,
         "categories": data.categories.to_list(),
         "train": len(train_idx),
-        "heldout": len(held_idx),
+        "heldout": len(held_labels),
         "heldout_per_category": torch.bincount(
-            data.labels[held_idx], minlength=len(data.categories)
+            held_labels, minlength=len(data.categories)
         ).tolist(),
     }
     (work / "split.json").write_text(json.dumps(info, indent=2))
@@ -239,8 +259,8 @@ def judge_hits(work: Path, images: torch.Tensor, labels: torch.Tensor) -> float:
 def score(work: Path, rows: list[dict], use_judge: bool, heldout_from: Path | None) -> None:
     if heldout_from is not None:  # pristine copies of the same photos, split the same way
         data = load_prepared(heldout_from)
-        train_idx, held_idx = split(data, json.loads((work / "split.json").read_text())["fraction"])
-        real = data.images[held_idx]
+        fraction = json.loads((work / "split.json").read_text())["fraction"]
+        train_idx, real, _ = held_photos(data, fraction)
         # A folder copied back from another machine (rows, split, samples) has no data/.
         train_images = data.images[train_idx]
     else:

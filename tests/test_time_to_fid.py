@@ -72,3 +72,24 @@ def test_run_splits_trains_a_recipe_samples_and_scores(tmp_path):
     assert "| b4 | 120 |" in proc.stdout and "| real vs real" in proc.stdout
     speed = f"| {row['train_images_per_s']:,.0f} (min {min(windows[1:-1]):,.0f}) |"
     assert "| train img/s |" in proc.stdout and speed in proc.stdout
+
+
+def test_a_dataset_prepared_with_holdout_keeps_its_held_out_photos_out(tmp_path, monkeypatch):
+    """Its own held-out photos join the split's: never in WORK/data, always scored against
+    (the same name hash: at the same fraction the split itself holds out nothing more)."""
+    from facediff.dataset import load_held_out, load_prepared
+    from facediff.preparation import prepare
+    from facediff.synthetic import make_demo_data
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import time_to_fid
+
+    make_demo_data(tmp_path / "raw", per_category=8, size=16, seed=0, people=False)
+    data = prepare(tmp_path / "raw", tmp_path / "data", size=16, workers=1, holdout=0.3).out
+    own = load_held_out(load_prepared(data))
+    info = time_to_fid.prepare_work(data, tmp_path / "w", 0.3)
+    held = load_file(str(tmp_path / "w" / "heldout.safetensors"))
+    assert info["heldout"] == len(own) > 0 and held["images"].equal(own.images)
+    train = load_prepared(tmp_path / "w" / "data")  # a valid dataset without a holdout file
+    assert len(train) == info["train"] == len(load_prepared(data))
+    assert load_held_out(train) is None
