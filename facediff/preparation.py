@@ -39,7 +39,6 @@ from facediff.categories import DEFAULT_CATEGORIES, CategoryMap
 from facediff.config import (
     DATASET_VERSION,
     HELDOUT_FILE,
-    MANIFEST_FILE,
     MAX_HOLDOUT,
     MAX_SIZE,
     MIN_SIZE,
@@ -48,7 +47,7 @@ from facediff.config import (
 )
 from facediff.dataset import write_manifest, write_packed
 from facediff.errors import ConfigError, FacediffError, UsageError
-from facediff.files import TMP_SUFFIX, atomic_path
+from facediff.files import atomic_path
 from facediff.host_memory import available_bytes, format_size
 from facediff.prepare_attributes import (
     ImageAttributes,
@@ -57,7 +56,7 @@ from facediff.prepare_attributes import (
     label_images,
     unknown_reasons,
 )
-from facediff.prepare_out import clear_out, remove_empty_folders
+from facediff.prepare_out import DATASET_FILES, clear_out, remove_empty_folders
 from facediff.prepare_pool import cpu_count, run_jobs
 from facediff.progress import Progress, ProgressCallback, emit
 from facediff.raw_scan import (
@@ -314,10 +313,8 @@ def _check_options(categories: CategoryMap, workers: int, holdout: float) -> Non
         raise ConfigError(f"{{}} must be >= 0, got {workers}", "workers")
     if not 0.0 <= holdout <= MAX_HOLDOUT:
         raise ConfigError(f"{{}} must be from 0 to {MAX_HOLDOUT}, got {holdout}", "holdout")
-    ours = {PACKED_FILE, MANIFEST_FILE, PACKED_FILE + TMP_SUFFIX, MANIFEST_FILE + TMP_SUFFIX}
-    ours |= {HELDOUT_FILE, HELDOUT_FILE + TMP_SUFFIX}
     for c in categories:
-        if c.name.lower() in ours:
+        if c.name.lower() in DATASET_FILES:
             raise UsageError(f"category name {c.name!r} is reserved for a dataset file")
 
 
@@ -468,9 +465,7 @@ def _remove_partial(out: Path, files: list[str], categories: CategoryMap, fresh:
     """Remove what an unfinished prepare wrote (its decoder processes have stopped): the
     manifest if it got that far, the packed file, the images, the category folders left
     empty, and ``out`` itself when this prepare created it; a retry needs no --force."""
-    names = (MANIFEST_FILE, MANIFEST_FILE + TMP_SUFFIX, PACKED_FILE, PACKED_FILE + TMP_SUFFIX)
-    names += (HELDOUT_FILE, HELDOUT_FILE + TMP_SUFFIX)
-    for rel in (*names, *files):
+    for rel in (*DATASET_FILES, *files):
         path = out / rel
         if path.is_symlink() or path.is_file():  # a link itself, never its target
             path.unlink()

@@ -18,13 +18,9 @@ from facediff.errors import FacediffError
 from facediff.files import TMP_SUFFIX, read_text_bounded
 
 _OUTPUT_FILE_RE = re.compile(r"^[^/\\]+/[^/\\]+\.png$")
-#: The dataset's files beside the manifest (and those of an interrupted write).
-_LEFTOVERS = (
-    PACKED_FILE,
-    PACKED_FILE + TMP_SUFFIX,
-    HELDOUT_FILE,
-    HELDOUT_FILE + TMP_SUFFIX,
-    MANIFEST_FILE + TMP_SUFFIX,
+#: The dataset's own files beside its category folders, and their names mid-write.
+DATASET_FILES = tuple(
+    name + end for name in (MANIFEST_FILE, PACKED_FILE, HELDOUT_FILE) for end in ("", TMP_SUFFIX)
 )
 
 
@@ -102,7 +98,7 @@ def clear_out(out: Path, categories: CategoryMap, force: bool) -> None:
     new_names = {c.name for c in categories}
     for name in sorted(old_names | new_names):
         _check_folder(out, name, ours, name in new_names)
-    for leftover in _LEFTOVERS:
+    for leftover in DATASET_FILES:
         if (out / leftover).is_dir() and not (out / leftover).is_symlink():
             raise FacediffError(f"--out {out}: {out / leftover} is a folder; remove it first")
     (out / MANIFEST_FILE).unlink()  # first: no manifest may describe a half-replaced set
@@ -114,7 +110,7 @@ def clear_out(out: Path, categories: CategoryMap, force: bool) -> None:
         folder = out / name
         if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
             folder.rmdir()
-    for leftover in _LEFTOVERS:
+    for leftover in DATASET_FILES:
         (out / leftover).unlink(missing_ok=True)
 
 

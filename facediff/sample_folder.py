@@ -291,8 +291,8 @@ def _mixed_in(out: Path, labels: list[str], seeds: list[int], entry: dict[str, A
             warnings.append(
                 f"warning: {out / label} already holds images drawn otherwise than these "
                 f"({_shown(here, [k for k in here if k in differ])}): {'; '.join(others)}. "
-                "grid and evaluate read a "
-                "label folder's images together; sample into another --out to keep them apart"
+                "grid and evaluate read a label folder's images together; sample into "
+                "another --out to keep them apart"
             )
     return warnings
 

@@ -128,3 +128,19 @@ def test_evaluate_measures_against_the_held_out_photos_by_default(raw, tmp_path)
     assert report["judge"]["split"]["train_count"] + report["judge"]["split"]["heldout_count"] == (
         len(load_prepared(data))
     )  # the judge learns the training set only
+
+
+def test_train_reads_the_training_set_only_and_says_what_it_left_out(raw, tmp_path):
+    data = prepare(raw, tmp_path / "d", size=16, workers=1, holdout=0.3).out
+    n_train = len(load_prepared(data))
+    n_held = len(load_held_out(load_prepared(data)))
+    args = ["train", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny"]
+    args += ["--device", "cpu", "--batch-size", str(n_train), "--max-steps", "1"]
+    result = CliRunner().invoke(app, [*args, "--lr-warmup-steps", "0"])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"training on {n_train} images; the {n_held} prepare --holdout kept out are left for "
+        "evaluate" in result.output
+    )
+    (metrics,) = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert metrics["epoch"] == 1  # one batch of every training image is one whole epoch

@@ -204,6 +204,12 @@ def make_setup(
     attribute_drop_rates(config, data.attributes.names)  # names the data's attributes?
     if data.attributes:
         notes.append(f"conditioning on attributes {_describe(data.attributes)}")
+    held = data.manifest.get("holdout")
+    if isinstance(held, dict):  # prepare --holdout: packed apart, never read here
+        notes.append(
+            f"training on {len(data)} images; the {held.get('count')} prepare --holdout kept "
+            "out are left for evaluate"
+        )
     if config.attribute_dropout is not None and not data.attributes:
         notes.append(
             f"note: {data.path} has no attribute labels: the attribute dropout has no effect"
