@@ -71,7 +71,8 @@ class CellGroup:
 class RealPhotos:
     """The photos samples are set against (realism, colour, the memorisation baseline):
     the judge's held-out split of the prepared data, which the diffusion model trained on
-    (``indices`` into it), or prepared photos it never trained on (``--heldout``)."""
+    (``indices`` into it), or photos it never trained on (``prepare --holdout``, or
+    ``evaluate --heldout``)."""
 
     images: torch.Tensor  # uint8 N×3×S×S
     labels: torch.Tensor  # int64 N
