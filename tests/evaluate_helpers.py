@@ -18,6 +18,7 @@ SIZE = TINY.sample_size
 __all__ = [
     "SIZE",
     "attribute_faces",
+    "faces_and_untrained_run",
     "make_untrained_run",
     "mark_attributes",
     "write_prepared",
@@ -53,6 +54,14 @@ def make_untrained_run(run, data_path):
     sd = build_unet(TINY).state_dict()
     save_tiny_checkpoint(run, 1, sd, sd, data_path=str(data_path))
     return run
+
+
+def faces_and_untrained_run(root):
+    """``(data, run, images, labels)``: 40 synthetic faces per category prepared in
+    ``root/data``, and an untrained run of them in ``root/run``."""
+    images, labels = make_faces(40, size=SIZE, seed=0)
+    data = write_prepared(root / "data", images, labels)
+    return data, make_untrained_run(root / "run", data), images, labels
 
 
 def write_samples(folder, groups):

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 import torch
-from evaluate_helpers import SIZE, make_untrained_run, write_prepared, write_samples
+from evaluate_helpers import SIZE, faces_and_untrained_run, write_samples
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -24,9 +24,7 @@ JUDGE = JudgeConfig(width=8, epochs=10)
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
-    images, labels = make_faces(40, size=SIZE, seed=0)
-    data = write_prepared(root / "data", images, labels)
-    run = make_untrained_run(root / "run", data)
+    data, run, images, labels = faces_and_untrained_run(root)
     return root, data, run, images, labels
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from evaluate_helpers import SIZE, make_untrained_run, write_prepared, write_samples
+from evaluate_helpers import SIZE, faces_and_untrained_run, write_prepared, write_samples
 from typer.testing import CliRunner
 
 from facediff.categories import DEFAULT_CATEGORIES, CategoryMap
@@ -23,9 +23,7 @@ JUDGE = JudgeConfig(width=8, epochs=1)
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("heldout")
-    images, labels = make_faces(40, size=SIZE, seed=0)
-    data = write_prepared(root / "data", images, labels)
-    run = make_untrained_run(root / "run", data)
+    data, run, images, labels = faces_and_untrained_run(root)
     fresh, fresh_labels = make_faces(20, size=SIZE, seed=11)
     o = DEFAULT_CATEGORIES.index("O")
     samples = write_samples(
