@@ -245,11 +245,20 @@ def _colour_lines(r: dict[str, Any]) -> list[str]:
         return []
     rows = [[label, str(v.get("n")), _f(v.get("cast_rate"))] for label, v in c["per_group"].items()]
     rows.append(["held-out photos", "", _f(c.get("real_cast_rate"))])
+    columns = ["group", "samples", "colour-cast rate"]
+    noise = r.get("noise")
+    if isinstance(noise, dict) and isinstance(noise.get("per_group"), dict):
+        groups = noise["per_group"]
+        for row in rows[:-1]:
+            row.append(_f((groups.get(row[0]) or {}).get("noise_rate")))
+        rows[-1].append(_f(noise.get("real_noise_rate")))
+        columns.append("noise rate")
     return [
         "Colour-cast rate: share of samples whose per-channel colour mean and spread fall "
-        "outside the range of nearly all real photos (green, blue or magenta faces).",
+        "outside the range of nearly all real photos (green, blue or magenta faces). Noise "
+        "rate: share of samples grainier (median absolute Laplacian) than 99% of the photos.",
         "",
-        *_table(["group", "samples", "colour-cast rate"], rows),
+        *_table(columns, rows),
     ]
 
 

@@ -223,10 +223,18 @@ def test_model_card_colour_casts(evaluated, run, tmp_path):
     path = tmp_path / "report.json"
     sampled = {"sampler": "ddim", "steps": 50, "guidance": 3.0, "mix_mode": "compose"}
     samples = {**report["samples"], "sample_config": sampled}
-    path.write_text(json.dumps({**report, "run": str(run), "colour": colour, "samples": samples}))
+    noise = {"real_noise_rate": 0.01, "per_group": {"O": {"noise_rate": 0.5}}}
+    before_noise = {k: v for k, v in report.items() if k != "noise"}
+    card_report = {**before_noise, "run": str(run), "colour": colour, "samples": samples}
+    path.write_text(json.dumps(card_report | {"noise": noise}))
     export(run, tmp_path / "m", report=path)
     card = (tmp_path / "m" / "README.md").read_text()
-    assert "| O | 4 | 0.250 |" in card and "| held-out photos |  | 0.013 |" in card
+    assert "| group | samples | colour-cast rate | noise rate |" in card
+    assert "| O | 4 | 0.250 | 0.500 |" in card and "| held-out photos |  | 0.013 | 0.010 |" in card
+    path.write_text(json.dumps(card_report))  # a report from before the noise rate
+    export(run, tmp_path / "m2", report=path)
+    card = (tmp_path / "m2" / "README.md").read_text()
+    assert "| O | 4 | 0.250 |\n" in card and "noise rate |" not in card
     assert "4 samples per group, ddim 50 steps, guidance 3.0, mix mode compose" in card
 
 

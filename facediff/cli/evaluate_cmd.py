@@ -229,14 +229,21 @@ def print_tables(report: Report, console: Any) -> None:
         for name, r in rows:
             t.add_row(name, _fmt(r.fd, 4), _fmt(r.kid, 4), _fmt(r.precision), _fmt(r.recall))
         console.print(t)
-    c = report.colour
-    t = Table(title=f"Colour casts (outside the ellipse of {c.coverage:.0%} of the photos)")
-    for col in ("group", "samples", "cast rate", "mean RGB"):
+    c, n = report.colour, report.noise
+    title = f"Colour casts (outside the ellipse of {c.coverage:.0%} of the photos)"
+    if n is not None:
+        title += f" and noise (grainier than {n.coverage:.0%} of them)"
+    t = Table(title=title)
+    noise_col = ["noise rate"] if n is not None else []
+    for col in ("group", "samples", "cast rate", *noise_col, "mean RGB"):
         t.add_column(col)
     for label, g in c.per_group.items():
-        t.add_row(label, str(g.n), _fmt(g.cast_rate), "/".join(f"{x:.0f}" for x in g.mean_rgb))
+        noise = [_fmt(n.per_group[label].noise_rate)] if n is not None else []
+        rgb = "/".join(f"{x:.0f}" for x in g.mean_rgb)
+        t.add_row(label, str(g.n), _fmt(g.cast_rate), *noise, rgb)
     real_rgb = "/".join(f"{x:.0f}" for x in c.real_mean_rgb)
-    t.add_row("held-out photos", "", _fmt(c.real_cast_rate), real_rgb)
+    real_noise = [_fmt(n.real_noise_rate)] if n is not None else []
+    t.add_row("held-out photos", "", _fmt(c.real_cast_rate), *real_noise, real_rgb)
     console.print(t)
     print_attribute_tables(report, console)
     m = report.memorisation

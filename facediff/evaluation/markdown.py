@@ -165,7 +165,7 @@ def colour_lines(report: Report) -> list[str]:
     real_rgb = "/".join(f"{x:.0f}" for x in c.real_mean_rgb)
     rows.append(["held-out photos", "", _f(c.real_cast_rate), real_rgb])
     return [
-        "## 6. Colour casts",
+        "## 6. Colour casts and noise",
         "",
         f"A sample has a *colour cast* when its per-channel mean and standard deviation lie "
         f"outside the ellipse (Mahalanobis distance) that holds {c.coverage:.0%} of the "
@@ -173,6 +173,27 @@ def colour_lines(report: Report) -> list[str]:
         "score about 1%.",
         "",
         *_table(["group", "samples", "cast rate", "mean RGB"], rows),
+        "",
+        *noise_lines(report),
+    ]
+
+
+def noise_lines(report: Report) -> list[str]:
+    n = report.noise
+    if n is None:
+        return []
+    rows = [
+        [label, str(v.n), _f(v.noise_rate), _f(v.median_grain, 4)]
+        for label, v in n.per_group.items()
+    ]
+    rows.append(["held-out photos", "", _f(n.real_noise_rate), _f(n.real_median_grain, 4)])
+    return [
+        f"A sample is *noisy* when its grain (the median absolute Laplacian of its luminance, "
+        f"0–1 scale) exceeds {n.threshold:.4f}, which {n.coverage:.0%} of the prepared photos "
+        "stay under: speckle that judge features and colour statistics miss. Real photos "
+        "score about 1%.",
+        "",
+        *_table(["group", "samples", "noise rate", "median grain"], rows),
         "",
     ]
 

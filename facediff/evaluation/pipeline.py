@@ -61,6 +61,7 @@ from facediff.evaluation.scores import (
     judge_section,
     memorisation,
     mix_balance,
+    noise_section,
     realism_sections,
 )
 from facediff.exporting import EXPORT_INFO_FILE
@@ -75,6 +76,7 @@ REPORT_MD = "report.md"
 TRUSTED_JUDGE_ACCURACY = 0.8  # below this balanced held-out accuracy the report warns
 FEW_SAMPLES = 50  # per group; below this the report warns about FD bias
 COLOUR_CAST_WARNING = 0.05  # cast rate above which the report warns
+NOISE_WARNING = 0.05  # noise rate above which the report warns
 
 
 @dataclass
@@ -301,6 +303,7 @@ def _build_report(
         realism=realism_sections(groups, (real_feats, real_incep), real_labels, cats),
         memorisation=memo,
         colour=colour_section(groups, prepared, real_imgs),
+        noise=noise_section(groups, prepared, real_imgs),
         notes=[*REPORT_NOTES, UNSEEN_NOTE if reals.unseen else SEEN_NOTE],
     )
     return report, pairs
@@ -349,6 +352,14 @@ def _warnings(report: Report, size: int) -> list[str]:
         out.append(
             f"colour casts in {', '.join(cast)} (more than {COLOUR_CAST_WARNING:.0%} of samples "
             "have a colour balance fewer than 1% of the photos have)"
+        )
+    noise = report.noise.per_group if report.noise is not None else {}
+    noisy = [k for k, v in noise.items() if v.noise_rate > NOISE_WARNING]
+    if noisy:
+        out.append(
+            f"noise in {', '.join(noisy)} (more than {NOISE_WARNING:.0%} of samples are "
+            f"grainier than {report.noise.coverage:.0%} of the photos: train longer, or "
+            "sample with more steps)"
         )
     small = [g for g, v in report.samples.groups.items() if v.n < FEW_SAMPLES]
     if small:

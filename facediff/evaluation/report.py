@@ -189,6 +189,25 @@ class ColourSection:
 
 
 @dataclass
+class GroupNoise:
+    n: int
+    noise_rate: float
+    median_grain: float
+
+
+@dataclass
+class NoiseSection:
+    """Noise rates (:mod:`facediff.evaluation.noise`); ``real_noise_rate`` is the floor."""
+
+    reference: str
+    coverage: float
+    threshold: float  # grain above which a sample is noisy
+    real_noise_rate: float
+    real_median_grain: float
+    per_group: dict[str, GroupNoise]
+
+
+@dataclass
 class AttributeHit:
     """How often the judge sees one requested attribute value in a cell's samples."""
 
@@ -258,6 +277,7 @@ class Report:
     memorisation: Memorisation
     colour: ColourSection
     notes: list[str]
+    noise: NoiseSection | None = None  # None only in reports built before it existed
     attributes: AttributeSection | None = None  # only for a model with attributes
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0

@@ -22,6 +22,7 @@ from facediff.evaluation.maths import (
     total_variation,
     wilson_interval,
 )
+from facediff.evaluation.noise import fit_noise_reference, grain
 from facediff.evaluation.report import (
     Accuracy,
     AttributeAccuracy,
@@ -29,12 +30,14 @@ from facediff.evaluation.report import (
     Distribution,
     FeatureSpace,
     GroupColour,
+    GroupNoise,
     HitRate,
     JudgeSection,
     Memorisation,
     MixBalance,
     MixCoverage,
     MixMemorisation,
+    NoiseSection,
 )
 
 PR_NEIGHBOURS = 3  # k of the k-NN manifolds (Kynkäänniemi et al. 2019)
@@ -216,6 +219,28 @@ def colour_section(groups: list[Group], data: PreparedData, reals: torch.Tensor)
         coverage=reference.coverage,
         real_cast_rate=reference.cast_rate(reals),
         real_mean_rgb=[round(v, 1) for v in reference.mean_rgb()],
+        per_group=per_group,
+    )
+
+
+def noise_section(groups: list[Group], data: PreparedData, reals: torch.Tensor) -> NoiseSection:
+    """Noise rate per category and mix: the share of samples grainier than 99% of the
+    prepared photos; the ``reals``' own rate (held-out photos) is the floor (about 1%)."""
+    reference = fit_noise_reference(data.images)
+    per_group = {}
+    for g in groups:
+        grains = grain(g.images)
+        per_group[g.mix.label] = GroupNoise(
+            n=len(g.images),
+            noise_rate=float((grains > reference.threshold).double().mean()),
+            median_grain=round(float(grains.median()), 5),
+        )
+    return NoiseSection(
+        reference=f"median absolute Laplacian of the luminance of all {len(data)} prepared images",
+        coverage=reference.coverage,
+        threshold=round(reference.threshold, 5),
+        real_noise_rate=reference.noise_rate(reals),
+        real_median_grain=round(float(grain(reals).median()), 5),
         per_group=per_group,
     )
 
