@@ -31,6 +31,7 @@ from facediff.mix import Mix, parse_mix, resolve_mixes, same_weights
 from facediff.progress import Progress, ProgressCallback, emit
 from facediff.sample_folder import (
     mixed_origins,
+    read_record,
     read_sample_png,
     recorded_labels,
     recorded_weights,
@@ -278,8 +279,9 @@ def rows_from_samples(
     ]
     widest = max(im.width for _, images in rows for im in images)
     _check_grid_size(widest, len(labels), columns, "seeds")  # the cells fit the widest
+    record = read_record(folder)
     for label in labels:
-        ways = mixed_origins(folder, label, [s for s, _ in present[label]])
+        ways = mixed_origins(record, label, [s for s, _ in present[label]])
         if ways is not None:
             message = (
                 f"warning: row {label} shows images {ways}; sample each way into its own "

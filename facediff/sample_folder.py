@@ -210,12 +210,13 @@ def origin_of(entry: Mapping[str, Any], label: str) -> dict[str, Any]:
 
 
 def image_origins(
-    folder: Path, label: str, seeds: list[int]
+    record: list[Any], label: str, seeds: list[int]
 ) -> list[tuple[dict[str, Any] | None, list[int]]]:
-    """What drew the images of ``label`` for ``seeds``, by the record: each distinct
-    origin (:func:`origin_of` the newest entry that wrote the seed), first found first,
-    with its seeds; ``None`` for seeds no entry lists."""
-    entries = [e for e in read_record(folder) if isinstance(e, dict)]
+    """What drew the images of ``label`` for ``seeds``, by the ``record``'s entries
+    (:func:`read_record`, read once by the caller): each distinct origin (:func:`origin_of`
+    the newest entry that wrote the seed), first found first, with its seeds; ``None`` for
+    seeds no entry lists."""
+    entries = [e for e in record if isinstance(e, dict)]
     owner: dict[int, int] = {}
     for i, entry in enumerate(entries):
         mixes, written = entry.get("mixes"), entry.get("seeds")
@@ -242,11 +243,11 @@ def origin_differences(origins: list[Mapping[str, Any]]) -> list[str]:
     return parts
 
 
-def mixed_origins(folder: Path, label: str, seeds: list[int]) -> str | None:
-    """``"drawn 2 different ways (step 20 / 40)"`` when the record says the images of
+def mixed_origins(record: list[Any], label: str, seeds: list[int]) -> str | None:
+    """``"drawn 2 different ways (step 20 / 40)"`` when the ``record`` says the images of
     ``label`` for ``seeds`` were not all drawn alike; None when they were (or none is
     recorded)."""
-    found = image_origins(folder, label, seeds)
+    found = image_origins(record, label, seeds)
     recorded = [o for o, _ in found if o is not None]
     if len(found) < 2 or not recorded:
         return None
@@ -277,12 +278,13 @@ def _mixed_in(out: Path, labels: list[str], seeds: list[int], entry: dict[str, A
     evaluate read a label's images together."""
     entry = json.loads(json.dumps(entry))  # as the record will hold it
     redrawn = set(seeds)  # under --force these are replaced, not kept beside
+    record = read_record(out)
     warnings = []
     for label in labels:
         here = origin_of(entry, label)
         kept = [s for s, _ in seed_files(out, label) if s not in redrawn]
         others, differ = [], []
-        for origin, found in image_origins(out, label, kept):
+        for origin, found in image_origins(record, label, kept):
             if origin is not None and origin != here:
                 keys = [k for k in dict.fromkeys([*origin, *here]) if origin.get(k) != here.get(k)]
                 others.append(f"{len(found)} with {_shown(origin, keys)}")

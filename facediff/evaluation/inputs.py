@@ -22,7 +22,7 @@ from facediff.errors import CheckpointError, ConfigError, FacediffError
 from facediff.loading import load_for_inference
 from facediff.mix import Mix, default_mixes, resolve_mixes, same_weights
 from facediff.progress import Progress, ProgressCallback, emit
-from facediff.sample_folder import image_origins, read_images, recorded_mixes
+from facediff.sample_folder import image_origins, read_images, read_record, recorded_mixes
 
 
 @dataclass
@@ -291,6 +291,7 @@ def read_groups(
                 "`facediff sample`"
             )
     groups = []
+    record = read_record(folder)
     for mix in mixes:
         sub = folder / mix.label
         read = read_images(folder, mix.label, size, per_group) if sub.is_dir() else None
@@ -299,18 +300,18 @@ def read_groups(
         if len(read.images) < 2:  # as -n 1 is refused: no spread, no distance to measure
             raise FacediffError(f"{sub} holds 1 sample PNG; evaluate needs at least 2 per mix")
         group = Group(mix, read.images, resized_from=read.resized_from)
-        group.sampled_by = sampled_by(folder, mix.label, read.seeds, read.unseeded)
+        group.sampled_by = sampled_by(record, mix.label, read.seeds, read.unseeded)
         groups.append(group)
     return groups
 
 
-def sampled_by(folder: Path, label: str, seeds: list[int], unseeded: int) -> list[dict]:
-    """What drew the images read, by the folder's record: one entry per distinct origin
+def sampled_by(record: list[Any], label: str, seeds: list[int], unseeded: int) -> list[dict]:
+    """What drew the images read, by the folder's ``record``: one entry per distinct origin
     (model, step, weights, size, sampling settings) with its ``"images"``; an entry with
     only ``"images"`` counts those the record does not list (or PNGs without a seed)."""
     found = []
     unrecorded = unseeded
-    for origin, its_seeds in image_origins(folder, label, seeds):
+    for origin, its_seeds in image_origins(record, label, seeds):
         if origin is None:
             unrecorded += len(its_seeds)
         else:
