@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from facediff.evaluation.maths import check_reference
+
 DEFAULT_COVERAGE = 0.99
 
 
@@ -58,10 +60,7 @@ class ColourReference:
 
 def fit_colour_reference(real: torch.Tensor, coverage: float = DEFAULT_COVERAGE) -> ColourReference:
     """Fit the ellipse to uint8 real photos (at least 8, so the covariance is defined)."""
-    if real.shape[0] < 8:
-        raise ValueError("the colour reference needs at least 8 real images")
-    if not 0.0 < coverage < 1.0:
-        raise ValueError("coverage must be in (0, 1)")
+    check_reference(real.shape[0], coverage, "colour")
     stats = colour_statistics(real)
     mean = stats.mean(axis=0)
     # A small ridge keeps the inverse finite for flat synthetic images (zero variance).

@@ -192,3 +192,12 @@ def memorisation_share(
     is closer than that threshold ("memorised-like")."""
     threshold = float(torch.quantile(real_nn.double(), quantile))
     return threshold, float((sample_nn.double() < threshold).double().mean())
+
+
+def check_reference(real_count: int, coverage: float, what: str) -> None:
+    """A reference fitted to real photos (colour ellipse, noise threshold) needs at least 8
+    of them and a coverage strictly between 0 and 1."""
+    if real_count < 8:
+        raise ValueError(f"the {what} reference needs at least 8 real images")
+    if not 0.0 < coverage < 1.0:
+        raise ValueError("coverage must be in (0, 1)")

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from facediff.evaluation.maths import check_reference
+
 DEFAULT_COVERAGE = 0.99
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
 _LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
@@ -58,9 +60,6 @@ class NoiseReference:
 
 def fit_noise_reference(real: torch.Tensor, coverage: float = DEFAULT_COVERAGE) -> NoiseReference:
     """The threshold from uint8 real photos (at least 8)."""
-    if real.shape[0] < 8:
-        raise ValueError("the noise reference needs at least 8 real images")
-    if not 0.0 < coverage < 1.0:
-        raise ValueError("coverage must be in (0, 1)")
+    check_reference(real.shape[0], coverage, "noise")
     g = grain(real)
     return NoiseReference(float(torch.quantile(g, coverage)), coverage, float(g.median()))

@@ -227,21 +227,20 @@ def noise_section(groups: list[Group], data: PreparedData, reals: torch.Tensor) 
     """Noise rate per category and mix: the share of samples grainier than 99% of the
     prepared photos; the ``reals``' own rate (held-out photos) is the floor (about 1%)."""
     reference = fit_noise_reference(data.images)
-    per_group = {}
-    for g in groups:
-        grains = grain(g.images)
-        per_group[g.mix.label] = GroupNoise(
-            n=len(g.images),
-            noise_rate=float((grains > reference.threshold).double().mean()),
-            median_grain=round(float(grains.median()), 5),
-        )
+
+    def measured(images: torch.Tensor) -> GroupNoise:  # each image's grain, once
+        grains = grain(images)
+        rate = float((grains > reference.threshold).double().mean())
+        return GroupNoise(len(images), rate, round(float(grains.median()), 5))
+
+    real = measured(reals)
     return NoiseSection(
         reference=f"median absolute Laplacian of the luminance of all {len(data)} prepared images",
         coverage=reference.coverage,
         threshold=round(reference.threshold, 5),
-        real_noise_rate=reference.noise_rate(reals),
-        real_median_grain=round(float(grain(reals).median()), 5),
-        per_group=per_group,
+        real_noise_rate=real.noise_rate,
+        real_median_grain=real.median_grain,
+        per_group={g.mix.label: measured(g.images) for g in groups},
     )
 
 
