@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from facediff import folder_lock
-from facediff.checkpoint import CHECKPOINTS_DIR, STATE_FILE, list_checkpoints, resolve_checkpoint
+from facediff.checkpoint import CHECKPOINTS_DIR, list_checkpoints, resolve_checkpoint
 from facediff.config import DEFAULT_SAMPLES_PER_CELL, DEFAULT_SAMPLES_PER_GROUP, SampleConfig
 from facediff.dataset import PreparedData, load_prepared
 from facediff.device import enable_fast_math, resolve_device
@@ -384,7 +384,7 @@ def _warnings(report: Report, size: int) -> list[str]:
 def evaluated_model(run: Path, step: int | None) -> Path | None:
     """The folder of the model ``evaluate`` names: an export or checkpoint given as the
     run, else the run's checkpoint for ``step`` (None: its newest); None when it has none."""
-    if (run / EXPORT_INFO_FILE).is_file() or (run / STATE_FILE).is_file():
+    if not is_run_folder(run):
         return run
     found = [p for s, p in list_checkpoints(run) if step is None or s == step]
     return found[-1] if found else None
