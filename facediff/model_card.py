@@ -167,7 +167,9 @@ def _realism_rows(report: dict[str, Any]) -> list[list[str]]:
     for space, sec in report.get("realism", {}).items():
         items = list(sec.get("per_category", {}).items())
         if sec.get("pooled"):
-            items.append(("pooled", sec["pooled"]))
+            pool = sec.get("pooled_categories") or list(sec.get("per_category", {}))
+            left_out = set(sec.get("per_category", {})) - set(pool)
+            items.append((f"pooled ({', '.join(pool)})" if left_out else "pooled", sec["pooled"]))
         for name, r in items:
             rows.append([space, name, str(r.get("n_samples")), _g(r.get("fd")), _g(r.get("kid"))])
     return rows

@@ -82,7 +82,7 @@ def test_known_samples_give_known_scores(env, tmp_path):
         assert (tmp_path / "out" / name).is_file()
     assert json.loads((tmp_path / "out" / "report.json").read_text())["hit_rate"]
     md = (tmp_path / "out" / "report.md").read_text()
-    assert md.index("The judge") < md.index("hit rate")
+    assert md.index("## 1. The judge") < md.index("## 2. Category hit rate")
 
 
 def test_copies_of_training_images_are_flagged_as_memorised(env, tmp_path):

@@ -262,7 +262,8 @@ def test_evaluate_samples_refuses_settings_that_would_change_the_images(tmp_path
     assert not out.exists()
     result = invoke([*args, "--device", "cpu", "--batch-size", "4"])  # how, not what
     assert result.exit_code == 0, result.output
-    (few,) = [w for w in json.loads((out / "report.json").read_text())["warnings"] if "few" in w]
+    warnings = json.loads((out / "report.json").read_text())["warnings"]
+    (few,) = [w for w in warnings if w.startswith("fewer than")]
     assert few.endswith("(raise -n, or sample more into the folder)"), few  # -n only caps
 
 

@@ -225,7 +225,7 @@ def print_tables(report: Report, console: Any) -> None:
             t.add_column(col)
         rows = list(sec.per_category.items())
         if sec.pooled:
-            rows.append(("pooled", sec.pooled))
+            rows.append((sec.pooled_name(), sec.pooled))
         for name, r in rows:
             t.add_row(name, _fmt(r.fd, 4), _fmt(r.kid, 4), _fmt(r.precision), _fmt(r.recall))
         console.print(t)

@@ -188,7 +188,7 @@ def realism(report: Report, path: Path) -> None:
         for metric in ("fd", "kid"):
             items = [(code, getattr(row, metric)) for code, row in sec.per_category.items()]
             if sec.pooled:
-                items.append(("pooled", getattr(sec.pooled, metric)))
+                items.append((sec.pooled_name(), getattr(sec.pooled, metric)))
             name = {"fd": "Frechet distance", "kid": "KID"}[metric]
             if space == "inception":
                 name = {"fd": "FID", "kid": "KID"}[metric]

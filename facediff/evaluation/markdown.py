@@ -118,7 +118,7 @@ def realism_lines(report: Report) -> list[str]:
         rows = []
         items = list(sec.per_category.items())
         if sec.pooled:
-            items.append(("pooled", sec.pooled))
+            items.append((sec.pooled_name(), sec.pooled))
         for name, r in items:
             rows.append([
                 name, str(r.n_samples), str(r.n_real), _g(r.fd),

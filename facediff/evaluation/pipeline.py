@@ -54,6 +54,7 @@ from facediff.evaluation.inputs import (
 )
 from facediff.evaluation.judge import Judge, load_or_train_judge
 from facediff.evaluation.judge_training import JudgeConfig
+from facediff.evaluation.maths import wilson_interval
 from facediff.evaluation.report import AttributeSection, Report, SampleGroup, SamplesSection
 from facediff.evaluation.scores import (
     colour_section,
@@ -314,8 +315,9 @@ REPORT_NOTES = [
     "Fréchet distances (FD/FID) from a few hundred samples are biased upward (Bińkowski "
     "et al. 2018); compare runs at equal sample counts, and prefer KID, which is unbiased.",
     "Per-category realism compares a category's samples with that category's held-out "
-    "real images; 'pooled' compares all single-category samples (equal counts per "
-    "category) with all held-out real images (the data's class mix).",
+    "real images; 'pooled' compares the single-category samples (equal counts per "
+    "category) with the held-out real images of the same categories (the data's class "
+    "mix); a category without real photos is left out of both, and named: 'pooled (I, O)'.",
 ]
 SEEN_NOTE = (
     "Realism, colour casts and the memorisation baseline use the judge's held-out photos, "
@@ -340,6 +342,13 @@ def _warnings(report: Report, size: int) -> list[str]:
             f"the judge's balanced held-out accuracy is {balanced:.2f} (< "
             f"{TRUSTED_JUDGE_ACCURACY}): hit rates and mix balances are unreliable; train it "
             "longer (--judge-epochs) or use more data"
+        )
+    weak = _untested_categories(report)
+    if weak:
+        out.append(
+            f"the judge's accuracy is not known to reach {TRUSTED_JUDGE_ACCURACY} for "
+            f"{', '.join(weak)}: their hit rates and the mix balances they enter are "
+            "unreliable (more photos of them help)"
         )
     for name, a in report.judge.attribute_accuracy.items():
         if a.balanced is not None and a.balanced < TRUSTED_JUDGE_ACCURACY:
@@ -371,6 +380,9 @@ def _warnings(report: Report, size: int) -> list[str]:
             f"fewer than {FEW_SAMPLES} samples in {', '.join(small)}: Fréchet distances are "
             f"strongly biased upward and intervals are wide ({more})"
         )
+    thin = _thin_real_photos(report)
+    if thin:
+        out.append(thin)
     for label, group in report.samples.groups.items():
         if group.resized_from:
             out.append(
@@ -379,6 +391,49 @@ def _warnings(report: Report, size: int) -> list[str]:
                 "(sample with a model trained at the data's size)"
             )
     return out
+
+
+def _sampled(report: Report) -> list[str]:
+    """The codes of the categories some judged group asked for, in category order."""
+    asked = {c for row in report.mix_balance for c, w in row.requested.items() if w > 0}
+    return [c["code"] for c in report.categories if c["code"] in asked]
+
+
+def _untested_categories(report: Report) -> list[str]:
+    """The sampled categories whose judge accuracy's 95% interval (Wilson) reaches below
+    :data:`TRUSTED_JUDGE_ACCURACY`: too few held-out photos to tell, or too many wrong,
+    as ``E (1.00 of 1 held-out photo)``."""
+    sampled = _sampled(report)
+    out = []
+    for code, a in report.judge.heldout_accuracy.per_category.items():
+        if code not in sampled:
+            continue
+        right = round((a.accuracy or 0.0) * a.n)
+        if wilson_interval(right, a.n)[0] >= TRUSTED_JUDGE_ACCURACY:
+            continue
+        shown = "no held-out photo" if a.n == 0 else f"{a.accuracy:.2f} of {a.n} held-out"
+        out.append(f"{code} ({shown}{'' if a.n == 0 else ' photo' + 's' * (a.n > 1)})")
+    return out
+
+
+def _thin_real_photos(report: Report) -> str | None:
+    """A warning naming the sampled categories with fewer than :data:`FEW_SAMPLES` real
+    photos to judge their realism against (none: not measured), or None."""
+    judge = report.realism.get("judge")
+    if judge is None:
+        return None
+    few = [f"{c} ({d.n_real})" for c, d in judge.per_category.items() if 0 < d.n_real < FEW_SAMPLES]
+    none = [c for c, d in judge.per_category.items() if d.n_real == 0]
+    if not few and not none:
+        return None
+    named = ", ".join(few)
+    if none:
+        named += f"{' and ' if few else ''}none of {', '.join(none)} (not measured)"
+    return (
+        f"few real photos to judge realism against: {named}; with fewer than {FEW_SAMPLES} "
+        "a category's FD/KID and precision/recall are unreliable (hold more photos out with "
+        "prepare --holdout, or pass --heldout)"
+    )
 
 
 def evaluated_model(run: Path, step: int | None) -> Path | None:

@@ -147,6 +147,14 @@ class FeatureSpace:
     per_category: dict[str, Distribution]
     pooled: Distribution | None
     mixes: dict[str, MixCoverage]
+    #: the categories in the pool: those with samples and real photos, in sample order
+    pooled_categories: list[str] = field(default_factory=list)
+
+    def pooled_name(self) -> str:
+        """``pooled``, or ``pooled (I, O)`` when the pool leaves a category out."""
+        if set(self.pooled_categories) == set(self.per_category):
+            return "pooled"
+        return f"pooled ({', '.join(self.pooled_categories)})"
 
 
 @dataclass

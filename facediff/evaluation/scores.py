@@ -131,24 +131,34 @@ def feature_space_rows(
     description: str,
 ) -> FeatureSpace:
     """Per category (single-category samples vs that category's held-out reals), pooled,
-    and per hybrid mix (precision against all held-out reals only)."""
+    and per hybrid mix (precision against all held-out reals only).
+
+    The pool holds the categories with real photos: their samples against their photos
+    (a category without photos would put samples in it that nothing real matches)."""
     per_cat: dict[str, Distribution] = {}
-    singles = []
+    singles, pooled_labels, pooled_codes = [], [], []
     for g in groups:
         fake = getattr(g, attr)
         if fake is None:
             continue
         if g.mix.is_single:
             k = g.mix.indices[0]
-            singles.append(fake)
-            per_cat[categories[k].code] = _distribution_metrics(fake, real[real_labels == k], k)
+            mine = real_labels == k
+            per_cat[categories[k].code] = _distribution_metrics(fake, real[mine], k)
+            if bool(mine.any()):
+                singles.append(fake)
+                pooled_labels.append(k)
+                pooled_codes.append(categories[k].code)
     mixes: dict[str, MixCoverage] = {}
     for g in groups:
         fake = getattr(g, attr)
         if fake is not None and not g.mix.is_single and len(fake) > PR_NEIGHBOURS:
             mixes[g.mix.label] = MixCoverage(precision_recall(real, fake, PR_NEIGHBOURS)[0])
-    pooled = _distribution_metrics(torch.cat(singles), real, 0) if singles else None
-    return FeatureSpace(description, per_cat, pooled, mixes)
+    pooled = None
+    if singles:
+        in_pool = torch.isin(real_labels, torch.tensor(pooled_labels, dtype=real_labels.dtype))
+        pooled = _distribution_metrics(torch.cat(singles), real[in_pool], 0)
+    return FeatureSpace(description, per_cat, pooled, mixes, pooled_codes)
 
 
 def memorisation(
