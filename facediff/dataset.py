@@ -132,6 +132,13 @@ def load_prepared(data_dir: Path, verify: bool = True) -> PreparedData:
     return _read_packed(data_dir, manifest, *packed, verify=verify)
 
 
+def category_counts(data: PreparedData) -> dict[str, int]:
+    """Images per category code, in label order (of a training set: what a model trained
+    on it saw of each category)."""
+    n = torch.bincount(data.labels.cpu(), minlength=len(data.categories)).tolist()
+    return {c.code: int(k) for c, k in zip(data.categories, n)}
+
+
 def load_held_out(data: PreparedData, verify: bool = True) -> PreparedData | None:
     """The photos ``prepare --holdout`` kept out of ``data`` (never trained on), as a
     dataset of their own (its ``manifest`` is the dataset's, its ``path`` the dataset's

@@ -36,7 +36,12 @@ from facediff.dataset import read_manifest
 from facediff.errors import CheckpointError, FacediffError, UsageError, first_line
 from facediff.files import TMP_SUFFIX, naming, write_json_atomic
 from facediff.guidance import attach_attributes
-from facediff.loading import LoadedModel, load_for_inference, recorded_attributes
+from facediff.loading import (
+    LoadedModel,
+    load_for_inference,
+    recorded_attributes,
+    recorded_counts,
+)
 from facediff.model import count_parameters
 from facediff.model_card import CardFacts, render_model_card, report_note, shown
 
@@ -233,6 +238,9 @@ def training_counts(state: dict[str, Any]) -> tuple[list[int] | None, str]:
     Only trusted when the manifest's packed-file hash is the run's recorded fingerprint.
     """
     data = state.get("data") or {}
+    recorded = recorded_counts(data.get("counts"), CategoryMap.from_list(state["categories"]))
+    if recorded is not None:
+        return list(recorded.values()), "as `train` recorded them"
     path = data.get("path")
     if not path:
         return None, "the run does not record its prepared data"
@@ -299,6 +307,15 @@ def load_export(path: Path) -> LoadedModel:
         step = int(info.get("step", 0))
     except (OSError, KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"cannot load exported model {path}: {e}") from None
+    counts = recorded_counts(info.get("training_counts"), categories)
     return LoadedModel(
-        unet, categories, model_cfg, sched, step, path, "export", attributes=attributes
+        unet,
+        categories,
+        model_cfg,
+        sched,
+        step,
+        path,
+        "export",
+        attributes=attributes,
+        training_counts=counts,
     )

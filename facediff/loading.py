@@ -43,9 +43,32 @@ class LoadedModel:
     #: The attributes the model is conditioned on (empty for runs without, and old ones);
     #: then ``unet`` takes labels N×(1+A) (category, then each value index or its null).
     attributes: AttributeSet = field(default_factory=AttributeSet)
+    #: Training images per category code as ``train`` recorded them (None: not recorded,
+    #: as by runs before 0.x); a category with none gets a warning in ``warnings``.
+    training_counts: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         self.unet.eval().requires_grad_(False)
+        for c in self.categories:
+            if self.training_counts is not None and self.training_counts.get(c.code) == 0:
+                self.warnings.append(
+                    f"warning: the model never trained on an image of {c.name} ({c.code}): "
+                    f"{c.code} samples and mixes with {c.code} come from an untrained label"
+                )
+
+
+def recorded_counts(counts: Any, categories: CategoryMap) -> dict[str, int] | None:
+    """Training images per category code, from ``state.json``'s ``data.counts`` (a dict by
+    code) or an export's ``training_counts`` (a list in label order); None when absent or
+    not one count per category."""
+    codes = [c.code for c in categories]
+    if isinstance(counts, list) and len(counts) == len(codes):
+        counts = dict(zip(codes, counts))
+    if not isinstance(counts, dict) or sorted(counts) != sorted(codes):
+        return None
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts.values()):
+        return None
+    return {code: counts[code] for code in codes}
 
 
 def recorded_attributes(info: dict[str, Any], model_cfg: ModelConfig) -> AttributeSet:
@@ -116,6 +139,8 @@ def load_for_inference(
         ) from None
     weights_name = "ema" if use_ema else "model"
     step = int(state["step"])
+    data = state.get("data")
+    counts = recorded_counts(data.get("counts") if isinstance(data, dict) else None, categories)
     return LoadedModel(
-        unet, categories, model_cfg, sched, step, ckpt, weights_name, warnings, attributes
+        unet, categories, model_cfg, sched, step, ckpt, weights_name, warnings, attributes, counts
     )

@@ -167,6 +167,37 @@ def _counts(
     return counts, dict(sorted(unmatched.items()))
 
 
+def _thin_categories(counts: tuple[CategoryCounts, ...], holdout: float) -> list[str]:
+    """Warnings naming the categories the model will not train on (no photo found, none
+    usable, or ``--holdout`` took them all) and, when ``--holdout`` held photos out, those
+    it took none of (evaluate cannot judge their realism on unseen photos)."""
+    out = []
+    for c in counts:
+        if c.kept - c.held_out == 0:
+            if c.held_out:
+                why = f"--holdout {holdout:g} held out all {c.held_out} of its images"
+            elif c.found:
+                why = (
+                    "its one file is not usable"
+                    if c.found == 1
+                    else f"none of its {c.found} files is usable"
+                ) + " (see the manifest's skipped list)"
+            else:
+                why = "none found"
+            out.append(
+                f"warning: no training images of {c.name} ({c.code}): {why}; the model will "
+                f"not learn it, and {c.code} samples and mixes with {c.code} would come from "
+                "an untrained label"
+            )
+        elif holdout > 0 and c.held_out == 0 and sum(d.held_out for d in counts):
+            images = f"{c.kept} image{'' if c.kept == 1 else 's'}"
+            out.append(
+                f"warning: --holdout {holdout:g} held out none of {c.name}'s {images}: evaluate "
+                f"cannot judge {c.code}'s realism against photos the model never saw"
+            )
+    return out
+
+
 def _manifest(
     raw: Path,
     size: int,
@@ -439,6 +470,8 @@ def prepare(
             with contextlib.suppress(OSError):  # the first error is the one to report
                 _remove_partial(out_abs, files, categories, fresh)
             raise
+        for message in _thin_categories(counts, holdout):
+            emit(progress, Progress("prepare", len(jobs), len(jobs), message=message))
         sides = [results.sides[j] for j in kept]
         upscaled = sum(side < size for side in sides)
         if upscaled:

@@ -125,6 +125,12 @@ def test_tiny_and_extreme_sources_are_skipped_and_upscaling_warned(tmp_path):
     assert report.kept == 2 and report.upscaled == 1 and report.smallest_side == 32
     warning = [m for m in messages if m and m.startswith("warning")]
     assert warning == [
+        "warning: no training images of Indian (I): none of its 2 files is usable (see the "
+        "manifest's skipped list); the model will not learn it, and I samples and mixes with I "
+        "would come from an untrained label",
+        "warning: no training images of Oriental (O): its one file is not usable (see the "
+        "manifest's skipped list); the model will not learn it, and O samples and mixes with O "
+        "would come from an untrained label",
         "warning: 1 of 2 images are smaller than --size 64 (smallest side 32 px) and were "
-        "upscaled; consider --size 32"
+        "upscaled; consider --size 32",
     ]

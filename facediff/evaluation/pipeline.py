@@ -35,7 +35,7 @@ import torch
 from facediff import folder_lock
 from facediff.checkpoint import CHECKPOINTS_DIR, list_checkpoints, resolve_checkpoint
 from facediff.config import DEFAULT_SAMPLES_PER_CELL, DEFAULT_SAMPLES_PER_GROUP, SampleConfig
-from facediff.dataset import PreparedData, load_prepared
+from facediff.dataset import PreparedData, category_counts, load_prepared
 from facediff.device import enable_fast_math, resolve_device
 from facediff.errors import CheckpointError, ConfigError, DataError, FacediffError, invalid
 from facediff.evaluation.attribute_scores import attribute_section
@@ -290,7 +290,11 @@ def _build_report(
     _, real_feats = judge.run(real_imgs)
     real_incep = incep(real_imgs) if incep is not None else None
     memo, pairs = memorisation(groups, prepared, reals, device)
-    data: dict[str, Any] = {"path": str(prepared.path), "fingerprint": prepared.fingerprint}
+    data: dict[str, Any] = {
+        "path": str(prepared.path),
+        "fingerprint": prepared.fingerprint,
+        "counts": category_counts(prepared),  # what the model trained on, per category
+    }
     if reals.source is not None:
         data["heldout"] = reals.source
     report = Report(
@@ -342,6 +346,12 @@ def _warnings(report: Report, size: int) -> list[str]:
             f"the judge's balanced held-out accuracy is {balanced:.2f} (< "
             f"{TRUSTED_JUDGE_ACCURACY}): hit rates and mix balances are unreliable; train it "
             "longer (--judge-epochs) or use more data"
+        )
+    never = [c for c in _sampled(report) if report.data.get("counts", {}).get(c) == 0]
+    for code in never:
+        out.append(
+            f"the model never trained on an image of {code} (none in the prepared data): "
+            f"{code}'s scores judge an untrained label"
         )
     weak = _untested_categories(report)
     if weak:

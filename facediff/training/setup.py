@@ -37,7 +37,7 @@ from facediff.config import (
     attribute_drop_rates,
     preset,
 )
-from facediff.dataset import PreparedData, load_prepared
+from facediff.dataset import PreparedData, category_counts, load_prepared
 from facediff.device import enable_fast_math, resolve_device, resolve_precision
 from facediff.ema import EMA
 from facediff.errors import CheckpointError, DataError, FacediffError
@@ -219,8 +219,23 @@ def make_setup(
         beta_schedule=config.beta_schedule,
         prediction_type=config.prediction_type,
     )
-    setup = Setup(data, Path(run_dir), config, model_cfg, sched, device, dtype, info, ckpt)
+    counts = category_counts(data)
+    notes += untrained_warnings(counts, data)
+    setup = Setup(
+        data, Path(run_dir), config, model_cfg, sched, device, dtype, info, ckpt, counts=counts
+    )
     return setup, state, notes
+
+
+def untrained_warnings(counts: dict[str, int], data: PreparedData) -> list[str]:
+    """A warning (shown even with ``--quiet``) per category without a training image."""
+    return [
+        f"warning: no training images of {c.name} ({c.code}) in {data.path}: the model will "
+        f"not learn it, and {c.code} samples and mixes with {c.code} would come from an "
+        "untrained label"
+        for c in data.categories
+        if counts[c.code] == 0
+    ]
 
 
 def _data_change(state: dict[str, Any], data: PreparedData) -> list[str]:
@@ -251,7 +266,11 @@ def run_config(setup: Setup) -> dict[str, Any]:
         "categories": setup.data.categories.to_list(),
         "attributes": setup.data.attributes.to_list(),
         "scheduler": setup.scheduler_config,
-        "data": {"path": str(setup.data.path.resolve()), "fingerprint": setup.data.fingerprint},
+        "data": {
+            "path": str(setup.data.path.resolve()),
+            "fingerprint": setup.data.fingerprint,
+            "counts": setup.counts,
+        },
         "world_size": setup.dist.world_size,
         "global_batch_size": setup.global_batch,
         "precision": str(setup.dtype).removeprefix("torch."),

@@ -45,6 +45,8 @@ class Setup:
     dist: DistInfo
     resume_from: Path | None
     tracker: Any = None  # TensorBoard etc. (facediff.tracking), on the main process only
+    #: training images per category code, in label order (``config.json`` records them)
+    counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def global_batch(self) -> int:
