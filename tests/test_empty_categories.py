@@ -110,6 +110,9 @@ def test_evaluate_says_which_categories_the_model_never_saw(no_european, tmp_pat
     judge = JudgeConfig(width=8, epochs=1)
     report = evaluate(run, samples=samples, judge_config=judge, device="cpu").report
     assert report["data"]["counts"] == {"I": 12, "O": 12, "E": 0}
+    md = (tmp_path / "run" / "evaluation" / "report.md").read_text()
+    assert "| category | name | training images | samples | hit rate |" in md
+    assert "| E | European | 0 | 4 |" in md and "| O | Oriental | 12 | 4 |" in md
     (never,) = [w for w in report["warnings"] if "never trained" in w]
     assert never == (
         "the model never trained on an image of E (none in the prepared data): E's scores "

@@ -203,11 +203,14 @@ def print_tables(report: Report, console: Any) -> None:
         console.print(t)
 
     t = Table(title="Category hit rate (95% CI)")
-    for col in ("category", "samples", "hit rate", "95% CI"):
+    counts = report.data.get("counts") or {}
+    for col in ("category", *(["trained on"] if counts else []), "samples", "hit rate", "95% CI"):
         t.add_column(col)
     for r in report.hit_rate:
         lo, hi = r.ci95
-        t.add_row(f"{r.category} {r.name}", str(r.n), _fmt(r.hit_rate), f"{lo:.2f}–{hi:.2f}")
+        trained = [f"{counts.get(r.category, 0):,}"] if counts else []
+        cells = (str(r.n), _fmt(r.hit_rate), f"{lo:.2f}–{hi:.2f}")
+        t.add_row(f"{r.category} {r.name}", *trained, *cells)
     console.print(t)
 
     codes = report.codes

@@ -67,10 +67,13 @@ def judge_attribute_lines(report: Report) -> list[str]:
 
 
 def hit_lines(report: Report) -> list[str]:
+    counts = report.data.get("counts") or {}  # absent from reports before they were recorded
+    trained = ["training images"] if counts else []
     rows = [
         [
             r.category,
             r.name,
+            *([f"{counts.get(r.category, 0):,}"] if counts else []),
             str(r.n),
             _f(r.hit_rate),
             f"{r.ci95[0]:.3f}–{r.ci95[1]:.3f}",
@@ -78,12 +81,14 @@ def hit_lines(report: Report) -> list[str]:
         ]
         for r in report.hit_rate
     ]
+    header = ["category", "name", *trained, "samples", "hit rate", "95% CI", "mean P(category)"]
     return [
         "## 2. Category hit rate",
         "",
-        "Share of samples asked for a category that the judge assigns to it (Wilson 95% interval).",
+        "Share of samples asked for a category that the judge assigns to it (Wilson 95% "
+        "interval), beside the images of it the model trained on.",
         "",
-        *_table(["category", "name", "samples", "hit rate", "95% CI", "mean P(category)"], rows),
+        *_table(header, rows),
     ]
 
 
