@@ -44,7 +44,8 @@ class LoadedModel:
     #: then ``unet`` takes labels N×(1+A) (category, then each value index or its null).
     attributes: AttributeSet = field(default_factory=AttributeSet)
     #: Training images per category code as ``train`` recorded them (None: not recorded,
-    #: as by runs before 0.x); a category with none gets a warning in ``warnings``.
+    #: as by runs trained before it recorded them); a category with none gets a warning
+    #: in ``warnings``.
     training_counts: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
