@@ -47,6 +47,10 @@ from facediff.objective import make_schedule
 from facediff.training.state import Parts, Setup
 from facediff.training.step import update
 
+#: ``--balance`` warns about a category it draws more than this many times as often as an
+#: unbalanced run would: a few photos repeated that often may be learnt by heart.
+BALANCE_REPEATS = 4
+
 
 def saved_train_config(run_dir: Path) -> TrainConfig | None:
     """The training config of the newest intact checkpoint of ``run_dir`` (None for a new run)."""
@@ -221,10 +225,32 @@ def make_setup(
     )
     counts = category_counts(data)
     notes += untrained_warnings(counts, data)
+    if config.balance:
+        notes += balance_warnings(counts, data)
     setup = Setup(
         data, Path(run_dir), config, model_cfg, sched, device, dtype, info, ckpt, counts=counts
     )
     return setup, state, notes
+
+
+def balance_warnings(counts: dict[str, int], data: PreparedData) -> list[str]:
+    """A warning per category ``--balance`` draws more than :data:`BALANCE_REPEATS` times
+    as often as an unbalanced run would (:mod:`facediff.batches`: each category present
+    gets an equal share of every epoch), so its few photos may be learnt by heart."""
+    present = [n for n in counts.values() if n > 0]
+    share = sum(present) / max(1, len(present))  # draws per category per epoch
+    out = []
+    for c in data.categories:
+        n = counts[c.code]
+        if n == 0 or share / n <= BALANCE_REPEATS:
+            continue
+        photos, them = ("1 photo", "it") if n == 1 else (f"{n} photos", "them")
+        out.append(
+            f"warning: --balance draws each {c.name} ({c.code}) photo about {share / n:.0f}× as "
+            f"often as without it ({photos}; {share:.0f} per category on average): {c.code} "
+            f"samples may copy {them} (see evaluate's memorisation section)"
+        )
+    return out
 
 
 def untrained_warnings(counts: dict[str, int], data: PreparedData) -> list[str]:

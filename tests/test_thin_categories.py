@@ -1,7 +1,8 @@
 """A category the model never trains on (no photos of it, or --holdout took them all) is
 named by prepare and train, recorded in the run, and named again by whatever draws it:
 its samples come from an untrained label. A category --holdout took none of is named too
-(evaluate cannot judge its realism on unseen photos)."""
+(evaluate cannot judge its realism on unseen photos), and so is one --balance repeats
+many times over (its samples may copy its few photos)."""
 
 from __future__ import annotations
 
@@ -118,3 +119,22 @@ def test_evaluate_says_which_categories_the_model_never_saw(no_european, tmp_pat
         "the model never trained on an image of E (none in the prepared data): E's scores "
         "judge an untrained label"
     )
+
+
+def test_balance_names_a_category_it_repeats_many_times_over(no_european, tmp_path):
+    raw = _with_one_european(no_european, tmp_path, held=False)
+    data = tmp_path / "d"
+    _prepare(raw, data)
+    args = ["train", str(data), "--preset", "tiny", "--device", "cpu", "--max-steps", "1"]
+    args += ["--lr-warmup-steps", "0"]
+    balanced = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--balance"])
+    assert balanced.exit_code == 0, balanced.output
+    (line,) = [s for s in balanced.output.splitlines() if "--balance draws" in s]
+    # 25 photos in 3 categories: 8.3 draws per category per epoch for E's one photo
+    assert line.endswith(
+        "warning: --balance draws each European (E) photo about 8× as often as without it "
+        "(1 photo; 8 per category on average): E samples may copy it (see evaluate's "
+        "memorisation section)"
+    )
+    plain = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "p")])
+    assert plain.exit_code == 0 and "--balance draws" not in plain.output
