@@ -1,6 +1,7 @@
 """evaluate(): report contents on samples whose truth is known, outputs, and the CLI."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -200,6 +201,12 @@ def test_cli_writes_report_and_honours_force(env, tmp_path):
     assert code == 0, text
     assert "Judge held-out accuracy" in text and "report:" in text
     assert (out / "report.md").is_file()
+    report = json.loads((out / "report.json").read_text())
+    photos = report["realism"]["judge"]["per_category"]["E"]["n_real"]
+    trained = report["data"]["counts"]["E"]
+    # the tables show what each number rests on: photos judged against, images trained on
+    assert re.search(rf"│ E\s+│ {photos}\s+│", text), text
+    assert re.search(rf"│ E European\s+│ {trained}\s+│ 6\s+│", text), text
     _one_line_error(*_cli(args), "--force")
     code, text = _cli([*args, "--force"])
     assert code == 0, text

@@ -224,13 +224,14 @@ def print_tables(report: Report, console: Any) -> None:
 
     for space, sec in report.realism.items():
         t = Table(title=f"Realism vs held-out real ({space} features)")
-        for col in ("category", "FD", "KID", "precision", "recall"):
+        for col in ("category", "photos", "FD", "KID", "precision", "recall"):
             t.add_column(col)
         rows = list(sec.per_category.items())
         if sec.pooled:
             rows.append((sec.pooled_name(), sec.pooled))
         for name, r in rows:
-            t.add_row(name, _fmt(r.fd, 4), _fmt(r.kid, 4), _fmt(r.precision), _fmt(r.recall))
+            scores = (_fmt(r.fd, 4), _fmt(r.kid, 4), _fmt(r.precision), _fmt(r.recall))
+            t.add_row(name, str(r.n_real), *scores)
         console.print(t)
     c, n = report.colour, report.noise
     title = f"Colour casts (outside the ellipse of {c.coverage:.0%} of the photos)"
