@@ -26,7 +26,7 @@ from facediff.files import save_image_atomic, save_image_new
 from facediff.generation import generate, prepare_for
 from facediff.guidance import parse_mix_spec
 from facediff.imaging import tensor_to_image
-from facediff.loading import load_for_inference
+from facediff.loading import LoadedModel, load_for_inference
 from facediff.mix import Mix, parse_mix, resolve_mixes, same_weights
 from facediff.progress import Progress, ProgressCallback, emit
 from facediff.sample_folder import (
@@ -229,7 +229,7 @@ def rows_from_run(
 
     rows: list[Row] = []
     for k, (mix, request) in enumerate(cells_per_mix):
-        label = request.label(mix.label)
+        label = request.label(mix.label) + _untrained_note(mix, loaded)
         emit(progress, Progress("grid", k, total, {"row": label}))
         images = generate(den, mix, seed_list, config, attributes=request, progress=notes)
         rows.append((label, [tensor_to_image(im) for im in images]))
@@ -238,10 +238,27 @@ def rows_from_run(
         cells = [
             generate(den, m, [config.seed], config, attributes=strip_request)[0] for m in sweep
         ]
-        label = f"{strip_request.label(f'{strip[0]}->{strip[1]}')} (seed {config.seed})"
+        ends = _untrained(loaded, [cats[i].code for m in sweep for i in m.indices])
+        note = f"; {', '.join(ends)} never trained" if ends else ""
+        label = f"{strip_request.label(f'{strip[0]}->{strip[1]}')} (seed {config.seed}{note})"
         rows.append((label, [tensor_to_image(im) for im in cells]))
     emit(progress, Progress("grid", total, total))
     return rows, [f"seed {s}" for s in seed_list]
+
+
+def _untrained(loaded: LoadedModel, codes: Sequence[str]) -> list[str]:
+    """The ``codes`` of categories the model has no training image of, once each."""
+    counts = loaded.training_counts or {}
+    return [c for i, c in enumerate(codes) if counts.get(c) == 0 and c not in codes[:i]]
+
+
+def _untrained_note(mix: Mix, loaded: LoadedModel) -> str:
+    """`` (never trained)`` for a row of a category the model has no training image of,
+    `` (E never trained)`` for a mix with one: the picture travels without the warning."""
+    untrained = _untrained(loaded, [loaded.categories[k].code for k in mix.indices])
+    if not untrained:
+        return ""
+    return " (never trained)" if mix.is_single else f" ({', '.join(untrained)} never trained)"
 
 
 def rows_from_samples(

@@ -15,8 +15,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from facediff.cli import app
+from facediff.config import SampleConfig
 from facediff.evaluation import evaluate
 from facediff.evaluation.judge_training import JudgeConfig
+from facediff.grids import rows_from_run
 from facediff.loading import load_for_inference
 from facediff.preparation import held_out_by_name, prepare
 from facediff.synthetic import make_demo_data, make_faces
@@ -74,6 +76,18 @@ def test_a_category_without_photos_is_named_from_prepare_to_sample(no_european, 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0 and never in result.output
     assert (out / "E" / "E_0.png").is_file()  # it still draws: the warning says what it is
+    # a grid travels without the warning: its rows say it
+    rows, _ = rows_from_run(
+        run, SampleConfig(steps=1), seeds=1, mixes=["OE", "OI"], strip=("O", "E")
+    )
+    assert [label for label, _ in rows] == [
+        "I",
+        "O",
+        "E (never trained)",
+        "OE (E never trained)",
+        "OI",
+        "O->E (seed 0; E never trained)",
+    ]
 
     export = tmp_path / "export"
     assert CliRunner().invoke(app, ["export", str(run), "--out", str(export)]).exit_code == 0
