@@ -104,6 +104,14 @@ def category_lines(f: CardFacts) -> list[str]:
         intro = f"Training image counts are not known: {f.counts_note}."
     else:
         intro = f"Training images per category ({sum(f.counts):,} in all), {f.counts_note}."
+    untrained = [c for i, c in enumerate(f.categories) if f.counts is not None and not f.counts[i]]
+    never = []
+    for c in untrained:
+        never += [
+            f"> **Never trained:** the model saw no image of {c.name} ({c.code}): its "
+            f"{c.code} samples, and mixes with {c.code}, come from an untrained label.",
+            "",
+        ]
     return [
         "## Categories and training data",
         "",
@@ -111,6 +119,7 @@ def category_lines(f: CardFacts) -> list[str]:
         "used for guidance.",
         "",
         *_table(["code", "name", "file prefix", "training images", "label"], rows),
+        *never,
     ]
 
 

@@ -95,6 +95,7 @@ def test_a_category_without_photos_is_named_from_prepare_to_sample(no_european, 
     assert load_for_inference(export).training_counts == {"I": 12, "O": 12, "E": 0}
     card = (export / "README.md").read_text()
     assert "| E | European | `white*` | 0 |" in card and "as `train` recorded them" in card
+    assert "> **Never trained:** the model saw no image of European (E)" in card
 
 
 @pytest.mark.parametrize("held", [True, False])
