@@ -81,8 +81,11 @@ def sample_defaults(config: SampleConfig) -> dict[str, Any]:
     return defaults | config.recorded_extras()
 
 
-def build_pipeline(loaded: LoadedModel, config: SampleConfig | None = None) -> Any:
-    """A :class:`FaceDiffPipeline` of ``loaded`` with facediff's default sampler."""
+def build_pipeline(
+    loaded: LoadedModel, config: SampleConfig | None = None, counts: list[int] | None = None
+) -> Any:
+    """A :class:`FaceDiffPipeline` of ``loaded`` with facediff's default sampler; ``counts``
+    (training images per category, label order) default to the model's recorded ones."""
     from facediff.generation import make_scheduler
     from facediff.pipeline import FaceDiffPipeline
 
@@ -93,6 +96,9 @@ def build_pipeline(loaded: LoadedModel, config: SampleConfig | None = None) -> A
         categories=loaded.categories.to_list(),
         sample_defaults=sample_defaults(config),
         attributes=loaded.attributes.to_list(),
+        training_counts=counts
+        if counts is not None
+        else (list(loaded.training_counts.values()) if loaded.training_counts else None),
     )
 
 
@@ -130,8 +136,8 @@ def export(
         if report is not None and evaluation is not None:
             _check_report_run(report_path, evaluation, run_dir)
         config = SampleConfig()
-        pipe = build_pipeline(loaded, config)
         counts, counts_note = training_counts(state)
+        pipe = build_pipeline(loaded, config, counts)
         try:  # the card first: a damaged report stops the export before anything is written
             card = render_model_card(
                 CardFacts(

@@ -28,6 +28,7 @@ summed class embedding back on load and takes ``attributes={"gender": "female", 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -100,6 +101,7 @@ class FaceDiffPipeline(DiffusionPipeline):
         categories: list[dict[str, str]] | None = None,
         sample_defaults: dict[str, Any] | None = None,
         attributes: list[dict[str, Any]] | None = None,
+        training_counts: list[int] | None = None,
     ) -> None:
         super().__init__()
         model_attributes = AttributeSet.from_list(attributes)
@@ -116,6 +118,7 @@ class FaceDiffPipeline(DiffusionPipeline):
             categories=list(categories or []),
             sample_defaults=dict(sample_defaults or {}),
             attributes=model_attributes.to_list(),
+            training_counts=None if training_counts is None else [int(n) for n in training_counts],
         )
 
     @property
@@ -247,6 +250,7 @@ class FaceDiffPipeline(DiffusionPipeline):
                 the whole UNet at every step).
         """
         indices, weights = self.resolve_mix(category, mix)
+        self._warn_untrained(indices)
         values, nulls, scales = self.resolve_attributes(attributes, attribute_guidance)
         mode = self._default("mix_mode", mix_mode)
         steps = _whole(self._default("num_inference_steps", num_inference_steps), SETTING_NAMES[1])
@@ -310,6 +314,22 @@ class FaceDiffPipeline(DiffusionPipeline):
         if not return_dict:
             return (images,)
         return ImagePipelineOutput(images=images)
+
+    def _warn_untrained(self, indices: Sequence[int]) -> None:
+        """A ``UserWarning`` when the mix holds a category the model saw no image of
+        (``training_counts``, recorded by exports since facediff recorded them)."""
+        counts = getattr(self.config, "training_counts", None)
+        if not isinstance(counts, list) or len(counts) != len(self.codes):
+            return
+        for k in indices:
+            if counts[k] == 0:
+                code, name = self.codes[k], self.names[k]
+                warnings.warn(
+                    f"the model never trained on an image of {name} ({code}): {code} samples "
+                    f"and mixes with {code} come from an untrained label",
+                    UserWarning,
+                    stacklevel=3,
+                )
 
     def _max_steps(self) -> int:
         """The most steps the scheduler takes: one per training timestep, less its

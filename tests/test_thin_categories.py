@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 
 import pytest
+import torch
+from diffusers import DiffusionPipeline
 from evaluate_helpers import make_untrained_run, write_samples
 from PIL import Image
 from typer.testing import CliRunner
@@ -96,6 +99,16 @@ def test_a_category_without_photos_is_named_from_prepare_to_sample(no_european, 
     card = (export / "README.md").read_text()
     assert "| E | European | `white*` | 0 |" in card and "as `train` recorded them" in card
     assert "> **Never trained:** the model saw no image of European (E)" in card
+    # with diffusers alone: the folder's own pipeline.py warns when asked for E
+    pipe = DiffusionPipeline.from_pretrained(
+        export, custom_pipeline=str(export / "pipeline.py"), trust_remote_code=True
+    )
+    pipe.set_progress_bar_config(disable=True)
+    with pytest.warns(UserWarning, match=r"never trained on an image of European \(E\)"):
+        pipe(mix="OE", num_inference_steps=1, generator=[torch.Generator().manual_seed(0)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        pipe(category="O", num_inference_steps=1, generator=[torch.Generator().manual_seed(0)])
 
 
 @pytest.mark.parametrize("held", [True, False])
