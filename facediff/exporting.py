@@ -179,7 +179,9 @@ def export(
             package = Path(__file__).parent
             for src, dst in PIPELINE_FILES.items():
                 shutil.copyfile(package / src, staging / dst)
-            write_json_atomic(staging / EXPORT_INFO_FILE, _export_info(loaded, config, counts))
+            fingerprint = (state.get("data") or {}).get("fingerprint")
+            info = _export_info(loaded, config, counts, fingerprint)
+            write_json_atomic(staging / EXPORT_INFO_FILE, info)
             (staging / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
         except Exception as e:  # a full disk: the folder is left as it was
             shutil.rmtree(staging, ignore_errors=True)
@@ -219,7 +221,7 @@ def _move_into(staging: Path, out: Path) -> None:
 
 
 def _export_info(
-    loaded: LoadedModel, config: SampleConfig, counts: list[int] | None
+    loaded: LoadedModel, config: SampleConfig, counts: list[int] | None, fingerprint: Any
 ) -> dict[str, Any]:
     cats = loaded.categories
     return {
@@ -229,6 +231,7 @@ def _export_info(
         "null_label": cats.null_label,
         "attributes": loaded.attributes.to_list(),
         "training_counts": counts,
+        "data_fingerprint": fingerprint if isinstance(fingerprint, str) else None,
         "size": loaded.model_config.sample_size,
         "step": loaded.step,
         "weights": loaded.weights,

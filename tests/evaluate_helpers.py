@@ -49,10 +49,13 @@ def attribute_faces(n: int, seed: int, size: int = 32):
 
 
 def make_untrained_run(run, data_path):
-    """A run folder with one checkpoint of a randomly initialised tiny UNet."""
+    """A run folder with one checkpoint of a randomly initialised tiny UNet, recording
+    ``data_path`` and its fingerprint as its training data (as `train` does)."""
     torch.manual_seed(0)
     sd = build_unet(TINY).state_dict()
-    save_tiny_checkpoint(run, 1, sd, sd, data_path=str(data_path))
+    manifest = json.loads((data_path / "manifest.json").read_text())
+    fingerprint = manifest["packed"]["sha256"]
+    save_tiny_checkpoint(run, 1, sd, sd, data_path=str(data_path), fingerprint=fingerprint)
     return run
 
 

@@ -175,3 +175,23 @@ def test_a_category_the_judge_was_barely_tested_on_is_named(tmp_path):
     assert accuracy["E"]["n"] == 1 and accuracy["I"]["n"] == 18 and accuracy["I"]["accuracy"] == 1
     (weak,) = [w for w in report["warnings"] if w.startswith("the judge's accuracy")]
     assert "E (" in weak and "of 1 held-out" in weak and "I (" not in weak and "O (" not in weak
+
+
+def test_data_other_than_the_models_training_set_is_named(env, tmp_path):
+    """`evaluate --data` takes the data as what the model trained on (its counts, the
+    memorisation reference): data with another fingerprint than the run recorded is
+    warned about, by a checkpoint and by an export alike."""
+    data, run, samples, _, _ = env
+    other_images, other_labels = make_faces(30, size=SIZE, seed=21)
+    other = write_prepared(tmp_path / "other", other_images, other_labels)
+    kw = dict(samples=samples, judge_config=JUDGE, device="cpu")
+    same = evaluate(run, data=data, out=tmp_path / "ev", **kw).report["warnings"]
+    assert not [w for w in same if "trained on" in w and "fingerprint" in w]
+    report = evaluate(run, data=other, out=tmp_path / "ev2", **kw).report
+    (line,) = [w for w in report["warnings"] if "fingerprint" in w]
+    assert line.startswith("the prepared data is not the set the model trained on")
+    assert str(other) not in line  # warnings hold no path
+    export = tmp_path / "export"
+    assert CliRunner().invoke(app, ["export", str(run), "--out", str(export)]).exit_code == 0
+    exported = evaluate(export, data=other, out=tmp_path / "ev3", **kw).report["warnings"]
+    assert [w for w in exported if "fingerprint" in w] == [line]

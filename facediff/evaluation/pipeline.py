@@ -24,6 +24,7 @@ Results go to ``report.json``, ``report.md`` and PNG charts in the output folder
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from typing import Any
 import torch
 
 from facediff import folder_lock
-from facediff.checkpoint import CHECKPOINTS_DIR, list_checkpoints, resolve_checkpoint
+from facediff.checkpoint import CHECKPOINTS_DIR, list_checkpoints, read_state, resolve_checkpoint
 from facediff.config import DEFAULT_SAMPLES_PER_CELL, DEFAULT_SAMPLES_PER_GROUP, SampleConfig
 from facediff.dataset import PreparedData, category_counts, load_prepared
 from facediff.device import enable_fast_math, resolve_device
@@ -244,8 +245,10 @@ def evaluate(
         if drawn.attributes:  # a model with attributes, sampled here
             report.attributes = _attribute_report(prepared, drawn, judge, attribute_cells, per_cell)
         report.warnings = _warnings(report, prepared.size)
+        model = evaluated_model(run, checkpoint_step)
+        report.warnings += other_data_warnings(model, prepared)
         if samples is not None:
-            report.warnings += provenance_warnings(section, evaluated_model(run, checkpoint_step))
+            report.warnings += provenance_warnings(section, model)
         report.seconds = round(time.perf_counter() - start, 2)
         files = _write_outputs(out, report, groups, prepared, pairs)
         return EvaluationReport(out, report, files, judge.trained, report.seconds)
@@ -453,6 +456,35 @@ def evaluated_model(run: Path, step: int | None) -> Path | None:
         return run
     found = [p for s, p in list_checkpoints(run) if step is None or s == step]
     return found[-1] if found else None
+
+
+def trained_fingerprint(model: Path | None) -> str | None:
+    """The fingerprint of the prepared data ``model`` (a checkpoint or an export folder)
+    recorded as its training set; None when it records none (older exports)."""
+    if model is None:
+        return None
+    try:
+        if (model / EXPORT_INFO_FILE).is_file():
+            info = json.loads((model / EXPORT_INFO_FILE).read_text(encoding="utf-8"))
+            found = info.get("data_fingerprint")
+        else:
+            found = read_state(model)["data"]["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, FacediffError):
+        return None
+    return found if isinstance(found, str) and found else None
+
+
+def other_data_warnings(model: Path | None, prepared: PreparedData) -> list[str]:
+    """A caution when ``prepared`` is not the training set the evaluated ``model``
+    recorded: the report takes it as one (its counts, the memorisation reference)."""
+    recorded = trained_fingerprint(model)
+    if recorded is None or recorded == prepared.fingerprint:
+        return []
+    return [
+        "the prepared data is not the set the model trained on (the model recorded another "
+        "fingerprint): the training counts and the memorisation reference describe the data "
+        "given, not what the model saw (pass the --data it trained on)"
+    ]
 
 
 def provenance_warnings(section: SamplesSection, model: Path | None) -> list[str]:
