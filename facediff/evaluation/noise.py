@@ -48,14 +48,16 @@ class NoiseReference:
     coverage: float
     median: float  # the real photos' median grain
 
-    def noisy(self, images: torch.Tensor) -> torch.Tensor:
-        return grain(images) > self.threshold
+    def rate(self, grains: torch.Tensor) -> float:
+        """Share of the images of these :func:`grain` values above the threshold (nan for
+        none)."""
+        if grains.shape[0] == 0:
+            return float("nan")
+        return float((grains > self.threshold).double().mean())
 
     def noise_rate(self, images: torch.Tensor) -> float:
         """Share of ``images`` grainier than the threshold (nan for no images)."""
-        if images.shape[0] == 0:
-            return float("nan")
-        return float(self.noisy(images).double().mean())
+        return self.rate(grain(images))
 
 
 def fit_noise_reference(real: torch.Tensor, coverage: float = DEFAULT_COVERAGE) -> NoiseReference:

@@ -240,8 +240,7 @@ def noise_section(groups: list[Group], data: PreparedData, reals: torch.Tensor) 
 
     def measured(images: torch.Tensor) -> GroupNoise:  # each image's grain, once
         grains = grain(images)
-        rate = float((grains > reference.threshold).double().mean())
-        return GroupNoise(len(images), rate, round(float(grains.median()), 5))
+        return GroupNoise(len(images), reference.rate(grains), round(float(grains.median()), 5))
 
     real = measured(reals)
     return NoiseSection(
