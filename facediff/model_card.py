@@ -172,13 +172,14 @@ def training_lines(f: CardFacts) -> list[str]:
 
 
 def _realism_rows(report: dict[str, Any]) -> list[list[str]]:
+    from facediff.evaluation.report import pooled_name  # evaluation imports exporting, us
+
     rows = []
     for space, sec in report.get("realism", {}).items():
         items = list(sec.get("per_category", {}).items())
         if sec.get("pooled"):
-            pool = sec.get("pooled_categories") or list(sec.get("per_category", {}))
-            left_out = set(sec.get("per_category", {})) - set(pool)
-            items.append((f"pooled ({', '.join(pool)})" if left_out else "pooled", sec["pooled"]))
+            name = pooled_name(sec.get("pooled_categories") or [], sec.get("per_category", {}))
+            items.append((name, sec["pooled"]))
         for name, r in items:
             rows.append([space, name, str(r.get("n_samples")), _g(r.get("fd")), _g(r.get("kid"))])
     return rows

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,10 +152,15 @@ class FeatureSpace:
     pooled_categories: list[str] = field(default_factory=list)
 
     def pooled_name(self) -> str:
-        """``pooled``, or ``pooled (I, O)`` when the pool leaves a category out."""
-        if set(self.pooled_categories) == set(self.per_category):
-            return "pooled"
-        return f"pooled ({', '.join(self.pooled_categories)})"
+        return pooled_name(self.pooled_categories, self.per_category)
+
+
+def pooled_name(pool: list[str], categories: Iterable[str]) -> str:
+    """``pooled``, or ``pooled (I, O)`` when the ``pool`` leaves one of ``categories`` (the
+    per-category rows) out; an empty ``pool`` (reports before it was recorded) is all."""
+    if not pool or set(pool) == set(categories):
+        return "pooled"
+    return f"pooled ({', '.join(pool)})"
 
 
 @dataclass
