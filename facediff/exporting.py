@@ -301,12 +301,18 @@ def read_report(path: Path) -> dict[str, Any] | None:
     return report if isinstance(report, dict) and "hit_rate" in report else None
 
 
+def read_export_info(path: Path) -> dict[str, Any]:
+    """An export folder's ``facediff.json`` (``OSError`` or ``ValueError`` when it is
+    missing or not JSON)."""
+    return json.loads((path / EXPORT_INFO_FILE).read_text(encoding="utf-8"))
+
+
 def load_export(path: Path) -> LoadedModel:
     """Load a folder written by :func:`export` (see :func:`load_for_inference`)."""
     from diffusers import UNet2DModel
 
     try:
-        info = json.loads((path / EXPORT_INFO_FILE).read_text(encoding="utf-8"))
+        info = read_export_info(path)
         categories = CategoryMap.from_list(info["categories"])
         model_cfg = ModelConfig.from_dict(info["model"])
         sched = dict(info["scheduler"])

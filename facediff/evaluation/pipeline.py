@@ -24,7 +24,6 @@ Results go to ``report.json``, ``report.md`` and PNG charts in the output folder
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -66,7 +65,7 @@ from facediff.evaluation.scores import (
     noise_section,
     realism_sections,
 )
-from facediff.exporting import EXPORT_INFO_FILE
+from facediff.exporting import EXPORT_INFO_FILE, read_export_info
 from facediff.files import write_json_atomic, write_text_atomic
 from facediff.mix import resolve_mixes
 from facediff.progress import Progress, ProgressCallback, emit
@@ -465,8 +464,7 @@ def trained_fingerprint(model: Path | None) -> str | None:
         return None
     try:
         if (model / EXPORT_INFO_FILE).is_file():
-            info = json.loads((model / EXPORT_INFO_FILE).read_text(encoding="utf-8"))
-            found = info.get("data_fingerprint")
+            found = read_export_info(model).get("data_fingerprint")
         else:
             found = read_state(model)["data"]["fingerprint"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError, FacediffError):
