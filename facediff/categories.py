@@ -139,6 +139,14 @@ DEFAULT_CATEGORIES = CategoryMap(
 )
 
 
+def untrained_consequence(code: str) -> str:
+    """What a category without training images means, as `prepare` and `train` warn it."""
+    return (
+        f"the model will not learn it, and {code} samples and mixes with {code} would come "
+        "from an untrained label"
+    )
+
+
 def parse_category_option(text: str) -> Category:
     """Parse one ``PREFIX=NAME:CODE`` option value (``asian=Oriental:O``)."""
     prefix, eq, rest = text.partition("=")

@@ -35,7 +35,7 @@ import torch
 
 from facediff import __version__, folder_lock
 from facediff.attributes import AttributeSet
-from facediff.categories import DEFAULT_CATEGORIES, CategoryMap
+from facediff.categories import DEFAULT_CATEGORIES, CategoryMap, untrained_consequence
 from facediff.config import (
     DATASET_VERSION,
     HELDOUT_FILE,
@@ -185,9 +185,8 @@ def _thin_categories(counts: tuple[CategoryCounts, ...], holdout: float) -> list
             else:
                 why = "none found"
             out.append(
-                f"warning: no training images of {c.name} ({c.code}): {why}; the model will "
-                f"not learn it, and {c.code} samples and mixes with {c.code} would come from "
-                "an untrained label"
+                f"warning: no training images of {c.name} ({c.code}): {why}; "
+                + untrained_consequence(c.code)
             )
         elif holdout > 0 and c.held_out == 0 and sum(d.held_out for d in counts):
             images = f"{c.kept} image{'' if c.kept == 1 else 's'}"

@@ -13,7 +13,7 @@ import torch
 
 from facediff import __version__, cuda_graphs, distributed
 from facediff.attributes import AttributeSet
-from facediff.categories import CategoryMap
+from facediff.categories import CategoryMap, untrained_consequence
 from facediff.checkpoint import (
     CHECKPOINTS_DIR,
     EMA_FILE,
@@ -256,9 +256,8 @@ def balance_warnings(counts: dict[str, int], data: PreparedData) -> list[str]:
 def untrained_warnings(counts: dict[str, int], data: PreparedData) -> list[str]:
     """A warning (shown even with ``--quiet``) per category without a training image."""
     return [
-        f"warning: no training images of {c.name} ({c.code}) in {data.path}: the model will "
-        f"not learn it, and {c.code} samples and mixes with {c.code} would come from an "
-        "untrained label"
+        f"warning: no training images of {c.name} ({c.code}) in {data.path}: "
+        + untrained_consequence(c.code)
         for c in data.categories
         if counts[c.code] == 0
     ]
