@@ -200,7 +200,7 @@ def export(
             weights=loaded.weights,
             source=loaded.source,
             report=report_path if evaluation is not None else None,
-            warnings=loaded.warnings,
+            warnings=loaded.notes(),
         )
 
 

@@ -220,7 +220,8 @@ def rows_from_run(
     den = prepare_for(loaded, config, jobs)
     seed_list = list(range(config.seed, config.seed + seeds))
     total = len(cells_per_mix) + (1 if sweep else 0)
-    for warning in [*loaded.warnings, *den.warnings]:
+    drawn = [cats[k].code for mix in [*plan, *sweep] for k in mix.indices]
+    for warning in [*loaded.notes(drawn), *den.warnings]:
         emit(progress, Progress("grid", 0, total, message=warning))
 
     def notes(event: Progress) -> None:  # a batch split to fit in memory says so

@@ -7,6 +7,7 @@ this module builds the UNet from a checkpoint's recorded config without initiali
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,18 +45,24 @@ class LoadedModel:
     #: then ``unet`` takes labels N×(1+A) (category, then each value index or its null).
     attributes: AttributeSet = field(default_factory=AttributeSet)
     #: Training images per category code as ``train`` recorded them (None: not recorded,
-    #: as by runs trained before it recorded them); a category with none gets a warning
-    #: in ``warnings``.
+    #: as by runs trained before it recorded them); :meth:`notes` warns about a category
+    #: with none.
     training_counts: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         self.unet.eval().requires_grad_(False)
-        for c in self.categories:
-            if self.training_counts is not None and self.training_counts.get(c.code) == 0:
-                self.warnings.append(
-                    f"warning: the model never trained on an image of {c.name} ({c.code}): "
-                    f"{c.code} samples and mixes with {c.code} come from an untrained label"
-                )
+
+    def notes(self, codes: Iterable[str] | None = None) -> list[str]:
+        """``warnings``, then one for each category among ``codes`` (every category when
+        None) the model never trained on an image of: a command warns about what it draws."""
+        wanted = set(self.categories.codes if codes is None else codes)
+        counts = self.training_counts or {}
+        return [*self.warnings] + [
+            f"warning: the model never trained on an image of {c.name} ({c.code}): "
+            f"{c.code} samples and mixes with {c.code} come from an untrained label"
+            for c in self.categories
+            if c.code in wanted and counts.get(c.code) == 0
+        ]
 
 
 def recorded_counts(counts: Any, categories: CategoryMap) -> dict[str, int] | None:

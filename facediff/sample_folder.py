@@ -396,7 +396,8 @@ def sample(
         result = SampleResult(
             out=out, record_path=out / RECORD_FILE, attributes=dict(request.values)
         )
-        for warning in [*loaded.warnings, *mixed, *den.warnings]:
+        drawn = [loaded.categories[k].code for mix in plan for k in mix.indices]
+        for warning in [*loaded.notes(drawn), *mixed, *den.warnings]:
             emit(progress, Progress("sample", 0, total, message=warning))
         emit(progress, Progress("sample", 0, total))
         start = time.perf_counter()

@@ -214,7 +214,7 @@ def generate_groups(
 
     dtype = resolve_precision(config.precision, device)  # load straight onto the device
     loaded = load_for_inference(run, step=step, use_ema=config.use_ema, device=device, dtype=dtype)
-    for warning in loaded.warnings:  # e.g. a damaged newest checkpoint was skipped
+    for warning in loaded.notes():  # e.g. a damaged newest checkpoint was skipped
         emit(progress, Progress("sample", 0, None, message=warning))
     if loaded.categories.to_list() != categories.to_list():
         raise FacediffError(
