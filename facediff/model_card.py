@@ -243,9 +243,13 @@ def _realism_lines(r: dict[str, Any]) -> list[str]:
         if isinstance(held, dict)
         else "held-out photos (held out from the judge; the model trained on them)"
     )
+    from facediff.evaluation.report import GRAIN_BLIND  # evaluation imports exporting, us
+
+    judged = any(row[0] == "judge" for row in rows)
+    caveat = f" The judge's features {GRAIN_BLIND}: read their FD with the noise rate."
     return [
         f"Realism against {against} (lower is better; FD is biased upward from few "
-        "samples, KID is not).",
+        "samples, KID is not)." + (caveat if judged else ""),
         "",
         *_table(["features", "category", "samples", "FD", "KID"], rows),
     ]

@@ -17,6 +17,7 @@ from facediff.errors import FacediffError
 from facediff.evaluation import InceptionFeatures, evaluate, inception_weights, recorded_data_path
 from facediff.evaluation.inputs import read_groups
 from facediff.evaluation.judge_training import JudgeConfig
+from facediff.evaluation.report import JUDGE_ONLY_NOTE
 from facediff.synthetic import make_faces
 
 JUDGE = JudgeConfig(width=8, epochs=10)
@@ -84,6 +85,10 @@ def test_known_samples_give_known_scores(env, tmp_path):
     assert json.loads((tmp_path / "out" / "report.json").read_text())["hit_rate"]
     md = (tmp_path / "out" / "report.md").read_text()
     assert md.index("## 1. The judge") < md.index("## 2. Category hit rate")
+    # the judge's features all but ignore grain: the report says so wherever they judge
+    # realism, and that they do alone when Inception's are not there
+    assert "these features see blur but barely grain" in judge_space["description"]
+    assert (JUDGE_ONLY_NOTE in rep["notes"]) == ("inception" not in rep["realism"])
 
 
 def test_copies_of_training_images_are_flagged_as_memorised(env, tmp_path):
@@ -196,10 +201,12 @@ def test_cli_writes_report_and_honours_force(env, tmp_path):
         "10",
         "--device",
         "cpu",
+        "--no-inception",
     ]
     code, text = _cli(args)
     assert code == 0, text
     assert "Judge held-out accuracy" in text and "report:" in text
+    assert "Realism is measured in the judge's features only" in text
     assert (out / "report.md").is_file()
     report = json.loads((out / "report.json").read_text())
     photos = report["realism"]["judge"]["per_category"]["E"]["n_real"]

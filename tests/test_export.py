@@ -252,6 +252,15 @@ def test_model_card_says_which_photos_realism_used(evaluated, run, tmp_path):
     card = (tmp_path / "held" / "README.md").read_text()
     assert "Realism against 40 photos the model never trained on (lower is better" in card
     assert "secret-held" not in card
+    # the judge's FD comes with what it cannot see
+    blind = "The judge's features see blur but barely grain: read their FD with the noise rate."
+    assert blind in card and blind in judged
+    only_inception = {**report["realism"]}
+    del only_inception["judge"]
+    path = tmp_path / "inception.json"
+    path.write_text(json.dumps({**report, "run": str(run), "realism": only_inception}))
+    export(run, tmp_path / "inception", report=path)
+    assert blind not in (tmp_path / "inception" / "README.md").read_text()
 
 
 def test_model_card_uses_the_report_of_the_exported_checkpoint(evaluated, tmp_path):

@@ -185,6 +185,8 @@ def print_tables(report: Report, console: Any) -> None:
     """The key tables of a report, in the report's order (judge first)."""
     from rich.table import Table
 
+    from facediff.evaluation.report import JUDGE_ONLY_NOTE
+
     acc = report.judge.heldout_accuracy
     t = Table(title=f"Judge held-out accuracy: {acc.overall:.3f} (balanced {acc.balanced:.3f})")
     for col in ("category", "held-out", "accuracy"):
@@ -233,6 +235,8 @@ def print_tables(report: Report, console: Any) -> None:
             scores = (_fmt(r.fd, 4), _fmt(r.kid, 4), _fmt(r.precision), _fmt(r.recall))
             t.add_row(name, str(r.n_real), *scores)
         console.print(t)
+    if "inception" not in report.realism:
+        console.print(JUDGE_ONLY_NOTE, style="dim")
     c, n = report.colour, report.noise
     title = f"Colour casts (outside the ellipse of {c.coverage:.0%} of the photos)"
     if n is not None:

@@ -55,7 +55,13 @@ from facediff.evaluation.inputs import (
 from facediff.evaluation.judge import Judge, load_or_train_judge
 from facediff.evaluation.judge_training import JudgeConfig
 from facediff.evaluation.maths import wilson_interval
-from facediff.evaluation.report import AttributeSection, Report, SampleGroup, SamplesSection
+from facediff.evaluation.report import (
+    JUDGE_ONLY_NOTE,
+    AttributeSection,
+    Report,
+    SampleGroup,
+    SamplesSection,
+)
 from facediff.evaluation.scores import (
     colour_section,
     hit_rates,
@@ -311,7 +317,11 @@ def _build_report(
         memorisation=memo,
         colour=colour_section(groups, prepared, real_imgs),
         noise=noise_section(groups, prepared, real_imgs),
-        notes=[*REPORT_NOTES, UNSEEN_NOTE if reals.unseen else SEEN_NOTE],
+        notes=[
+            *REPORT_NOTES,
+            UNSEEN_NOTE if reals.unseen else SEEN_NOTE,
+            *([] if incep is not None else [JUDGE_ONLY_NOTE]),
+        ],
     )
     return report, pairs
 

