@@ -246,7 +246,7 @@ def _realism_lines(r: dict[str, Any]) -> list[str]:
     from facediff.evaluation.report import GRAIN_BLIND  # evaluation imports exporting, us
 
     judged = any(row[0] == "judge" for row in rows)
-    caveat = f" The judge's features {GRAIN_BLIND}: read their FD with the noise rate."
+    caveat = f" The judge's features {GRAIN_BLIND}."
     return [
         f"Realism against {against} (lower is better; FD is biased upward from few "
         "samples, KID is not)." + (caveat if judged else ""),

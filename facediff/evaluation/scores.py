@@ -273,8 +273,8 @@ def realism_sections(
             real_labels,
             categories,
             "feats",
-            "penultimate layer (global average pool) of the facediff judge; these features "
-            f"{GRAIN_BLIND}: read their FD with the noise rate",
+            f"penultimate layer (global average pool) of the facediff judge; these features "
+            f"{GRAIN_BLIND}",
         )
     }
     if incep_feats is not None:
