@@ -12,7 +12,7 @@ installed, the noise rate (grain beyond 99% of the
 photos: the mottled backgrounds of an undertrained demo) and the colour-cast rate. The
 first arm is the baseline (the demo's own recipe); the others are compared with it::
 
-    python benchmarks/demo_budget.py --work /tmp/demo-budget                  # ~4 × 4 min
+    python benchmarks/demo_budget.py --work /tmp/demo-budget      # 20-30 min on 2 cores
     python benchmarks/demo_budget.py --work /tmp/db --arms b16,b8 --minutes 1
 
 ``--arms`` are ``b<batch>`` with an optional ``-lr<rate>`` (``b8-lr5e-4``); a ``-raw`` arm
