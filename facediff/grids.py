@@ -220,8 +220,7 @@ def rows_from_run(
     den = prepare_for(loaded, config, jobs)
     seed_list = list(range(config.seed, config.seed + seeds))
     total = len(cells_per_mix) + (1 if sweep else 0)
-    drawn = [cats[k].code for mix in [*plan, *sweep] for k in mix.indices]
-    for warning in [*loaded.notes(drawn), *den.warnings]:
+    for warning in [*loaded.notes([*plan, *sweep]), *den.warnings]:
         emit(progress, Progress("grid", 0, total, message=warning))
 
     def notes(event: Progress) -> None:  # a batch split to fit in memory says so
@@ -239,7 +238,7 @@ def rows_from_run(
         cells = [
             generate(den, m, [config.seed], config, attributes=strip_request)[0] for m in sweep
         ]
-        ends = _untrained(loaded, [cats[i].code for m in sweep for i in m.indices])
+        ends = loaded.never_trained(sweep)
         note = f"; {', '.join(ends)} never trained" if ends else ""
         label = f"{strip_request.label(f'{strip[0]}->{strip[1]}')} (seed {config.seed}{note})"
         rows.append((label, [tensor_to_image(im) for im in cells]))
@@ -247,16 +246,10 @@ def rows_from_run(
     return rows, [f"seed {s}" for s in seed_list]
 
 
-def _untrained(loaded: LoadedModel, codes: Sequence[str]) -> list[str]:
-    """The ``codes`` of categories the model has no training image of, once each."""
-    counts = loaded.training_counts or {}
-    return [c for i, c in enumerate(codes) if counts.get(c) == 0 and c not in codes[:i]]
-
-
 def _untrained_note(mix: Mix, loaded: LoadedModel) -> str:
     """`` (never trained)`` for a row of a category the model has no training image of,
     `` (E never trained)`` for a mix with one: the picture travels without the warning."""
-    untrained = _untrained(loaded, [loaded.categories[k].code for k in mix.indices])
+    untrained = loaded.never_trained([mix])
     if not untrained:
         return ""
     return " (never trained)" if mix.is_single else f" ({', '.join(untrained)} never trained)"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,6 +27,9 @@ from facediff.checkpoint import (
 from facediff.config import ModelConfig
 from facediff.errors import CheckpointError, FacediffError, first_line
 from facediff.model import build_unet, parameters_on_meta
+
+if TYPE_CHECKING:
+    from facediff.mix import Mix
 
 
 @dataclass
@@ -52,16 +55,26 @@ class LoadedModel:
     def __post_init__(self) -> None:
         self.unet.eval().requires_grad_(False)
 
-    def notes(self, codes: Iterable[str] | None = None) -> list[str]:
-        """``warnings``, then one for each category among ``codes`` (every category when
-        None) the model never trained on an image of: a command warns about what it draws."""
-        wanted = set(self.categories.codes if codes is None else codes)
+    def never_trained(self, mixes: Iterable[Mix] | None = None) -> list[str]:
+        """The codes, once each, of the categories in ``mixes`` (every category when None)
+        the model has no training image of; none when it did not record its counts."""
         counts = self.training_counts or {}
+        indices = (
+            range(len(self.categories))
+            if mixes is None
+            else [k for mix in mixes for k in mix.indices]
+        )
+        codes = [self.categories[k].code for k in indices]
+        return [c for i, c in enumerate(codes) if counts.get(c) == 0 and c not in codes[:i]]
+
+    def notes(self, mixes: Iterable[Mix] | None = None) -> list[str]:
+        """``warnings``, then one for each category the model never trained on among those
+        ``mixes`` draw (every category when None): a command warns about what it draws."""
+        named = [self.categories[self.categories.index(c)] for c in self.never_trained(mixes)]
         return [*self.warnings] + [
             f"warning: the model never trained on an image of {c.name} ({c.code}): "
             f"{c.code} samples and mixes with {c.code} come from an untrained label"
-            for c in self.categories
-            if c.code in wanted and counts.get(c.code) == 0
+            for c in named
         ]
 
 

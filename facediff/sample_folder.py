@@ -396,8 +396,7 @@ def sample(
         result = SampleResult(
             out=out, record_path=out / RECORD_FILE, attributes=dict(request.values)
         )
-        drawn = [loaded.categories[k].code for mix in plan for k in mix.indices]
-        for warning in [*loaded.notes(drawn), *mixed, *den.warnings]:
+        for warning in [*loaded.notes(plan), *mixed, *den.warnings]:
             emit(progress, Progress("sample", 0, total, message=warning))
         emit(progress, Progress("sample", 0, total))
         start = time.perf_counter()
