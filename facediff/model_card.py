@@ -262,6 +262,12 @@ def _colour_lines(r: dict[str, Any]) -> list[str]:
     rows = [[label, str(v.get("n")), _f(v.get("cast_rate"))] for label, v in c["per_group"].items()]
     rows.append(["held-out photos", "", _f(c.get("real_cast_rate"))])
     columns = ["group", "samples", "colour-cast rate"]
+    if any("shift" in v for v in c["per_group"].values()):  # reports since the shift
+        for row in rows[:-1]:
+            row.append(_f((c["per_group"].get(row[0]) or {}).get("shift"), 2))
+        floor = [v for v in (c.get("real_shift") or {}).values() if isinstance(v, (int, float))]
+        rows[-1].append(f"≤ {_f(max(floor), 2)}" if floor else "n/a")
+        columns.append("colour shift")
     noise = r.get("noise")
     if isinstance(noise, dict) and isinstance(noise.get("per_group"), dict):
         groups = noise["per_group"]
@@ -271,7 +277,9 @@ def _colour_lines(r: dict[str, Any]) -> list[str]:
         columns.append("noise rate")
     return [
         "Colour-cast rate: share of samples whose per-channel colour mean and spread fall "
-        "outside the range of nearly all real photos (green, blue or magenta faces). Noise "
+        "outside the range of nearly all real photos (green, blue or magenta faces). Colour "
+        "shift: how far the samples' average colour lies from the photos' of the same "
+        "categories, in units of one category's spread (a tint the whole set shares). Noise "
         "rate: share of samples grainier (median absolute Laplacian) than 99% of the photos.",
         "",
         *_table(columns, rows),

@@ -236,6 +236,14 @@ def test_model_card_colour_casts(evaluated, run, tmp_path):
     card = (tmp_path / "m2" / "README.md").read_text()
     assert "| O | 4 | 0.250 |\n" in card and "noise rate |" not in card
     assert "4 samples per group, ddim 50 steps, guidance 3.0, mix mode compose" in card
+    shifted = {**colour, "real_shift": {"O": 0.31, "I": 0.2}}
+    shifted["per_group"] = {"O": {**colour["per_group"]["O"], "shift": 1.284}}
+    path.write_text(json.dumps(card_report | {"colour": shifted, "noise": noise}))
+    export(run, tmp_path / "m3", report=path)  # a report with the colour shift
+    card = (tmp_path / "m3" / "README.md").read_text()
+    assert "| group | samples | colour-cast rate | colour shift | noise rate |" in card
+    assert "| O | 4 | 0.250 | 1.28 | 0.500 |" in card
+    assert "| held-out photos |  | 0.013 | ≤ 0.31 | 0.010 |" in card
 
 
 def test_model_card_says_which_photos_realism_used(evaluated, run, tmp_path):

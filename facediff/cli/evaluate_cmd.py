@@ -243,15 +243,15 @@ def print_tables(report: Report, console: Any) -> None:
         title += f" and noise (grainier than {n.coverage:.0%} of them)"
     t = Table(title=title)
     noise_col = ["noise rate"] if n is not None else []
-    for col in ("group", "samples", "cast rate", *noise_col, "mean RGB"):
+    for col in ("group", "samples", "cast rate", "shift", "tint", "variety", *noise_col):
         t.add_column(col)
     for label, g in c.per_group.items():
         noise = [_fmt(n.per_group[label].noise_rate)] if n is not None else []
-        rgb = "/".join(f"{x:.0f}" for x in g.mean_rgb)
-        t.add_row(label, str(g.n), _fmt(g.cast_rate), *noise, rgb)
-    real_rgb = "/".join(f"{x:.0f}" for x in c.real_mean_rgb)
+        colour = (_fmt(g.cast_rate), g.shift_text(), g.tint_text(), _fmt(g.variety, 2))
+        t.add_row(label, str(g.n), *colour, *noise)
     real_noise = [_fmt(n.real_noise_rate)] if n is not None else []
-    t.add_row("held-out photos", "", _fmt(c.real_cast_rate), *real_noise, real_rgb)
+    real = (_fmt(c.real_cast_rate), c.real_shift_text(), "", c.real_variety_text())
+    t.add_row("held-out photos", "", *real, *real_noise)
     console.print(t)
     print_attribute_tables(report, console)
     m = report.memorisation

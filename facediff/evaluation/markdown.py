@@ -164,20 +164,42 @@ def memorisation_lines(report: Report) -> list[str]:
 def colour_lines(report: Report) -> list[str]:
     c = report.colour
     rows = [
-        [label, str(v.n), _f(v.cast_rate), "/".join(f"{x:.0f}" for x in v.mean_rgb)]
+        [
+            label,
+            str(v.n),
+            _f(v.cast_rate),
+            v.shift_text(),
+            v.tint_text(),
+            _f(v.variety, 2),
+            "/".join(f"{x:.0f}" for x in v.mean_rgb),
+        ]
         for label, v in c.per_group.items()
     ]
     real_rgb = "/".join(f"{x:.0f}" for x in c.real_mean_rgb)
-    rows.append(["held-out photos", "", _f(c.real_cast_rate), real_rgb])
+    real = [c.real_shift_text(), "", c.real_variety_text(), real_rgb]
+    rows.append(["held-out photos", "", _f(c.real_cast_rate), *real])
+    shift = (
+        f" A set is *shifted* when the shift exceeds both {c.shift_warning} and chance (the "
+        "shift that as many photos exceed 0.1% of the time)."
+        if c.shift_warning is not None
+        else ""
+    )
     return [
         "## 6. Colour casts and noise",
         "",
         f"A sample has a *colour cast* when its per-channel mean and standard deviation lie "
         f"outside the ellipse (Mahalanobis distance) that holds {c.coverage:.0%} of the "
         "prepared photos: green, blue or magenta faces, or washed-out ones. Real photos "
-        "score about 1%.",
+        "score about 1%. The cast rate judges each image alone; the *shift* judges the set: "
+        "the distance of the samples' average colour statistics from the average of the "
+        "prepared photos of the same categories (a mix: its weighted average), in units of "
+        "how much one category's photos vary. It catches a tint every image shares but none "
+        "overdoes (all backgrounds a little green); *tint* is the average colour's "
+        "difference, 0–255. *Variety* is how much the colour statistics vary from image to "
+        "image, in the same units: about 1 for photos, well under for samples whose "
+        f"backgrounds and skins all look alike.{shift}",
         "",
-        *_table(["group", "samples", "cast rate", "mean RGB"], rows),
+        *_table(["group", "samples", "cast rate", "shift", "tint", "variety", "mean RGB"], rows),
         "",
         *noise_lines(report),
     ]

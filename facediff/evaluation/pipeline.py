@@ -39,6 +39,7 @@ from facediff.dataset import PreparedData, category_counts, load_prepared
 from facediff.device import enable_fast_math, resolve_device
 from facediff.errors import CheckpointError, ConfigError, DataError, FacediffError, invalid
 from facediff.evaluation.attribute_scores import attribute_section
+from facediff.evaluation.colour import SHIFT_WARNING, shifted
 from facediff.evaluation.inception import InceptionFeatures, load_inception
 from facediff.evaluation.inputs import (
     CELL_MODES,
@@ -315,7 +316,7 @@ def _build_report(
         mix_balance=mix_balance(groups, cats),
         realism=realism_sections(groups, (real_feats, real_incep), real_labels, cats),
         memorisation=memo,
-        colour=colour_section(groups, prepared, real_imgs),
+        colour=colour_section(groups, prepared, real_imgs, real_labels),
         noise=noise_section(groups, prepared, real_imgs),
         notes=[
             *REPORT_NOTES,
@@ -383,6 +384,13 @@ def _warnings(report: Report, size: int) -> list[str]:
         out.append(
             f"colour casts in {', '.join(cast)} (more than {COLOUR_CAST_WARNING:.0%} of samples "
             "have a colour balance fewer than 1% of the photos have)"
+        )
+    tinted = [k for k, v in report.colour.per_group.items() if shifted(v.shift, v.shift_chance)]
+    if tinted:
+        out.append(
+            f"colour shift in {', '.join(tinted)} (the samples' average colour and contrast "
+            f"lie more than {SHIFT_WARNING:g} spreads of a category's photos from the "
+            "photos': a tint the whole set shares; see the tint in the colour table)"
         )
     noise = report.noise.per_group if report.noise is not None else {}
     noisy = [k for k, v in noise.items() if v.noise_rate > NOISE_WARNING]

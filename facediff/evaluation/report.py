@@ -201,17 +201,48 @@ class GroupColour:
     n: int
     cast_rate: float
     mean_rgb: list[float]
+    #: The samples' average colour statistics' distance from the photos' (None: a category
+    #: of the mix has no photos); ``tint_rgb``: the average colour's difference, 0..255.
+    shift: float | None = None
+    tint_rgb: list[float] | None = None
+    shift_chance: float | None = None  # the shift this many photos exceed 0.1% of the time
+    variety: float | None = None  # image-to-image colour spread in photo units (photos ~1)
+
+    def shift_text(self) -> str:
+        """``"1.25 (chance 0.47)"``, or ``"n/a"`` when a category of the mix has no photos."""
+        if self.shift is None:
+            return "n/a"
+        return f"{self.shift:.2f} (chance {self.shift_chance:.2f})"
+
+    def tint_text(self) -> str:
+        """``"R-67 G+20 B+11"``: the average colour less the photos', 0..255."""
+        if self.tint_rgb is None:
+            return "n/a"
+        return " ".join(f"{c}{round(v):+d}" for c, v in zip("RGB", self.tint_rgb))
 
 
 @dataclass
 class ColourSection:
-    """Colour-cast rates (:mod:`facediff.evaluation.colour`); ``real_cast_rate`` is the floor."""
+    """Colour-cast rates and colour shifts (:mod:`facediff.evaluation.colour`);
+    ``real_cast_rate`` and ``real_shift`` (held-out photos, per category) are the floors."""
 
     reference: str
     coverage: float
     real_cast_rate: float
     real_mean_rgb: list[float]
     per_group: dict[str, GroupColour]
+    real_shift: dict[str, float] = field(default_factory=dict)
+    real_variety: dict[str, float] = field(default_factory=dict)
+    shift_warning: float | None = None  # the shift above which the report warns
+
+    def real_shift_text(self) -> str:
+        """The held-out photos' largest shift over the categories (a floor), ``"n/a"``."""
+        return f"≤ {max(self.real_shift.values()):.2f}" if self.real_shift else "n/a"
+
+    def real_variety_text(self) -> str:
+        """The held-out photos' variety over the categories, ``"0.93–1.16"``."""
+        v = self.real_variety.values()
+        return f"{min(v):.2f}–{max(v):.2f}" if self.real_variety else "n/a"
 
 
 @dataclass

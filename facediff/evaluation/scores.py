@@ -9,7 +9,12 @@ import torch.nn.functional as F
 
 from facediff.categories import CategoryMap
 from facediff.dataset import PreparedData
-from facediff.evaluation.colour import fit_colour_reference, mean_rgb
+from facediff.evaluation.colour import (
+    SHIFT_WARNING,
+    fit_colour_reference,
+    fit_shift_reference,
+    mean_rgb,
+)
 from facediff.evaluation.inputs import Group, RealPhotos
 from facediff.evaluation.judge import Judge
 from facediff.evaluation.maths import (
@@ -212,25 +217,52 @@ def memorisation(
     return summary, pairs
 
 
-def colour_section(groups: list[Group], data: PreparedData, reals: torch.Tensor) -> ColourSection:
+def _rounded(v: float) -> float | None:
+    return round(v, 3) if np.isfinite(v) else None
+
+
+def colour_section(
+    groups: list[Group], data: PreparedData, reals: torch.Tensor, real_labels: torch.Tensor
+) -> ColourSection:
     """Colour-cast rate per category and mix: the share of samples whose per-channel mean
-    and spread lie outside the ellipse holding 99% of the prepared photos; the ``reals``'
-    own rate (held-out photos) is the floor (about 1%)."""
+    and spread lie outside the ellipse holding 99% of the prepared photos; and the colour
+    shift: how far the samples' average colour statistics lie from the prepared photos' of
+    the same categories. The ``reals``' own values (held-out photos) are the floors (about
+    1%; a shift within chance)."""
     reference = fit_colour_reference(data.images)
-    per_group = {
-        g.mix.label: GroupColour(
+    shifts = fit_shift_reference(data.images, data.labels, len(data.categories))
+    per_group = {}
+    for g in groups:
+        row = GroupColour(
             n=len(g.images),
             cast_rate=reference.cast_rate(g.images),
             mean_rgb=[round(v, 1) for v in mean_rgb(g.images)],
         )
-        for g in groups
-    }
+        weights = g.mix.weight_map
+        shift = shifts.shift(g.images, weights) if shifts is not None else float("nan")
+        if np.isfinite(shift):  # every category of the mix has photos
+            row.shift = round(shift, 3)
+            row.tint_rgb = [round(v, 1) for v in shifts.tint(g.images, weights)]
+            row.shift_chance = round(shifts.chance(len(g.images), weights), 3)
+        if shifts is not None:
+            row.variety = _rounded(shifts.variety(g.images))
+        per_group[g.mix.label] = row
+    real_shift, real_variety = {}, {}
+    for k, cat in enumerate(data.categories):
+        mine = reals[real_labels == k]
+        if shifts is not None and len(mine) and shifts.counts[k]:
+            real_shift[cat.code] = round(shifts.shift(mine, {k: 1.0}), 3)
+        if shifts is not None and len(mine) > 1:
+            real_variety[cat.code] = round(shifts.variety(mine), 3)
     return ColourSection(
         reference=f"per-channel mean and std of all {len(data)} prepared images",
         coverage=reference.coverage,
         real_cast_rate=reference.cast_rate(reals),
         real_mean_rgb=[round(v, 1) for v in reference.mean_rgb()],
         per_group=per_group,
+        real_shift=real_shift,
+        real_variety=real_variety,
+        shift_warning=SHIFT_WARNING,
     )
 
 
