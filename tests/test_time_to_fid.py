@@ -66,6 +66,10 @@ def test_run_splits_trains_a_recipe_samples_and_scores(tmp_path):
     results = json.loads((work / "results.json").read_text())
     scored, floor = results["rows"][0], results["floor"]
     assert 0.0 <= scored["cast_rate"] <= 1.0 and len(scored["mean_rgb"]) == 3
+    # The colour shift needs 7 more training photos than categories to measure their
+    # spread: this split has fewer, so it is left out, not made up.
+    assert split["train"] < 10 and scored["colour_shift"] is None
+    assert floor["colour_shift"] is None and "| cast rate | shift |" in proc.stdout
     if inception_weights() is not None:  # FID needs the optional Inception package
         assert scored["fid"] > 0 and floor["fid"] >= 0
     assert "| recipe | budget s | train wall s |" in proc.stdout
@@ -93,3 +97,30 @@ def test_a_dataset_prepared_with_holdout_keeps_its_held_out_photos_out(tmp_path,
     train = load_prepared(tmp_path / "w" / "data")  # a valid dataset without a holdout file
     assert len(train) == info["train"] == len(load_prepared(data))
     assert load_held_out(train) is None
+
+
+def test_the_colour_shift_column_is_the_worst_categorys():
+    import importlib.util
+
+    import torch
+
+    from facediff.evaluation.colour import fit_shift_reference
+    from facediff.synthetic import make_faces
+
+    spec = importlib.util.spec_from_file_location("time_to_fid", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    images, labels = make_faces(100, size=16, seed=0)
+    fresh, fresh_labels = make_faces(40, size=16, seed=5)
+    shifts = fit_shift_reference(images, labels, 3)
+    clean = module.worst_shift(shifts, fresh, fresh_labels)
+    green = fresh.clone()
+    e = fresh_labels == 2
+    green[e] = (0.8 * fresh[e].float() + 0.2 * torch.tensor([0.0, 200.0, 0.0]).view(1, 3, 1, 1)).to(
+        torch.uint8
+    )
+    assert module.worst_shift(shifts, green, fresh_labels) == round(
+        shifts.shift(green[e], {2: 1.0}), 3
+    )
+    assert module.worst_shift(shifts, green, fresh_labels) > clean
+    assert module.worst_shift(None, fresh, fresh_labels) is None
