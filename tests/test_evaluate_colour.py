@@ -1,4 +1,5 @@
-"""evaluate's colour-cast rate: ~0 for faithful samples, high for a tinted group."""
+"""evaluate's colour-cast rate: ~0 for faithful samples, high for a tinted group; its colour
+shift: within chance for faithful samples, beyond it for a mild tint they all share."""
 
 from __future__ import annotations
 
@@ -8,26 +9,33 @@ from evaluate_helpers import SIZE, make_untrained_run, write_prepared, write_sam
 from facediff.evaluation import JudgeConfig, evaluate
 from facediff.synthetic import make_faces
 
+GREEN = torch.tensor([0.0, 200.0, 0.0]).view(1, 3, 1, 1)
 
-def test_colour_casts_per_group_in_report(tmp_path):
-    images, labels = make_faces(60, size=SIZE, seed=0)
+
+def evaluate_o_and(tmp_path, code: str, tinted: torch.Tensor, o: torch.Tensor, photos: int):
+    """evaluate's report on unseen faces of O and ``tinted`` ones of ``code``, against
+    ``photos`` prepared faces per category (seed 0)."""
+    images, labels = make_faces(photos, size=SIZE, seed=0)
     data = write_prepared(tmp_path / "data", images, labels)
     run = make_untrained_run(tmp_path / "run", data)
-    fresh, fresh_labels = make_faces(20, size=SIZE, seed=9)
-    o, i = fresh[fresh_labels == 1], fresh[fresh_labels == 0]
-    green = torch.tensor([0.0, 200.0, 0.0]).view(1, 3, 1, 1)
-    tinted = (0.3 * i.float() + 0.7 * green).round().to(torch.uint8)
-    samples = write_samples(tmp_path / "samples", {"O": ({"O": 1.0}, o), "I": ({"I": 1.0}, tinted)})
-    result = evaluate(
+    groups = {"O": ({"O": 1.0}, o), code: ({code: 1.0}, tinted)}
+    return evaluate(
         run,
         data=data,
-        samples=samples,
-        mixes=["O", "I"],
-        per_group=20,
+        samples=write_samples(tmp_path / "samples", groups),
+        mixes=["O", code],
+        per_group=len(o),
         judge_config=JudgeConfig(width=8, epochs=1),
         device="cpu",
         out=tmp_path / "out",
     )
+
+
+def test_colour_casts_per_group_in_report(tmp_path):
+    fresh, fresh_labels = make_faces(20, size=SIZE, seed=9)
+    o, i = fresh[fresh_labels == 1], fresh[fresh_labels == 0]
+    tinted = (0.3 * i.float() + 0.7 * GREEN).round().to(torch.uint8)
+    result = evaluate_o_and(tmp_path, "I", tinted, o, photos=60)
     colour = result.report["colour"]
     assert colour["per_group"]["O"]["cast_rate"] <= 0.1
     assert colour["per_group"]["I"]["cast_rate"] >= 0.9
@@ -41,26 +49,10 @@ def test_colour_casts_per_group_in_report(tmp_path):
 def test_a_tint_every_sample_shares_is_reported_as_a_colour_shift(tmp_path):
     # Each image tinted only a little: within the photos' range one by one (cast rate ~0),
     # but the whole set is greener than the photos, which the shift and its warning name.
-    images, labels = make_faces(100, size=SIZE, seed=0)
-    data = write_prepared(tmp_path / "data", images, labels)
-    run = make_untrained_run(tmp_path / "run", data)
     fresh, fresh_labels = make_faces(60, size=SIZE, seed=9)
     o, e = fresh[fresh_labels == 1], fresh[fresh_labels == 2]
-    green = torch.tensor([0.0, 200.0, 0.0]).view(1, 3, 1, 1)
-    greenish = (0.8 * e.float() + 0.2 * green).round().to(torch.uint8)
-    samples = write_samples(
-        tmp_path / "samples", {"O": ({"O": 1.0}, o), "E": ({"E": 1.0}, greenish)}
-    )
-    result = evaluate(
-        run,
-        data=data,
-        samples=samples,
-        mixes=["O", "E"],
-        per_group=60,
-        judge_config=JudgeConfig(width=8, epochs=1),
-        device="cpu",
-        out=tmp_path / "out",
-    )
+    greenish = (0.8 * e.float() + 0.2 * GREEN).round().to(torch.uint8)
+    result = evaluate_o_and(tmp_path, "E", greenish, o, photos=100)
     colour = result.report["colour"]
     e_row, o_row = colour["per_group"]["E"], colour["per_group"]["O"]
     assert e_row["cast_rate"] <= 0.1
