@@ -183,7 +183,7 @@ def test_cli_errors(env, tmp_path):
 def test_cli_writes_report_and_honours_force(env, tmp_path):
     _, data, run, _, _ = env
     samples = write_samples(tmp_path / "s", {"E": ({"E": 1.0}, _fresh("E", 6))})
-    out = tmp_path / "report"
+    out = tmp_path / "report [e]"  # printed as it is, not taken for terminal markup
     args = [
         "evaluate",
         str(run),
@@ -207,6 +207,8 @@ def test_cli_writes_report_and_honours_force(env, tmp_path):
     assert code == 0, text
     assert "Judge held-out accuracy" in text and "report:" in text
     assert "Realism is measured in the judge's features only" in text
+    assert "(pip install 'facediff[fid]')" in text  # the extra's name, not eaten as markup
+    assert f"report: {out / 'report.md'}" in text
     assert (out / "report.md").is_file()
     report = json.loads((out / "report.json").read_text())
     photos = report["realism"]["judge"]["per_category"]["E"]["n_real"]

@@ -39,8 +39,10 @@ DEFAULT_PROGRESS_SECONDS = 10.0
 
 # Redirected output keeps whole lines (no cut at 80 columns).
 _WIDTH = None if sys.stdout.isatty() else 200
-console = Console(stderr=True, soft_wrap=True)  # progress, warnings, diagnostics
-out = Console(soft_wrap=True, width=_WIDTH)  # results
+# Text is printed as it is: paths, category names and notes may hold "[...]" or ":...:",
+# which rich would otherwise take for markup or emoji codes and drop ("facediff[fid]").
+console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False)  # diagnostics
+out = Console(soft_wrap=True, width=_WIDTH, markup=False, emoji=False)  # results
 
 
 def _fmt(v: Any) -> str:
