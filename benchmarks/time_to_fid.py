@@ -285,13 +285,15 @@ def score(work: Path, rows: list[dict], use_judge: bool, heldout_from: Path | No
         train_idx, real, real_labels = held_photos(data, fraction)
         # A folder copied back from another machine (rows, split, samples) has no data/.
         train_images, train_labels = data.images[train_idx], data.labels[train_idx]
+        categories = len(data.categories)
     else:
         held = load_file(str(work / "heldout.safetensors"))
         real, real_labels = held["images"], held["labels"]
         train = load_prepared(work / "data")
         train_images, train_labels = train.images, train.labels
+        categories = len(train.categories)
     reference = fit_colour_reference(train_images)
-    shifts = fit_shift_reference(train_images, train_labels, int(train_labels.max()) + 1)
+    shifts = fit_shift_reference(train_images, train_labels, categories)
     net = inception()
     real_feats = net(real) if net is not None else None
     for row in rows:
