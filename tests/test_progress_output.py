@@ -143,3 +143,19 @@ def test_demo_data_suggests_the_matching_size(tmp_path):
     r = invoke(["demo-data", tmp_path / "raw", "-n", "1", "--size", "32"])
     assert r.exit_code == 0, r.output
     assert "--size 32" in r.stdout
+
+
+def test_bars_show_names_and_figures_as_they_are():
+    """A task or figure holding "[...]" is shown, not taken for terminal markup."""
+    import io
+
+    from rich.console import Console
+
+    from facediff.cli.render import RichProgress
+    from facediff.progress import Progress
+
+    buffer = io.StringIO()
+    with RichProgress(Console(file=buffer, force_terminal=True, width=200)) as bars:
+        bars(Progress("sample [e]", 1, 2, info={"mix": "[o]"}, message="wrote [i]"))
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buffer.getvalue())  # colours off
+    assert "sample [e]" in text and "mix [o]" in text and "wrote [i]" in text
