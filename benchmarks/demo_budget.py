@@ -12,13 +12,14 @@ installed, the noise rate (grain beyond 99% of the
 photos: the mottled backgrounds of an undertrained demo) and the colour-cast rate. The
 first arm is the baseline (the demo's own recipe); the others are compared with it::
 
-    python benchmarks/demo_budget.py --work /tmp/demo-budget      # 20-30 min on 2 cores
+    python benchmarks/demo_budget.py --work /tmp/demo-budget --mixes ''   # 20-30 min, 2 cores
     python benchmarks/demo_budget.py --work /tmp/db --arms b16,b8 --minutes 1
 
 ``--arms`` are ``b<batch>`` with an optional ``-lr<rate>`` (``b8-lr5e-4``); a ``-raw`` arm
 scores the same run as the arm before it with the raw weights instead of the EMA, a
 ``-g<guidance>`` arm (``b16-g1.5``) at another guidance scale. ``--mixes`` (default the demo
-grid's four) are sampled and scored too: the table's mix balance is their mean.
+grid's four) are sampled and scored too: the table's mix balance is their mean (they double
+the sampling: ``--arms b16,b16-g1.5,b16-g2 --per-group 64`` took 20 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -112,6 +113,12 @@ def main() -> None:
         p.error(f"--arms: {e}")
     if not arms[0][3]:
         p.error("--arms: the first arm trains (a -raw or -g arm scores the run before it)")
+    recipe = None  # a -raw or -g arm scores the run before it: it must name its recipe
+    for spec, cfg, _, trains in arms:
+        if trains:
+            recipe = (spec, cfg.batch_size, cfg.lr)
+        elif (cfg.batch_size, cfg.lr) != recipe[1:]:
+            p.error(f"--arms: {spec} scores the run of {recipe[0]}: name its batch and rate")
     mixes = [m for m in args.mixes.split(",") if m]
     work = Path(args.work)
     data, heldout = work / "data", work / "heldout"

@@ -59,6 +59,8 @@ def test_a_bad_arm_is_refused_in_one_line(tmp_path):
         ("b16,x8", "bad arm 'x8'"),
         ("b16-raw", "the first arm trains"),
         ("b16-g2", "the first arm trains"),
+        ("b16,b8-g2", "b8-g2 scores the run of b16: name its batch and rate"),
+        ("b16,b16-lr5e-4-raw", "b16-lr5e-4-raw scores the run of b16"),
     ]:
         proc = _run(tmp_path, "--arms", arms)
         assert proc.returncode == 2 and said in proc.stderr
