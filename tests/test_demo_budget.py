@@ -24,16 +24,20 @@ def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_arms_train_for_one_budget_and_are_scored_on_unseen_faces(tmp_path):
     args = ["--minutes", "0.1", "--per-group", "4", "--heldout", "6", "--judge-epochs", "1"]
-    arms = "b16,b16-raw,b16-g1.5,b4-lr5e-4"
+    from facediff.demo import DemoConfig
+
+    demo = DemoConfig().guidance  # the arms sample at the demo's guidance but for -g
+    arms = "b16,b16-raw,b16-g4,b4-lr5e-4"
     proc = _run(tmp_path, *args, "--arms", arms, "--mixes", "OI")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| arm | guidance | steps | images | judge FD | vs baseline |" in proc.stdout
     rows = json.loads((tmp_path / "w" / "demo_budget.json").read_text())
+    assert demo != 4.0
     assert [(r["arm"], r["batch"], r["lr"], r["ema"], r["guidance"]) for r in rows] == [
-        ("b16", 16, 1e-3, True, 3.0),
-        ("b16-raw", 16, 1e-3, False, 3.0),
-        ("b16-g1.5", 16, 1e-3, True, 1.5),
-        ("b4-lr5e-4", 4, 5e-4, True, 3.0),
+        ("b16", 16, 1e-3, True, demo),
+        ("b16-raw", 16, 1e-3, False, demo),
+        ("b16-g4", 16, 1e-3, True, 4.0),
+        ("b4-lr5e-4", 4, 5e-4, True, demo),
     ]
     # -raw and -g score the same run
     assert rows[0]["steps"] == rows[1]["steps"] == rows[2]["steps"] > 0
