@@ -110,8 +110,10 @@ class ShiftReference:
     counts: np.ndarray  # [K] photos per category
     whiten: np.ndarray  # [6, 6]: inverse Cholesky factor of the pooled within-category cov
 
-    def _expected(self, weights: dict[int, float]) -> np.ndarray:
-        return sum(w * self.means[i] for i, w in weights.items())  # type: ignore[return-value]
+    def _difference(self, images: torch.Tensor, weights: dict[int, float]) -> np.ndarray:
+        """The images' average statistics less the photos' for the mix ``weights``."""
+        expected = sum(w * self.means[i] for i, w in weights.items())
+        return colour_statistics(images).mean(axis=0) - expected
 
     def shift(self, images: torch.Tensor, weights: dict[int, float]) -> float:
         """Distance of ``images``' average statistics from the photos' for the mix
@@ -119,16 +121,14 @@ class ShiftReference:
         of a category in the mix."""
         if images.shape[0] == 0:
             return float("nan")
-        d = colour_statistics(images).mean(axis=0) - self._expected(weights)
-        return float(np.linalg.norm(self.whiten @ d))
+        return float(np.linalg.norm(self.whiten @ self._difference(images, weights)))
 
     def tint(self, images: torch.Tensor, weights: dict[int, float]) -> list[float]:
         """Signed per-channel difference of the average colour, 0..255 (e.g. ``[-67, 20,
         11]``: less red, more green and blue than the photos)."""
         if images.shape[0] == 0:
             return [float("nan")] * 3
-        d = colour_statistics(images).mean(axis=0) - self._expected(weights)
-        return [float(v * 255.0) for v in d[:3]]
+        return [float(v * 255.0) for v in self._difference(images, weights)[:3]]
 
     def variety(self, images: torch.Tensor) -> float:
         """How much the images' colour statistics vary from one image to the next, in the
