@@ -61,9 +61,10 @@ from facediff.dataset import (
 )
 from facediff.evaluation.colour import (
     ShiftReference,
-    fit_colour_reference,
-    fit_shift_reference,
+    colour_reference_from_statistics,
+    colour_statistics,
     mean_rgb,
+    shift_reference_from_statistics,
 )
 from facediff.preparation import held_out_by_name
 from facediff.training_log import read_metrics
@@ -292,8 +293,9 @@ def score(work: Path, rows: list[dict], use_judge: bool, heldout_from: Path | No
         train = load_prepared(work / "data")
         train_images, train_labels = train.images, train.labels
         categories = len(train.categories)
-    reference = fit_colour_reference(train_images)
-    shifts = fit_shift_reference(train_images, train_labels, categories)
+    stats = colour_statistics(train_images)  # once: both references fit the same numbers
+    reference = colour_reference_from_statistics(stats)
+    shifts = shift_reference_from_statistics(stats, train_labels, categories)
     net = inception()
     real_feats = net(real) if net is not None else None
     for row in rows:

@@ -11,9 +11,10 @@ from facediff.categories import CategoryMap
 from facediff.dataset import PreparedData
 from facediff.evaluation.colour import (
     SHIFT_WARNING,
-    fit_colour_reference,
-    fit_shift_reference,
+    colour_reference_from_statistics,
+    colour_statistics,
     mean_rgb,
+    shift_reference_from_statistics,
 )
 from facediff.evaluation.inputs import Group, RealPhotos
 from facediff.evaluation.judge import Judge
@@ -229,8 +230,9 @@ def colour_section(
     shift: how far the samples' average colour statistics lie from the prepared photos' of
     the same categories. The ``reals``' own values (held-out photos) are the floors (about
     1%; a shift within chance)."""
-    reference = fit_colour_reference(data.images)
-    shifts = fit_shift_reference(data.images, data.labels, len(data.categories))
+    stats = colour_statistics(data.images)  # once: both references fit the same numbers
+    reference = colour_reference_from_statistics(stats)
+    shifts = shift_reference_from_statistics(stats, data.labels, len(data.categories))
     per_group = {}
     for g in groups:
         row = GroupColour(
