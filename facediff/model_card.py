@@ -198,9 +198,22 @@ def evaluation_lines(f: CardFacts) -> list[str]:
         "",
     ]
     lines += _judged_lines(r) + _realism_lines(r) + _colour_lines(r)
-    memo = r.get("memorisation", {}).get("memorised_share")
-    if memo is not None:
-        lines += [f"Memorised-like share of samples: {_f(memo)}.", ""]
+    memo = r.get("memorisation", {})
+    if memo.get("memorised_share") is not None:
+        lines += [f"Memorised-like share of samples: {_f(memo['memorised_share'])}.", ""]
+    alike = {
+        k: v["look_alike_share"]
+        for k, v in memo.get("per_mix", {}).items()
+        if v.get("look_alike_share") is not None
+    }
+    if alike:  # reports before look-alike shares were measured have none
+        worst, q = max(alike, key=alike.get), memo.get("look_alike_quantile") or 0.0
+        lines += [
+            f"Look-alike samples (a near-twin among their own group, closer than {1 - q:.0%} "
+            f"of photos come to each other; photos about {q:.2f}): at most "
+            f"{_f(alike[worst])}, in {worst}.",
+            "",
+        ]
     for w in r.get("warnings", []):
         lines += [f"> **Warning:** {w}.", ""]
     return lines

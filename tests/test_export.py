@@ -246,6 +246,27 @@ def test_model_card_colour_casts(evaluated, run, tmp_path):
     assert "| held-out photos |  | 0.013 | ≤ 0.31 | 0.010 |" in card
 
 
+def test_model_card_names_the_group_with_the_most_look_alike_samples(evaluated, run, tmp_path):
+    _, report = evaluated
+    memo = report["memorisation"]
+    alike = {
+        "I": {**memo["per_mix"]["I"], "look_alike_share": 0.04, "look_alike_n": 50},
+        "E": {**memo["per_mix"]["E"], "look_alike_share": 0.25, "look_alike_n": 50},
+    }
+    path = tmp_path / "report.json"
+    measured = memo | {"per_mix": alike, "look_alike_quantile": 0.01}
+    path.write_text(json.dumps(report | {"run": str(run), "memorisation": measured}))
+    export(run, tmp_path / "m", report=path)
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "closer than 99% of photos come to each other; photos about 0.01): at most " in card
+    assert "at most 0.250, in E." in card
+    old = {k: v for k, v in memo.items() if k != "look_alike_quantile"}  # before it existed
+    old["per_mix"] = {k: {"n": v["n"], "median_nn_distance": 0.1} for k, v in alike.items()}
+    path.write_text(json.dumps(report | {"run": str(run), "memorisation": old}))
+    export(run, tmp_path / "m2", report=path)
+    assert "Look-alike samples" not in (tmp_path / "m2" / "README.md").read_text()
+
+
 def test_model_card_says_which_photos_realism_used(evaluated, run, tmp_path):
     """Photos the model never trained on (`evaluate --heldout`), or the judge's split of
     the training data; never their path."""

@@ -260,6 +260,15 @@ def print_tables(report: Report, console: Any) -> None:
         f"training image than {m.quantile:.0%} of held-out photos are "
         f"(threshold {m.threshold:.4f})"
     )
+    alike = {k: v for k, v in m.per_mix.items() if v.look_alike_share is not None}
+    if alike:
+        worst = max(alike, key=lambda k: alike[k].look_alike_share)
+        v = alike[worst]
+        console.print(
+            f"look-alike samples (pixel space): most in {worst}, {v.look_alike_share:.3f} of "
+            f"{v.look_alike_n} have a near-twin closer than {1 - m.look_alike_quantile:.0%} "
+            f"of photos come to each other (photos: about {m.look_alike_quantile:.2f})"
+        )
 
 
 def print_attribute_tables(report: Report, console: Any) -> None:

@@ -8,6 +8,8 @@
   network and training;
 - :mod:`~facediff.evaluation.inception` — optional Inception-v3 FID features;
 - :mod:`~facediff.evaluation.scores` — hit rate, mix balance, realism, memorisation;
+  :mod:`~facediff.evaluation.colour`, :mod:`~facediff.evaluation.noise` and
+  :mod:`~facediff.evaluation.repeats` — colour casts and shift, grain, look-alike samples;
 - :mod:`~facediff.evaluation.maths` — the statistics behind them;
 - :mod:`~facediff.evaluation.markdown` and :mod:`~facediff.evaluation.charts` — rendering.
 """

@@ -141,12 +141,19 @@ def realism_lines(report: Report) -> list[str]:
 
 def memorisation_lines(report: Report) -> list[str]:
     m = report.memorisation
+    q = m.look_alike_quantile or 0.0
     rows = [
-        [label, str(v.n), _f(v.median_nn_distance, 4), _f(v.memorised_share)]
+        [
+            label,
+            str(v.n),
+            _f(v.median_nn_distance, 4),
+            _f(v.memorised_share),
+            _look_alike_text(v.look_alike_share, v.look_alike_n),
+        ]
         for label, v in m.per_mix.items()
     ]
     return [
-        "## 5. Memorisation",
+        "## 5. Memorisation and look-alike samples",
         "",
         f"Distance: {m.space}. Reference: {m.reference}. A sample is "
         f"*memorised-like* when its nearest training image is closer than the threshold "
@@ -157,8 +164,22 @@ def memorisation_lines(report: Report) -> list[str]:
         f"(≈{m.quantile:.2f} expected for samples as novel as held-out photos). "
         "Closest pairs: memorisation.png.",
         "",
-        *_table(["mix", "samples", "median NN distance", "memorised-like share"], rows),
+        "A sample is *look-alike* when its nearest other sample of the same group is closer "
+        f"than all but {q:.0%} of the distances from photos of the group's categories to "
+        "their nearest other photo, in as many photos (at most 256; a mix draws its "
+        f"categories' photos in its weights): photos score about {q:.2f}, a set whose faces "
+        "repeat up to 1.",
+        "",
+        *_table(
+            ["mix", "samples", "median NN distance", "memorised-like share", "look-alike share"],
+            rows,
+        ),
     ]
+
+
+def _look_alike_text(share: float | None, n: int | None) -> str:
+    """``"0.062 (of 100)"``, or n/a when the group was too small to compare."""
+    return "n/a" if share is None else f"{share:.3f} (of {n})"
 
 
 def colour_lines(report: Report) -> list[str]:

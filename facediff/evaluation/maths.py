@@ -173,7 +173,7 @@ def balance_score(mean_probs: np.ndarray | list[float], weights: np.ndarray | li
     return 1.0 - total_variation(mean_probs, weights)
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+def wilson_interval(successes: float, n: float, z: float = 1.959964) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion (Wilson 1927); 95% by default."""
     if n <= 0:
         return 0.0, 1.0

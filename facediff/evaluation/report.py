@@ -180,6 +180,10 @@ class MixMemorisation:
     n: int
     median_nn_distance: float
     memorised_share: float = 0.0
+    # look-alike samples (facediff.evaluation.repeats): None where too few to compare
+    look_alike_share: float | None = None  # of look_alike_n samples, nearest other too close
+    look_alike_n: int | None = None  # samples compared (at most 256)
+    look_alike_threshold: float | None = None  # photos' 1% nearest-other-photo distance
 
 
 @dataclass
@@ -193,6 +197,7 @@ class Memorisation:
     sample_median_nn_distance: float
     memorised_share: float
     per_mix: dict[str, MixMemorisation]
+    look_alike_quantile: float | None = None  # the photos' own look-alike share
     closest_pairs: list[dict[str, Any]] = field(default_factory=list)
 
 

@@ -29,6 +29,8 @@ from facediff.evaluation.maths import (
     wilson_interval,
 )
 from facediff.evaluation.noise import fit_noise_reference, grain
+from facediff.evaluation.repeats import QUANTILE as LOOK_ALIKE_QUANTILE
+from facediff.evaluation.repeats import look_alike
 from facediff.evaluation.report import (
     GRAIN_BLIND,
     Accuracy,
@@ -178,6 +180,9 @@ def memorisation(
     baseline is each real photo's distance to its nearest prepared image: photos the model
     never trained on (``--heldout``), else the judge's held-out photos, each to its nearest
     *other* prepared image.
+
+    Each group's look-alike share (:mod:`facediff.evaluation.repeats`) is measured at the
+    same resolution: samples that are near-twins of each other.
     """
     ref = data.images.to(device).double().div(255)  # float64: see facediff.evaluation.maths
     d = ref[0].numel() ** 0.5
@@ -197,7 +202,11 @@ def memorisation(
         nn_d, nn_i = pairwise_nearest(imgs.to(device).double().div(255), ref)
         nn_d = nn_d / d
         all_nn.append(nn_d)
-        rows[g.mix.label] = MixMemorisation(len(nn_d), float(nn_d.median()))
+        row = rows[g.mix.label] = MixMemorisation(len(nn_d), float(nn_d.median()))
+        alike = look_alike(imgs, data.images, data.labels, g.mix.weight_map, seed=gi)
+        if alike is not None:
+            row.look_alike_n, share, threshold = alike
+            row.look_alike_share, row.look_alike_threshold = share, round(threshold, 5)
         pairs += [(float(nn_d[j]), gi, j, int(nn_i[j])) for j in range(len(nn_d))]
     nn_all = torch.cat(all_nn)
     threshold, share = memorisation_share(nn_all, real_nn, MEMORISATION_QUANTILE)
@@ -213,6 +222,7 @@ def memorisation(
         sample_median_nn_distance=float(nn_all.median()),
         memorised_share=share,
         per_mix=rows,
+        look_alike_quantile=LOOK_ALIKE_QUANTILE,
     )
     pairs.sort(key=lambda t: t[0])
     return summary, pairs
