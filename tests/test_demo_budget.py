@@ -31,6 +31,7 @@ def test_arms_train_for_one_budget_and_are_scored_on_unseen_faces(tmp_path):
     proc = _run(tmp_path, *args, "--arms", arms, "--mixes", "OI")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| arm | guidance | steps | images | judge FD | vs baseline |" in proc.stdout
+    assert "| cast rate | shift | look-alike | mix balance |" in proc.stdout
     rows = json.loads((tmp_path / "w" / "demo_budget.json").read_text())
     assert demo != 4.0
     assert [(r["arm"], r["batch"], r["lr"], r["ema"], r["guidance"]) for r in rows] == [
@@ -48,6 +49,7 @@ def test_arms_train_for_one_budget_and_are_scored_on_unseen_faces(tmp_path):
     for r in rows:  # each arm's own samples, scored against the unseen faces
         assert r["fd"] > 0 and r["fd_I"] is not None and 0 <= r["noise_rate"] <= 1
         assert r["colour_shift"] > 0  # the worst category's, from the report
+        assert r["look_alike"] is None  # 4 samples a category: too few to say
     assert rows[0]["fd"] != rows[1]["fd"]  # EMA and raw weights draw different faces
     heldout = json.loads((tmp_path / "w" / "heldout" / "manifest.json").read_text())
     trained = json.loads((tmp_path / "w" / "data" / "manifest.json").read_text())

@@ -69,7 +69,9 @@ def test_run_splits_trains_a_recipe_samples_and_scores(tmp_path):
     # The colour shift needs 7 more training photos than categories to measure their
     # spread: this split has fewer, so it is left out, not made up.
     assert split["train"] < 10 and scored["colour_shift"] is None
-    assert floor["colour_shift"] is None and "| cast rate | shift |" in proc.stdout
+    assert floor["colour_shift"] is None and "| cast rate | shift | look-alike |" in proc.stdout
+    # two samples per category are too few to say which look alike: left out, not made up
+    assert scored["look_alike"] is None and floor["look_alike"] is None
     if inception_weights() is not None:  # FID needs the optional Inception package
         assert scored["fid"] > 0 and floor["fid"] >= 0
     assert "| recipe | budget s | train wall s |" in proc.stdout
@@ -124,3 +126,24 @@ def test_the_colour_shift_column_is_the_worst_categorys():
     )
     assert module.worst_shift(shifts, green, fresh_labels) > clean
     assert module.worst_shift(None, fresh, fresh_labels) is None
+
+
+def test_the_look_alike_column_is_the_worst_categorys():
+    import importlib.util
+
+    import torch
+
+    from facediff.synthetic import make_faces
+
+    spec = importlib.util.spec_from_file_location("time_to_fid", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    photos, photo_labels = make_faces(100, size=16, seed=0)
+    fresh, labels = make_faces(40, size=16, seed=5)
+    clean = module.worst_look_alike(fresh, labels, photos, photo_labels)
+    assert clean is not None and clean <= 0.15
+    e = torch.nonzero(labels == 2).flatten()
+    twins = fresh.clone()
+    twins[e[: len(e) // 2]] = fresh[e[len(e) // 2 : 2 * (len(e) // 2)]]  # E's faces, twice
+    assert module.worst_look_alike(twins, labels, photos, photo_labels) == 1.0
+    assert module.worst_look_alike(fresh[:6], labels[:6], photos, photo_labels) is None
