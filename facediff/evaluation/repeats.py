@@ -65,11 +65,13 @@ def look_alike(
     photo_labels: torch.Tensor,
     weights: dict[int, float],
     seed: int = 0,
+    device: torch.device | str = "cpu",
 ) -> tuple[int, float, float] | None:
     """``(n, share, threshold)`` for one group: the ``n`` samples compared, the share of
     them that are look-alike, and the distance that calls them so. None when fewer than
     :data:`MIN_SET` samples or photos of the mix's categories can be compared, or a
-    category of the mix has no photos. ``samples`` and ``photos`` are uint8 at one size."""
+    category of the mix has no photos. ``samples`` and ``photos`` are uint8 at one size;
+    the distances are computed on ``device``."""
     available = {k: int((photo_labels == k).sum()) for k in weights}
     if any(available[k] == 0 for k, w in weights.items() if w > 0):
         return None
@@ -84,9 +86,9 @@ def look_alike(
     reference = []
     for _ in range(DRAWS):
         picked = [m[torch.randperm(len(m), generator=g)[: counts[k]]] for k, m in members.items()]
-        reference.append(nearest_other(photos[torch.cat(picked)]))
+        reference.append(nearest_other(photos[torch.cat(picked)].to(device)))
     threshold = float(torch.quantile(torch.cat(reference), QUANTILE))
-    share = float((nearest_other(samples) < threshold).double().mean())
+    share = float((nearest_other(samples.to(device)) < threshold).double().mean())
     return n, share, threshold
 
 

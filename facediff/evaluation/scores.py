@@ -203,7 +203,7 @@ def memorisation(
         nn_d = nn_d / d
         all_nn.append(nn_d)
         row = rows[g.mix.label] = MixMemorisation(len(nn_d), float(nn_d.median()))
-        alike = look_alike(imgs, data.images, data.labels, g.mix.weight_map, seed=gi)
+        alike = look_alike(imgs, data.images, data.labels, g.mix.weight_map, gi, device)
         if alike is not None:
             row.look_alike_n, share, threshold = alike
             row.look_alike_share, row.look_alike_threshold = share, round(threshold, 5)
