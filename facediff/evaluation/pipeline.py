@@ -57,6 +57,7 @@ from facediff.evaluation.inputs import (
 from facediff.evaluation.judge import Judge, load_or_train_judge
 from facediff.evaluation.judge_training import JudgeConfig
 from facediff.evaluation.maths import wilson_interval
+from facediff.evaluation.repeats import QUANTILE as LOOK_ALIKE_QUANTILE
 from facediff.evaluation.repeats import WARNING as LOOK_ALIKE_WARNING
 from facediff.evaluation.repeats import warns as look_alike_warns
 from facediff.evaluation.report import (
@@ -400,8 +401,9 @@ def _warnings(report: Report, size: int) -> list[str]:
     if alike:
         out.append(
             f"look-alike samples in {', '.join(alike)} (surely more than "
-            f"{LOOK_ALIKE_WARNING:.0%} of samples have a near-twin among them, closer than 99% "
-            "of photos come to each other: repeated faces; see the memorisation table)"
+            f"{LOOK_ALIKE_WARNING:.0%} of samples have a near-twin among them, closer than "
+            f"{1 - LOOK_ALIKE_QUANTILE:.0%} of photos come to each other: repeated faces; see "
+            "the memorisation table)"
         )
     noise = report.noise.per_group if report.noise is not None else {}
     noisy = [k for k, v in noise.items() if v.noise_rate > NOISE_WARNING]
