@@ -60,9 +60,9 @@ def main() -> None:
             for share in shares:
                 variants[f"{share:.0%} repeated"] = repeated(data.images[pick], share, g)
             for name, images in variants.items():
-                n, s, _ = look_alike(images, data.images[keep], data.labels[keep], {k: 1.0}, draw)
-                seen.setdefault(name, []).append(s)
-                warned.setdefault(name, []).append(warns(s, n))
+                got = look_alike(images, data.images[keep], data.labels[keep], {k: 1.0}, draw)
+                seen.setdefault(name, []).append(got.share)
+                warned.setdefault(name, []).append(warns(got.share, got.n))
         for name, values in seen.items():
             print(
                 f"| {code} | {name} | {np.mean(values):.3f} | {max(values):.3f} "

@@ -292,7 +292,7 @@ def worst_look_alike(
     for k in labels.unique().tolist():
         measured = look_alike(images[labels == k], photos, photo_labels, {k: 1.0})
         if measured is not None:
-            values.append(measured[1])
+            values.append(measured.share)
     return round(max(values), 3) if values else None
 
 

@@ -80,6 +80,7 @@ def test_known_samples_give_known_scores(env, tmp_path):
         "hit_rate.png",
         "realism.png",
         "memorisation.png",
+        "look_alike.png",
     ):
         assert (tmp_path / "out" / name).is_file()
     assert json.loads((tmp_path / "out" / "report.json").read_text())["hit_rate"]

@@ -27,29 +27,37 @@ def _repeated(faces: torch.Tensor, seed: int = 1) -> torch.Tensor:
 
 def test_nearest_other_never_matches_an_image_to_itself():
     faces = _fresh(2, 10)
-    d = nearest_other(faces)
+    d, index = nearest_other(faces)
     assert d.shape == (len(faces),) and bool((d > 0).all())
-    twins = torch.cat([faces[:1], faces[:1], faces[1:3]])
-    assert nearest_other(twins)[:2].tolist() == [0.0, 0.0]
+    assert bool((index != torch.arange(len(faces))).all())
+    twins = torch.cat([faces[:1], faces[1:3], faces[:1]])
+    d, index = nearest_other(twins)
+    assert d[[0, 3]].tolist() == [0.0, 0.0] and index[[0, 3]].tolist() == [3, 0]
 
 
 def test_unseen_faces_are_rarely_look_alike_and_repeated_faces_always_are():
     fresh = _fresh(2, 80)  # 80 unseen European faces
-    n, share, threshold = look_alike(fresh, PHOTOS, PHOTO_LABELS, {2: 1.0})
-    assert n == len(fresh) and share <= 0.06 and threshold > 0
-    assert not warns(share, n)
-    n, share, _ = look_alike(_repeated(fresh[:40]), PHOTOS, PHOTO_LABELS, {2: 1.0})
-    assert n == 80 and share == 1.0 and warns(share, n)
-    # a tenth of the set repeated: caught, and a share that says how much
+    got = look_alike(fresh, PHOTOS, PHOTO_LABELS, {2: 1.0})
+    assert got.n == len(fresh) and got.share <= 0.06 and got.threshold > 0
+    assert not warns(got.share, got.n)
+    got = look_alike(_repeated(fresh[:40]), PHOTOS, PHOTO_LABELS, {2: 1.0})
+    assert got.n == 80 and got.share == 1.0 and warns(got.share, got.n)
+    # a tenth of the set repeated: caught, and a share that says how much; the closest
+    # pairs shown are the repeated faces, each pair once
     tenth = torch.cat([fresh[:72], _repeated(fresh[72:76])])
-    n, share, _ = look_alike(tenth, PHOTOS, PHOTO_LABELS, {2: 1.0})
-    assert 0.1 <= share <= 0.16
+    got = look_alike(tenth, PHOTOS, PHOTO_LABELS, {2: 1.0})
+    assert 0.1 <= got.share <= 0.16
+    assert {(i, j) for _, i, j in got.closest[:4]} == {(72 + k, 76 + k) for k in range(4)}
+    distances = [d for d, _, _ in got.closest]
+    assert len(distances) == 8 and distances == sorted(distances)
 
 
 def test_sets_are_compared_at_one_count_and_too_few_say_nothing():
     fresh = _fresh(0, 400)  # more samples than the category has photos: n = the photos'
-    n, _, _ = look_alike(fresh, PHOTOS, PHOTO_LABELS, {0: 1.0})
-    assert n == min(len(fresh), int((PHOTO_LABELS == 0).sum()))
+    got = look_alike(fresh, PHOTOS, PHOTO_LABELS, {0: 1.0})
+    assert got.n == min(len(fresh), int((PHOTO_LABELS == 0).sum()))
+    # the pairs shown name samples of the whole group, not of the subset compared
+    assert max(j for _, _, j in got.closest) < len(fresh)
     assert look_alike(fresh[:7], PHOTOS, PHOTO_LABELS, {0: 1.0}) is None
     only_o = PHOTO_LABELS == 1  # a mix with a category without photos: no reference
     assert look_alike(fresh, PHOTOS[only_o], PHOTO_LABELS[only_o], {0: 0.5, 1: 0.5}) is None
@@ -94,3 +102,11 @@ def test_evaluate_reports_and_warns_about_look_alike_samples(tmp_path):
     assert len(alike) == 1 and alike[0].startswith("look-alike samples in E (")
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| E | 60 |" in md and "1.000 (of 60)" in md and "look-alike share" in md
+    # the pairs shown first are E's twins (a face and its noisy copy, 30 apart)
+    shown = memo["closest_look_alike"]
+    assert len(shown) == 8 and all(p["mix"] == "E" for p in shown)
+    for pair in shown:
+        i, j = pair["samples"]
+        assert j - i == 30 and pair["distance"] < pair["threshold"]
+    assert rep["files"]["look_alike"] == "look_alike.png"
+    assert (tmp_path / "out" / "look_alike.png").is_file()

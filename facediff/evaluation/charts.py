@@ -206,28 +206,50 @@ def _tile(image: torch.Tensor, size: int) -> Image.Image:
     return tensor_to_image(image).resize((size, size), Image.NEAREST)
 
 
-def memorisation_pairs(
-    pairs: list[tuple[float, str, torch.Tensor, torch.Tensor]], threshold: float, path: Path
-) -> None:
-    """The closest sample / training-image pairs side by side, with their distances."""
+def _pair_sheet(pairs: list[tuple[Image.Image, Image.Image, str]], title: str, path: Path) -> None:
+    """Image pairs side by side, two pairs a row, each captioned."""
     tile, cols = 96, 2
     per_row = 2
     rows = (len(pairs) + per_row - 1) // per_row
     width = per_row * (cols * tile + 3 * PAD)
     im = Image.new("RGB", (max(width, 360), 44 + rows * (tile + 26)), BG)
     d = ImageDraw.Draw(im)
-    d.text(
-        (PAD, 8),
-        f"Closest samples (left) and their nearest training image (right); "
-        f"threshold {threshold:.4f}",
-        fill=FG,
-        font=_font(12),
-    )
-    for k, (dist, label, sample, train) in enumerate(pairs):
+    d.text((PAD, 8), title, fill=FG, font=_font(12))
+    for k, (left, right, caption) in enumerate(pairs):
         x = PAD + (k % per_row) * (cols * tile + 3 * PAD)
         y = 30 + (k // per_row) * (tile + 26)
-        im.paste(_tile(sample, tile), (x, y))
-        im.paste(_tile(train, tile), (x + tile + 2, y))
-        flag = "  memorised-like" if dist < threshold else ""
-        d.text((x, y + tile + 3), f"{label}  d={dist:.4f}{flag}", fill=FG, font=_font(11))
+        im.paste(left, (x, y))
+        im.paste(right, (x + tile + 2, y))
+        d.text((x, y + tile + 3), caption, fill=FG, font=_font(11))
     save_image_atomic(im, path)
+
+
+def memorisation_pairs(
+    pairs: list[tuple[float, str, torch.Tensor, torch.Tensor]], threshold: float, path: Path
+) -> None:
+    """The closest sample / training-image pairs side by side, with their distances."""
+    shown = []
+    for dist, label, sample, train in pairs:
+        flag = "  memorised-like" if dist < threshold else ""
+        shown.append((_tile(sample, 96), _tile(train, 96), f"{label}  d={dist:.4f}{flag}"))
+    title = (
+        "Closest samples (left) and their nearest training image (right); "
+        f"threshold {threshold:.4f}"
+    )
+    _pair_sheet(shown, title, path)
+
+
+def look_alike_pairs(
+    pairs: list[tuple[float, float, str, torch.Tensor, torch.Tensor]], path: Path
+) -> None:
+    """The groups' closest sample pairs side by side, with their distances and their
+    group's look-alike threshold."""
+    shown = []
+    for dist, threshold, label, a, b in pairs:
+        flag = "  look-alike" if dist < threshold else ""
+        caption = f"{label}  d={dist:.4f} / {threshold:.4f}{flag}"
+        shown.append((_tile(a, 96), _tile(b, 96), caption))
+    title = "Closest sample pairs of a group (d / the group's look-alike threshold)"
+    if not shown:
+        title += ": no group had enough samples to compare"
+    _pair_sheet(shown, title, path)

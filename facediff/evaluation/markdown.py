@@ -168,7 +168,7 @@ def memorisation_lines(report: Report) -> list[str]:
         f"than all but {q:.0%} of the distances from photos of the group's categories to "
         "their nearest other photo, in as many photos (at most 256; a mix draws its "
         f"categories' photos in its weights): photos score about {q:.2f}, a set whose faces "
-        "repeat up to 1.",
+        "repeat up to 1. The closest pairs of samples within a group: look_alike.png.",
         "",
         *_table(
             ["mix", "samples", "median NN distance", "memorised-like share", "look-alike share"],

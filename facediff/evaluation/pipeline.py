@@ -293,16 +293,16 @@ def _build_report(
     incep: InceptionFeatures | None,
     device: torch.device,
     reals: RealPhotos,
-) -> tuple[Report, list[tuple[float, int, int, int]]]:
-    """Every section but the warnings and the timing (filled in by the caller); samples
-    are set against ``reals``."""
+) -> tuple[Report, ClosePairs]:
+    """Every section but the warnings and the timing (filled in by the caller), and the
+    closest pairs the charts show; samples are set against ``reals``."""
     if len(judge.heldout_indices) == 0:
         raise DataError("the prepared data is too small to hold out real images")
     cats = prepared.categories
     real_imgs, real_labels = reals.images, reals.labels
     _, real_feats = judge.run(real_imgs)
     real_incep = incep(real_imgs) if incep is not None else None
-    memo, pairs = memorisation(groups, prepared, reals, device)
+    memo, pairs, twins = memorisation(groups, prepared, reals, device)
     data: dict[str, Any] = {
         "path": str(prepared.path),
         "fingerprint": prepared.fingerprint,
@@ -328,8 +328,13 @@ def _build_report(
             *([] if incep is not None else [JUDGE_ONLY_NOTE]),
         ],
     )
-    return report, pairs
+    return report, (pairs, twins)
 
+
+#: The closest pairs the charts show: each sample's nearest training image ``(distance,
+#: group, sample, training index)`` and the groups' closest sample pairs ``(distance,
+#: threshold, group, sample, sample)`` (:func:`facediff.evaluation.scores.memorisation`).
+ClosePairs = tuple[list[tuple[float, int, int, int]], list[tuple[float, float, int, int, int]]]
 
 REPORT_NOTES = [
     "Every judged number depends on the judge: read its held-out accuracy first.",
@@ -568,7 +573,7 @@ def _write_outputs(
     report: Report,
     groups: list[Group],
     data: PreparedData,
-    pairs: list[tuple[float, int, int, int]],
+    pairs: ClosePairs,
 ) -> dict[str, Path]:
     from facediff.evaluation import charts
     from facediff.evaluation.markdown import render_markdown
@@ -579,22 +584,33 @@ def _write_outputs(
         "hit_rate": out / "hit_rate.png",
         "realism": out / "realism.png",
         "memorisation": out / "memorisation.png",
+        "look_alike": out / "look_alike.png",
     }
     charts.mix_probabilities(report, files["mix_probabilities"])
     charts.hit_rates(report, files["hit_rate"])
     charts.realism(report, files["realism"])
+    to_train, twins = pairs
     close = [
         (dist, groups[gi].mix.label, groups[gi].images[j], data.images[t])
-        for dist, gi, j, t in pairs[:8]
+        for dist, gi, j, t in to_train[:8]
     ]
     charts.memorisation_pairs(close, report.memorisation.threshold, files["memorisation"])
+    alike = [
+        (dist, limit, groups[gi].mix.label, groups[gi].images[i], groups[gi].images[j])
+        for dist, limit, gi, i, j in twins[:8]
+    ]
+    charts.look_alike_pairs(alike, files["look_alike"])
     if report.attributes is not None and report.attributes.cells:
         files["attribute_hit_rate"] = out / "attribute_hit_rate.png"
         charts.attribute_hit_rates(report, files["attribute_hit_rate"])
     report.memorisation.closest_pairs = [
         {"mix": groups[gi].mix.label, "sample": j, "train_index": t, "distance": dist}
         | _source_of(data, t)
-        for dist, gi, j, t in pairs[:8]
+        for dist, gi, j, t in to_train[:8]
+    ]
+    report.memorisation.closest_look_alike = [
+        {"mix": groups[gi].mix.label, "samples": [i, j], "distance": dist, "threshold": limit}
+        for dist, limit, gi, i, j in twins[:8]
     ]
     report.files = {k: p.name for k, p in files.items()}
     files["report_json"] = out / REPORT_JSON

@@ -22,6 +22,8 @@ samples beyond it) and at most the photos there are.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 from facediff.evaluation.maths import pairwise_nearest, wilson_interval
@@ -33,15 +35,28 @@ MIN_SET = 8  # fewer samples (or photos) than this: no look-alike share
 #: Warn when the 95% interval of a group's look-alike share lies wholly above this:
 #: five times the photos' own 1%.
 WARNING = 0.05
+CLOSEST = 8  # pairs of a group kept to be shown (look_alike.png)
 
 
-def nearest_other(images: torch.Tensor) -> torch.Tensor:
-    """Each image's RMS pixel distance (0–1 scale) to its nearest *other* image of the set
-    (uint8 N×3×S×S, N ≥ 2)."""
+@dataclass
+class LookAlike:
+    """One group's look-alike share and the pairs that show it."""
+
+    n: int  # samples compared
+    share: float  # of them, the share with a near-twin among them
+    threshold: float  # the photos' QUANTILE nearest-other-photo distance
+    #: the group's closest pairs, closest first: (distance, i, j), i < j, indices into the
+    #: group's samples
+    closest: list[tuple[float, int, int]] = field(default_factory=list)
+
+
+def nearest_other(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's RMS pixel distance (0–1 scale) to its nearest *other* image of the set,
+    and that image's index (uint8 N×3×S×S, N ≥ 2)."""
     x = images.double().div(255)
     exclude = torch.arange(len(x), device=x.device)
-    nn, _ = pairwise_nearest(x, x, exclude=exclude)
-    return nn / x[0].numel() ** 0.5
+    nn, index = pairwise_nearest(x, x, exclude=exclude)
+    return nn / x[0].numel() ** 0.5, index
 
 
 def _draw_counts(n: int, weights: dict[int, float], available: dict[int, int]) -> dict[int, int]:
@@ -66,12 +81,11 @@ def look_alike(
     weights: dict[int, float],
     seed: int = 0,
     device: torch.device | str = "cpu",
-) -> tuple[int, float, float] | None:
-    """``(n, share, threshold)`` for one group: the ``n`` samples compared, the share of
-    them that are look-alike, and the distance that calls them so. None when fewer than
-    :data:`MIN_SET` samples or photos of the mix's categories can be compared, or a
-    category of the mix has no photos. ``samples`` and ``photos`` are uint8 at one size;
-    the distances are computed on ``device``."""
+) -> LookAlike | None:
+    """One group's look-alike share, measured on at most :data:`MAX_SET` of its
+    ``samples``. None when fewer than :data:`MIN_SET` samples or photos of the mix's
+    categories can be compared, or a category of the mix has no photos. ``samples`` and
+    ``photos`` are uint8 at one size; the distances are computed on ``device``."""
     available = {k: int((photo_labels == k).sum()) for k in weights}
     if any(available[k] == 0 for k, w in weights.items() if w > 0):
         return None
@@ -79,17 +93,25 @@ def look_alike(
     n = min(len(samples), MAX_SET, sum(available.values()))
     if n < MIN_SET:
         return None
+    compared = torch.arange(len(samples))
     if len(samples) > n:
-        samples = samples[torch.randperm(len(samples), generator=g)[:n].sort().values]
+        compared = torch.randperm(len(samples), generator=g)[:n].sort().values
     counts = _draw_counts(n, weights, available)
     members = {k: torch.nonzero(photo_labels == k).flatten() for k in counts}
     reference = []
     for _ in range(DRAWS):
         picked = [m[torch.randperm(len(m), generator=g)[: counts[k]]] for k, m in members.items()]
-        reference.append(nearest_other(photos[torch.cat(picked)].to(device)))
+        reference.append(nearest_other(photos[torch.cat(picked)].to(device))[0])
     threshold = float(torch.quantile(torch.cat(reference), QUANTILE))
-    share = float((nearest_other(samples.to(device)) < threshold).double().mean())
-    return n, share, threshold
+    dist, index = nearest_other(samples[compared].to(device))
+    share = float((dist < threshold).double().mean())
+    pairs = {}  # a mutual nearest pair once
+    for a in dist.argsort().tolist():
+        i, j = sorted((int(compared[a]), int(compared[index[a]])))
+        pairs.setdefault((i, j), float(dist[a]))
+        if len(pairs) == CLOSEST:
+            break
+    return LookAlike(n, share, threshold, [(d, i, j) for (i, j), d in pairs.items()])
 
 
 def warns(share: float | None, n: int | None) -> bool:

@@ -199,6 +199,9 @@ class Memorisation:
     per_mix: dict[str, MixMemorisation]
     look_alike_quantile: float | None = None  # the photos' own look-alike share
     closest_pairs: list[dict[str, Any]] = field(default_factory=list)
+    # the groups' closest sample pairs (look_alike.png): mix, samples [i, j], distance,
+    # threshold (the group's), closest to their threshold first
+    closest_look_alike: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

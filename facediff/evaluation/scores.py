@@ -172,7 +172,9 @@ def feature_space_rows(
 
 def memorisation(
     groups: list[Group], data: PreparedData, reals: RealPhotos, device: torch.device
-) -> tuple[Memorisation, list[tuple[float, int, int, int]]]:
+) -> tuple[
+    Memorisation, list[tuple[float, int, int, int]], list[tuple[float, float, int, int, int]]
+]:
     """Pixel-space nearest training image for every sample and for the real photos.
 
     Distances are RMS pixel differences on a 0–1 scale at the data resolution. The
@@ -183,6 +185,11 @@ def memorisation(
 
     Each group's look-alike share (:mod:`facediff.evaluation.repeats`) is measured at the
     same resolution: samples that are near-twins of each other.
+
+    Returns the section, every sample's nearest training image ``(distance, group, sample,
+    training index)`` closest first, and the groups' closest sample pairs ``(distance,
+    the group's look-alike threshold, group, sample, sample)``, closest to their group's
+    threshold first.
     """
     ref = data.images.to(device).double().div(255)  # float64: see facediff.evaluation.maths
     d = ref[0].numel() ** 0.5
@@ -194,7 +201,7 @@ def memorisation(
         real_nn, _ = pairwise_nearest(ref[held.to(device)], ref, exclude=held)
         baseline = "held-out real images → nearest other prepared image"
     real_nn = real_nn / d
-    rows, pairs, all_nn = {}, [], []
+    rows, pairs, twins, all_nn = {}, [], [], []
     for gi, g in enumerate(groups):
         imgs = g.images
         if imgs.shape[-1] != data.size:
@@ -205,8 +212,9 @@ def memorisation(
         row = rows[g.mix.label] = MixMemorisation(len(nn_d), float(nn_d.median()))
         alike = look_alike(imgs, data.images, data.labels, g.mix.weight_map, gi, device)
         if alike is not None:
-            row.look_alike_n, share, threshold = alike
-            row.look_alike_share, row.look_alike_threshold = share, round(threshold, 5)
+            row.look_alike_n, row.look_alike_share = alike.n, alike.share
+            row.look_alike_threshold = round(alike.threshold, 5)
+            twins += [(dist, alike.threshold, gi, i, j) for dist, i, j in alike.closest]
         pairs += [(float(nn_d[j]), gi, j, int(nn_i[j])) for j in range(len(nn_d))]
     nn_all = torch.cat(all_nn)
     threshold, share = memorisation_share(nn_all, real_nn, MEMORISATION_QUANTILE)
@@ -225,7 +233,8 @@ def memorisation(
         look_alike_quantile=LOOK_ALIKE_QUANTILE,
     )
     pairs.sort(key=lambda t: t[0])
-    return summary, pairs
+    twins.sort(key=lambda t: t[0] / t[1] if t[1] > 0 else float("inf"))
+    return summary, pairs, twins
 
 
 def _rounded(v: float) -> float | None:
