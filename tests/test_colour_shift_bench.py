@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from evaluate_helpers import write_prepared
-from script_helpers import script_env
+from script_helpers import run_script
 
 from facediff.synthetic import make_faces
 
@@ -17,13 +15,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "colour_shift.py"
 def test_prints_the_table_with_unseen_photos_unflagged_and_tints_flagged(tmp_path):
     images, labels = make_faces(80, size=16, seed=0)
     data = write_prepared(tmp_path / "data", images, labels)
-    proc = subprocess.run(
-        [sys.executable, SCRIPT, data, "--n", "30", "--draws", "5", "--amounts", "0.3"],
-        capture_output=True,
-        text=True,
-        env=script_env(),
-        timeout=600,
-    )
+    proc = run_script(SCRIPT, data, "--n", "30", "--draws", "5", "--amounts", "0.3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = {}
     for line in proc.stdout.splitlines():

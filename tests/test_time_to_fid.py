@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from script_helpers import script_env
+from script_helpers import import_script, script_env
 
 from facediff.training_log import read_metrics
 
@@ -102,16 +102,12 @@ def test_a_dataset_prepared_with_holdout_keeps_its_held_out_photos_out(tmp_path,
 
 
 def test_the_colour_shift_column_is_the_worst_categorys():
-    import importlib.util
-
     import torch
 
     from facediff.evaluation.colour import fit_shift_reference
     from facediff.synthetic import make_faces
 
-    spec = importlib.util.spec_from_file_location("time_to_fid", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_script(SCRIPT)
     images, labels = make_faces(100, size=16, seed=0)
     fresh, fresh_labels = make_faces(40, size=16, seed=5)
     shifts = fit_shift_reference(images, labels, 3)
@@ -129,15 +125,11 @@ def test_the_colour_shift_column_is_the_worst_categorys():
 
 
 def test_the_look_alike_column_is_the_worst_categorys():
-    import importlib.util
-
     import torch
 
     from facediff.synthetic import make_faces
 
-    spec = importlib.util.spec_from_file_location("time_to_fid", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = import_script(SCRIPT)
     photos, photo_labels = make_faces(100, size=16, seed=0)
     fresh, labels = make_faces(40, size=16, seed=5)
     clean = module.worst_look_alike(fresh, labels, photos, photo_labels)
