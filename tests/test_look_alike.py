@@ -61,6 +61,14 @@ def test_sets_are_compared_at_one_count_and_too_few_say_nothing():
     assert look_alike(fresh[:7], PHOTOS, PHOTO_LABELS, {0: 1.0}) is None
     only_o = PHOTO_LABELS == 1  # a mix with a category without photos: no reference
     assert look_alike(fresh, PHOTOS[only_o], PHOTO_LABELS[only_o], {0: 0.5, 1: 0.5}) is None
+    # a category named at weight 0 lends the mix no photos: 20 samples, 10 photos of O
+    few_o = torch.cat(
+        [
+            torch.nonzero(PHOTO_LABELS == 1).flatten()[:10],
+            torch.nonzero(PHOTO_LABELS == 0).flatten(),
+        ]
+    )
+    assert look_alike(fresh[:20], PHOTOS[few_o], PHOTO_LABELS[few_o], {1: 1.0, 0: 0.0}).n == 10
     # the same call gives the same answer
     assert look_alike(fresh, PHOTOS, PHOTO_LABELS, {0: 1.0}) == look_alike(
         fresh, PHOTOS, PHOTO_LABELS, {0: 1.0}

@@ -86,8 +86,8 @@ def look_alike(
     ``samples``. None when fewer than :data:`MIN_SET` samples or photos of the mix's
     categories can be compared, or a category of the mix has no photos. ``samples`` and
     ``photos`` are uint8 at one size; the distances are computed on ``device``."""
-    available = {k: int((photo_labels == k).sum()) for k in weights}
-    if any(available[k] == 0 for k, w in weights.items() if w > 0):
+    available = {k: int((photo_labels == k).sum()) for k, w in weights.items() if w > 0}
+    if not available or min(available.values()) == 0:
         return None
     g = torch.Generator().manual_seed(seed)
     n = min(len(samples), MAX_SET, sum(available.values()))
