@@ -206,7 +206,9 @@ def _tile(image: torch.Tensor, size: int) -> Image.Image:
     return tensor_to_image(image).resize((size, size), Image.NEAREST)
 
 
-def _pair_sheet(pairs: list[tuple[Image.Image, Image.Image, str]], title: str, path: Path) -> None:
+def _pair_sheet(
+    pairs: list[tuple[torch.Tensor, torch.Tensor, str]], title: str, path: Path
+) -> None:
     """Image pairs side by side, two pairs a row, each captioned."""
     tile, cols = 96, 2
     per_row = 2
@@ -218,8 +220,8 @@ def _pair_sheet(pairs: list[tuple[Image.Image, Image.Image, str]], title: str, p
     for k, (left, right, caption) in enumerate(pairs):
         x = PAD + (k % per_row) * (cols * tile + 3 * PAD)
         y = 30 + (k // per_row) * (tile + 26)
-        im.paste(left, (x, y))
-        im.paste(right, (x + tile + 2, y))
+        im.paste(_tile(left, tile), (x, y))
+        im.paste(_tile(right, tile), (x + tile + 2, y))
         d.text((x, y + tile + 3), caption, fill=FG, font=_font(11))
     save_image_atomic(im, path)
 
@@ -228,10 +230,10 @@ def memorisation_pairs(
     pairs: list[tuple[float, str, torch.Tensor, torch.Tensor]], threshold: float, path: Path
 ) -> None:
     """The closest sample / training-image pairs side by side, with their distances."""
-    shown = []
-    for dist, label, sample, train in pairs:
-        flag = "  memorised-like" if dist < threshold else ""
-        shown.append((_tile(sample, 96), _tile(train, 96), f"{label}  d={dist:.4f}{flag}"))
+    shown = [
+        (sample, train, f"{label}  d={dist:.4f}" + ("  memorised-like" if dist < threshold else ""))
+        for dist, label, sample, train in pairs
+    ]
     title = (
         "Closest samples (left) and their nearest training image (right); "
         f"threshold {threshold:.4f}"
@@ -244,11 +246,10 @@ def look_alike_pairs(
 ) -> None:
     """The groups' closest sample pairs side by side, with their distances and their
     group's look-alike threshold."""
-    shown = []
-    for dist, threshold, label, a, b in pairs:
-        flag = "  look-alike" if dist < threshold else ""
-        caption = f"{label}  d={dist:.4f} / {threshold:.4f}{flag}"
-        shown.append((_tile(a, 96), _tile(b, 96), caption))
+    shown = [
+        (a, b, f"{label}  d={dist:.4f} / {limit:.4f}" + ("  look-alike" if dist < limit else ""))
+        for dist, limit, label, a, b in pairs
+    ]
     title = "Closest sample pairs of a group (d / the group's look-alike threshold)"
     if not shown:
         title += ": no group had enough samples to compare"
