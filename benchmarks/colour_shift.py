@@ -14,6 +14,7 @@ the chance distribution of an unseen set's shift::
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,19 @@ TINTS = {"green": (0, 200, 0), "blue": (0, 0, 255), "magenta": (200, 0, 200)}
 def blend(x: torch.Tensor, colour: tuple[int, int, int], amount: float) -> torch.Tensor:
     c = torch.tensor(colour, dtype=torch.float32).view(1, 3, 1, 1)
     return ((1 - amount) * x.float() + amount * c).round().to(torch.uint8)
+
+
+def unseen_splits(
+    labels: torch.Tensor, k: int, n: int, draws: int, g: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``draws`` random splits of category ``k``: the indices of ``n`` of its photos, which
+    stand in for samples, and the mask of the rest of the data, which the references see."""
+    mine = torch.nonzero(labels == k).flatten()
+    for _ in range(draws):
+        pick = mine[torch.randperm(len(mine), generator=g)[:n]]
+        keep = torch.ones(len(labels), dtype=torch.bool)
+        keep[pick] = False
+        yield pick, keep
 
 
 def main() -> None:
@@ -66,17 +80,13 @@ def main() -> None:
     )
     print("|---|---|---:|---:|---:|---:|---:|")
     for k in range(k_all):
-        mine = torch.nonzero(data.labels == k).flatten()
-        if len(mine) < 2 * args.n:
+        if int((data.labels == k).sum()) < 2 * args.n:
             print(f"| {codes[k]} | fewer than {2 * args.n} photos: skipped | | | | | |")
             continue
         shift_of: dict[str, list[float]] = {}
         flagged: dict[str, list[bool]] = {}
         cast: dict[str, list[float]] = {}
-        for _ in range(args.draws):
-            pick = mine[torch.randperm(len(mine), generator=g)[: args.n]]
-            keep = torch.ones(len(data), dtype=torch.bool)
-            keep[pick] = False
+        for pick, keep in unseen_splits(data.labels, k, args.n, args.draws, g):
             shifts = shift_reference_from_statistics(stats[keep.numpy()], data.labels[keep], k_all)
             casts = colour_reference_from_statistics(stats[keep.numpy()])
             chance = shifts.chance(args.n, {k: 1.0})

@@ -2,9 +2,10 @@
 floor, about 1%) against the same sets with a few faces repeated (a copy of another face of
 the set with a little pixel noise, as a collapsing model repeats a face).
 
-Each category's photos in ``DATA`` (a prepared dataset) are split at random: ``--n`` of them
-(default 100) stand in for samples, the rest are the photos ``evaluate`` compares them with
-(in ``evaluate``: all prepared photos). ``--draws`` random splits per category::
+Each category's photos in ``DATA`` (a prepared dataset) are split at random as
+``colour_shift.py`` splits them: ``--n`` of them (default 100) stand in for samples, the rest
+are the photos ``evaluate`` compares them with (in ``evaluate``: all prepared photos).
+``--draws`` random splits per category::
 
     python benchmarks/look_alike.py /tmp/utk64 --n 100 --draws 20
 """
@@ -35,6 +36,8 @@ def main() -> None:
     p.add_argument("--repeats", default="0.02,0.05,0.1,0.2", help="shares of faces repeated")
     args = p.parse_args()
 
+    from colour_shift import unseen_splits  # this folder: the same splits
+
     from facediff.dataset import load_prepared
     from facediff.evaluation.repeats import QUANTILE, WARNING, look_alike, warns
 
@@ -46,16 +49,12 @@ def main() -> None:
     print("\n| category | set | look-alike share (mean) | largest | warned |")
     print("|---|---|---:|---:|---:|")
     for k, code in enumerate(codes):
-        mine = torch.nonzero(data.labels == k).flatten()
-        if len(mine) < 2 * args.n:
+        if int((data.labels == k).sum()) < 2 * args.n:
             print(f"| {code} | fewer than {2 * args.n} photos: skipped | | | |")
             continue
         seen: dict[str, list[float]] = {}
         warned: dict[str, list[bool]] = {}
-        for draw in range(args.draws):
-            pick = mine[torch.randperm(len(mine), generator=g)[: args.n]]
-            keep = torch.ones(len(data), dtype=torch.bool)
-            keep[pick] = False
+        for draw, (pick, keep) in enumerate(unseen_splits(data.labels, k, args.n, args.draws, g)):
             variants = {"unseen photos": data.images[pick]}
             for share in shares:
                 variants[f"{share:.0%} repeated"] = repeated(data.images[pick], share, g)
